@@ -1,0 +1,145 @@
+"""`docqa ingest | delete | docs | search | reindex | kbs`: the knowledge-base commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+def load_settings():
+    from .settings import load_settings as _load
+
+    return _load()
+
+kb_option = click.option("--kb", "kb", required=True, metavar="NAME", help="Knowledge base name.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
+def _echo_json(data) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@kb_option
+@json_option
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def ingest(paths: tuple[str, ...], kb: str, as_json: bool, no_progress: bool) -> None:
+    """Ingest files and folders (recursively) into a knowledge base, creating it if needed.
+
+    Supported: .pdf .docx .html/.htm .md/.markdown .txt .jsonl. Unchanged files are skipped; changed
+    files replace their old units. Exit code 1 when some files failed (the rest is committed).
+    """
+    from .pipeline import ingest_paths
+
+    settings = load_settings()
+    report = ingest_paths(list(paths), kb, settings, progress=not no_progress and sys.stderr.isatty())
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        c = report.counts
+        click.echo(f"{report.kb}: {report.files} files, {report.added} added, {report.updated} updated, "
+                   f"{report.unchanged} unchanged, {report.units} units written, {len(report.failures)} failed "
+                   f"in {report.seconds:.1f}s; KB now has {c.get('docs', 0)} documents, {c.get('units', 0)} units")
+        for f in report.failures:
+            click.echo(f"  failed: {f.path}: {f.reason}", err=True)
+    if report.failures:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("targets", nargs=-1, required=True)
+@kb_option
+def delete(targets: tuple[str, ...], kb: str) -> None:
+    """Delete documents by DOC_ID or by file PATH (a JSONL path deletes all its records)."""
+    from .pipeline import delete_documents
+
+    deleted, missing = delete_documents(kb, list(targets), load_settings())
+    click.echo(f"deleted {len(deleted)} document(s)" + (f": {', '.join(deleted)}" if deleted else ""))
+    for m in missing:
+        click.echo(f"  not in {kb}: {m}", err=True)
+    if missing:
+        sys.exit(1)
+
+
+@click.command()
+@kb_option
+@json_option
+def docs(kb: str, as_json: bool) -> None:
+    """List the documents of a knowledge base."""
+    from .kb import KnowledgeBase
+
+    base = KnowledgeBase.open(kb, load_settings())
+    rows = base.store.list_docs()
+    if as_json:
+        _echo_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['doc_id']}  {r['units']:>5} units  {r['title']}  ({r['source']})")
+    click.echo(f"{len(rows)} documents", err=True)
+
+
+@click.command()
+@click.argument("query")
+@kb_option
+@click.option("--k", default=5, show_default=True, type=click.IntRange(1, 100))
+@click.option("--mode", type=click.Choice(["hybrid", "dense", "keyword"]), default="hybrid", show_default=True)
+@json_option
+def search(query: str, kb: str, k: int, mode: str, as_json: bool) -> None:
+    """Hybrid search: dense + keyword retrieval fused with reciprocal rank fusion."""
+    from .kb import KnowledgeBase
+    from .search import search as run_search
+
+    if not query.strip():
+        raise click.UsageError("the query is empty")
+    hits = run_search(KnowledgeBase.open(kb, load_settings()), query, k, mode=mode)
+    if as_json:
+        _echo_json([h.public() for h in hits])
+        return
+    for i, h in enumerate(hits, 1):
+        where = " > ".join(h.heading_path) or h.title
+        click.echo(f"[{i}] {h.score:.4f}  {where}  ({h.source})\n    {h.text[:300]}")
+
+
+@click.command()
+@kb_option
+@click.option("--embed-model", default=None, help="Re-embed with this model (HF id or local dir).")
+@click.option("--chunker", default=None, help="Re-chunk with this chunker.")
+@click.option("--chunk-max-tokens", default=None, type=int)
+@click.option("--no-progress", is_flag=True)
+def reindex(kb: str, embed_model: str | None, chunker: str | None, chunk_max_tokens: int | None,
+            no_progress: bool) -> None:
+    """Rebuild all units from the stored source text, optionally with new models or chunker."""
+    from .pipeline import reindex as run_reindex
+
+    build = {k: v for k, v in {"embed_model": embed_model, "chunker": chunker,
+                               "chunk_max_tokens": chunk_max_tokens}.items() if v is not None}
+    r = run_reindex(kb, load_settings(), build, progress=not no_progress and sys.stderr.isatty())
+    click.echo(f"{kb}: reindexed {r.updated} documents into {r.units} units in {r.seconds:.1f}s")
+
+
+@click.command()
+@json_option
+def kbs(as_json: bool) -> None:
+    """List the knowledge bases under DOCQA_HOME."""
+    from .kb import KnowledgeBase, list_kbs
+
+    settings = load_settings()
+    infos = []
+    for name in list_kbs(settings):
+        try:
+            infos.append(KnowledgeBase.open(name, settings).info())
+        except Exception as e:  # one broken KB must not hide the others
+            infos.append({"name": name, "error": str(e)})
+    if as_json:
+        _echo_json(infos)
+        return
+    for i in infos:
+        c = i.get("counts", {})
+        click.echo(f"{i['name']}: {c.get('docs', '?')} documents, {c.get('units', '?')} units"
+                   + (f"  ERROR {i['error']}" if "error" in i else ""))
+
+
+COMMANDS = [ingest, delete, docs, search, reindex, kbs]

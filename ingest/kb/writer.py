@@ -1,0 +1,212 @@
+"""The single writer of a KB: builds generation N+1 beside N, then swaps the manifest.
+
+1. take ``.write.lock`` (one writer per KB; a second gets a clear error, not a corrupt index);
+2. start ``gen-(N+1)``: the SQLite store copied with SQLite's backup API, tantivy's immutable
+   segment files hard-linked, the FAISS index loaded from gen N;
+3. apply changes (documents replaced or deleted by ``doc_id``) in all three stores;
+4. commit: tantivy commit, FAISS written, SQLite committed, directory fsynced, and only then the
+   manifest replaced (atomic rename). An exception or Ctrl-C before that point deletes gen N+1 and
+   leaves gen N, still named by the manifest, exactly as it was.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..document import Document
+from ..settings import Settings
+from ..units import Level, Unit
+from .knowledge_base import kb_path, shared_embedder
+from .manifest import FORMAT_VERSION, KBError, fsync_dir, gen_dir, read_manifest, write_manifest
+from .store import UnitStore
+
+_PARENT_LEVEL = {Level.SENTENCE: Level.SEGMENT, Level.SEGMENT: Level.ARTICLE}
+KEEP_OLD_GENERATIONS = 1  # readers still on the previous generation keep working
+
+
+class KBWriter:
+    def __init__(self, name: str, settings: Settings, *, create: bool = True, rebuild: dict | None = None):
+        """``rebuild``: start the new generation empty with these build settings laid over the
+        recorded ones (``docqa reindex``); the caller re-adds every document."""
+        self.name = name
+        self.root = kb_path(settings, name)
+        if not (self.root / "manifest.json").is_file():
+            if not create:
+                raise KBError(f"knowledge base {name!r} not found under {settings.home}")
+            self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = self._take_lock()
+        try:
+            self._open(settings, rebuild)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _open(self, settings: Settings, rebuild: dict | None) -> None:
+        try:
+            self.manifest = read_manifest(self.root)
+        except KBError:
+            now = time.time()
+            self.manifest = {"format_version": FORMAT_VERSION, "name": self.name, "generation": 0,
+                             "build": settings.build_settings(), "created_at": now, "updated_at": now}
+        if rebuild:
+            self.manifest["build"] = {**self.manifest["build"], **rebuild}
+        self.settings = settings.with_build(self.manifest["build"])
+        self.manifest["build"] = self.settings.build_settings()
+        self.embedder = shared_embedder(self.settings.embed_model, self.settings.device,
+                                        self.settings.embed_batch_size)
+        old = int(self.manifest["generation"])
+        self.generation = old + 1
+        self.gdir = gen_dir(self.root, self.generation)
+        if self.gdir.exists():  # left over by a crashed writer: never referenced by a manifest
+            shutil.rmtree(self.gdir)
+        self.gdir.mkdir()
+        self._vectors = None
+        if old and not rebuild:
+            odir = gen_dir(self.root, old)
+            src = UnitStore(odir / "store.sqlite", readonly=True)
+            src.backup_to(self.gdir / "store.sqlite")
+            src.close()
+            _link_tree(odir / "lexical", self.gdir / "lexical")
+            from ..vector_index import VectorIndex
+
+            self._vectors = VectorIndex.load(odir / "vectors.faiss")
+        self.store = UnitStore(self.gdir / "store.sqlite")
+        from ..lexical import open_lexical
+
+        self.lexical = open_lexical(self.settings.lexical_backend.value, self.gdir / "lexical",
+                                    es_url=self.settings.es_url, es_index=self.manifest.get("es_index"))
+        self.store.begin()
+        self._next_id = self.store.max_unit_id() + 1
+        self.changed = bool(rebuild)
+
+    # --- locking ---
+    def _take_lock(self) -> int:
+        fd = os.open(self.root / ".write.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise KBError(f"knowledge base {self.name!r} is being written by another process; try again when it "
+                          "has finished") from None
+        return fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # --- changes ---
+    def is_unchanged(self, doc: Document) -> bool:
+        return self.store.doc_hash(doc.doc_id) == doc.content_hash
+
+    @property
+    def vectors(self):
+        if self._vectors is None:
+            from ..vector_index import VectorIndex
+
+            self._vectors = VectorIndex.create(self.embedder.dim, self.settings.vector_index.value)
+        return self._vectors
+
+    def put_documents(self, items: list[tuple[Document, list[Unit]]], *, show_progress: bool = False) -> int:
+        """Add or replace documents with their units; returns the number of units written."""
+        if not items:
+            return 0
+        self.delete_docs([d.doc_id for d, _ in items if self.store.doc_hash(d.doc_id) is not None])
+        all_units: list[Unit] = []
+        now = time.time()
+        for doc, units in items:
+            self._assign_ids(units)
+            self.store.put_doc(doc, len(units), now)
+            all_units.extend(units)
+        vecs = self.embedder.encode_docs([u.embed_input() for u in all_units], show_progress=show_progress)
+        self.vectors.add(np.array([u.unit_id for u in all_units], dtype=np.int64), vecs)
+        self.store.put_units(all_units)
+        self.lexical.add(all_units)
+        self.changed = True
+        return len(all_units)
+
+    def _assign_ids(self, units: list[Unit]) -> None:
+        ids: dict[tuple[Level, int], int] = {}
+        for u in units:
+            u.unit_id = self._next_id
+            self._next_id += 1
+            ids[(u.level, u.ord)] = u.unit_id
+        for u in units:
+            parent_level = _PARENT_LEVEL.get(u.level)
+            if u.parent_ord is not None and parent_level is not None:
+                u.parent_id = ids.get((parent_level, u.parent_ord))
+
+    def delete_docs(self, doc_ids: list[str]) -> int:
+        """Remove documents and all their units; returns how many documents existed."""
+        present = [d for d in doc_ids if self.store.doc_hash(d) is not None]
+        if not present:
+            return 0
+        unit_ids = self.store.unit_ids_of_docs(present)
+        if self._vectors is not None or unit_ids:
+            self.vectors.remove(unit_ids)
+        self.lexical.delete(present)
+        self.store.delete_docs(present)
+        self.changed = True
+        return len(present)
+
+    # --- commit / abort ---
+    def commit(self) -> dict:
+        """Make the new generation current. Returns the KB's counts."""
+        self.lexical.commit()
+        self.vectors.save(self.gdir / "vectors.faiss")
+        self.store.commit()
+        counts = self.store.counts()
+        self.store.close()
+        fsync_dir(self.gdir)
+        now = time.time()
+        self.manifest.update(generation=self.generation, updated_at=now, counts=counts,
+                             embed={"model": self.settings.embed_model, "dim": self.vectors.dim})
+        write_manifest(self.root, self.manifest)
+        self._gc()
+        self._release_lock()
+        return counts
+
+    def abort(self) -> None:
+        try:
+            self.store.rollback()
+            self.store.close()
+            rollback = getattr(self.lexical, "rollback", None)
+            if rollback:
+                rollback()
+        finally:
+            shutil.rmtree(self.gdir, ignore_errors=True)
+            self._release_lock()
+
+    def _gc(self) -> None:
+        keep = {gen_dir(self.root, g).name for g in range(self.generation - KEEP_OLD_GENERATIONS, self.generation + 1)}
+        for p in self.root.glob("gen-*"):
+            if p.name not in keep:
+                shutil.rmtree(p, ignore_errors=True)
+
+    def __enter__(self) -> "KBWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._lock_fd is None:
+            return  # committed
+        self.abort()
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard-link every file of ``src`` into ``dst`` (tantivy segment files are immutable)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    if not src.is_dir():
+        return
+    for f in src.iterdir():
+        if f.is_file() and not f.name.endswith(".lock"):
+            try:
+                os.link(f, dst / f.name)
+            except OSError:
+                shutil.copy2(f, dst / f.name)

@@ -1,0 +1,82 @@
+"""The embedded keyword engine: a tantivy index in the KB's generation directory.
+
+Segment files are immutable, so a new generation starts as hard links to the previous one's
+files (see ``ingest.kb``) and the old generation stays readable until the manifest moves on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..units import Unit
+from . import index_text
+
+_HEAP = 64 * 2**20
+
+
+def _schema():
+    import tantivy
+
+    sb = tantivy.SchemaBuilder()
+    sb.add_integer_field("unit_id", stored=True, indexed=True, fast=True)
+    sb.add_text_field("doc_id", stored=False, tokenizer_name="raw")
+    sb.add_text_field("level", stored=False, tokenizer_name="raw")
+    sb.add_text_field("body", stored=False, tokenizer_name="whitespace", index_option="freq")
+    return sb.build()
+
+
+class TantivyIndex:
+    def __init__(self, path: Path):
+        import tantivy
+
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.schema = _schema()
+        self.index = tantivy.Index(self.schema, path=str(path))
+        self._writer = None
+
+    @property
+    def writer(self):
+        if self._writer is None:
+            self._writer = self.index.writer(heap_size=_HEAP, num_threads=1)
+        return self._writer
+
+    def add(self, units: list[Unit]) -> None:
+        import tantivy
+
+        for u in units:
+            self.writer.add_document(tantivy.Document(unit_id=u.unit_id, doc_id=u.doc_id, level=u.level.value,
+                                                      body=index_text(u)))
+
+    def delete(self, doc_ids: list[str]) -> None:
+        for d in doc_ids:
+            self.writer.delete_documents_by_term("doc_id", d)
+
+    def commit(self) -> None:
+        if self._writer is not None:
+            self._writer.commit()
+            self._writer.wait_merging_threads()
+            self._writer = None
+        self.index.reload()
+
+    def rollback(self) -> None:
+        if self._writer is not None:
+            self._writer.rollback()
+            self._writer = None
+
+    def __len__(self) -> int:
+        return int(self.index.searcher().num_docs)
+
+    def search(self, terms: list[str], k: int, *, levels: list[str] | None = None) -> list[tuple[int, float]]:
+        import tantivy
+
+        if not terms:
+            return []
+        Q, Occur = tantivy.Query, tantivy.Occur
+        q = Q.boolean_query([(Occur.Should, Q.term_query(self.schema, "body", t)) for t in terms])
+        if levels:
+            lv = Q.boolean_query([(Occur.Should, Q.term_query(self.schema, "level", x)) for x in levels])
+            q = Q.boolean_query([(Occur.Must, q), (Occur.Must, lv)])
+        searcher = self.index.searcher()
+        hits = searcher.search(q, k, count=False).hits
+        return [(int(searcher.doc(addr)["unit_id"][0]), float(score)) for score, addr in hits]

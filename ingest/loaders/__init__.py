@@ -1,0 +1,128 @@
+"""Document loaders: files on disk -> ``Document`` objects (text + headings + page numbers).
+
+``load_file`` picks the loader from the file suffix, reads the bytes once (their SHA-256 is the
+document's ``content_hash``) and turns every failure into a ``LoadError`` with a reason a user
+can act on, so the ingest batch can report the file and go on. ``iter_files`` expands folders.
+
+Third-party parsers (pypdf, python-docx, BeautifulSoup, markdown-it-py, charset-normalizer) are
+imported inside the loaders, so importing this package (and ``docqa --help``) stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from ingest.document import Document
+from ingest.loaders.docx import load_docx
+from ingest.loaders.errors import LoadError
+from ingest.loaders.html import load_html
+from ingest.loaders.jsonl import load_jsonl
+from ingest.loaders.markdown import load_markdown
+from ingest.loaders.pdf import load_pdf
+from ingest.loaders.text import load_txt
+
+__all__ = ["SUPPORTED_SUFFIXES", "LoadError", "iter_files", "load_file"]
+
+_LOADERS: dict[str, Callable[[Path, bytes], Document | list[Document]]] = {
+    ".pdf": load_pdf,
+    ".docx": load_docx,
+    ".html": load_html,
+    ".htm": load_html,
+    ".md": load_markdown,
+    ".markdown": load_markdown,
+    ".txt": load_txt,
+    ".jsonl": load_jsonl,
+}
+SUPPORTED_SUFFIXES: tuple[str, ...] = tuple(sorted(_LOADERS))
+DEFAULT_MAX_BYTES = 50 * 2**20
+
+
+def load_file(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Document]:
+    """Load one file into Documents (one per file, one per record for JSONL).
+
+    The suffix (case-insensitive) chooses the format. Raises ``LoadError`` for a missing file, a
+    directory, an empty or oversized file, an unsupported or legacy format, and content the
+    format's loader cannot read (corrupt, encrypted with a password, binary, no text).
+    """
+    abs_path = Path(path).expanduser().resolve()
+    where = str(abs_path)
+    suffix = abs_path.suffix.lower()
+    if suffix == ".doc":
+        raise LoadError(where, "legacy .doc format is not supported; convert to .docx")
+    loader = _LOADERS.get(suffix)
+    if loader is None:
+        kind = f"'{suffix}'" if suffix else "(no suffix)"
+        raise LoadError(where, f"unsupported file type {kind}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    data = _read(abs_path, max_bytes)
+    try:
+        result = loader(abs_path, data)
+    except LoadError:
+        raise
+    except Exception as e:  # a parser bug on one odd file must not stop the batch
+        fmt = suffix.lstrip(".").upper()
+        raise LoadError(where, f"could not read this {fmt} file ({type(e).__name__}: {e})") from e
+    return result if isinstance(result, list) else [result]
+
+
+def _read(path: Path, max_bytes: int) -> bytes:
+    where = str(path)
+    try:
+        if path.is_dir():
+            raise LoadError(where, "is a directory, not a file")
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise LoadError(where, "file not found") from None
+    except OSError as e:
+        raise LoadError(where, f"cannot access the file: {e.strerror or e}") from None
+    if size == 0:
+        raise LoadError(where, "file is empty (0 bytes)")
+    if size > max_bytes:
+        raise LoadError(where, f"file is {_size(size)}, over the {_size(max_bytes, limit=True)} limit")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise LoadError(where, f"cannot read the file: {e.strerror or e}") from None
+
+
+def _size(n: int, *, limit: bool = False) -> str:
+    """'60.0 MiB' for a file size; a limit drops a trailing '.0' ('50 MiB')."""
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            text = f"{n / scale:.1f}"
+            if limit and text.endswith(".0"):
+                text = text[:-2]
+            return f"{text} {unit}"
+    return f"{n} bytes"
+
+
+def iter_files(paths: list[str | Path]) -> Iterator[Path]:
+    """The files to ingest, each once, in a stable order.
+
+    A folder is walked recursively in sorted order, skipping hidden files and folders (".git",
+    ".DS_Store") and Office lock files ("~$x.docx"), and yields only supported suffixes. A path
+    named explicitly is yielded even when it is missing or unsupported, so that ``load_file``
+    reports it instead of it vanishing silently.
+    """
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw).expanduser()
+        found = _walk(path) if path.is_dir() else [path]
+        for f in found:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                yield f
+
+
+def _walk(folder: Path) -> list[Path]:
+    out: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith((".", "~$")):
+                continue
+            if Path(name).suffix.lower() in _LOADERS:
+                out.append(Path(root) / name)
+    return sorted(out)

@@ -1,0 +1,160 @@
+"""Shared text clean-up and the heading-path bookkeeping every loader uses.
+
+Loaders only decide *what* is a heading or a paragraph; ``BlockBuilder`` cleans the text, drops
+empty blocks and keeps the stack of enclosing headings, so ``heading_path`` means the same thing
+for every format. Clean-up is deliberately light: no NFKC (full-width punctuation is kept), but
+``\\u3000``/``\\xa0`` and other odd spaces become plain spaces and runs of spaces collapse.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from ingest.document import Block, BlockKind, Document, doc_id_for_path, sha256_hex
+from ingest.loaders.errors import LoadError
+
+# Odd spaces (ideographic, no-break, en/em/thin...) become a plain space; zero-width ones vanish.
+_SPACES = re.compile(r"[ \t\f\v\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
+_ZERO_WIDTH = re.compile(r"[\u200b\u200c\u200d\u2060\ufeff]")
+# Unicode line breaks that str.split("\n") would not see: treat them as newlines inside text.
+_LINE_BREAKS = re.compile(r"\r\n|[\r\u0085\u2028\u2029]")
+
+_CJK_RANGES = (
+    (0x2E80, 0x2FDF),
+    (0x3000, 0x303F),
+    (0x3040, 0x30FF),
+    (0x3100, 0x312F),
+    (0x31A0, 0x31FF),
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xF900, 0xFAFF),
+    (0xFE30, 0xFE4F),
+    (0xFF00, 0xFFEF),
+    (0x20000, 0x2FA1F),
+)
+
+# "第一章 总则", "第三节　设立", "第二编 物权": a line that is only a Chinese structure heading.
+_CN_HEADING = re.compile(r"^第[一二三四五六七八九十百千零〇两\d]{1,6}([编章节])(?:\s*(\S.{0,40}))?$")
+_CN_RANK = {"编": 0, "章": 1, "节": 2}
+_SENTENCE_END = "。；，！？;,!?"
+
+
+def is_cjk(ch: str) -> bool:
+    """True for Han/Kana characters and CJK or full-width punctuation (no space around them)."""
+    cp = ord(ch)
+    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
+
+
+def normalize_newlines(text: str) -> str:
+    """\\r\\n, \\r, U+0085, U+2028 and U+2029 all become \\n."""
+    return _LINE_BREAKS.sub("\n", text)
+
+
+def clean_line(text: str) -> str:
+    """One line: odd spaces to ' ', runs collapsed, zero-width characters dropped, stripped."""
+    return _SPACES.sub(" ", _ZERO_WIDTH.sub("", text)).strip()
+
+
+def join_lines(lines: Iterable[str]) -> str:
+    """Join lines that were wrapped inside one paragraph.
+
+    Chinese/Japanese text is written without spaces, so a break next to a CJK character is joined
+    with nothing; Latin text gets one space, and an end-of-line hyphen before a lower-case letter is
+    treated as a word split ("infor-" + "mation").
+    """
+    out = ""
+    for raw in lines:
+        line = clean_line(raw)
+        if not line:
+            continue
+        if not out:
+            out = line
+        elif out.endswith("-") and len(out) > 1 and out[-2].isalpha() and line[0].islower():
+            out = out[:-1] + line
+        elif is_cjk(out[-1]) or is_cjk(line[0]):
+            out += line
+        else:
+            out += " " + line
+    return out
+
+
+def clean_inline(text: str) -> str:
+    """A paragraph or heading as one line (internal line breaks joined with ``join_lines``)."""
+    return join_lines(normalize_newlines(text).split("\n"))
+
+
+def clean_code(text: str) -> str:
+    """A code block: keep line structure and indentation, drop trailing spaces and blank edges."""
+    lines = [_ZERO_WIDTH.sub("", ln).rstrip() for ln in normalize_newlines(text).split("\n")]
+    return "\n".join(lines).strip("\n")
+
+
+def cn_heading_kind(line: str) -> str | None:
+    """'编', '章' or '节' when the line is only a Chinese structure heading, else None."""
+    m = _CN_HEADING.match(clean_line(line))
+    if not m or (m.group(2) and m.group(2)[-1] in _SENTENCE_END):
+        return None
+    return m.group(1)
+
+
+class BlockBuilder:
+    """Collects blocks in reading order and gives each the path of headings it sits under.
+
+    ``cn_kinds`` are the Chinese structure-heading kinds present in the document (see
+    ``cn_heading_kind``); they get consecutive levels (编 < 章 < 节) below the deepest
+    format-level heading (h1, "#", Word "Heading 1"...) currently open.
+    """
+
+    def __init__(self, cn_kinds: Iterable[str] = ()):
+        self.blocks: list[Block] = []
+        self._stack: list[tuple[int, str, bool]] = []  # (level, text, is_cn_structure)
+        present = sorted({k for k in cn_kinds if k}, key=_CN_RANK.__getitem__)
+        self._cn_level = {k: i + 1 for i, k in enumerate(present)}
+
+    @property
+    def path(self) -> list[str]:
+        return [text for _, text, _ in self._stack]
+
+    def heading(self, text: str, level: int, page: int | None = None, *, _cn: bool = False) -> None:
+        text = clean_inline(text)
+        if not text:
+            return
+        level = max(1, level)
+        while self._stack and self._stack[-1][0] >= level:
+            self._stack.pop()
+        self._stack.append((level, text, _cn))
+        self.blocks.append(Block(text, BlockKind.HEADING, self.path, page, level))
+
+    def paragraph(self, text: str, page: int | None = None, *, code: bool = False) -> None:
+        text = clean_code(text) if code else clean_inline(text)
+        if text:
+            self.blocks.append(Block(text, BlockKind.PARAGRAPH, self.path, page, 0))
+
+    def line(self, text: str, page: int | None = None) -> None:
+        """A paragraph, unless it is a Chinese structure heading ("第一章 总则")."""
+        kind = cn_heading_kind(text)
+        if kind is None:
+            self.paragraph(text, page)
+            return
+        if kind not in self._cn_level:  # not announced up front: place it after the known kinds
+            self._cn_level[kind] = len(self._cn_level) + 1
+        base = max((lvl for lvl, _, cn in self._stack if not cn), default=0)
+        self.heading(text, base + self._cn_level[kind], page, _cn=True)
+
+
+def file_document(
+    path: Path, data: bytes, fmt: str, title: str, blocks: list[Block], meta: dict | None = None
+) -> Document:
+    """Wrap a file's blocks as a Document with its path-derived id and the hash of its bytes."""
+    if not blocks:
+        raise LoadError(str(path), "no text found in the file")
+    return Document(
+        doc_id=doc_id_for_path(str(path)),
+        source=str(path),
+        title=clean_inline(title) or path.stem,
+        blocks=blocks,
+        content_hash=sha256_hex(data),
+        meta={"format": fmt, "path": str(path), **(meta or {})},
+    )

@@ -1,0 +1,10 @@
+"""Errors a loader raises for one bad file; the batch reports them and goes on."""
+
+
+class LoadError(Exception):
+    """A file could not be turned into documents. ``reason`` is shown to the user as is."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason

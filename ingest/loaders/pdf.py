@@ -1,0 +1,167 @@
+"""PDF loader (pypdf): page-numbered paragraphs rebuilt from the text lines of each page.
+
+A PDF has no paragraphs, only positioned lines, so we rebuild them with plain heuristics:
+- lines repeated at the top or bottom of most pages (running headers/footers, "V1.1  3") and
+  lines that are only a page number are dropped;
+- a line continues the previous one when the previous line ran (nearly) to the right margin and
+  did not end a sentence, unless it starts like a new item ("1.", "（二）", "第三条", "•");
+- wrapped Chinese lines are joined without a space, Latin ones with a space;
+- a line that is only "第X章 ..."/"第X节 ..." becomes a heading.
+Line width is measured in display cells (a Han character counts two), so the "full line" test
+works for Chinese, English and mixed text alike. Encrypted PDFs with an empty user password
+(common for vendor manuals) are opened; pypdf needs the ``cryptography`` package for AES.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import unicodedata
+from collections import Counter
+from pathlib import Path
+
+from ingest.document import Document
+from ingest.loaders._builder import BlockBuilder, clean_line, cn_heading_kind, file_document, join_lines
+from ingest.loaders.errors import LoadError
+
+_EDGE_LINES = 3  # how many lines at the top and bottom of a page may be header/footer
+_FULL_LINE = 0.8  # a line at least this share of the typical full width is "wrapped"
+_PAGE_NUMBER = re.compile(
+    r"^(?:[-–—]?\s*\d{1,4}\s*[-–—]?|第\s*\d{1,4}\s*页(?:\s*[,，/]?\s*共\s*\d{1,4}\s*页)?"
+    r"|(?:page|p\.)\s*\d{1,4}(?:\s*(?:of|/)\s*\d{1,4})?|\d{1,4}\s*/\s*\d{1,4})$",
+    re.I,
+)
+_NEW_ITEM = re.compile(
+    r"^(?:\d{1,3}(?:\.\d{1,3})*(?:[.、．)）]|\s)|[（(][一二三四五六七八九十\d]{1,3}[）)]"
+    r"|[一二三四五六七八九十]{1,3}[、．.]|第[一二三四五六七八九十百零〇\d]{1,6}[编章节条款]"
+    r"|[•·●○▪■□◆◇➢►\-–*]\s|[a-zA-Z][.)]\s|【)"
+)
+_SENTENCE_END = "。！？；：!?;:"
+_JUNK_TITLE = re.compile(r"^(?:untitled|microsoft (?:word|powerpoint) - .*|.*\.(?:docx?|pdf|pptx?))$", re.I)
+
+
+def load_pdf(path: Path, data: bytes) -> Document:
+    """A .pdf file as one Document with ``meta["pages"]`` and 1-based ``page`` on every block."""
+    reader = _open(path, data)
+    pages = [_page_lines(page) for page in reader.pages]
+    if not any(pages):
+        raise LoadError(str(path), "no extractable text (scanned PDF? OCR is not supported)")
+    pages = _drop_headers_footers(pages)
+    builder = _build_blocks(pages)
+    if not builder.blocks:
+        raise LoadError(str(path), "no extractable text (scanned PDF? OCR is not supported)")
+    return file_document(path, data, "pdf", _title(reader), builder.blocks, {"pages": len(pages)})
+
+
+def _open(path: Path, data: bytes):
+    from pypdf import PasswordType, PdfReader
+    from pypdf.errors import DependencyError, PyPdfError
+
+    if b"%PDF-" not in data[:1024]:
+        raise LoadError(str(path), "not a valid PDF: the file does not start with a %PDF header")
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+            raise LoadError(str(path), "PDF is password-protected")
+        if len(reader.pages) == 0:
+            raise LoadError(str(path), "not a valid PDF: it has no pages")
+    except DependencyError:
+        raise LoadError(str(path), "PDF is encrypted; install the 'cryptography' package to open it") from None
+    except NotImplementedError as e:
+        raise LoadError(str(path), f"PDF uses an unsupported encryption ({e})") from None
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise LoadError(str(path), f"not a valid PDF: {e or type(e).__name__} (truncated or corrupt?)") from None
+    return reader
+
+
+def _page_lines(page) -> list[str]:
+    """The whitespace-cleaned lines of one page; "" marks a blank line (a paragraph break)."""
+    try:
+        text = page.extract_text() or ""
+    except Exception:  # one broken content stream must not lose the other pages
+        return []
+    lines = [clean_line(raw) for raw in text.split("\n")]
+    return lines if any(lines) else []
+
+
+def _drop_headers_footers(pages: list[list[str]]) -> list[list[str]]:
+    """Remove page-number lines and lines repeated at the page edges of most pages.
+
+    Digits are masked before comparing, so "WCHNET协议栈库说明 3 http://wch.cn" on page 3 and
+    "... 4 ..." on page 4 count as the same running header.
+    """
+
+    def edges(lines: list[str]) -> set[int]:
+        text_at = [i for i, line in enumerate(lines) if line]
+        return set(text_at[:_EDGE_LINES] + text_at[-_EDGE_LINES:])
+
+    def mask(line: str) -> str:
+        return re.sub(r"\d+", "#", line.replace(" ", ""))
+
+    counts: Counter[str] = Counter()
+    for lines in pages:
+        counts.update({mask(lines[i]) for i in edges(lines)})
+    with_text = sum(1 for lines in pages if lines)
+    repeated = {k for k, c in counts.items() if with_text >= 2 and c >= max(2, 0.5 * with_text)}
+    cleaned = []
+    for lines in pages:
+        edge = edges(lines)
+        kept = [
+            line
+            for i, line in enumerate(lines)
+            if not (i in edge and (mask(line) in repeated or _PAGE_NUMBER.match(line)))
+        ]
+        while kept and not kept[0]:  # a blank at a page edge is not a paragraph break:
+            kept.pop(0)  # paragraphs run on across pages
+        while kept and not kept[-1]:
+            kept.pop()
+        cleaned.append(kept)
+    return cleaned
+
+
+def _width(line: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line)
+
+
+def _build_blocks(pages: list[list[str]]) -> BlockBuilder:
+    """Rebuild paragraphs across lines (and across page breaks); each starts on its own page."""
+    widths = sorted(_width(line) for lines in pages for line in lines if line)
+    full = widths[int(0.95 * (len(widths) - 1))] if widths else 0
+    builder = BlockBuilder(cn_heading_kind(line) for lines in pages for line in lines if line)
+    pending: list[str] = []
+    start_page = 1
+
+    def flush() -> None:
+        if pending:
+            builder.paragraph(join_lines(pending), start_page)
+            pending.clear()
+
+    for page_no, lines in enumerate(pages, start=1):
+        for line in lines:
+            if not line:
+                flush()
+                continue
+            if cn_heading_kind(line):
+                flush()
+                builder.line(line, page_no)
+                continue
+            if pending and (_NEW_ITEM.match(line) or not _continues(pending[-1], full)):
+                flush()
+            if not pending:
+                start_page = page_no
+            pending.append(line)
+    flush()
+    return builder
+
+
+def _continues(previous: str, full: int) -> bool:
+    """Whether the line after ``previous`` belongs to the same paragraph."""
+    return previous[-1] not in _SENTENCE_END and _width(previous) >= _FULL_LINE * full
+
+
+def _title(reader) -> str:
+    try:
+        title = str((reader.metadata or {}).get("/Title") or "").strip()
+    except Exception:  # broken metadata is not worth failing the document
+        return ""
+    return "" if _JUNK_TITLE.match(title) else title

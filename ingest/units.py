@@ -1,0 +1,40 @@
+"""Retrieval units: what is indexed and what is handed to the answerer.
+
+A unit has two faces (the two-level index of DESIGN.md): ``keyinfo`` is level 1, the key
+information that is embedded and searched together with the text; ``text`` is level 2, the
+original passage given to the LLM and cited. Units exist at three levels (article, segment,
+sentence); each keeps its parent so a hit can be expanded to its segment or article.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Level(str, Enum):
+    ARTICLE = "article"
+    SEGMENT = "segment"
+    SENTENCE = "sentence"
+
+
+@dataclass
+class Unit:
+    doc_id: str
+    text: str
+    level: Level = Level.SEGMENT
+    ord: int = 0  # position among the document's units of the same level
+    keyinfo: str = ""
+    heading_path: list[str] = field(default_factory=list)
+    page: int | None = None
+    parent_ord: int | None = None  # ord of the parent unit (segment for a sentence, ...)
+    unit_id: int = -1  # assigned by the knowledge base on commit
+    parent_id: int | None = None  # assigned by the knowledge base on commit
+
+    def embed_input(self) -> str:
+        """The text the embedder sees: key info first (heading path, keyphrases), then the text."""
+        return f"{self.keyinfo}\n{self.text}" if self.keyinfo else self.text
+
+    def lexical_input(self) -> str:
+        """The text the keyword engine indexes: key info and original text both."""
+        return f"{self.keyinfo}\n{self.text}" if self.keyinfo else self.text

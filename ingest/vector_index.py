@@ -1,0 +1,86 @@
+"""Dense vectors of a KB in FAISS, keyed by unit id (IndexIDMap2, inner product on unit vectors).
+
+``flat`` is exact and needs no training; ``hnsw`` trades a little recall for sub-linear search on
+millions of units. Both support ``remove_ids`` through IndexIDMap2, so a changed document's old
+vectors are removed, not left to go stale.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+class VectorIndex:
+    def __init__(self, index, dim: int):
+        self.index = index
+        self.dim = dim
+
+    @classmethod
+    def create(cls, dim: int, kind: str = "flat") -> "VectorIndex":
+        import faiss
+
+        if kind == "flat":
+            base = faiss.IndexFlatIP(dim)
+        elif kind == "hnsw":
+            base = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+            base.hnsw.efSearch = 128
+        else:
+            raise ValueError(f"unknown vector index kind {kind!r} (flat | hnsw)")
+        return cls(faiss.IndexIDMap2(base), dim)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "VectorIndex":
+        import faiss
+
+        index = faiss.read_index(str(path))
+        return cls(index, index.d)
+
+    def save(self, path: str | Path) -> None:
+        import faiss
+
+        tmp = f"{path}.tmp"
+        faiss.write_index(self.index, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        if vecs.shape[1] != self.dim:
+            raise ValueError(f"vectors have dimension {vecs.shape[1]}, the index {self.dim}")
+        self.index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+
+    def remove(self, ids) -> int:
+        import faiss
+
+        ids = np.asarray(list(ids), dtype=np.int64)
+        if len(ids) == 0:
+            return 0
+        try:
+            return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
+        except RuntimeError:  # HNSW cannot remove in place: rebuild it without those ids
+            return self._rebuild_without(ids)
+
+    def _rebuild_without(self, ids: np.ndarray) -> int:
+        import faiss
+
+        all_ids = faiss.vector_to_array(self.index.id_map)
+        vecs = self.index.index.reconstruct_n(0, len(all_ids))
+        keep = ~np.isin(all_ids, ids)
+        fresh = VectorIndex.create(self.dim, "hnsw")
+        fresh.add(all_ids[keep], vecs[keep])
+        self.index = fresh.index
+        return int((~keep).sum())
+
+    def search(self, vecs: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        if len(self) == 0:
+            return [[] for _ in range(len(vecs))]
+        scores, ids = self.index.search(np.ascontiguousarray(vecs, dtype=np.float32), min(k, len(self)))
+        return [[(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0] for row_i, row_s in zip(ids, scores)]

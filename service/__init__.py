@@ -1,0 +1,1 @@
+"""docqa service: HTTP API (FastAPI), answering, prompts, LLM backends, compliance filter."""

@@ -1,0 +1,35 @@
+"""What an answer is, whichever backend produced it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+REFUSAL_ZH = "根据已知信息无法回答该问题"
+REFUSAL_EN = "The known information is not sufficient to answer this question."
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def is_chinese(text: str) -> bool:
+    """Chinese when at least one CJK character is in the text (questions are short)."""
+    return bool(_CJK.search(text))
+
+
+def refusal_message(question: str) -> str:
+    return REFUSAL_ZH if is_chinese(question) else REFUSAL_EN
+
+
+@dataclass
+class AnswerResult:
+    answer: str
+    citations: list[dict] = field(default_factory=list)
+    refused: bool = False
+    query: str = ""  # the standalone query that was searched
+    evidence_score: float = 0.0
+    fallback: bool = False
+    reason: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"answer": self.answer, "citations": self.citations, "refused": self.refused,
+                "fallback": self.fallback, "reason": self.reason, "query": self.query,
+                "evidence_score": round(float(self.evidence_score), 4)}

@@ -1,0 +1,108 @@
+"""The `docqa` console script: KB commands from ingest, answering and serving from here,
+fine-tuning from finetune (imported only when used, so `docqa --help` stays fast)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from ingest.cli import COMMANDS as KB_COMMANDS
+
+# sentence-transformers and transformers must never try the network when a model is a local dir.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class LazyGroup(click.Group):
+    """A group whose `finetune` sub-group is imported on first use."""
+
+    def list_commands(self, ctx):
+        return sorted([*super().list_commands(ctx), "finetune"])
+
+    def get_command(self, ctx, name):
+        if name == "finetune":
+            try:
+                from finetune.cli import finetune
+            except ImportError as e:
+                raise click.ClickException(f"finetune commands are unavailable: {e}") from None
+            return finetune
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option("0.1.0", prog_name="docqa")
+def cli() -> None:
+    """docqa: question answering over your own documents, with citations."""
+
+
+for _cmd in KB_COMMANDS:
+    cli.add_command(_cmd)
+
+
+@cli.command()
+@click.argument("question")
+@click.option("--kb", required=True, metavar="NAME")
+@click.option("--json", "as_json", is_flag=True)
+def ask(question: str, kb: str, as_json: bool) -> None:
+    """Answer a question from a knowledge base, with [n] citations."""
+    import json
+
+    from ingest.kb import KnowledgeBase
+    from ingest.settings import load_settings
+
+    from .answering import answer_question
+
+    if not question.strip():
+        raise click.UsageError("the question is empty")
+    result = answer_question(KnowledgeBase.open(kb, load_settings()), question)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        return
+    click.echo(result.answer)
+    for c in result.citations:
+        click.echo(f"  [{c['n']}] {c['title'] or c['source']}: {c['text'][:120]}")
+
+
+@cli.command()
+@click.option("--kb", default=None, metavar="NAME", help="Serve only this KB (default: every KB under DOCQA_HOME).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--log-level", default="info", show_default=True)
+def serve(kb: str | None, host: str, port: int, log_level: str) -> None:
+    """Start the HTTP API (native /v1/chat, OpenAI-compatible /v1/chat/completions)."""
+    import uvicorn
+
+    from .app import create_app
+
+    uvicorn.run(create_app(kb=kb), host=host, port=port, log_level=log_level)
+
+
+def main() -> None:
+    """Entry point: user errors print one clear line, never a traceback."""
+    from ingest.kb.manifest import KBError
+
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted: nothing was committed, the knowledge base is as it was", err=True)
+        sys.exit(130)
+    except (KBError, ValueError, OSError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except Exception as e:
+        if os.environ.get("DOCQA_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(e).__name__}: {e} (set DOCQA_DEBUG=1 for details)", err=True)
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

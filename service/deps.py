@@ -1,0 +1,40 @@
+"""FastAPI dependencies: the registry, the settings, and request validation shared by routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ingest.settings import Settings
+
+from .errors import ApiError
+from .registry import KBRegistry
+
+
+def get_registry(request: Request) -> KBRegistry:
+    return request.app.state.registry
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.registry.settings
+
+
+RegistryDep = Annotated[KBRegistry, Depends(get_registry)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def check_question(question: str, settings: Settings, what: str = "question") -> str:
+    q = question.strip()
+    if not q:
+        raise ApiError(422, f"the {what} is empty")
+    if len(q) > settings.max_question_chars:
+        raise ApiError(422, f"the {what} is {len(q)} characters, over the limit of {settings.max_question_chars}")
+    return q
+
+
+def require_ready(registry: KBRegistry) -> None:
+    if registry.error:
+        raise ApiError(503, f"the server failed to load its models: {registry.error}", "unavailable")
+    if not registry.ready:
+        raise ApiError(503, "the server is still loading its models; retry shortly (GET /readyz)", "unavailable")

@@ -1,0 +1,61 @@
+"""``POST /v1/chat/completions``: OpenAI-compatible chat, so existing clients and SDKs work.
+
+The last user message is the question, earlier user/assistant messages the history. The KB is the
+``kb`` extension field, else ``model`` when it names a KB, else the server's only KB. Citations
+travel in an extra top-level ``citations`` field (and in the last chunk when streaming), with
+``refused``; OpenAI clients ignore fields they do not know.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from fastapi import APIRouter
+
+from ..answering import answer_question, stream_answer
+from ..deps import RegistryDep, check_question, require_ready
+from ..errors import ApiError
+from ..schemas import OpenAIChatRequest
+from .sse import sse, sse_response
+
+router = APIRouter(tags=["openai"])
+
+
+def _text(content) -> str:
+    if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return content or ""
+
+
+@router.post("/v1/chat/completions")
+def chat_completions(req: OpenAIChatRequest, registry: RegistryDep):
+    require_ready(registry)
+    msgs = [(m.role, _text(m.content)) for m in req.messages]
+    if msgs[-1][0] != "user":
+        raise ApiError(422, "the last message must have role 'user' (it is the question)")
+    question = check_question(msgs[-1][1], registry.settings, "last user message")
+    history = [{"role": r, "content": c} for r, c in msgs[:-1] if r in ("user", "assistant")]
+    kb_name = req.kb or (req.model if req.model in registry.names() else None)
+    kb = registry.get(kb_name)
+    result = answer_question(kb, question, history)
+    cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    extra = {"citations": result.citations, "refused": result.refused, "fallback": result.fallback}
+    if not req.stream:
+        return {"id": cid, "object": "chat.completion", "created": created, "model": req.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, **extra}
+
+    def chunk(delta: dict, finish: str | None = None, **more) -> str:
+        return sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": req.model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **more})
+
+    def events():
+        yield chunk({"role": "assistant", "content": ""})
+        for delta in stream_answer(result):
+            yield chunk({"content": delta})
+        yield chunk({}, "stop", **extra)
+        yield sse("[DONE]")
+
+    return sse_response(events())

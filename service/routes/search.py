@@ -1,0 +1,20 @@
+"""``POST /v1/search``: hybrid retrieval only (no answer), same hits as ``docqa search --json``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ingest.search import search
+
+from ..deps import RegistryDep, check_question, require_ready
+from ..schemas import SearchRequest
+
+router = APIRouter(tags=["search"])
+
+
+@router.post("/v1/search")
+def search_route(req: SearchRequest, registry: RegistryDep):
+    require_ready(registry)
+    query = check_question(req.query, registry.settings, "query")
+    kb = registry.get(req.kb)
+    return {"kb": kb.name, "hits": [h.public() for h in search(kb, query, req.k, mode=req.mode)]}
