@@ -48,6 +48,7 @@ def load_file(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[D
     """
     abs_path = Path(path).expanduser().resolve()
     where = str(abs_path)
+    size = _stat(abs_path)
     suffix = abs_path.suffix.lower()
     if suffix == ".doc":
         raise LoadError(where, "legacy .doc format is not supported; convert to .docx")
@@ -55,7 +56,14 @@ def load_file(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[D
     if loader is None:
         kind = f"'{suffix}'" if suffix else "(no suffix)"
         raise LoadError(where, f"unsupported file type {kind}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
-    data = _read(abs_path, max_bytes)
+    if size == 0:
+        raise LoadError(where, "file is empty (0 bytes)")
+    if size > max_bytes:
+        raise LoadError(where, f"file is {_size(size)}, over the {_size(max_bytes, limit=True)} limit")
+    try:
+        data = abs_path.read_bytes()
+    except OSError as e:
+        raise LoadError(where, f"cannot read the file: {e.strerror or e}") from None
     try:
         result = loader(abs_path, data)
     except LoadError:
@@ -66,24 +74,16 @@ def load_file(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[D
     return result if isinstance(result, list) else [result]
 
 
-def _read(path: Path, max_bytes: int) -> bytes:
-    where = str(path)
+def _stat(path: Path) -> int:
+    """The file's size; LoadError when it is missing, a directory or not accessible."""
     try:
         if path.is_dir():
-            raise LoadError(where, "is a directory, not a file")
-        size = path.stat().st_size
+            raise LoadError(str(path), "is a directory, not a file")
+        return path.stat().st_size
     except FileNotFoundError:
-        raise LoadError(where, "file not found") from None
+        raise LoadError(str(path), "file not found") from None
     except OSError as e:
-        raise LoadError(where, f"cannot access the file: {e.strerror or e}") from None
-    if size == 0:
-        raise LoadError(where, "file is empty (0 bytes)")
-    if size > max_bytes:
-        raise LoadError(where, f"file is {_size(size)}, over the {_size(max_bytes, limit=True)} limit")
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise LoadError(where, f"cannot read the file: {e.strerror or e}") from None
+        raise LoadError(str(path), f"cannot access the file: {e.strerror or e}") from None
 
 
 def _size(n: int, *, limit: bool = False) -> str:

@@ -17,56 +17,21 @@ from ingest.document import Document
 from ingest.loaders._builder import BlockBuilder, clean_inline, cn_heading_kind, file_document, join_lines
 from ingest.loaders.errors import LoadError
 
-_DROP = [
-    "script",
-    "style",
-    "noscript",
-    "template",
-    "nav",
-    "header",
-    "footer",
-    "aside",
-    "form",
-    "iframe",
-    "object",
-    "embed",
-    "svg",
-    "canvas",
-    "button",
-    "select",
-    "input",
-    "textarea",
-]
+_DROP = (
+    "script style noscript template nav footer aside form iframe object embed svg canvas button select input textarea"
+).split()
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
-_PROSE = ["p", "li", "pre", "blockquote", "dd", "dt", "h1", "h2", "h3", "h4", "h5", "h6"]
+_PROSE = ["p", "li", "pre", "blockquote", "dd", "dt", *sorted(_HEADINGS)]
 _CONTAINERS = {"body", "div", "section", "article", "main", "td", "center", "table", "tbody", "tr"}
 _BLOCKS = (
     _CONTAINERS
     | _HEADINGS
-    | {
-        "p",
-        "ul",
-        "ol",
-        "li",
-        "dl",
-        "dd",
-        "dt",
-        "pre",
-        "blockquote",
-        "thead",
-        "tfoot",
-        "th",
-        "figure",
-        "figcaption",
-        "address",
-        "caption",
-        "hr",
-        "details",
-        "summary",
-        "fieldset",
-    }
+    | set(
+        "p ul ol li dl dd dt pre blockquote thead tfoot th figure figcaption address caption hr "
+        "details summary fieldset".split()
+    )
 )
-_LAYOUT_IN_ROW = ["table", "div", "ul", "ol", "section", "article", "h1", "h2", "h3", "h4", "h5", "h6"]
+_LAYOUT_IN_ROW = ["table", "div", "ul", "ol", "section", "article", *sorted(_HEADINGS)]
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 _MAIN_SHARE = 0.8  # the main container must hold at least this share of the page's prose
 _SOFT = "\x00"  # marks a source newline: joined without a space between CJK characters
@@ -93,6 +58,9 @@ def _drop_chrome(soup) -> None:
 
     for tag in soup(_DROP):
         tag.decompose()
+    for tag in soup("header"):  # site banner; but an <article>'s own header holds its title
+        if not tag.find_parent(["article", "main"]):
+            tag.decompose()
     for node in soup.find_all(string=lambda s: isinstance(s, (Comment, Doctype, Declaration, ProcessingInstruction))):
         node.extract()
     for tag in soup.find_all(True):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ingest.document import Document
+from ingest.document import BlockKind, Document
 from ingest.loaders._builder import BlockBuilder, file_document, join_lines
 from ingest.loaders.errors import LoadError
 from ingest.loaders.text import decode_text
@@ -37,7 +37,7 @@ def load_markdown(path: Path, data: bytes) -> Document:
     if not builder.blocks:
         raise LoadError(str(path), "no text found in the Markdown file")
     if not title:
-        title = next((b.text for b in builder.blocks if b.kind.value == "heading" and b.level == 1), "")
+        title = next((b.text for b in builder.blocks if b.kind is BlockKind.HEADING and b.level == 1), "")
     return file_document(path, data, "md", title or path.stem, builder.blocks)
 
 

@@ -8,6 +8,7 @@ Binary files (NUL bytes, many control characters) are refused instead of indexed
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ingest.document import Document
@@ -27,6 +28,7 @@ _BOMS = (
     (b"\xff\xfe", "utf-16-le"),
     (b"\xfe\xff", "utf-16-be"),
 )
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")  # C0 controls other than \t \n \r \f
 _MAX_CONTROL_RATIO = 0.01  # real text has almost no C0 control characters besides \t \n \r \f
 
 
@@ -61,7 +63,7 @@ def decode_text(path: Path, data: bytes) -> str:
 
 
 def _check_text(path: Path, text: str) -> str:
-    controls = sum(1 for ch in text if ord(ch) < 32 and ch not in "\t\n\r\f")
+    controls = len(_CONTROL.findall(text))
     if "\x00" in text or (text and controls / len(text) > _MAX_CONTROL_RATIO):
         raise LoadError(str(path), "binary content (control characters); not a text file")
     return text

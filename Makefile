@@ -1,0 +1,34 @@
+# docqa developer targets. Everything runs from the repository's own .venv (made by deploy/install.sh).
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help quickstart test lint bench install
+
+help:
+	@echo "make quickstart  install, ingest examples/docs, serve, ask two questions over HTTP (the main job)"
+	@echo "make test        install, then run the whole test suite (PYTEST_ARGS='-k ...' to narrow)"
+	@echo "make lint        ruff check ."
+	@echo "make bench       run the benchmark scripts in bench/ (reports under bench/reports/)"
+	@echo "make install     only the idempotent set-up (.venv, torch 2.13.0 CPU, docqa[dev,models])"
+
+install:
+	bash deploy/install.sh
+
+quickstart:
+	bash deploy/quickstart.sh
+
+test:
+	bash deploy/install.sh && HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint:
+	.venv/bin/ruff check .
+
+# Every number in README comes from one of these scripts.
+BENCH_SCRIPTS := bench/retrieval.py bench/latency.py
+
+bench:
+	bash deploy/install.sh
+	@for s in $(BENCH_SCRIPTS); do \
+		echo "[bench] $$s"; \
+		HF_HUB_OFFLINE=1 $(PY) $$s || exit $$?; \
+	done
