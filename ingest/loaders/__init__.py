@@ -101,7 +101,8 @@ def iter_files(paths: list[str | Path]) -> Iterator[Path]:
     """The files to ingest, each once, in a stable order.
 
     A folder is walked recursively in sorted order, skipping hidden files and folders (".git",
-    ".DS_Store") and Office lock files ("~$x.docx"), and yields only supported suffixes. A path
+    ".DS_Store") and Office lock files ("~$x.docx"), and yields supported suffixes (and legacy .doc,
+    to be reported as such). A path
     named explicitly is yielded even when it is missing or unsupported, so that ``load_file``
     reports it instead of it vanishing silently.
     """
@@ -123,6 +124,7 @@ def _walk(folder: Path) -> list[Path]:
         for name in sorted(files):
             if name.startswith((".", "~$")):
                 continue
-            if Path(name).suffix.lower() in _LOADERS:
+            # legacy .doc is yielded so the user is told to convert it rather than it vanishing
+            if Path(name).suffix.lower() in _LOADERS or name.lower().endswith(".doc"):
                 out.append(Path(root) / name)
     return sorted(out)
