@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -21,6 +22,42 @@ def _echo_json(data) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
+class Interrupted(click.ClickException):
+    """Ctrl-C during a KB change: one line saying what state the KB is in, exit status 130."""
+
+    exit_code = 130
+
+    def show(self, file=None) -> None:
+        lead = "\n" if sys.stderr.isatty() else ""  # the progress bar or ^C is on the current line
+        click.echo(f"{lead}interrupted: {self.message}", err=True)
+
+
+@contextlib.contextmanager
+def _rolled_back_on_interrupt(kb: str):
+    """The writer has already rolled back when KeyboardInterrupt reaches here; say so, once."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"nothing was committed; knowledge base {kb!r} is as it was before") from None
+
+
+def _echo_ingest_summary(report) -> None:
+    """Totals on stdout; each failed file with its reason on stderr, so it is never lost in the totals."""
+    c, r = report.counts, report
+    docs = f"{r.added} added, {r.updated} updated, {r.unchanged} unchanged" + (
+        f", {r.removed} removed" if r.removed else "")
+    click.echo(f"{r.kb}: {r.files} files: documents {docs}; {r.units} units written in {r.seconds:.1f}s")
+    if r.committed:
+        click.echo(f"{r.kb}: committed generation {r.generation}: {c.get('docs', 0)} documents, "
+                   f"{c.get('units', 0)} units")
+    else:
+        click.echo(f"{r.kb}: nothing to commit; {c.get('docs', 0)} documents, {c.get('units', 0)} units as before")
+    if r.failures:
+        click.echo(f"{len(r.failures)} failed (skipped; everything else was ingested):", err=True)
+        for f in r.failures:
+            click.echo(f"  {f.path}: {f.reason}", err=True)
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @kb_option
@@ -35,16 +72,12 @@ def ingest(paths: tuple[str, ...], kb: str, as_json: bool, no_progress: bool) ->
     from .pipeline import ingest_paths
 
     settings = load_settings()
-    report = ingest_paths(list(paths), kb, settings, progress=not no_progress and sys.stderr.isatty())
+    with _rolled_back_on_interrupt(kb):
+        report = ingest_paths(list(paths), kb, settings, progress=not no_progress and sys.stderr.isatty())
     if as_json:
         _echo_json(report.to_dict())
     else:
-        c = report.counts
-        click.echo(f"{report.kb}: {report.files} files, {report.added} added, {report.updated} updated, "
-                   f"{report.unchanged} unchanged, {report.units} units written, {len(report.failures)} failed "
-                   f"in {report.seconds:.1f}s; KB now has {c.get('docs', 0)} documents, {c.get('units', 0)} units")
-        for f in report.failures:
-            click.echo(f"  failed: {f.path}: {f.reason}", err=True)
+        _echo_ingest_summary(report)
     if report.failures:
         sys.exit(1)
 
@@ -53,10 +86,11 @@ def ingest(paths: tuple[str, ...], kb: str, as_json: bool, no_progress: bool) ->
 @click.argument("targets", nargs=-1, required=True)
 @kb_option
 def delete(targets: tuple[str, ...], kb: str) -> None:
-    """Delete documents by DOC_ID or by file PATH (a JSONL path deletes all its records)."""
+    """Delete documents by DOC_ID, file PATH (a JSONL path deletes all its records) or FOLDER."""
     from .pipeline import delete_documents
 
-    deleted, missing = delete_documents(kb, list(targets), load_settings())
+    with _rolled_back_on_interrupt(kb):
+        deleted, missing = delete_documents(kb, list(targets), load_settings())
     click.echo(f"deleted {len(deleted)} document(s)" + (f": {', '.join(deleted)}" if deleted else ""))
     for m in missing:
         click.echo(f"  not in {kb}: {m}", err=True)
@@ -106,17 +140,22 @@ def search(query: str, kb: str, k: int, mode: str, as_json: bool) -> None:
 @click.command()
 @kb_option
 @click.option("--embed-model", default=None, help="Re-embed with this model (HF id or local dir).")
-@click.option("--chunker", default=None, help="Re-chunk with this chunker.")
+@click.option("--chunker", default=None, type=click.Choice(["fixed", "embedding", "nsp"]),
+              help="Re-chunk with this chunker.")
+@click.option("--nsp-model", default=None, help="NSP boundary model (dir from `docqa finetune nsp`, or HF id).")
+@click.option("--embed", "embed", default=None, type=click.Choice(["keyinfo", "text", "both"]),
+              help="What is embedded per unit: key info, original text, or both.")
 @click.option("--chunk-max-tokens", default=None, type=int)
 @click.option("--no-progress", is_flag=True)
-def reindex(kb: str, embed_model: str | None, chunker: str | None, chunk_max_tokens: int | None,
-            no_progress: bool) -> None:
+def reindex(kb: str, embed_model: str | None, chunker: str | None, nsp_model: str | None, embed: str | None,
+            chunk_max_tokens: int | None, no_progress: bool) -> None:
     """Rebuild all units from the stored source text, optionally with new models or chunker."""
     from .pipeline import reindex as run_reindex
 
-    build = {k: v for k, v in {"embed_model": embed_model, "chunker": chunker,
-                               "chunk_max_tokens": chunk_max_tokens}.items() if v is not None}
-    r = run_reindex(kb, load_settings(), build, progress=not no_progress and sys.stderr.isatty())
+    build = {k: v for k, v in {"embed_model": embed_model, "chunker": chunker, "nsp_model": nsp_model,
+                               "embed": embed, "chunk_max_tokens": chunk_max_tokens}.items() if v is not None}
+    with _rolled_back_on_interrupt(kb):
+        r = run_reindex(kb, load_settings(), build, progress=not no_progress and sys.stderr.isatty())
     click.echo(f"{kb}: reindexed {r.updated} documents into {r.units} units in {r.seconds:.1f}s")
 
 

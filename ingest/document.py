@@ -32,7 +32,7 @@ class Block:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Block":
+    def from_dict(cls, d: dict) -> Block:
         return cls(
             text=d["text"],
             kind=BlockKind(d.get("kind", "paragraph")),
@@ -72,7 +72,7 @@ class Document:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Document":
+    def from_dict(cls, d: dict) -> Document:
         return cls(
             doc_id=d["doc_id"],
             source=d["source"],

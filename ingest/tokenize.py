@@ -1,7 +1,9 @@
 """Keyword tokens: one function, used identically at index time and at query time.
 
-Chinese goes through jieba's search-mode cut (words plus their sub-words, so "劳动合同法" matches
-both "劳动合同" and "合同法"); Latin text is lower-cased and split into words and numbers. Tokens
+Text is NFKC-normalised first, so full-width "ＡＢＣ１２３" (common in Chinese documents) and
+"ABC123" are the same term. Chinese goes through jieba's search-mode cut (words plus their
+sub-words, so "订立劳动合同" matches both "劳动合同" and "劳动"); other scripts are lower-cased
+and split into words and numbers (letters with accents stay in their word: "café"). Tokens
 that are pure punctuation or stopwords are dropped. Both the embedded tantivy engine and
 Elasticsearch receive these tokens pre-joined by spaces and index them with a whitespace analyzer,
 so the two engines see exactly the same terms.
@@ -11,9 +13,14 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from functools import lru_cache
 
-_WORD = re.compile(r"[a-z0-9]+(?:[._'-][a-z0-9]+)*|[\u3400-\u9fff\uf900-\ufaff]+", re.IGNORECASE)
+# a run of CJK ideographs, or a word of any other script: letters/digits (not '_', not CJK) joined
+# by . ' - ("e.g", "notice-period", "3.5")
+_W = r"[^\W_\u3400-\u9fff\uf900-\ufaff]"
+_WORD = re.compile(rf"{_W}+(?:[.'-]{_W}+)*|[\u3400-\u9fff\uf900-\ufaff]+")
+_LATIN_RUN = re.compile(rf"{_W}+")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 STOPWORDS = frozenset(
@@ -46,7 +53,7 @@ def _get_jieba():
 def tokenize(text: str) -> list[str]:
     """Keyword tokens of ``text`` in order (duplicates kept: term frequency matters to BM25)."""
     out: list[str] = []
-    for m in _WORD.finditer(text):
+    for m in _WORD.finditer(unicodedata.normalize("NFKC", text)):
         piece = m.group(0)
         if _CJK.match(piece):
             out.extend(t for t in _cut_cjk(piece) if t not in STOPWORDS)
@@ -75,5 +82,5 @@ def count_tokens(text: str) -> int:
     without loading a tokenizer in the hot path of chunking.
     """
     cjk = len(_CJK.findall(text))
-    latin = len(re.findall(r"[A-Za-z0-9]+", text))
+    latin = len(_LATIN_RUN.findall(text))  # any non-CJK word, full-width "２０１９" included
     return cjk + (latin * 13 + 9) // 10

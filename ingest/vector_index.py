@@ -19,7 +19,7 @@ class VectorIndex:
         self.dim = dim
 
     @classmethod
-    def create(cls, dim: int, kind: str = "flat") -> "VectorIndex":
+    def create(cls, dim: int, kind: str = "flat") -> VectorIndex:
         import faiss
 
         if kind == "flat":
@@ -32,7 +32,7 @@ class VectorIndex:
         return cls(faiss.IndexIDMap2(base), dim)
 
     @classmethod
-    def load(cls, path: str | Path) -> "VectorIndex":
+    def load(cls, path: str | Path) -> VectorIndex:
         import faiss
 
         index = faiss.read_index(str(path))
@@ -83,4 +83,5 @@ class VectorIndex:
         if len(self) == 0:
             return [[] for _ in range(len(vecs))]
         scores, ids = self.index.search(np.ascontiguousarray(vecs, dtype=np.float32), min(k, len(self)))
-        return [[(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0] for row_i, row_s in zip(ids, scores)]
+        return [[(int(i), float(s)) for i, s in zip(row_i, row_s, strict=True) if i >= 0]
+                for row_i, row_s in zip(ids, scores, strict=True)]

@@ -95,13 +95,29 @@ def main() -> None:
         click.echo("interrupted: nothing was committed, the knowledge base is as it was", err=True)
         sys.exit(130)
     except (KBError, ValueError, OSError) as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"error: {_one_line(e)}", err=True)
         sys.exit(2)
     except Exception as e:
         if os.environ.get("DOCQA_DEBUG"):
             raise
+        from ingest.embedder import ModelNotAvailable
+
+        if isinstance(e, ModelNotAvailable):  # a setting the user can fix, not our bug
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
         click.echo(f"internal error: {type(e).__name__}: {e} (set DOCQA_DEBUG=1 for details)", err=True)
         sys.exit(70)
+
+
+def _one_line(e: Exception) -> str:
+    """A user error as one line: a pydantic ValidationError (a bad DOCQA_* value or docqa.yaml key)
+    becomes "setting NAME: why" instead of its multi-line report."""
+    errors = getattr(e, "errors", None)
+    if callable(errors) and type(e).__name__ == "ValidationError":
+        parts = [f"setting {'.'.join(str(x) for x in err.get('loc', ())) or '?'}: {err.get('msg', '')}"
+                 for err in e.errors()]
+        return "invalid configuration: " + "; ".join(parts)
+    return " ".join(str(e).split("\n"))
 
 
 if __name__ == "__main__":

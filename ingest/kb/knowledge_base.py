@@ -61,7 +61,7 @@ class KnowledgeBase:
                                         self.settings.embed_batch_size)
 
     @classmethod
-    def open(cls, name: str, settings: Settings) -> "KnowledgeBase":
+    def open(cls, name: str, settings: Settings) -> KnowledgeBase:
         root = kb_path(settings, name)
         manifest = read_manifest(root)
         if int(manifest.get("generation", 0)) == 0:

@@ -57,9 +57,18 @@ class UnitStore:
         return rows[0][0] if rows else None
 
     def doc_ids_for_source(self, source: str) -> list[str]:
-        """Documents from this file: the file itself, or the records of a JSONL file."""
-        return [r[0] for r in self._q("SELECT doc_id FROM docs WHERE source=? OR source LIKE ?",
-                                      (source, source.replace("%", r"\%") + "#%"))]
+        """Documents from this file: the file itself, or the records of a JSONL file ("path#id").
+
+        A prefix compare, not LIKE: LIKE treats '_' in file names as a wildcard and ignores ASCII
+        case, so deleting "a_b.jsonl" could take the records of "aXb.jsonl" or "A_B.jsonl" too."""
+        prefix = source + "#"
+        return [r[0] for r in self._q("SELECT doc_id FROM docs WHERE source=? OR substr(source, 1, ?)=?",
+                                      (source, len(prefix), prefix))]
+
+    def doc_ids_under(self, folder: str) -> list[str]:
+        """Documents whose source file lies anywhere below ``folder`` (an absolute path)."""
+        prefix = folder.rstrip("/") + "/"
+        return [r[0] for r in self._q("SELECT doc_id FROM docs WHERE substr(source, 1, ?)=?", (len(prefix), prefix))]
 
     def list_docs(self) -> list[dict]:
         rows = self._q("SELECT doc_id, source, title, content_hash, n_units, added_at, meta FROM docs ORDER BY source")

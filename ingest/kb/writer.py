@@ -6,24 +6,32 @@
 3. apply changes (documents replaced or deleted by ``doc_id``) in all three stores;
 4. commit: tantivy commit, FAISS written, SQLite committed, directory fsynced, and only then the
    manifest replaced (atomic rename). An exception or Ctrl-C before that point deletes gen N+1 and
-   leaves gen N, still named by the manifest, exactly as it was.
+   leaves gen N, still named by the manifest, exactly as it was; one after it keeps gen N+1, which
+   the manifest already names. A hard crash (SIGKILL, power loss) leaves a gen N+1 directory that no
+   manifest names: the next writer deletes it before it starts.
+
+Elasticsearch is the exception: it is a server, not a file in the generation directory, so its
+writes cannot be swapped with the manifest. They are sent in ``commit()`` just before the swap
+(see ``ingest/lexical/elastic.py`` for what a crash between the two leaves behind).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 
 from ..document import Document
-from ..settings import Settings
+from ..settings import LexicalBackend, Settings
 from ..units import Level, Unit
 from .knowledge_base import kb_path, shared_embedder
-from .manifest import FORMAT_VERSION, KBError, fsync_dir, gen_dir, read_manifest, write_manifest
+from .manifest import FORMAT_VERSION, MANIFEST, KBError, fsync_dir, gen_dir, read_manifest, write_manifest
 from .store import UnitStore
 
 _PARENT_LEVEL = {Level.SENTENCE: Level.SEGMENT, Level.SEGMENT: Level.ARTICLE}
@@ -41,9 +49,13 @@ class KBWriter:
                 raise KBError(f"knowledge base {name!r} not found under {settings.home}")
             self.root.mkdir(parents=True, exist_ok=True)
         self._lock_fd = self._take_lock()
+        self.gdir: Path | None = None
+        self._retired_es_index: str | None = None
         try:
             self._open(settings, rebuild)
         except BaseException:
+            if self.gdir is not None and not self._is_current():
+                shutil.rmtree(self.gdir, ignore_errors=True)
             self._release_lock()
             raise
 
@@ -77,6 +89,7 @@ class KBWriter:
 
             self._vectors = VectorIndex.load(odir / "vectors.faiss")
         self.store = UnitStore(self.gdir / "store.sqlite")
+        self._pick_es_index(bool(rebuild), old)
         from ..lexical import open_lexical
 
         self.lexical = open_lexical(self.settings.lexical_backend.value, self.gdir / "lexical",
@@ -84,6 +97,16 @@ class KBWriter:
         self.store.begin()
         self._next_id = self.store.max_unit_id() + 1
         self.changed = bool(rebuild)
+
+    def _pick_es_index(self, rebuild: bool, old_generation: int) -> None:
+        """One Elasticsearch index per KB, named in the manifest (a shared index would mix KBs'
+        unit ids), and a fresh one per rebuild. A KB written before names were recorded keeps the
+        legacy name until it is reindexed."""
+        if self.settings.lexical_backend != LexicalBackend.ELASTICSEARCH:
+            return
+        if rebuild or (not old_generation and not self.manifest.get("es_index")):
+            self._retired_es_index = self.manifest.get("es_index") if rebuild else None
+            self.manifest["es_index"] = f"docqa-{self.name.lower()}-{uuid.uuid4().hex[:10]}"
 
     # --- locking ---
     def _take_lock(self) -> int:
@@ -125,7 +148,8 @@ class KBWriter:
             self._assign_ids(units)
             self.store.put_doc(doc, len(units), now)
             all_units.extend(units)
-        vecs = self.embedder.encode_docs([u.embed_input() for u in all_units], show_progress=show_progress)
+        texts = [u.embed_input(self.settings.embed) for u in all_units]
+        vecs = self.embedder.encode_docs(texts, show_progress=show_progress)
         self.vectors.add(np.array([u.unit_id for u in all_units], dtype=np.int64), vecs)
         self.store.put_units(all_units)
         self.lexical.add(all_units)
@@ -174,23 +198,42 @@ class KBWriter:
         return counts
 
     def abort(self) -> None:
+        """Drop the new generation and unlock. Cleanup never raises, so the exception that caused
+        the abort is the one the user sees; a generation the manifest already names (the swap
+        happened, then something failed) is kept, never deleted under the readers' feet."""
         try:
-            self.store.rollback()
-            self.store.close()
-            rollback = getattr(self.lexical, "rollback", None)
-            if rollback:
-                rollback()
+            for step in (self.store.rollback, self.store.close, getattr(self.lexical, "rollback", None)):
+                if step is not None:
+                    with contextlib.suppress(Exception):
+                        step()
+            if not self._is_current():
+                shutil.rmtree(self.gdir, ignore_errors=True)
         finally:
-            shutil.rmtree(self.gdir, ignore_errors=True)
             self._release_lock()
 
+    def _is_current(self) -> bool:
+        """True when the manifest on disk names this writer's generation."""
+        try:
+            return int(read_manifest(self.root).get("generation", 0)) == self.generation
+        except (KBError, ValueError, TypeError):
+            return False
+
     def _gc(self) -> None:
+        """Delete generations older than the ones kept, temp manifests of crashed writers, and the
+        Elasticsearch index a rebuild replaced. Best effort: the commit has already happened."""
         keep = {gen_dir(self.root, g).name for g in range(self.generation - KEEP_OLD_GENERATIONS, self.generation + 1)}
         for p in self.root.glob("gen-*"):
             if p.name not in keep:
                 shutil.rmtree(p, ignore_errors=True)
+        for p in self.root.glob(f".{MANIFEST}.*.tmp"):
+            p.unlink(missing_ok=True)
+        if self._retired_es_index:
+            with contextlib.suppress(Exception):
+                from ..lexical.elastic import ElasticIndex
 
-    def __enter__(self) -> "KBWriter":
+                ElasticIndex(self.settings.es_url or "", self._retired_es_index).drop()
+
+    def __enter__(self) -> KBWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

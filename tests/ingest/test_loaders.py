@@ -367,7 +367,8 @@ def test_bad_inputs_have_specific_reasons(tmp_path: Path) -> None:
 
 
 def test_iter_files_walks_folders_and_keeps_named_files(tmp_path: Path) -> None:
-    for rel in "b/z.md b/a.TXT a.pdf .git/x.md c/.hidden.md c/~$lock.docx c/notes.xyz c/d/e.jsonl x.xyz c/old.doc".split():
+    names = "b/z.md b/a.TXT a.pdf .git/x.md c/.hidden.md c/~$lock.docx c/notes.xyz c/d/e.jsonl x.xyz c/old.doc"
+    for rel in names.split():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x", encoding="utf-8")
     got = list(iter_files([tmp_path, tmp_path / "x.xyz", tmp_path / "a.pdf"]))  # a.pdf only once
