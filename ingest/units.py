@@ -9,10 +9,10 @@ sentence); each keeps its parent so a hit can be expanded to its segment or arti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     ARTICLE = "article"
     SEGMENT = "segment"
     SENTENCE = "sentence"
@@ -31,9 +31,19 @@ class Unit:
     unit_id: int = -1  # assigned by the knowledge base on commit
     parent_id: int | None = None  # assigned by the knowledge base on commit
 
-    def embed_input(self) -> str:
-        """The text the embedder sees: key info first (heading path, keyphrases), then the text."""
-        return f"{self.keyinfo}\n{self.text}" if self.keyinfo else self.text
+    def embed_input(self, what: str = "text") -> str:
+        """The text the embedder sees (``Settings.embed``): ``keyinfo`` (level 1 only; the text when a
+        unit has no key info), ``text`` (level 2 only) or ``both`` (key info first, then the text).
+
+        The default matches ``Settings.embed``'s; pass the KB's setting to get what its index embeds.
+        Key-info-only vectors match short questions about a topic; text vectors match questions that
+        paraphrase a sentence; ``both`` hedges (see bench/reports/chunking_retrieval.md)."""
+        what = getattr(what, "value", what)
+        if what == "keyinfo":
+            return self.keyinfo or self.text
+        if what == "text" or not self.keyinfo:
+            return self.text
+        return f"{self.keyinfo}\n{self.text}"
 
     def lexical_input(self) -> str:
         """The text the keyword engine indexes: key info and original text both."""
