@@ -10,6 +10,7 @@ from ingest.settings import Settings
 
 from .errors import ApiError
 from .registry import KBRegistry
+from .request_id import get_request_id
 
 
 def get_registry(request: Request) -> KBRegistry:
@@ -22,6 +23,7 @@ def get_settings(request: Request) -> Settings:
 
 RegistryDep = Annotated[KBRegistry, Depends(get_registry)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+RequestIdDep = Annotated[str, Depends(get_request_id)]  # X-Request-ID, or a new id
 
 
 def check_question(question: str, settings: Settings, what: str = "question") -> str:

@@ -11,7 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .registry import UnknownKB
+from ingest.embedder import ModelNotAvailable
+
+from .registry import KBNotNamed, UnknownKB
 
 log = logging.getLogger("docqa.errors")
 
@@ -25,14 +27,35 @@ def error_body(status: int, message: str, type_: str) -> dict:
     return {"error": {"message": message, "type": type_, "code": status}}
 
 
+_NOT_AN_OBJECT = ("the request body must be a JSON object sent with Content-Type: application/json; "
+                  "see /docs for the fields")
+# FastAPI's detail when the body could not even be decoded (not UTF-8, nested too deep...)
+_UNPARSABLE = "There was an error parsing the body"
+
+
 def _validation_message(exc: RequestValidationError) -> str:
+    """One line a client can act on: which field is wrong and why, or what is wrong with the body."""
     parts = []
     for err in exc.errors():
-        if err.get("type") == "json_invalid":
-            return f"malformed JSON body: {err.get('ctx', {}).get('error', err.get('msg'))}"
-        loc = ".".join(str(x) for x in err.get("loc", []) if x != "body")
-        parts.append(f"{loc or 'body'}: {err.get('msg')}")
+        kind, loc = err.get("type"), tuple(err.get("loc", ()))
+        if kind == "json_invalid":
+            where = f" at character {loc[1]}" if len(loc) > 1 else ""
+            return f"malformed JSON body{where}: {err.get('ctx', {}).get('error', err.get('msg'))}"
+        if loc == ("body",):  # the body as a whole: missing, or not an object
+            return "the request body is missing: " + _NOT_AN_OBJECT if kind == "missing" else _NOT_AN_OBJECT
+        field = ".".join(str(x) for x in loc if x != "body")
+        parts.append(f"{field or 'body'}: {err.get('msg')}")
     return "; ".join(parts) or "invalid request"
+
+
+def _http_error(exc: StarletteHTTPException) -> tuple[int, str]:
+    """Status and message for Starlette/FastAPI's own HTTP errors (404, 405, unparsable body...)."""
+    if exc.status_code == 400 and exc.detail == _UNPARSABLE:
+        cause = exc.__cause__
+        why = "it is not UTF-8" if isinstance(cause, UnicodeDecodeError) else \
+            "it is nested too deeply" if isinstance(cause, RecursionError) else "it could not be decoded"
+        return 422, f"malformed JSON body: {why}"
+    return exc.status_code, str(exc.detail)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -44,14 +67,23 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _kb(_: Request, exc: UnknownKB):
         return JSONResponse(error_body(404, str(exc), "not_found"), status_code=404)
 
+    @app.exception_handler(KBNotNamed)
+    async def _kb_not_named(_: Request, exc: KBNotNamed):
+        return JSONResponse(error_body(422, str(exc), "invalid_request_error"), status_code=422)
+
+    @app.exception_handler(ModelNotAvailable)
+    async def _no_model(_: Request, exc: ModelNotAvailable):  # an operator problem, told plainly
+        return JSONResponse(error_body(503, str(exc), "unavailable"), status_code=503)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
         return JSONResponse(error_body(422, _validation_message(exc), "invalid_request_error"), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException):
-        return JSONResponse(error_body(exc.status_code, str(exc.detail), "invalid_request_error"),
-                            status_code=exc.status_code)
+        status, message = _http_error(exc)
+        return JSONResponse(error_body(status, message, "invalid_request_error"), status_code=status,
+                            headers=getattr(exc, "headers", None))  # e.g. Allow on 405
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception):

@@ -10,24 +10,38 @@ from __future__ import annotations
 import logging
 import threading
 
-from ingest.kb import KBError, KnowledgeBase, list_kbs
+from ingest.kb import KBError, KnowledgeBase, kb_path, list_kbs
+from ingest.kb.manifest import read_manifest
 from ingest.settings import Settings
+
+from .compliance import warm_up_compliance
 
 log = logging.getLogger("docqa.registry")
 
 
 class UnknownKB(KBError):
-    pass
+    """The request names a KB this server does not serve (HTTP 404)."""
+
+
+class KBNotNamed(KBError):
+    """The request names no KB and the server serves several (HTTP 422: the client must pick one)."""
 
 
 class KBRegistry:
+    """The KBs of one server. ``only``: serve just that KB (it must exist: checked here, so
+    ``docqa serve --kb typo`` fails at once instead of never becoming ready); ``None``: every KB
+    under DOCQA_HOME, including ones created after start."""
+
     def __init__(self, settings: Settings, only: str | None = None):
         self.settings = settings
         self.only = only
+        if only:
+            read_manifest(kb_path(settings, only))  # KBError with a clear message: bad name or not found
         self._open: dict[str, KnowledgeBase] = {}
         self._lock = threading.Lock()
         self.ready = False
         self.error: str | None = None
+        self.kb_errors: dict[str, str] = {}  # KBs that failed to warm up; the others are still served
 
     def names(self) -> list[str]:
         if self.only:
@@ -42,8 +56,9 @@ class KBRegistry:
         if not name:
             name = self.default_name()
             if name is None:
-                raise UnknownKB("name a knowledge base with \"kb\": this server has "
-                                f"{len(self.names())} ({', '.join(self.names()) or 'none'})")
+                names = self.names()
+                raise KBNotNamed(f"name a knowledge base with \"kb\": this server serves {len(names)} "
+                                 f"({', '.join(names) or 'none yet: run docqa ingest'})")
         if self.only and name != self.only:
             raise UnknownKB(f"unknown knowledge base {name!r}: this server serves only {self.only!r}")
         with self._lock:
@@ -55,15 +70,31 @@ class KBRegistry:
                     raise UnknownKB(str(e)) from None
                 if kb is not None:
                     log.info("knowledge base %s: generation %s -> %s", name, kb.generation, fresh.generation)
+                    # load the new generation's indexes now, while its files are certainly there (a
+                    # later writer deletes old generations), and once, not in every concurrent request
+                    _ = fresh.vectors, fresh.lexical
                 self._open[name] = kb = fresh
         return kb
 
     def warm_up(self) -> None:
-        """Open every KB and load its models; sets ``ready`` (or ``error``)."""
-        try:
-            for name in self.names():
-                self.get(name).warm_up()
+        """Open every KB and load its models; sets ``ready`` (or ``error``).
+
+        One broken KB (unreadable manifest, model missing) must not take the others down: it is
+        recorded in ``kb_errors`` (shown by /readyz) and the server is ready when at least one KB
+        warmed up, or when there is none yet. Only when every KB failed is the server not ready."""
+        names = self.names()
+        for name in names:
+            try:
+                kb = self.get(name)
+                kb.warm_up()
+                warm_up_compliance(kb)  # bad compliance data: a start-up error, not a 500 later
+            except KBError as e:  # the operator can act on the message: no traceback needed
+                log.error("knowledge base %s is not served: %s", name, e)
+                self.kb_errors[name] = str(e)
+            except Exception as e:  # reported by /readyz, never raised into the event loop
+                log.exception("warm-up of knowledge base %s failed", name)
+                self.kb_errors[name] = f"{type(e).__name__}: {e}"
+        if names and len(self.kb_errors) == len(names):
+            self.error = "; ".join(f"{n}: {m}" for n, m in self.kb_errors.items())
+        else:
             self.ready = True
-        except Exception as e:  # reported by /readyz, never raised into the event loop
-            log.exception("warm-up failed")
-            self.error = f"{type(e).__name__}: {e}"

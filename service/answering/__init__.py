@@ -1,55 +1,46 @@
 """Answering: question (+ history) -> retrieval -> evidence check -> answer with citations.
 
-``answer_question`` is the plain function every front end calls (CLI ``docqa ask``, the native and
-the OpenAI-compatible HTTP endpoints), so they can never disagree.
+``answer_question`` (whole) and ``answer_stream`` (deltas, then the result) are the plain
+functions every front end calls (CLI ``docqa ask``, the native and the OpenAI-compatible HTTP
+endpoints), so they can never disagree. The steps are in ``pipeline.py``; the backend (extractive
+or an LLM) comes from the KB's settings (``llm_backend``, per-KB ``kb_llm``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from ingest.kb import KnowledgeBase
-from ingest.search import Hit, search
 
-from .extractive import compose, render, score_sentences
+from .history import joined_query as standalone_query
+from .pipeline import Prepared, answer, answer_events, citation, prepare
 from .result import AnswerResult, refusal_message
 
-__all__ = ["AnswerResult", "answer_question", "stream_answer", "standalone_query"]
+__all__ = ["AnswerResult", "Prepared", "answer_question", "answer_stream", "citation", "refusal_message",
+           "standalone_query", "stream_answer"]
 
 
-def standalone_query(question: str, history: list[dict] | None) -> str:
-    """The query to search for. Extractive mode: a follow-up is joined with the previous user turn
-    ("那试用期呢？" alone finds nothing; with "劳动合同期限一年" before it, it does)."""
-    prev = [m.get("content", "") for m in (history or []) if m.get("role") == "user" and m.get("content")]
-    if prev and len(question) < 40:
-        return f"{prev[-1]} {question}"
-    return question
+def answer_question(kb: KnowledgeBase, question: str, history: list[dict] | None = None, *, k: int | None = None,
+                    params: dict | None = None, stage: str | None = None,
+                    request_id: str | None = None) -> AnswerResult:
+    """The answer to ``question`` from ``kb``. ``params``: generation overrides for this request
+    (temperature, top_p, max_tokens, repetition_penalty, no_repeat_ngram_size); ``stage``: the
+    dialogue stage the compliance filter picks its fallback reply by."""
+    return answer(prepare(kb, question, history, k=k, params=params, stage=stage, request_id=request_id))
 
 
-def citation(n: int, h: Hit) -> dict:
-    return {"n": n, "doc_id": h.doc_id, "source": h.source, "title": h.title, "text": h.text,
-            "unit_id": h.unit_id, "page": h.page, "heading_path": h.heading_path}
+def answer_stream(kb: KnowledgeBase, question: str, history: list[dict] | None = None, *, k: int | None = None,
+                  params: dict | None = None, stage: str | None = None,
+                  request_id: str | None = None) -> Iterator[str | AnswerResult]:
+    """Text deltas while the answer is written, then the final ``AnswerResult`` as the last item.
 
-
-def answer_question(kb: KnowledgeBase, question: str, history: list[dict] | None = None,
-                    *, k: int | None = None) -> AnswerResult:
-    query = standalone_query(question, history)
-    hits = search(kb, query, k or kb.settings.answer_k)
-    scored = score_sentences(question if query == question else query, hits, kb.embedder)
-    chosen, best = compose(scored, kb.settings.refusal_threshold)
-    if not chosen:
-        return AnswerResult(answer=refusal_message(question), refused=True, query=query, evidence_score=best,
-                            reason="no retrieved passage supports an answer" if hits else "the knowledge base "
-                            "returned no passage")
-    used = sorted({s.hit_index for s in chosen})
-    number_of = {hi: n for n, hi in enumerate(used, start=1)}
-    return AnswerResult(answer=render(chosen, number_of), citations=[citation(number_of[i], hits[i]) for i in used],
-                        refused=False, query=query, evidence_score=best)
+    Retrieval runs before the first item, so errors in the request (unknown KB, bad settings) are
+    raised at the call, not mid-stream."""
+    prep = prepare(kb, question, history, k=k, params=params, stage=stage, request_id=request_id)
+    return answer_events(prep)
 
 
 def stream_answer(result: AnswerResult) -> Iterator[str]:
-    """The answer text as deltas, one sentence (with its citation) at a time."""
-    import re
-
-    for piece in re.findall(r".+?\[\d+\]|.+$", result.answer, flags=re.S):
-        yield piece
+    """A finished answer as deltas, one sentence (with its citation) at a time."""
+    yield from re.findall(r".+?\[\d+\]|.+$", result.answer, flags=re.S)

@@ -17,9 +17,8 @@ import numpy as np
 from ingest.tokenize import STOPWORDS, query_terms
 
 DENSE_WEIGHT = 0.3
-_QWORDS = {"哪", "谁", "何", "几", "多", "么", "吗", "呢", "是", "有", "的", "要", "会", "能", "多久", "多长", "多长时间",
-           "什么", "哪些", "哪里", "时候", "什么时候", "为什么", "怎么", "怎么样", "如何", "多少", "是否", "可否", "可以",
-           "哪天", "哪一天", "几天", "情况", "规定", "要求", "how", "many", "much", "long", "does", "what", "which"}
+_QWORDS = set("""哪 谁 何 几 多 么 吗 呢 是 有 的 要 会 能 多久 多长 多长时间 什么 哪些 哪里 时候 什么时候 为什么 怎么
+    怎么样 如何 多少 是否 可否 可以 哪天 哪一天 几天 情况 规定 要求 how many much long does what which""".split())
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
 
@@ -29,6 +28,14 @@ def content_terms(question: str) -> list[str]:
             (len(t) > 1 or not _CJK.match(t))]
 
 
+def contains(term: str, low_sentence: str) -> bool:
+    """Chinese terms match as substrings (no spaces between words); Latin terms and numbers only as
+    whole words, so "hi" is not found in "this" nor "19" in "2019"."""
+    if _CJK.match(term):
+        return term in low_sentence
+    return re.search(rf"(?<![a-z0-9]){re.escape(term)}(?![a-z0-9])", low_sentence) is not None
+
+
 def coverage(terms: list[str], sentence: str, weights: dict[str, float] | None = None) -> float:
     """Weighted share of ``terms`` found in ``sentence`` (weight = length x rarity)."""
     if not terms:
@@ -36,7 +43,7 @@ def coverage(terms: list[str], sentence: str, weights: dict[str, float] | None =
     low = sentence.lower()
     w = weights or {t: float(len(t)) for t in terms}
     total = sum(w[t] for t in terms)
-    return sum(w[t] for t in terms if t in low) / total if total else 0.0
+    return sum(w[t] for t in terms if contains(t, low)) / total if total else 0.0
 
 
 def term_weights(terms: list[str], sentences: list[str]) -> dict[str, float]:
@@ -47,7 +54,7 @@ def term_weights(terms: list[str], sentences: list[str]) -> dict[str, float]:
     n = max(len(lows), 1)
     out = {}
     for t in terms:
-        df = sum(1 for s in lows if t in s)
+        df = sum(1 for s in lows if contains(t, s))
         out[t] = len(t) * (0.5 + 0.5 * np.log1p(n / (1 + df)) / np.log1p(n))
     return out
 

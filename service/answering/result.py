@@ -27,6 +27,9 @@ class AnswerResult:
     query: str = ""  # the standalone query that was searched
     evidence_score: float = 0.0
     fallback: bool = False
+    # the answer is the product's own fixed wording (a refusal, the LLM-down notice), not generated
+    # text: the guard has nothing to ground, the audit log still records it
+    fixed_text: bool = False
     reason: str | None = None
 
     def to_dict(self) -> dict:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..answering import answer_question, stream_answer
-from ..deps import RegistryDep, check_question, require_ready
+from ..answering import answer_question, answer_stream
+from ..deps import RegistryDep, RequestIdDep, check_question, require_ready
 from ..schemas import ChatRequest, ChatResponse
-from .sse import sse, sse_response
+from .sse import guarded, sse, sse_response
 
 router = APIRouter(tags=["chat"])
 
@@ -15,18 +15,24 @@ router = APIRouter(tags=["chat"])
 @router.post("/v1/chat", response_model=ChatResponse,
              responses={200: {"content": {"text/event-stream": {}},
                               "description": "JSON, or with stream=true server-sent events: `delta` events "
-                                             "{\"text\"} then one `done` event with the whole response."}})
-def chat(req: ChatRequest, registry: RegistryDep):
+                                             "{\"text\"} then one `done` event with the whole response "
+                                             "(or, if the server fails mid-stream, one `error` event "
+                                             "{\"error\": {\"message\", \"type\", \"code\"}})."}})
+def chat(req: ChatRequest, registry: RegistryDep, request_id: RequestIdDep):
     require_ready(registry)
     question = check_question(req.question, registry.settings)
     kb = registry.get(req.kb)
-    result = answer_question(kb, question, [t.model_dump() for t in req.history])
+    history = [t.model_dump() for t in req.history]
+    opts = {"params": req.gen_params(), "stage": req.stage, "request_id": request_id}
     if not req.stream:
-        return result.to_dict()
+        return answer_question(kb, question, history, **opts).to_dict()
+    items = answer_stream(kb, question, history, **opts)  # retrieval errors surface here, as HTTP errors
 
     def events():
-        for delta in stream_answer(result):
-            yield sse({"text": delta}, "delta")
-        yield sse(result.to_dict(), "done")
+        for item in items:
+            if isinstance(item, str):
+                yield sse({"text": item}, "delta")
+            else:  # the final AnswerResult: authoritative (see answer_stream)
+                yield sse(item.to_dict(), "done")
 
-    return sse_response(events())
+    return sse_response(guarded(events(), lambda err: iter([sse(err, "error")])))

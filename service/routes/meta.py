@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from ..deps import RegistryDep
+from ..llm.factory import llm_status
 
 router = APIRouter(tags=["meta"])
 
@@ -18,12 +19,20 @@ def healthz():
 
 @router.get("/readyz")
 def readyz(registry: RegistryDep):
-    """200 once every served KB is open and its models are loaded; 503 before (readiness)."""
+    """200 once every served KB is open and its models are loaded; 503 before (readiness).
+
+    KBs that failed to load are listed under ``errors`` (the others are served); 503 with
+    ``status: error`` only when none could be loaded."""
     if registry.error:
         return JSONResponse({"status": "error", "error": registry.error}, status_code=503)
     if not registry.ready:
         return JSONResponse({"status": "loading"}, status_code=503)
-    return {"status": "ready", "kbs": registry.names()}
+    # An LLM that is down makes the service degraded, not unready: chat still answers (fallback
+    # replies, `fallback: true`), so 200 keeps the instance in rotation; `llm` says which KB is affected.
+    llm = llm_status(registry.settings, registry.names())
+    degraded = any(not v["available"] for v in llm.values())
+    return {"status": "degraded" if degraded else "ready", "kbs": registry.names(),
+            "errors": dict(registry.kb_errors), "llm": llm}
 
 
 @router.get("/v1/kbs")

@@ -13,11 +13,11 @@ import uuid
 
 from fastapi import APIRouter
 
-from ..answering import answer_question, stream_answer
-from ..deps import RegistryDep, check_question, require_ready
+from ..answering import AnswerResult, answer_question, answer_stream
+from ..deps import RegistryDep, RequestIdDep, check_question, require_ready
 from ..errors import ApiError
 from ..schemas import OpenAIChatRequest
-from .sse import sse, sse_response
+from .sse import guarded, sse, sse_response
 
 router = APIRouter(tags=["openai"])
 
@@ -28,8 +28,14 @@ def _text(content) -> str:
     return content or ""
 
 
+def _extra(result: AnswerResult) -> dict:
+    """docqa's fields beside OpenAI's (clients ignore fields they do not know)."""
+    return {"citations": result.citations, "refused": result.refused, "fallback": result.fallback,
+            "reason": result.reason}
+
+
 @router.post("/v1/chat/completions")
-def chat_completions(req: OpenAIChatRequest, registry: RegistryDep):
+def chat_completions(req: OpenAIChatRequest, registry: RegistryDep, request_id: RequestIdDep):
     require_ready(registry)
     msgs = [(m.role, _text(m.content)) for m in req.messages]
     if msgs[-1][0] != "user":
@@ -38,10 +44,11 @@ def chat_completions(req: OpenAIChatRequest, registry: RegistryDep):
     history = [{"role": r, "content": c} for r, c in msgs[:-1] if r in ("user", "assistant")]
     kb_name = req.kb or (req.model if req.model in registry.names() else None)
     kb = registry.get(kb_name)
-    result = answer_question(kb, question, history)
+    opts = {"params": req.gen_params(), "stage": req.stage, "request_id": request_id}
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-    extra = {"citations": result.citations, "refused": result.refused, "fallback": result.fallback}
     if not req.stream:
+        result = answer_question(kb, question, history, **opts)
+        extra = _extra(result)
         return {"id": cid, "object": "chat.completion", "created": created, "model": req.model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer},
                              "finish_reason": "stop"}],
@@ -51,11 +58,16 @@ def chat_completions(req: OpenAIChatRequest, registry: RegistryDep):
         return sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": req.model,
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **more})
 
+    items = answer_stream(kb, question, history, **opts)
+
     def events():
         yield chunk({"role": "assistant", "content": ""})
-        for delta in stream_answer(result):
-            yield chunk({"content": delta})
-        yield chunk({}, "stop", **extra)
+        for item in items:
+            if isinstance(item, str):
+                yield chunk({"content": item})
+            else:  # the final result: its `answer` is authoritative when it differs from the deltas
+                yield chunk({}, "stop", answer=item.answer, **_extra(item))
         yield sse("[DONE]")
 
-    return sse_response(events())
+    # OpenAI's own streams report a failure as a `data: {"error": ...}` event; [DONE] still ends it
+    return sse_response(guarded(events(), lambda err: iter([sse(err), sse("[DONE]")])))

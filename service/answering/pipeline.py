@@ -1,0 +1,241 @@
+"""The answering pipeline, whichever backend writes the answer.
+
+    question (+ history) -> history left-truncated to its token budget -> standalone query
+      -> retrieve -> refusal check on the evidence (no LLM call when nothing supports an answer)
+      -> extractive: quote the supporting sentences with [n]
+      -> LLM: prompt with numbered passages -> draft -> keep only [n] of passages given
+              (LLM down or failing: the fallback reply, ``fallback: true`` and the reason)
+      -> compliance review (call site below) -> AnswerResult
+
+``prepare`` does everything up to the LLM call; ``answer`` and ``answer_events`` finish it
+whole or streamed. Both front ends (CLI, HTTP) go through here, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ingest.kb import KnowledgeBase
+from ingest.search import Hit, search
+from ingest.settings import LLMFallback, Settings
+
+from ..llm import LLM, GenParams, LLMError, kb_llm_settings, llm_for
+from ..prompts import prompts_for
+from .citations import CitationFilter, attribute, filter_citations, is_refusal
+from .extractive import Scored, compose, render, score_sentences
+from .history import condense, estimate_tokens, joined_query, truncate_history
+from .result import AnswerResult, is_chinese, refusal_message
+
+log = logging.getLogger("docqa.answering")
+
+NOTICE_ZH = "答案生成服务暂时不可用，以下是与问题最相关的原文，供参考。"
+NOTICE_EN = "The answering model is unavailable right now; the most relevant passages are cited below."
+
+
+@dataclass
+class Prepared:
+    """Everything known before the LLM is called."""
+
+    kb: KnowledgeBase
+    settings: Settings
+    llm: LLM | None
+    question: str  # as asked
+    query: str  # the standalone query that was searched
+    hits: list[Hit]
+    chosen: list[Scored]  # evidence sentences that support an answer (empty: refuse)
+    best: float
+    params: GenParams
+    stage: str | None = None
+    request_id: str | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. why condensation fell back
+    llm_seconds: float = 0.0  # time spent inside LLM calls (bench/service_overhead.py)
+
+    @property
+    def passages(self) -> list[Hit]:
+        """The hits given to the LLM: best first, packed into ``context_token_budget``."""
+        out, used = [], 0
+        for h in self.hits:
+            cost = estimate_tokens(h.text) + 8
+            if out and used + cost > self.settings.context_token_budget:
+                break
+            out.append(h)
+            used += cost
+        return out
+
+
+def prepare(kb: KnowledgeBase, question: str, history: list[dict] | None = None, *, k: int | None = None,
+            params: dict | None = None, stage: str | None = None, request_id: str | None = None) -> Prepared:
+    """History, standalone query, retrieval and the evidence check (see the module docstring)."""
+    s = kb_llm_settings(kb.settings, kb.name)
+    llm = llm_for(s)
+    gen = GenParams.from_settings(s).override(**(params or {}))
+    turns = truncate_history(history, s.history_token_budget)
+    prep = Prepared(kb, s, llm, question, question, [], [], 0.0, gen, stage, request_id)
+    prep.query = _standalone(prep, turns)
+    prep.hits = search(kb, prep.query, k or s.answer_k)
+    scored = score_sentences(prep.query, prep.hits, kb.embedder)
+    prep.chosen, prep.best = compose(scored, s.refusal_threshold)
+    return prep
+
+
+def _standalone(prep: Prepared, turns: list[dict]) -> str:
+    if not turns:
+        return prep.question
+    if prep.llm is not None:
+        t0 = time.perf_counter()
+        try:
+            return condense(prep.llm, prompts_for(prep.settings.prompts_dir), prep.question, turns, prep.params)
+        except LLMError as e:
+            prep.notes.append(f"condensation failed ({e}); joined with the previous turn")
+            log.warning("follow-up condensation failed, joining turns instead: %s", e)
+        finally:
+            prep.llm_seconds += time.perf_counter() - t0
+    return joined_query(prep.question, turns)
+
+
+def answer(prep: Prepared) -> AnswerResult:
+    """The whole answer (no streaming)."""
+    early = _without_llm(prep)
+    if early is not None:
+        return compliance_review(prep, early)
+    t0 = time.perf_counter()
+    try:
+        text = prep.llm.generate(_messages(prep), prep.params)
+        if not text.strip():
+            raise LLMError("the LLM returned an empty answer")
+    except LLMError as e:
+        return compliance_review(prep, fallback_result(prep, e))
+    finally:
+        prep.llm_seconds += time.perf_counter() - t0
+    clean, cited = filter_citations(text, len(prep.passages))
+    return compliance_review(prep, llm_result(prep, clean, cited))
+
+
+def answer_events(prep: Prepared) -> Iterator[str | AnswerResult]:
+    """Text deltas as the LLM writes them, then the final ``AnswerResult`` (always last).
+
+    The final result is authoritative: a client that shows deltas replaces them with its ``answer``
+    (it differs when the LLM broke off mid-answer and the fallback reply took over, or a citation
+    was attributed at the end). When the compliance filter is on, nothing is streamed before the
+    verdict: the answer is generated whole, reviewed, then sent in sentence-sized deltas."""
+    from . import stream_answer
+
+    early = _without_llm(prep)
+    if early is not None or holds_for_verdict(prep):
+        result = compliance_review(prep, early) if early is not None else answer(prep)
+        yield from stream_answer(result)
+        yield result
+        return
+    filt, sent = CitationFilter(len(prep.passages)), []
+    t0 = time.perf_counter()
+    try:
+        for delta in prep.llm.stream(_messages(prep), prep.params):
+            out = filt.feed(delta)
+            if out:
+                sent.append(out)
+                yield out
+        sent.append(filt.flush())
+        if not "".join(sent).strip():
+            raise LLMError("the LLM returned an empty answer")
+    except LLMError as e:
+        result = fallback_result(prep, e)
+        if not "".join(sent).strip():
+            yield from stream_answer(result)
+        yield result
+        return
+    finally:
+        prep.llm_seconds += time.perf_counter() - t0
+    result = llm_result(prep, "".join(sent), filt.cited)
+    streamed = "".join(sent).rstrip()
+    if result.answer.startswith(streamed) and len(result.answer) > len(streamed):
+        yield result.answer[len(streamed):]
+    yield result
+
+
+def _without_llm(prep: Prepared) -> AnswerResult | None:
+    """The refusal, or the extractive answer, when no LLM call is needed."""
+    if not prep.chosen:
+        why = "no retrieved passage supports an answer" if prep.hits else "the knowledge base returned no passage"
+        return AnswerResult(answer=refusal_message(prep.question), refused=True, query=prep.query,
+                            evidence_score=prep.best, reason=why)
+    if prep.llm is None:
+        return extractive_result(prep)
+    return None
+
+
+def _messages(prep: Prepared) -> list[dict]:
+    question = prep.question if prep.query == prep.question else prep.query
+    passages = [{"n": n, "title": h.title, "text": h.text} for n, h in enumerate(prep.passages, start=1)]
+    return prompts_for(prep.settings.prompts_dir).qa_messages(question, passages)
+
+
+def citation(n: int, h: Hit) -> dict:
+    return {"n": n, "doc_id": h.doc_id, "source": h.source, "title": h.title, "text": h.text,
+            "unit_id": h.unit_id, "page": h.page, "heading_path": h.heading_path}
+
+
+def extractive_result(prep: Prepared, **extra) -> AnswerResult:
+    """Quote the chosen evidence sentences, each with its [n]."""
+    used = sorted({s.hit_index for s in prep.chosen})
+    number_of = {hi: n for n, hi in enumerate(used, start=1)}
+    return AnswerResult(answer=render(prep.chosen, number_of),
+                        citations=[citation(number_of[i], prep.hits[i]) for i in used], refused=False,
+                        query=prep.query, evidence_score=prep.best, **extra)
+
+
+def fallback_result(prep: Prepared, err: LLMError) -> AnswerResult:
+    """What the user gets when the LLM fails (``llm_fallback``): still an answer, marked as such."""
+    reason = f"LLM unavailable: {err}"
+    log.warning("answering with the fallback reply: %s", reason)
+    if prep.settings.llm_fallback == LLMFallback.EXTRACTIVE:
+        return extractive_result(prep, fallback=True, reason=reason)
+    top = prep.passages[:3]
+    notice = NOTICE_ZH if is_chinese(prep.question) else NOTICE_EN
+    return AnswerResult(answer=notice, citations=[citation(n, h) for n, h in enumerate(top, start=1)],
+                        query=prep.query, evidence_score=prep.best, fallback=True, reason=reason,
+                        fixed_text=True)
+
+
+def llm_result(prep: Prepared, text: str, cited: list[int]) -> AnswerResult:
+    """The LLM's (citation-filtered) draft as a result: refusal detected, citations of passages given."""
+    passages = prep.passages
+    text = text.strip()
+    if not cited and is_refusal(text):
+        return AnswerResult(answer=refusal_message(prep.question), refused=True, query=prep.query,
+                            evidence_score=prep.best, reason="the LLM found no answer in the passages")
+    if not cited:
+        n = attribute(text, passages)
+        if n is not None:
+            cited = [n]
+            text = f"{text}[{n}]" if is_chinese(text) else f"{text} [{n}]"
+    return AnswerResult(answer=text, citations=[citation(n, passages[n - 1]) for n in sorted(cited)],
+                        query=prep.query, evidence_score=prep.best)
+
+
+# --- compliance filter call site (service/compliance, per KB off | guard | snap) ---------------------
+def holds_for_verdict(prep: Prepared) -> bool:
+    """True when the KB's answers go through the compliance filter: streaming then holds the text
+    until the verdict."""
+    from ..compliance import filter_enabled
+
+    return filter_enabled(prep.kb)
+
+
+def compliance_review(prep: Prepared, result: AnswerResult) -> AnswerResult:
+    """CALL SITE of the compliance filter: every answer (LLM draft, extractive, refusal, fallback)
+    passes here exactly once; the verdict is appended to the KB's audit log."""
+    from ..compliance import review
+
+    return review(prep.kb, prep.question, result, stage=prep.stage, request_id=prep.request_id,
+                  evidence=passage_texts(prep, result))
+
+
+def passage_texts(prep: Prepared, result: AnswerResult) -> dict[int, str]:
+    """Every passage the answer's [n] may point at, by number (the filter's ``evidence``): the
+    prompt's passages for an LLM draft, the quoted passages for an extractive or fallback answer."""
+    if prep.llm is None or result.fallback or result.refused:
+        return {int(c["n"]): c["text"] for c in result.citations}
+    return {n: h.text for n, h in enumerate(prep.passages, start=1)}

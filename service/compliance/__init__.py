@@ -1,0 +1,22 @@
+"""The compliance filter (per KB: off | guard | snap), fallback replies and the audit log.
+
+Data flow position: ... -> LLM draft -> ``review`` (this package) -> final answer -> audit log.
+``ComplianceFilter.check(question, answer, evidence, stage) -> Verdict(text, passed, reason)`` is
+the interface of DESIGN.md; ``review`` applies it to an ``AnswerResult`` and records the verdict.
+The data (blocklist, approved replies, fallbacks) lives in prompts/compliance/ (README.md there).
+"""
+
+from .audit import AuditLog, read_audit
+from .blocklist import BlockHit, Blocklist, BlocklistError
+from .fallbacks import Fallbacks, Lang, language_of
+from .filter import ComplianceConfig, ComplianceConfigError, ComplianceFilter, Verdict, VerdictKind, build_filter
+from .guard import GuardReport, check_grounding
+from .review import STAGE_PATTERN, clean_request_id, filter_enabled, review, warm_up_compliance
+from .snap import ApprovedLibrary, ApprovedReply
+
+__all__ = [
+    "ApprovedLibrary", "ApprovedReply", "AuditLog", "BlockHit", "Blocklist", "BlocklistError", "ComplianceConfig",
+    "ComplianceConfigError", "ComplianceFilter", "Fallbacks", "GuardReport", "Lang", "STAGE_PATTERN", "Verdict",
+    "VerdictKind", "build_filter", "check_grounding", "clean_request_id", "filter_enabled", "language_of",
+    "read_audit", "review", "warm_up_compliance",
+]

@@ -1,0 +1,103 @@
+"""Apply the filter to an answer and record the verdict: the one call answering makes.
+
+``review(kb, question, result, stage=..., request_id=...)`` returns the result the user gets (a
+copy of ``result`` with the final text, ``fallback`` and ``reason`` set, citations kept only where
+the final text still cites them) and appends the verdict to the KB's audit log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ingest.settings import ComplianceMode
+
+from .audit import AuditLog
+from .filter import Verdict, VerdictKind, build_filter
+from .guard import cited_numbers
+
+_LOGS: dict[Path, AuditLog] = {}
+_LOGS_LOCK = threading.Lock()
+STAGE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"  # a stage name in requests and in the data files
+_STAGE = re.compile(STAGE_PATTERN)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def clean_request_id(value: str | None) -> str:
+    """The caller's X-Request-ID when it is a sane token (<=128 printable ASCII chars), else a new one."""
+    if value and len(value) <= 128 and value.isascii() and value.isprintable() and value.strip() == value:
+        return value
+    return new_request_id()
+
+
+def audit_log(path: Path) -> AuditLog:
+    with _LOGS_LOCK:
+        if path not in _LOGS:
+            _LOGS[path] = AuditLog(path)
+        return _LOGS[path]
+
+
+def filter_enabled(kb) -> bool:
+    """True when the KB's answers go through the filter (streaming must then hold the text)."""
+    return kb.settings.compliance_for(kb.name).compliance is not ComplianceMode.OFF
+
+
+def warm_up_compliance(kb) -> None:
+    """Build the KB's filter and embed its approved replies now, so bad compliance data is a
+    start-up error (shown by /readyz) rather than a failure of the first request."""
+    build_filter(kb.settings, kb.name, kb.embedder).warm_up()
+
+
+def review(kb, question: str, result: Any, *, stage: str | None = None, request_id: str | None = None,
+           evidence: Mapping[int, str] | Sequence[str] | None = None) -> Any:
+    """Filter ``result`` (an AnswerResult) and audit the verdict; see the module docstring.
+
+    ``evidence`` is every passage the answerer was given, by citation number; by default the
+    result's citations. A refusal is not filtered in guard mode (it is already the safe reply),
+    but is audited; in snap mode it is snapped like any draft, so users only see approved text.
+    """
+    filt = build_filter(kb.settings, kb.name, kb.embedder)
+    if evidence is None:
+        evidence = {int(c["n"]): str(c.get("text", "")) for c in result.citations}
+    if filt.config.mode is ComplianceMode.OFF:
+        return result
+    if (result.refused or getattr(result, "fixed_text", False)) and filt.config.mode is ComplianceMode.GUARD:
+        what = "refusal" if result.refused else "fixed notice"
+        verdict = Verdict(result.answer, True, f"{what}: nothing to ground", VerdictKind.SKIPPED)
+    else:
+        verdict = filt.check(question, result.answer, evidence, stage)
+    if filt.config.audit_path is not None:
+        audit_log(filt.config.audit_path).append(audit_record(kb.name, question, result, verdict, stage, request_id,
+                                                              filt.config.mode))
+    return apply_verdict(result, verdict)
+
+
+def apply_verdict(result: Any, verdict: Verdict) -> Any:
+    """``result`` with the verdict's text; citations kept only where the text still cites them."""
+    if verdict.kind in (VerdictKind.PASSED, VerdictKind.SKIPPED):
+        return result
+    still = set(cited_numbers(verdict.text))
+    cites = [c for c in result.citations if int(c["n"]) in still]
+    reason = f"compliance {verdict.kind.value}: {verdict.reason}"
+    return dataclasses.replace(result, answer=verdict.text, citations=cites, fallback=verdict.fallback, reason=reason)
+
+
+def audit_record(kb: str, question: str, result: Any, verdict: Verdict, stage: str | None,
+                 request_id: str | None, mode: ComplianceMode) -> dict[str, Any]:
+    return {"request_id": request_id or new_request_id(), "kb": kb, "stage": stage, "mode": mode.value,
+            "question": question, "draft": result.answer, "verdict": verdict.kind.value,
+            "passed": verdict.passed, "reason": verdict.reason, "text": verdict.text,
+            "score": None if verdict.score is None else round(verdict.score, 4), "reply_id": verdict.reply_id,
+            "refused": bool(result.refused), "citations": [c.get("n") for c in result.citations]}
+
+
+def valid_stage(stage: str | None) -> bool:
+    return stage is None or bool(_STAGE.match(stage))

