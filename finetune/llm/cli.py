@@ -1,0 +1,102 @@
+"""`docqa finetune llm | build-rag-sft | merge`: click commands; the jobs are imported when run."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("llm")
+@click.argument("data", nargs=-1, required=True, type=click.Path())
+@click.option("--base-model", required=True, help="HF id or local dir (a GGUF file path works too).")
+@click.option("--output", "output_dir", required=True, type=click.Path(), help="Adapter output directory.")
+@click.option("--format", "data_format", type=click.Choice(["auto", "alpaca", "multi-turn", "chat"]), default="auto",
+              show_default=True)
+@click.option("--mix", "mixes", multiple=True, metavar="FILE:RATIO",
+              help="General data against forgetting, RATIO rows per domain row (repeatable).")
+@click.option("--adapter", type=click.Choice(["lora", "dora", "qlora"]), default="lora", show_default=True,
+              help="qlora: 4-bit base, CUDA only.")
+@click.option("--rank", default=16, show_default=True, type=int)
+@click.option("--alpha", default=32, show_default=True, type=int)
+@click.option("--dropout", default=0.05, show_default=True, type=float)
+@click.option("--target-modules", default="all-linear", show_default=True)
+@click.option("--lr", "learning_rate", default=2e-4, show_default=True, type=float)
+@click.option("--warmup-ratio", default=0.03, show_default=True, type=float)
+@click.option("--epochs", default=None, type=float, help="Default: from the data size (15 at 100 rows ... 2 at 10k).")
+@click.option("--batch-size", default=4, show_default=True, type=int)
+@click.option("--grad-accum", default=4, show_default=True, type=int)
+@click.option("--max-length", default=2048, show_default=True, type=int, help="Longer examples are dropped.")
+@click.option("--assistant-turns", type=click.Choice(["all", "last"]), default="all", show_default=True,
+              help="Multi-turn: train on every assistant turn or only the last.")
+@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=True, show_default=True)
+@click.option("--from-adapter", type=click.Path(), default=None, help="Continue from this adapter.")
+@click.option("--merge-first", is_flag=True, help="Merge --from-adapter into the base, then train a new adapter.")
+@click.option("--max-steps", default=-1, type=int, hidden=True)
+def llm(data, base_model, output_dir, data_format, mixes, adapter, rank, alpha, dropout, target_modules,
+        learning_rate, warmup_ratio, epochs, batch_size, grad_accum, max_length, assistant_turns,
+        gradient_checkpointing, from_adapter, merge_first, max_steps) -> None:
+    """LoRA SFT of the LLM on DATA files (alpaca, multi-turn or chat JSON/JSONL); loss on answers only."""
+    from pathlib import Path
+
+    from .data import DataFormat, load_conversations, parse_mix
+    from .masking import AssistantTurns
+    from .train import AdapterKind, LLMTrainConfig, train
+
+    for path in [*data, *(parse_mix(spec)[0] for spec in mixes)]:
+        load_conversations(path, DataFormat(data_format))  # bad records fail here, before any model loads
+    gguf = None
+    if base_model.endswith(".gguf"):
+        base_model, gguf = str(Path(base_model).parent), Path(base_model).name
+    cfg = LLMTrainConfig(
+        base_model=base_model, data=list(data), output_dir=output_dir, data_format=DataFormat(data_format),
+        mix=list(mixes), gguf_file=gguf, adapter=AdapterKind(adapter), rank=rank, alpha=alpha, dropout=dropout,
+        target_modules=target_modules, learning_rate=learning_rate, warmup_ratio=warmup_ratio, epochs=epochs,
+        batch_size=batch_size, grad_accum=grad_accum, max_length=max_length,
+        assistant_turns=AssistantTurns(assistant_turns), gradient_checkpointing=gradient_checkpointing,
+        from_adapter=from_adapter, merge_first=merge_first, max_steps=max_steps)
+    result = train(cfg)
+    click.echo(json.dumps(result, indent=2))
+    if "eval_loss_before" in result:
+        click.echo(f"held-out loss: {result['eval_loss_before']} -> {result['eval_loss_after']}")
+    click.echo(f"adapter saved to {output_dir} (vllm serve BASE --enable-lora --lora-modules NAME={output_dir})")
+
+
+@click.command("build-rag-sft")
+@click.option("--qa", "qa_file", required=True, type=click.Path(), help="JSONL/JSON {question, answer, ...}.")
+@click.option("--kb", required=True, metavar="NAME")
+@click.option("--output", required=True, type=click.Path(), help="Chat-format JSONL for `docqa finetune llm`.")
+@click.option("--k", default=3, show_default=True, type=click.IntRange(1, 20), help="Passages per prompt.")
+@click.option("--refusal-share", default=0.2, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of examples with the gold passage removed and the refusal as target.")
+@click.option("--seed", default=0, type=int)
+def build_rag_sft(qa_file, kb, output, k, refusal_share, seed) -> None:
+    """Build RAG SFT data: serving prompts with retrieved passages (+ distractors) and refusals."""
+    from ingest.kb import KnowledgeBase
+    from ingest.settings import load_settings
+
+    from ..records import write_jsonl
+    from .rag_sft import build_rag_sft as build
+    from .rag_sft import load_qa
+
+    report = build(KnowledgeBase.open(kb, load_settings()), load_qa(qa_file), k=k, refusal_share=refusal_share,
+                   seed=seed)
+    write_jsonl(output, report.examples)
+    click.echo(f"{len(report.examples)} examples -> {output}: {report.answerable} answerable, {report.refusals} "
+               f"refusals, {report.gold_inserted} with gold inserted, {report.skipped} skipped (answer not found)")
+
+
+@click.command("merge")
+@click.option("--base-model", required=True)
+@click.option("--adapter", "adapter_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--output", required=True, type=click.Path())
+def merge(base_model, adapter_dir, output) -> None:
+    """Merge an adapter into its base model and save it as safetensors."""
+    from pathlib import Path
+
+    from .merge import merge_adapter
+
+    gguf = None
+    if base_model.endswith(".gguf"):
+        base_model, gguf = str(Path(base_model).parent), Path(base_model).name
+    click.echo(f"merged model saved to {merge_adapter(base_model, adapter_dir, output, gguf_file=gguf)}")

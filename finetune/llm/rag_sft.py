@@ -1,0 +1,140 @@
+"""`docqa finetune build-rag-sft`: RAG training data shaped exactly like serving, with refusals.
+
+For each QA pair we retrieve passages from the KB with the same hybrid search as serving and render
+the same ``prompts/qa_{zh,en}.j2`` template (same Jinja options as service/prompts.py; finetune may
+not import service, so the few lines are repeated here and a test checks they agree). Passages that
+are not the gold one are the distractors the model must learn to ignore. A share of examples
+(``refusal_share``) has every passage holding the answer removed and the refusal message as target,
+so the tuned model answers what it read and refuses what it did not. Questions marked unanswerable
+in the data always become refusals.
+
+QA file records: ``{"question", "answer", "id"?, "doc_id"?, "context"?}``; an empty ``answer`` or
+``"is_impossible": true`` marks an unanswerable question. ``context`` (the gold passage) is used when
+retrieval misses the gold passage, so the example still teaches reading rather than refusing.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..records import DataFormatError, iter_records, require_str
+
+# Must equal service/answering/result.py (REFUSAL_ZH / REFUSAL_EN) and the wording the qa_*.j2
+# templates ask for; tests/finetune/test_llm_rag_sft.py checks it.
+REFUSAL = {"zh": "根据已知信息无法回答该问题", "en": "The known information is not sufficient to answer this question."}
+PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def lang_of(text: str) -> str:
+    return "zh" if _CJK.search(text) else "en"
+
+
+@dataclass
+class QA:
+    question: str
+    answer: str  # "" when unanswerable
+    id: str = ""
+    doc_id: str | None = None
+    context: str | None = None
+
+
+@dataclass
+class BuildReport:
+    answerable: int = 0
+    refusals: int = 0
+    gold_inserted: int = 0  # retrieval missed the gold passage; it was put in from ``context``
+    skipped: int = 0  # answerable, but no passage with the answer could be found
+    examples: list[dict] = field(default_factory=list)
+
+
+def load_qa(path: str | Path) -> list[QA]:
+    out: list[QA] = []
+    for line, rec in iter_records(path):
+        q = require_str(path, line, rec, "question")
+        ans = rec.get("answer", "")
+        if not isinstance(ans, str):
+            raise DataFormatError(path, line, "'answer' must be a string (empty for unanswerable)")
+        if rec.get("is_impossible") in (True, "true"):
+            ans = ""
+        ctx = rec.get("context")
+        ctx = ctx if isinstance(ctx, str) else None
+        out.append(QA(q, ans.strip(), str(rec.get("id", line)), rec.get("doc_id"), ctx))
+    return out
+
+
+class QATemplate:
+    """Renders the serving QA prompt from ``prompts/qa_{lang}.j2`` (same Jinja options as serving)."""
+
+    def __init__(self, prompts_dir: Path | None = None):
+        from jinja2 import FileSystemLoader, StrictUndefined
+        from jinja2.sandbox import SandboxedEnvironment
+
+        self.dir = Path(prompts_dir or PROMPTS_DIR)
+        self.env = SandboxedEnvironment(loader=FileSystemLoader(str(self.dir)), undefined=StrictUndefined,
+                                        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
+                                        autoescape=False)
+
+    def messages(self, question: str, passages: list[dict], lang: str | None = None) -> list[dict]:
+        lang = lang or lang_of(question)
+        text = self.env.get_template(f"qa_{lang}.j2").render(question=question, passages=passages).strip()
+        return [{"role": "user", "content": text}]
+
+
+def _holds(text: str, qa: QA) -> bool:
+    return bool(qa.answer) and qa.answer in text
+
+
+def _cite(answer: str, n: int, lang: str) -> str:
+    return f"{answer}[{n}]" if lang == "zh" else f"{answer} [{n}]"
+
+
+def build_example(kb, qa: QA, template: QATemplate, rng: random.Random, *, k: int, refuse: bool,
+                  report: BuildReport) -> dict | None:
+    """One chat example for ``qa``: answer with a citation, or (``refuse``/unanswerable) the refusal."""
+    from ingest.search import search
+
+    lang = lang_of(qa.question)
+    hits = search(kb, qa.question, k=k * 3)
+    if refuse or not qa.answer:
+        keep = [h for h in hits if not _holds(h.text, qa) and (qa.doc_id is None or h.doc_id != qa.doc_id)][:k]
+        passages = [{"title": h.title, "text": h.text} for h in keep]
+        target = REFUSAL[lang]
+        report.refusals += 1
+    else:
+        top = [{"title": h.title, "text": h.text, "gold": _holds(h.text, qa)} for h in hits[:k]]
+        if not any(p["gold"] for p in top):
+            if not qa.context or qa.answer not in qa.context:
+                report.skipped += 1
+                return None
+            top = top[:k - 1]
+            top.insert(rng.randrange(len(top) + 1), {"title": "", "text": qa.context, "gold": True})
+            report.gold_inserted += 1
+        passages = top
+        n = next(i for i, p in enumerate(top, 1) if p["gold"])
+        target = _cite(qa.answer, n, lang)
+        report.answerable += 1
+    numbered = [{"n": i, "title": p["title"], "text": p["text"]} for i, p in enumerate(passages, 1)]
+    msgs = template.messages(qa.question, numbered, lang)
+    return {"id": qa.id, "messages": [*msgs, {"role": "assistant", "content": target}],
+            "answerable": target != REFUSAL[lang], "answer": qa.answer}
+
+
+def build_rag_sft(kb, qas: list[QA], *, k: int = 3, refusal_share: float = 0.2, seed: int = 0,
+                  prompts_dir: Path | None = None, progress: bool = True) -> BuildReport:
+    """Chat-format training examples for every QA pair (see the module docstring)."""
+    from tqdm import tqdm
+
+    if not 0 <= refusal_share <= 1:
+        raise ValueError(f"refusal share must be in [0, 1], got {refusal_share}")
+    rng = random.Random(seed)
+    template = QATemplate(prompts_dir)
+    report = BuildReport()
+    for qa in tqdm(qas, desc="rag-sft", leave=False, disable=not progress or None):
+        ex = build_example(kb, qa, template, rng, k=k, refuse=rng.random() < refusal_share, report=report)
+        if ex is not None:
+            report.examples.append(ex)
+    return report
