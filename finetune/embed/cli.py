@@ -25,9 +25,11 @@ import click
 @click.option("--max-pairs", default=None, type=int, help="Sample at most this many pairs from the KB.")
 @click.option("--max-seq-length", default=None, type=int,
               help="Truncate while training only (halves CPU cost at 128); the saved model keeps its length.")
+@click.option("--extend-vocab/--no-extend-vocab", default=True, show_default=True,
+              help="Add the corpus's characters the base tokenizer cannot represent ([UNK]) as new tokens.")
 @click.option("--json", "as_json", is_flag=True)
 def embed(pairs_file, kb, base_model, output_dir, epochs, batch_size, learning_rate, loss, negatives,
-          rank_window, eval_fraction, max_pairs, max_seq_length, as_json) -> None:
+          rank_window, eval_fraction, max_pairs, max_seq_length, extend_vocab, as_json) -> None:
     """Fine-tune the embedding model on your corpus; prints held-out recall/MRR/NDCG before and after.
 
     Then re-embed a KB with it: docqa reindex --kb NAME --embed-model OUTPUT
@@ -60,7 +62,7 @@ def embed(pairs_file, kb, base_model, output_dir, epochs, batch_size, learning_r
     default_base = base.settings.embed_model if base else EmbedTrainConfig.base_model
     cfg = EmbedTrainConfig(base_model=base_model or default_base,
                            output_dir=output_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                           loss=LossKind(loss), max_seq_length=max_seq_length)
+                           loss=LossKind(loss), max_seq_length=max_seq_length, extend_vocab=extend_vocab)
     result = train(cfg, train_pairs, eval_pairs, corpus)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

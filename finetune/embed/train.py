@@ -46,6 +46,9 @@ class EmbedTrainConfig:
     # Truncate texts to this many tokens while training only (None: the model's own). Halving it
     # roughly halves the cost on CPU; the saved model keeps its original length for indexing.
     max_seq_length: int | None = None
+    # Add the training texts' characters the base tokenizer maps to [UNK] as new tokens (see
+    # finetune/vocab.py): all-MiniLM-L6-v2 cannot see most Chinese characters otherwise.
+    extend_vocab: bool = True
     seed: int = 0
     device: str = "auto"
     progress: bool = True
@@ -129,6 +132,11 @@ def setup(cfg: EmbedTrainConfig, train_pairs: list[Pair]):
     from ingest.embedder import pick_device, resolve_model_path
 
     model = SentenceTransformer(resolve_model_path(cfg.base_model), device=pick_device(cfg.device))
+    if cfg.extend_vocab:
+        from ..vocab import extend_vocab
+
+        texts = [t for p in train_pairs for t in (p.query, *p.pos, *p.neg)]
+        extend_vocab(model.tokenizer, model[0].auto_model, texts)
     if cfg.loss == LossKind.CACHED_MNRL:
         loss = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size)
     else:
