@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--heldout", type=int, default=400)
     ap.add_argument("--max-seq-length", type=int, default=128)
     ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--no-extend-vocab", action="store_true", help="train without adding [UNK] characters")
+    ap.add_argument("--extend-vocab", action="store_true", help="add the corpus's [UNK] characters as new tokens")
     args = ap.parse_args()
     if not DATA.is_dir():
         sys.exit(f"data not found at {DATA}")
@@ -105,7 +105,7 @@ def main() -> None:
     hyb_before = hybrid_recall(kb, held)
     out = work / "tuned"
     res = train(EmbedTrainConfig(output_dir=str(out), batch_size=32, epochs=args.epochs, learning_rate=5e-5,
-                                 max_seq_length=args.max_seq_length, extend_vocab=not args.no_extend_vocab,
+                                 max_seq_length=args.max_seq_length, extend_vocab=args.extend_vocab,
                                  progress=False), pairs, eval_pairs, corpus)
     kb.close()
     reindex("bench", settings, {"embed_model": str(out)}, progress=False)
@@ -119,7 +119,7 @@ def main() -> None:
         f"(hard negative mined for {n_neg}, ranks 11-100, {t_mine:.0f}s); held-out questions: {len(eval_pairs)} "
         "(same documents, unseen questions).", "",
         f"Training: MNRL + hard negative, batch 32, {args.epochs:g} epoch(s), lr 5e-5, vocabulary extended: "
-        f"{not args.no_extend_vocab}, max_seq_length {args.max_seq_length} while "
+        f"{args.extend_vocab}, max_seq_length {args.max_seq_length} while "
         f"training; {res.seconds:.0f}s incl. evaluation. Whole bench {total:.0f}s on this CPU.", "",
         "## Embedder alone, held-out questions over all KB units", "", format_table(res), "",
         "## Whole pipeline (hybrid: dense + BM25, RRF), held-out questions", "",

@@ -105,6 +105,11 @@ class Embedder:
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         return self._encode(texts, "query")
 
+    def clear_cache(self) -> None:
+        """Forget cached document vectors (benchmarks that time embedding need a cold cache)."""
+        with self._cache_lock:
+            self._cache.clear()
+
     def encode_docs(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
         """Document vectors. Recently encoded texts come from a small cache: ingestion embeds a
         segment once for keyphrase selection (MMR) and again for the index, and the second costs

@@ -195,15 +195,17 @@ class Settings(BaseSettings):
     # Retrieval: candidates per retriever, then weighted reciprocal rank fusion.
     dense_k: int = Field(default=50, ge=1)
     lexical_k: int = Field(default=50, ge=1)
-    # Fusion chosen on CMRC 2018 trial (bench/retrieval.py, bench/reports/retrieval.md: 53 passages,
-    # 200 questions; R@1/R@5/MRR@10) and checked on DRCD dev in the same report. The offline default
-    # embedder maps ~65% of Chinese query tokens to [UNK], so dense alone is weak (.480/.670/.563)
-    # next to keyword (.965/.990/.977), and equal-weight RRF k=60 drags keyword down (.775/.955/.859).
-    # w_d=0.3 with rrf_k=10 (.965/.990/.977) lets dense only reorder keyword's deeper ranks; it ties
-    # keyword on this saturated subset. Confirmed on DRCD dev (67 passages, 200 questions): .885/.980/
-    # .924 vs keyword .880/.970/.922, dense .365/.685/.494, equal-weight k=60 .720/.910/.806.
-    # With an embedder that reads the KB's language (English, bge-zh, one fine-tuned by
-    # `docqa finetune embed`) set dense_weight back to 1.0 and rerun the bench.
+    # Fusion (bench/retrieval.py, bench/reports/retrieval.md; every passage of the set a document).
+    # The offline default embedder maps ~65% of Chinese query tokens to [UNK], so dense alone is weak:
+    # CMRC trial (256 passages, 1,002 questions) R@5 dense .510 / keyword .988; DRCD dev (393 passages,
+    # 1,500 questions) dense .589 / keyword .977. Equal-weight RRF k=60 drags keyword down (.938/.945).
+    # w_d=0.3 with rrf_k=10 lets dense only reorder keyword's deeper ranks: R@5 .988 (CMRC, tie) and
+    # .976 (DRCD, -1 question), R@20 .995/.993 (+.001/+.001), MRR@10 .961/.940 (-.009/-.002). On
+    # Chinese with this embedder hybrid cannot beat keyword; it is kept as the default because it
+    # costs almost nothing there and pays where the embedder reads the language: English SQuAD2
+    # sample (39 passages, 96 q, bench/reports/retrieval_squad2.md) R@5 keyword .885 / dense .958 /
+    # equal-weight RRF .958 (this default .948); R@20 .938 / .979 / 1.000. With such an embedder
+    # (English, bge-zh, ...) set dense_weight back to 1.0 and rerun the bench.
     rrf_k: int = Field(default=10, ge=1)
     dense_weight: float = Field(default=0.3, ge=0)
     lexical_weight: float = Field(default=1.0, ge=0)
@@ -215,12 +217,14 @@ class Settings(BaseSettings):
     max_request_mb: float = Field(default=8.0, gt=0)
     answer_k: int = Field(default=5, ge=1, le=50)
     # Refuse when the best evidence sentence's support score (service/answering/evidence.py) is
-    # below this. Calibrated by bench/calibrate_refusal.py on CAIL2019 dev (answerable vs
-    # impossible questions, and questions asked of a KB lacking their passage): the cut that
-    # maximises balanced accuracy on even cases, reported on odd ones (bench/reports/refusal.md,
-    # first 20 cases, 115 questions): 0.864 -> balanced acc .590 (answers .528 of answerable,
-    # refuses .652 of the rest) vs .496 at the old 0.5 (answers .861, refuses only .130).
-    # Small sample on a loaded machine: rerun with more --cases before trusting the third digit.
+    # below this. Calibrated by bench/calibrate_refusal.py on CAIL2019 dev (answerable questions vs
+    # impossible ones and ones asked of a KB lacking their case), bench/reports/refusal.md: first 80
+    # cases, 438 questions, split by case. The balanced-accuracy curve is flat between 0.86 and 1.12:
+    # 0.864 gives BA .591 (calibration half) / .649 (report half), answering .62/.68 of answerable
+    # questions and refusing .57/.62 of the rest; the calibration half's own optimum 1.119 gives
+    # BA .601/.614 but answers only .34/.42. 0.864 is kept: same balanced accuracy, far fewer false
+    # refusals. An evidence score this weak is the extractive answerer's limit; an LLM backend
+    # refuses better on top of it (bench/reports/answer_quality.md).
     refusal_threshold: float = Field(default=0.864, ge=0)
 
     # Compliance filter (service/compliance, prompts/compliance/README.md). GUARD by default: the

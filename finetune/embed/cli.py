@@ -25,7 +25,7 @@ import click
 @click.option("--max-pairs", default=None, type=int, help="Sample at most this many pairs from the KB.")
 @click.option("--max-seq-length", default=None, type=int,
               help="Truncate while training only (halves CPU cost at 128); the saved model keeps its length.")
-@click.option("--extend-vocab/--no-extend-vocab", default=True, show_default=True,
+@click.option("--extend-vocab/--no-extend-vocab", default=False, show_default=True,
               help="Add the corpus's characters the base tokenizer cannot represent ([UNK]) as new tokens.")
 @click.option("--json", "as_json", is_flag=True)
 def embed(pairs_file, kb, base_model, output_dir, epochs, batch_size, learning_rate, loss, negatives,

@@ -47,8 +47,11 @@ class EmbedTrainConfig:
     # roughly halves the cost on CPU; the saved model keeps its original length for indexing.
     max_seq_length: int | None = None
     # Add the training texts' characters the base tokenizer maps to [UNK] as new tokens (see
-    # finetune/vocab.py): all-MiniLM-L6-v2 cannot see most Chinese characters otherwise.
-    extend_vocab: bool = True
+    # finetune/vocab.py). Off by default: measured on CAIL2019+DRCD (bench/finetune_embed.py, 1,000
+    # pairs) the new, randomly initialised rows did not learn enough: held-out recall@5 0.025 with
+    # them (2 epochs, bench/reports/finetune_embed_vocab.md) vs 0.080 without (1 epoch). Worth it with
+    # tens of thousands of pairs, or better, start from an encoder that reads the language.
+    extend_vocab: bool = False
     seed: int = 0
     device: str = "auto"
     progress: bool = True

@@ -9,29 +9,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tiny_models import make_tiny_bert
 
 from finetune.nsp import NSPConfig, build_examples, load_documents, split_docs
 from ingest.chunking import chunk_document
 from ingest.chunking.nsp import NSPScorer
 from ingest.settings import load_settings
-
-
-def make_tiny_bert(folder: Path, texts: list[str], *, nsp_head: bool = True) -> Path:
-    """A random-initialised 2-layer BERT with a character vocabulary (as in tests/ingest/test_chunking.py)."""
-    import torch
-    from transformers import BertConfig, BertForNextSentencePrediction, BertModel, BertTokenizerFast
-
-    chars = sorted({c for t in texts for c in t.lower() if not c.isspace()})
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]) + "\n",
-                                      encoding="utf-8")
-    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
-    cfg = BertConfig(vocab_size=len(chars) + 5, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=256)
-    torch.manual_seed(0)
-    (BertForNextSentencePrediction if nsp_head else BertModel)(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
 
 
 def law_docs(shared_data: Path) -> list[Path]:

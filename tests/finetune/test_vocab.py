@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from test_embed_train import tiny_st  # noqa: F401  (fixture)
+import pytest
+from test_embed_train import make_tiny_st
 
 from finetune.embed.data import Pair
 from finetune.embed.train import EmbedTrainConfig, train
@@ -11,6 +12,11 @@ from finetune.vocab import extend_vocab
 
 # "鲲" and "鹏" are not in MiniLM's WordPiece vocabulary: without new tokens both are [UNK]
 A, B = "鲲鲲鲲的条款", "鹏鹏鹏的条款"
+
+
+@pytest.fixture(scope="module")
+def tiny_st(tmp_path_factory):
+    return make_tiny_st(tmp_path_factory.mktemp("tiny-st-vocab"))
 
 
 def test_extend_vocab_adds_only_unknown_characters(tiny_st):
@@ -36,7 +42,7 @@ def test_tuned_model_tells_apart_what_the_base_could_not(tiny_st, tmp_path):
     assert np.allclose(va, vb, atol=1e-5)  # all [UNK]: identical inputs
     pairs = [Pair(f"关于鲲的问题{i}", [A]) for i in range(4)] + [Pair(f"关于鹏的问题{i}", [B]) for i in range(4)]
     cfg = EmbedTrainConfig(base_model=tiny_st, output_dir=str(tmp_path / "out"), epochs=2, batch_size=4,
-                           learning_rate=1e-3, progress=False, device="cpu")
+                           learning_rate=1e-3, progress=False, device="cpu", extend_vocab=True)
     train(cfg, pairs, [])
     tuned = SentenceTransformer(str(tmp_path / "out"), device="cpu")
     ta, tb = tuned.encode([A, B], normalize_embeddings=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_models import make_tiny_bert
 
 from ingest.chunking import chunk_document
 from ingest.chunking.nsp import NSPScorer, load_nsp, pair_ids
@@ -28,26 +29,6 @@ TEXTS = [
     "短句。",
     "用人单位未及时足额支付劳动报酬的，劳动者可以解除劳动合同，并要求经济补偿。" * 3,
 ]
-
-
-def make_tiny_bert(folder: Path, texts: list[str], *, nsp_head: bool = True) -> Path:
-    """A random-initialised 2-layer BERT (NSP head or plain encoder) with a character vocabulary."""
-    from transformers import BertConfig, BertForNextSentencePrediction, BertModel, BertTokenizerFast
-
-    chars = sorted({c for t in texts for c in t.lower() if not c.isspace()})
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]) + "\n",
-                                      encoding="utf-8")
-    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
-    cfg = BertConfig(vocab_size=len(chars) + 5, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=256)
-    import torch
-
-    torch.manual_seed(0)
-    model = (BertForNextSentencePrediction if nsp_head else BertModel)(cfg)
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
