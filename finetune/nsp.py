@@ -32,6 +32,8 @@ from ingest.chunking.semantic import sections_of
 from ingest.document import Document
 from ingest.sentences import split_sentences
 
+from .vocab import extend_vocab
+
 
 @dataclass
 class NSPConfig:
@@ -164,7 +166,8 @@ def train(docs: list[Document], cfg: NSPConfig) -> NSPResult:
     if not train_ex:
         raise ValueError("no training pairs: the documents need sections with at least two sentences")
     tok, net, device = _setup(cfg)
-    added = _extend_vocab(tok, net, [t for e in train_ex for t in (e.a, e.b)], cfg) if cfg.extend_vocab else 0
+    texts = [t for e in train_ex for t in (e.a, e.b)]
+    added = extend_vocab(tok, net, texts, min_count=cfg.min_char_count) if cfg.extend_vocab else 0
     before, _ = evaluate(net, tok, eval_ex, cfg, device)
     _fit(net, tok, train_ex, cfg, device)
     acc, by_kind = evaluate(net, tok, eval_ex, cfg, device)
@@ -193,13 +196,6 @@ def _setup(cfg: NSPConfig):
                          "directory or an HF id in the local cache") from None
     device = pick_device(cfg.device)
     return tok, net.to(device), device
-
-
-def _extend_vocab(tok, net, texts: list[str], cfg: NSPConfig) -> int:
-    """Add the corpus's frequent characters the tokenizer cannot represent; returns how many."""
-    from .vocab import extend_vocab
-
-    return extend_vocab(tok, net, texts, min_count=cfg.min_char_count)
 
 
 def _fit(net, tok, examples: list[Example], cfg: NSPConfig, device: str) -> None:
