@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 
 import click
 
@@ -55,7 +57,8 @@ def llm(data, base_model, output_dir, data_format, mixes, adapter, rank, alpha, 
         batch_size=batch_size, grad_accum=grad_accum, max_length=max_length,
         assistant_turns=AssistantTurns(assistant_turns), gradient_checkpointing=gradient_checkpointing,
         from_adapter=from_adapter, merge_first=merge_first, max_steps=max_steps)
-    result = train(cfg)
+    with contextlib.redirect_stdout(sys.stderr):  # the Trainer's log lines: stdout keeps only the result
+        result = train(cfg)
     click.echo(json.dumps(result, indent=2))
     if "eval_loss_before" in result:
         click.echo(f"held-out loss: {result['eval_loss_before']} -> {result['eval_loss_after']}")
@@ -67,10 +70,12 @@ def llm(data, base_model, output_dir, data_format, mixes, adapter, rank, alpha, 
 @click.option("--kb", required=True, metavar="NAME")
 @click.option("--output", required=True, type=click.Path(), help="Chat-format JSONL for `docqa finetune llm`.")
 @click.option("--k", default=3, show_default=True, type=click.IntRange(1, 20), help="Passages per prompt.")
-@click.option("--refusal-share", default=0.2, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of examples with the gold passage removed and the refusal as target.")
+@click.option("--refusal-share", default=0.3, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of examples whose target is the refusal: unanswerable questions first, then "
+                   "answerable ones with the gold passage removed; surplus unanswerable ones are left out.")
+@click.option("--keep-mix", is_flag=True, help="Keep the data's own answerable/unanswerable mix (evaluation sets).")
 @click.option("--seed", default=0, type=int)
-def build_rag_sft(qa_file, kb, output, k, refusal_share, seed) -> None:
+def build_rag_sft(qa_file, kb, output, k, refusal_share, keep_mix, seed) -> None:
     """Build RAG SFT data: serving prompts with retrieved passages (+ distractors) and refusals."""
     from ingest.kb import KnowledgeBase
     from ingest.settings import load_settings
@@ -79,11 +84,12 @@ def build_rag_sft(qa_file, kb, output, k, refusal_share, seed) -> None:
     from .rag_sft import build_rag_sft as build
     from .rag_sft import load_qa
 
-    report = build(KnowledgeBase.open(kb, load_settings()), load_qa(qa_file), k=k, refusal_share=refusal_share,
-                   seed=seed)
+    report = build(KnowledgeBase.open(kb, load_settings()), load_qa(qa_file), k=k,
+                   refusal_share=None if keep_mix else refusal_share, seed=seed)
     write_jsonl(output, report.examples)
     click.echo(f"{len(report.examples)} examples -> {output}: {report.answerable} answerable, {report.refusals} "
-               f"refusals, {report.gold_inserted} with gold inserted, {report.skipped} skipped (answer not found)")
+               f"refusals, {report.gold_inserted} with gold inserted, {report.skipped} skipped (answer not found), "
+               f"{report.dropped_unanswerable} unanswerable left out (over --refusal-share)")
 
 
 @click.command("merge")

@@ -3,10 +3,14 @@
 For each QA pair we retrieve passages from the KB with the same hybrid search as serving and render
 the same ``prompts/qa_{zh,en}.j2`` template (same Jinja options as service/prompts.py; finetune may
 not import service, so the few lines are repeated here and a test checks they agree). Passages that
-are not the gold one are the distractors the model must learn to ignore. A share of examples
-(``refusal_share``) has every passage holding the answer removed and the refusal message as target,
-so the tuned model answers what it read and refuses what it did not. Questions marked unanswerable
-in the data always become refusals.
+are not the gold one are the distractors the model must learn to ignore.
+
+``refusal_share`` is the share of the built examples whose target is the refusal message. Questions
+marked unanswerable in the data are refusals first; if they fall short of the share, answerable
+questions are turned into refusals by removing every passage that holds the answer; if they exceed
+it, the surplus unanswerable questions are left out (``dropped_unanswerable``). The cap matters:
+trained on a majority of refusals (SQuAD 2 is half unanswerable) a small model learns to refuse
+questions it could answer. ``refusal_share=None`` keeps the data's own mix (for evaluation sets).
 
 QA file records: ``{"question", "answer", "id"?, "doc_id"?, "context"?}``; an empty ``answer`` or
 ``"is_impossible": true`` marks an unanswerable question. ``context`` (the gold passage) is used when
@@ -48,6 +52,7 @@ class BuildReport:
     refusals: int = 0
     gold_inserted: int = 0  # retrieval missed the gold passage; it was put in from ``context``
     skipped: int = 0  # answerable, but no passage with the answer could be found
+    dropped_unanswerable: int = 0  # unanswerable questions beyond ``refusal_share``
     examples: list[dict] = field(default_factory=list)
 
 
@@ -123,18 +128,37 @@ def build_example(kb, qa: QA, template: QATemplate, rng: random.Random, *, k: in
             "answerable": target != REFUSAL[lang], "answer": qa.answer}
 
 
-def build_rag_sft(kb, qas: list[QA], *, k: int = 3, refusal_share: float = 0.2, seed: int = 0,
+def plan_refusals(qas: list[QA], share: float | None, rng: random.Random) -> tuple[list[QA], set[int]]:
+    """(questions to build, indices among them to turn into gold-removed refusals) for a refusal ``share``."""
+    if share is None:
+        return list(qas), set()
+    if not 0 <= share <= 1:
+        raise ValueError(f"refusal share must be in [0, 1], got {share}")
+    ans = [i for i, q in enumerate(qas) if q.answer]
+    una = [i for i, q in enumerate(qas) if not q.answer]
+    if share >= 1:
+        return list(qas), set(range(len(qas)))
+    keep_una = len(una)
+    if len(una) > share * len(qas):  # too many refusals already: keep len(ans)*share/(1-share) of them
+        keep_una = min(len(una), round(len(ans) * share / (1 - share)))
+    kept_una = set(rng.sample(una, keep_una))
+    kept = [q for i, q in enumerate(qas) if q.answer or i in kept_una]
+    convert = max(0, round(share * len(kept)) - keep_una)
+    ans_pos = [i for i, q in enumerate(kept) if q.answer]
+    return kept, set(rng.sample(ans_pos, min(convert, len(ans_pos))))
+
+
+def build_rag_sft(kb, qas: list[QA], *, k: int = 3, refusal_share: float | None = 0.3, seed: int = 0,
                   prompts_dir: Path | None = None, progress: bool = True) -> BuildReport:
-    """Chat-format training examples for every QA pair (see the module docstring)."""
+    """Chat-format training examples for the QA pairs (see the module docstring)."""
     from tqdm import tqdm
 
-    if not 0 <= refusal_share <= 1:
-        raise ValueError(f"refusal share must be in [0, 1], got {refusal_share}")
     rng = random.Random(seed)
+    kept, refuse = plan_refusals(qas, refusal_share, rng)
     template = QATemplate(prompts_dir)
-    report = BuildReport()
-    for qa in tqdm(qas, desc="rag-sft", leave=False, disable=not progress or None):
-        ex = build_example(kb, qa, template, rng, k=k, refuse=rng.random() < refusal_share, report=report)
+    report = BuildReport(dropped_unanswerable=len(qas) - len(kept))
+    for i, qa in enumerate(tqdm(kept, desc="rag-sft", leave=False, disable=not progress or None)):
+        ex = build_example(kb, qa, template, rng, k=k, refuse=i in refuse, report=report)
         if ex is not None:
             report.examples.append(ex)
     return report

@@ -65,3 +65,21 @@ def test_examples_cite_gold_or_refuse_without_it(kb):
         else:
             assert target == REFUSAL["en"]
             assert not ex["answer"] or all(ex["answer"] not in p["text"] for p in rebuilt)
+
+
+@pytest.mark.parametrize(("n_ans", "n_una", "share"), [(70, 30, 0.3), (40, 60, 0.3), (100, 0, 0.2),
+                                                     (10, 90, 0.5), (50, 50, 0.0), (20, 5, 1.0)])
+def test_refusal_share_caps_and_fills(n_ans, n_una, share):
+    import random
+
+    from finetune.llm.rag_sft import plan_refusals
+
+    qas = [QA(f"a{i}", "x", f"a{i}") for i in range(n_ans)] + [QA(f"u{i}", "", f"u{i}") for i in range(n_una)]
+    random.Random(1).shuffle(qas)
+    kept, refuse = plan_refusals(qas, share, random.Random(0))
+    refusals = {i for i, q in enumerate(kept) if not q.answer} | refuse
+    assert sum(bool(q.answer) for q in kept) == n_ans  # answerable questions are never dropped
+    assert abs(len(refusals) / len(kept) - share) <= 1 / len(kept)
+    assert plan_refusals(qas, None, random.Random(0)) == (qas, set())  # evaluation sets keep their mix
+    with pytest.raises(ValueError, match="refusal share"):
+        plan_refusals(qas, 1.5, random.Random(0))
