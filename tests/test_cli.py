@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_main
 
 import ingest.kb.manifest as manifest_mod
 from ingest.kb import KBWriter
 from ingest.settings import load_settings
-from service.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ["torch", "transformers", "sentence_transformers", "faiss", "tantivy", "jieba", "numpy", "peft"]
@@ -25,18 +25,6 @@ def docqa(*args: str, home: Path, extra_env: dict | None = None, timeout: float 
     env = {**os.environ, "DOCQA_HOME": str(home), "HF_HUB_OFFLINE": "1", **(extra_env or {})}
     return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
-
-
-def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """``docqa ARGS`` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["docqa", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_error_line(err: str) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 
 import click
 
@@ -14,9 +16,10 @@ import click
               help="Make pairs from this KB's units (pseudo-queries) and mine hard negatives from its index.")
 @click.option("--base-model", default=None, help="Model to fine-tune (HF id or dir); default: the KB's or MiniLM.")
 @click.option("--output", "output_dir", required=True, type=click.Path(), help="Output sentence-transformers dir.")
-@click.option("--epochs", default=1.0, show_default=True, type=float)
+@click.option("--epochs", default=None, type=float, help="Default: 2 below 10,000 pairs, else 1.")
 @click.option("--batch-size", default=32, show_default=True, type=int, help="Larger = more in-batch negatives.")
-@click.option("--lr", "learning_rate", default=2e-5, show_default=True, type=float)
+@click.option("--lr", "learning_rate", default=None, type=float,
+              help="Default 2e-5, or 1e-4 when new tokens were added (their random rows must move further).")
 @click.option("--loss", type=click.Choice(["mnrl", "cached-mnrl"]), default="mnrl", show_default=True,
               help="cached-mnrl: large batches on small memory.")
 @click.option("--negatives/--no-negatives", default=True, show_default=True, help="Mine hard negatives (needs --kb).")
@@ -25,8 +28,9 @@ import click
 @click.option("--max-pairs", default=None, type=int, help="Sample at most this many pairs from the KB.")
 @click.option("--max-seq-length", default=None, type=int,
               help="Truncate while training only (halves CPU cost at 128); the saved model keeps its length.")
-@click.option("--extend-vocab/--no-extend-vocab", default=False, show_default=True,
-              help="Add the corpus's characters the base tokenizer cannot represent ([UNK]) as new tokens.")
+@click.option("--extend-vocab/--no-extend-vocab", default=True, show_default=True,
+              help="Add the corpus's characters the base tokenizer cannot represent ([UNK]) as new tokens "
+                   "(nothing to add for an encoder that reads the language).")
 @click.option("--json", "as_json", is_flag=True)
 def embed(pairs_file, kb, base_model, output_dir, epochs, batch_size, learning_rate, loss, negatives,
           rank_window, eval_fraction, max_pairs, max_seq_length, extend_vocab, as_json) -> None:
@@ -63,10 +67,12 @@ def embed(pairs_file, kb, base_model, output_dir, epochs, batch_size, learning_r
     cfg = EmbedTrainConfig(base_model=base_model or default_base,
                            output_dir=output_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                            loss=LossKind(loss), max_seq_length=max_seq_length, extend_vocab=extend_vocab)
-    result = train(cfg, train_pairs, eval_pairs, corpus)
+    with contextlib.redirect_stdout(sys.stderr):  # the Trainer's log lines: stdout keeps only the result
+        result = train(cfg, train_pairs, eval_pairs, corpus)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
-    click.echo(f"trained on {result.train_pairs} pairs, held out {result.eval_pairs}, {result.seconds:.0f}s -> "
+    click.echo(f"trained on {result.train_pairs} pairs ({result.epochs:g} epochs, lr {result.learning_rate:g}, "
+               f"{result.added_tokens} new tokens), held out {result.eval_pairs}, {result.seconds:.0f}s -> "
                f"{result.output_dir}")
     click.echo(format_table(result))

@@ -1,7 +1,7 @@
 """Train a sentence-transformers model on pairs with the framework's own trainer, measured before/after.
 
-Reads top to bottom: ``setup`` loads the base model and builds the dataset, loss and held-out
-evaluator; ``train`` measures the base model, trains, measures again and saves a plain
+Reads top to bottom: ``load_base`` loads the base model, ``setup`` extends its vocabulary (optional)
+and builds the dataset and loss; ``train`` measures the base model, trains, measures again and saves a plain
 sentence-transformers directory (what ``docqa reindex --embed-model DIR`` loads) with
 ``finetune_metrics.json`` beside the weights.
 """
@@ -37,21 +37,25 @@ class EmbedTrainConfig:
 
     base_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     output_dir: str = "embed-model"
-    epochs: float = 1.0  # one pass is usually enough: the pairs come from one corpus, more overfits
+    # None: 2 below 10,000 pairs, else 1. Measured on CAIL2019+DRCD with 1,000 pairs and new token
+    # rows: hit@5 .483 after 1 epoch, .518 after 2 (bench/reports/finetune_embed.md); with many
+    # pairs one pass already gives the rows enough steps, and more mostly overfits one corpus.
+    epochs: float | None = None
     batch_size: int = 32  # in-batch negatives = batch_size - 1; larger is better for MNRL
     mini_batch_size: int = 16  # only for cached-mnrl: what is embedded at once
-    learning_rate: float = 2e-5  # the standard for fine-tuning BERT-sized bi-encoders
+    # None: 2e-5, the standard for fine-tuning BERT-sized bi-encoders, or 1e-4 when new token rows
+    # were added (random rows must move far in one short run; measured on CAIL2019+DRCD, see
+    # bench/reports/finetune_embed.md).
+    learning_rate: float | None = None
     warmup_ratio: float = 0.1  # warm up over the first 10% of steps, so the first batches do not wreck the model
     loss: LossKind = LossKind.MNRL
     # Truncate texts to this many tokens while training only (None: the model's own). Halving it
     # roughly halves the cost on CPU; the saved model keeps its original length for indexing.
     max_seq_length: int | None = None
-    # Add the training texts' characters the base tokenizer maps to [UNK] as new tokens (see
-    # finetune/vocab.py). Off by default: measured on CAIL2019+DRCD (bench/finetune_embed.py, 1,000
-    # pairs) the new, randomly initialised rows did not learn enough: held-out recall@5 0.025 with
-    # them (2 epochs, bench/reports/finetune_embed_vocab.md) vs 0.080 without (1 epoch). Worth it with
-    # tens of thousands of pairs, or better, start from an encoder that reads the language.
-    extend_vocab: bool = False
+    # Add the corpus's characters the base tokenizer maps to [UNK] as new, randomly initialised
+    # tokens (finetune/vocab.py). A no-op for an encoder that reads the language; for the offline
+    # all-MiniLM-L6-v2 on Chinese it is most of the gain (bench/reports/finetune_embed.md).
+    extend_vocab: bool = True
     seed: int = 0
     device: str = "auto"
     progress: bool = True
@@ -64,13 +68,21 @@ class EmbedTrainResult:
     eval_pairs: int
     before: dict[str, float] = field(default_factory=dict)
     after: dict[str, float] = field(default_factory=dict)
+    extended: dict[str, float] = field(default_factory=dict)  # base + new vocabulary rows, before training
+    added_tokens: int = 0
+    learning_rate: float = 0.0
+    epochs: float = 0.0
+    train_rows: int = 0  # (query, positive[, negative]) rows actually trained on
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-KEY_METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")
+# hit@k: share of queries with any relevant document in the top k (what bench/retrieval.py calls R@k);
+# recall@k: share of each query's relevant documents found in the top k (equal to hit@k with one).
+KEY_METRICS = ("hit@1", "hit@5", "hit@10", "recall@5", "recall@10", "mrr@10", "ndcg@10")
+_EVALUATOR_NAME = {"hit": "accuracy"}
 
 
 def build_evaluator(eval_pairs: list[Pair], corpus: list[str] | None = None, name: str = "heldout"):
@@ -107,65 +119,88 @@ def summarize(raw: dict[str, float], name: str = "heldout") -> dict[str, float]:
         short = key.split(f"{name}_", 1)[-1]
         for metric in KEY_METRICS:
             m, k = metric.split("@")
-            if short.endswith(f"{m}@{k}") and "cosine" in short:
+            if short.endswith(f"{_EVALUATOR_NAME.get(m, m)}@{k}") and "cosine" in short:
                 out[metric] = round(float(value), 4)
     return out
 
 
-def pairs_dataset(pairs: list[Pair]):
+def pairs_dataset(pairs: list[Pair], *, min_negative_share: float = 0.9):
     """A ``datasets.Dataset`` of (anchor, positive[, negative]) columns for MNRL.
 
-    A pair with several positives gives one row per positive; the negative column is kept only
-    when every row has one (the loss needs the same columns on every row).
+    A pair with several positives gives one row per positive. The loss needs the same columns on
+    every row: when at least ``min_negative_share`` of the rows have a (mined) negative, the rows
+    without one are left out; otherwise the negative column is dropped and in-batch negatives alone
+    remain. Either way, a few pairs the miner found nothing for never cost every hard negative.
     """
     from datasets import Dataset
 
     rows = [(p.query, pos, p.neg[0] if p.neg else None) for p in pairs for pos in p.pos]
+    with_neg = [r for r in rows if r[2] is not None]
+    if rows and len(with_neg) >= min_negative_share * len(rows):
+        rows = with_neg
     cols = {"anchor": [r[0] for r in rows], "positive": [r[1] for r in rows]}
     if rows and all(r[2] is not None for r in rows):
         cols["negative"] = [r[2] for r in rows]
     return Dataset.from_dict(cols)
 
 
-def setup(cfg: EmbedTrainConfig, train_pairs: list[Pair]):
-    """Load the base model and make the dataset and loss. Returns (model, dataset, loss)."""
+def load_base(cfg: EmbedTrainConfig):
+    """The base sentence-transformers model, on the configured device."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer import losses
 
     from ingest.embedder import pick_device, resolve_model_path
 
-    model = SentenceTransformer(resolve_model_path(cfg.base_model), device=pick_device(cfg.device))
+    return SentenceTransformer(resolve_model_path(cfg.base_model), device=pick_device(cfg.device))
+
+
+def setup(cfg: EmbedTrainConfig, model, train_pairs: list[Pair], corpus: list[str] | None = None):
+    """Extend the vocabulary if asked, make the dataset and loss. Returns (dataset, loss, tokens added).
+
+    With ``extend_vocab`` the new characters come from the pairs and ``corpus`` (the KB's units):
+    what the tuned model will embed, not only what it trains on."""
+    from sentence_transformers.sentence_transformer import losses
+
+    added = 0
     if cfg.extend_vocab:
         from ..vocab import extend_vocab
 
-        texts = [t for p in train_pairs for t in (p.query, *p.pos, *p.neg)]
-        extend_vocab(model.tokenizer, model[0].auto_model, texts)
+        texts = [t for p in train_pairs for t in (p.query, *p.pos, *p.neg)] + list(corpus or [])
+        added = extend_vocab(model.tokenizer, model[0].auto_model, texts, seed=cfg.seed)
     if cfg.loss == LossKind.CACHED_MNRL:
         loss = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size)
     else:
         loss = losses.MultipleNegativesRankingLoss(model)
-    return model, pairs_dataset(train_pairs), loss
+    return pairs_dataset(train_pairs), loss, added
 
 
 def train(cfg: EmbedTrainConfig, train_pairs: list[Pair], eval_pairs: list[Pair],
           corpus: list[str] | None = None) -> EmbedTrainResult:
-    """Measure, train, measure, save. ``eval_pairs`` may be empty (then no before/after numbers)."""
+    """Measure, train, measure, save. ``eval_pairs`` may be empty (then no before/after numbers).
+
+    ``before`` is the unmodified base model; with ``extend_vocab``, ``extended`` is the base model
+    with the new (untrained, random) token rows, so the report shows what training itself added."""
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
     if not train_pairs:
         raise ValueError("no training pairs")
     t0 = time.perf_counter()
-    model, dataset, loss = setup(cfg, train_pairs)
+    model = load_base(cfg)
     evaluator = build_evaluator(eval_pairs, corpus) if eval_pairs else None
     result = EmbedTrainResult(cfg.output_dir, len(train_pairs), len(eval_pairs))
     if evaluator is not None:
         result.before = summarize(evaluator(model))
+    dataset, loss, result.added_tokens = setup(cfg, model, train_pairs, corpus)
+    result.train_rows = len(dataset)
+    result.learning_rate = cfg.learning_rate or (1e-4 if result.added_tokens else 2e-5)
+    result.epochs = cfg.epochs or (2.0 if len(train_pairs) < 10_000 else 1.0)
+    if evaluator is not None and result.added_tokens:
+        result.extended = summarize(evaluator(model))
     # drop_last would silently skip a small dataset entirely; the no-duplicates sampler keeps a
     # query's own positive from appearing as another query's in-batch negative.
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(Path(cfg.output_dir) / "checkpoints"), num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=min(cfg.batch_size, len(dataset)), learning_rate=cfg.learning_rate,
+        output_dir=str(Path(cfg.output_dir) / "checkpoints"), num_train_epochs=result.epochs,
+        per_device_train_batch_size=min(cfg.batch_size, len(dataset)), learning_rate=result.learning_rate,
         warmup_steps=cfg.warmup_ratio, batch_sampler=BatchSamplers.NO_DUPLICATES, seed=cfg.seed,
         save_strategy="no", report_to="none", logging_steps=10, disable_tqdm=not cfg.progress,
         use_cpu=model.device.type == "cpu", dataloader_drop_last=False)
@@ -185,10 +220,16 @@ def train(cfg: EmbedTrainConfig, train_pairs: list[Pair], eval_pairs: list[Pair]
 
 
 def format_table(result: EmbedTrainResult) -> str:
-    """The before/after table printed at the end of a run."""
-    lines = ["| metric | base | fine-tuned | delta |", "| --- | --- | --- | --- |"]
+    """The before/after table printed at the end of a run (with the untrained new-vocabulary column
+    when the vocabulary was extended)."""
+    mid = bool(result.extended)
+    head = "| metric | base | + new vocabulary, untrained | fine-tuned | delta |" if mid else \
+        "| metric | base | fine-tuned | delta |"
+    lines = [head, "| --- " * (5 if mid else 4) + "|"]
     for m in KEY_METRICS:
         if m in result.before and m in result.after:
             b, a = result.before[m], result.after[m]
-            lines.append(f"| {m} | {b:.4f} | {a:.4f} | {a - b:+.4f} |")
+            ext = [f"{result.extended.get(m, 0.0):.4f}"] if mid else []
+            cells = [f"{b:.4f}", *ext, f"{a:.4f}", f"{a - b:+.4f}"]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

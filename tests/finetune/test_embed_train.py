@@ -71,10 +71,23 @@ def test_training_changes_weights_and_evaluates(tiny_st, tmp_path):
     before = SentenceTransformer(tiny_st).encode(["probe sentence about a lease"])
     result = train(EmbedTrainConfig(base_model=tiny_st, output_dir=str(tmp_path / "out"), batch_size=8,
                                     learning_rate=5e-4, progress=False), train_pairs, eval_pairs)
-    assert set(result.before) >= {"recall@5", "mrr@10", "ndcg@10"} and set(result.after) == set(result.before)
+    assert set(result.before) >= {"hit@5", "recall@5", "mrr@10", "ndcg@10"} and set(result.after) == set(result.before)
     saved = json.loads((tmp_path / "out" / "finetune_metrics.json").read_text())
     assert saved["after"] == result.after
     tuned = SentenceTransformer(str(tmp_path / "out"))
     assert not np.allclose(before, tuned.encode(["probe sentence about a lease"]), atol=1e-5)
     # the evaluator agrees with itself when re-run on the saved model
     assert summarize(build_evaluator(eval_pairs)(tuned)) == result.after
+
+
+def test_a_few_pairs_without_negative_do_not_cost_every_hard_negative():
+    from finetune.embed.train import pairs_dataset
+
+    mined = [Pair(f"q{i}", [f"p{i}"], [f"n{i}"]) for i in range(19)] + [Pair("q19", ["p19"])]
+    ds = pairs_dataset(mined)
+    assert ds.column_names == ["anchor", "positive", "negative"] and len(ds) == 19
+    few = [Pair(f"q{i}", [f"p{i}"], [f"n{i}"]) for i in range(5)] + [Pair(f"r{i}", [f"s{i}"]) for i in range(5)]
+    ds = pairs_dataset(few)
+    assert ds.column_names == ["anchor", "positive"] and len(ds) == 10  # too few negatives: in-batch only
+    ds = pairs_dataset([Pair("q", ["a", "b"], ["n"])])
+    assert list(ds["positive"]) == ["a", "b"] and list(ds["negative"]) == ["n", "n"]

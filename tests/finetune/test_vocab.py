@@ -34,6 +34,26 @@ def test_extend_vocab_adds_only_unknown_characters(tiny_st):
     assert extend_vocab(tok, model[0].auto_model, [A, B], min_count=2) == 0  # nothing left to add
 
 
+def test_new_rows_start_distinct_with_the_old_rows_spread(tiny_st):
+    """transformers' mean_resizing would make every new row (nearly) the mean: all new characters
+    alike. Ours draw from the old rows' per-dimension mean and spread, so they differ from step 0."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(tiny_st, device="cpu")
+    emb = model[0].auto_model.get_input_embeddings()
+    old = emb.weight.shape[0]
+    added = extend_vocab(model.tokenizer, model[0].auto_model, [A, B, A, B], min_count=2)
+    w = model[0].auto_model.get_input_embeddings().weight.detach()
+    new, ref = w[old:], w[:old]
+    assert added == new.shape[0] >= 2
+    assert torch.cdist(new, new).masked_fill(torch.eye(added, dtype=torch.bool), 1e9).min() > 0.1
+    ratio = new.std(0).mean() / ref.std(0).mean()
+    assert 0.5 < float(ratio) < 2.0
+    va, vb = model.encode([A, B], normalize_embeddings=True)
+    assert not np.allclose(va, vb, atol=1e-4)  # distinguishable before any training
+
+
 def test_tuned_model_tells_apart_what_the_base_could_not(tiny_st, tmp_path):
     from sentence_transformers import SentenceTransformer
 
