@@ -46,6 +46,7 @@ def nsp(paths: tuple[str, ...], kb: str | None, files: tuple[str, ...], base: st
     the same one, a negative. Prints held-out accuracy; then set `nsp_model: OUT` and run
     `docqa reindex --kb NAME --chunker nsp --nsp-model OUT`.
     """
+    import contextlib
     import json
     import sys
     from pathlib import Path
@@ -61,7 +62,8 @@ def nsp(paths: tuple[str, ...], kb: str | None, files: tuple[str, ...], base: st
     cfg = NSPConfig(base=base, out=Path(out), steps=steps, batch_size=batch_size, max_length=max_length, lr=lr,
                     hard_fraction=hard_fraction, seed=seed, progress=sys.stderr.isatty())
     try:
-        r = train(docs, cfg)
+        with contextlib.redirect_stdout(sys.stderr):  # the Trainer's log lines: stdout keeps only the result
+            r = train(docs, cfg)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     if as_json:
