@@ -58,6 +58,7 @@ def gold_units(kb, q: dict) -> list:
 def pipeline_metrics(kb, qas: list[dict], mode: str) -> dict[str, float]:
     """recall@1/5/10 and MRR@10 of ``ingest.search``: a hit is a returned passage of the question's
     document that holds the answer."""
+    from bench.common import mrr_at, recall_at
     from ingest.search import search
 
     ranks = []
@@ -65,10 +66,7 @@ def pipeline_metrics(kb, qas: list[dict], mode: str) -> dict[str, float]:
         hits = search(kb, q["question"], k=10, mode=mode)
         ranks.append(next((i for i, h in enumerate(hits, 1) if h.doc_id == q["doc_id"] and q["answer"] in h.text),
                           None))
-    n = len(qas)
-    out = {f"recall@{k}": sum(r is not None and r <= k for r in ranks) / n for k in (1, 5, 10)}
-    out["mrr@10"] = sum(1 / r for r in ranks if r) / n
-    return out
+    return {**{f"recall@{k}": recall_at(ranks, k) for k in (1, 5, 10)}, "mrr@10": mrr_at(ranks, 10)}
 
 
 def main() -> None:
