@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from kb_helpers import keyword_finds
 
 import ingest.kb.manifest as manifest_mod
 from ingest.kb import KBError, KBWriter, KnowledgeBase
@@ -39,12 +40,7 @@ def write(folder: Path, name: str, text: str) -> Path:
 
 
 def found(settings, token: str) -> bool:
-    """Whether a keyword search of the current generation finds ``token`` in some unit's text."""
-    kb = KnowledgeBase.open(KB, settings)
-    try:
-        return any(token in h.text for h in search(kb, token, 5, mode="keyword"))
-    finally:
-        kb.close()
+    return keyword_finds(settings, KB, token)
 
 
 def generation(settings) -> int:

@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from kb_helpers import keyword_finds
 
 from ingest.document import doc_id_for_path
 from ingest.kb import KnowledgeBase
 from ingest.pipeline import delete_documents, ingest_paths
-from ingest.search import search
 from ingest.settings import load_settings
 
 KB = "pipe"
@@ -75,11 +75,7 @@ def good_corpus(folder: Path) -> dict[str, str]:
 
 
 def finds(settings, token: str) -> bool:
-    kb = KnowledgeBase.open(KB, settings)
-    try:
-        return any(token in h.text for h in search(kb, token, 5, mode="keyword"))
-    finally:
-        kb.close()
+    return keyword_finds(settings, KB, token)
 
 
 def assert_consistent(settings) -> dict:
