@@ -169,17 +169,21 @@ def guard_scores(cases: list[Case], emb) -> dict[str, np.ndarray]:
     texts = {strip_citations(t) for c in cases for t in draft_sentences(c.draft)} | {c.draft for c in cases}
     texts |= {t for c in cases for t in evidence_sentences(dict(enumerate(c.passages, 1)))}
     emb.prime(sorted(texts))  # one batched pass: per-case calls then hit the cache
-    prod, lex, hyb = [], [], []
+    prod, plain, lex, hyb = [], [], [], []
     for c in tqdm(cases, desc="guard cases", unit="case"):
         rep = check_grounding(c.draft, c.passages, emb, threshold=2.0)
-        prod.append(min((s.score for s in rep.checked), default=0.0))
+        low = min((s.score for s in rep.checked), default=0.0)
+        plain.append(low)
+        # the guard's verdict: a sentence stating a fact its evidence lacks fails at any threshold
+        prod.append(low if not any(s.missing_facts for s in rep.checked) else -1.0)
         ev = evidence_sentences(dict(enumerate(c.passages, 1)))
         sents = [strip_citations(s.text) for s in rep.checked] or [c.draft]
         cos = emb.encode_docs(sents) @ emb.encode_docs(ev).T
         ov = np.array([[overlap(s, e) for e in ev] for s in sents])
         lex.append(float(ov.max(axis=1).min()))
         hyb.append(float(cos.max(axis=1).min()))
-    return {"0.5 cosine + 0.5 overlap (production)": np.array(prod), "lexical overlap only": np.array(lex),
+    return {"0.5 cosine + 0.5 overlap + facts (production)": np.array(prod),
+            "0.5 cosine + 0.5 overlap, no fact check": np.array(plain), "lexical overlap only": np.array(lex),
             "cosine only": np.array(hyb)}
 
 

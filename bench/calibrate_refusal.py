@@ -167,10 +167,42 @@ def render(args, t: float, halves: dict[str, list[Item]], current: float, info: 
     ])
 
 
+def sweep_dense_weights(kb, items: list[Item], weights: list[float]) -> str:
+    """Balanced accuracy per evidence DENSE_WEIGHT (support = coverage + w x cosine), each with the
+    threshold calibrated on the calibration half -> a markdown section ('' without weights)."""
+    if not weights:
+        return ""
+    import copy
+
+    from service.answering import evidence
+
+    keep = evidence.DENSE_WEIGHT
+    rows = []
+    try:
+        for w in weights:
+            evidence.DENSE_WEIGHT = w
+            its = copy.deepcopy(items)
+            score_items(kb, its)
+            cal = [i for i in its if i.case % 2 == 0]
+            rep = [i for i in its if i.case % 2 == 1]
+            t = choose_threshold(cal)
+            rows.append([w, t, confusion(cal, t)["balanced_acc"], confusion(rep, t)["balanced_acc"],
+                         confusion(rep, t)["answer_rate"], confusion(rep, t)["refusal_rate"]])
+            print(f"dense weight {w}: {rows[-1]}", flush=True)
+    finally:
+        evidence.DENSE_WEIGHT = keep
+    return "\n".join(["", "", f"## Evidence dense weight (product: {keep:g})", "",
+                      md_table(["DENSE_WEIGHT", "threshold (calibration half)", "BA calibration", "BA report",
+                                "answer rate (report)", "refusal rate (report)"], rows)])
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cases", type=int, default=200, help="first N distinct CAIL2019 dev cases")
     p.add_argument("--holdout-every", type=int, default=4, help="every Nth case is left out of the KB")
+    p.add_argument("--dense-weights", default="",
+                   help="comma list of evidence DENSE_WEIGHT values to compare (each re-scores every question "
+                   "and is calibrated on its own); the report's main table uses the product's value")
     p.add_argument("--out", type=Path, default=REPORTS / "refusal.md")
     args = p.parse_args(argv)
     if args.cases < 4 or args.holdout_every < 2:
@@ -192,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         info = {"passages": len(passages), "build_s": time.perf_counter() - t0}
         try:
             kb.warm_up()
+            sweep = sweep_dense_weights(kb, items, [float(w) for w in args.dense_weights.split(",") if w.strip()])
             t1 = time.perf_counter()
             score_items(kb, items)
             info["answer_s"] = time.perf_counter() - t1
@@ -201,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     halves = {"calibration (even cases)": [i for i in items if i.case % 2 == 0],
               "report (odd cases)": [i for i in items if i.case % 2 == 1]}
     t = choose_threshold(halves["calibration (even cases)"])
-    body = render(args, t, halves, current, info)
+    body = render(args, t, halves, current, info) + sweep
     print(body)
     out = write_report(args.out, "Refusal threshold calibration (CAIL2019)", body)
     print(f"report: {out}")

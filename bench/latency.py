@@ -66,15 +66,59 @@ def corpus(limit_questions: int | None) -> tuple[list[Passage], list[Question]]:
 
 def measure_ingest(passages: list[Passage], settings) -> dict:
     """Ingest ``passages`` through the real pipeline into a fresh KB; chars/s and units/s."""
-    from ingest.kb import shared_embedder
+    from ingest.kb.knowledge_base import embedder_for
     from ingest.pipeline import ingest_paths
 
-    shared_embedder(settings.embed_model, settings.device, settings.embed_batch_size).warm_up()  # not timed
+    embedder_for(settings).warm_up()  # not timed
     with tempfile.TemporaryDirectory(prefix="docqa-corpus-") as d:
         path = write_jsonl(passages, Path(d) / "throughput.jsonl")
         report = ingest_paths([path], "throughput", settings, progress=sys.stderr.isatty())
     return {"passages": len(passages), "chars": report.chars, "units": report.units, "seconds": report.seconds,
             "chars_per_s": report.chars / report.seconds, "units_per_s": report.units / report.seconds}
+
+
+def measure_cost(passages: list[Passage], configs: list[tuple[str, str]], rounds: int) -> list[dict]:
+    """Ingest CPU-seconds of the default pipeline vs its floor, per (model, backend), interleaved.
+
+    The floor is the least any ingest of these passages can cost with that encoder: the segment
+    texts the KB's own chunker cuts, embedded once (``encode_docs``, cache cleared). The default is
+    ``ingest_paths`` with the product settings (all unit levels, keyphrases, FAISS, tantivy, SQLite,
+    commit) into a fresh KB. Both are process CPU time (all threads), so a busy machine inflates
+    neither; rounds alternate default and floor so drift hits both alike."""
+    from ingest.chunking import chunk_document
+    from ingest.document import Document
+    from ingest.kb.knowledge_base import embedder_for
+    from ingest.loaders.text import text_to_blocks
+    from ingest.pipeline import ingest_paths
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="docqa-cost-") as d:
+        path = write_jsonl(passages, Path(d) / "cost.jsonl")
+        chars = sum(len(p.text) for p in passages)
+        for model, backend in configs:
+            settings = bench_settings(embed_model=model, embed_backend=backend)
+            emb = embedder_for(settings)
+            emb.warm_up()
+            segs = [u.text for p in passages
+                    for u in chunk_document(Document(p.pid, p.pid, p.title, text_to_blocks(p.text).blocks, ""), settings)]
+            default, floor = [], []
+            for r in range(rounds):
+                emb.clear_cache()
+                t = time.process_time()
+                emb.encode_docs(segs)
+                floor.append(time.process_time() - t)
+                emb.clear_cache()
+                t = time.process_time()
+                ingest_paths([path], f"cost-{len(out)}-{r}", settings.model_copy(update={"home": Path(d) / f"h{r}"}),
+                             progress=False)
+                default.append(time.process_time() - t)
+            ratio = sorted(a / b for a, b in zip(default, floor, strict=True))[len(default) // 2]
+            out.append({"model": model.rsplit("/", 1)[-1], "backend": backend, "segments": len(segs), "chars": chars,
+                        "floor_cpu_s_per_100k": min(floor) / chars * 1e5,
+                        "default_cpu_s_per_100k": min(default) / chars * 1e5, "ratio": ratio,
+                        "ratios": [round(a / b, 2) for a, b in zip(default, floor, strict=True)]})
+            print(f"cost: {out[-1]}", flush=True)
+    return out
 
 
 def base_chunks(passages: list[Passage], n: int, settings) -> list[str]:
@@ -194,6 +238,30 @@ def render(args, ingest: dict, big: dict, disk: int, rows: list[list], n_queries
     ])
 
 
+def cost_corpus(passages: list[Passage], n: int) -> list[Passage]:
+    """CMRC/DRCD passages plus SQuAD2 ones (English), as the issue's side-by-side measurement mixed them."""
+    out = passages[: max(n - n // 5, 1)]
+    try:
+        out += load_squad(Dataset.SQUAD2, None)[0][: n // 5]
+    except DataMissing:
+        pass
+    return out
+
+
+def render_cost(cost: list[dict], args) -> str:
+    if not cost:
+        return ""
+    rows = [[c["model"], c["backend"], c["segments"], c["chars"], round(c["floor_cpu_s_per_100k"], 1),
+             round(c["default_cpu_s_per_100k"], 1), round(c["ratio"], 2), " ".join(map(str, c["ratios"]))]
+            for c in cost]
+    return "\n".join(["", "", "## Ingest cost vs the floor (CPU-seconds per 100k characters)", "",
+                      md_table(["model", "backend", "segments", "characters", "floor", "default ingest",
+                                "ratio (median)", "ratios per round"], rows), "",
+                      "Floor: the segment texts the KB's chunker cuts, embedded once. Default ingest: the whole "
+                      "pipeline with the product settings into a fresh KB. Process CPU time, rounds interleaved "
+                      f"({args.cost_rounds}); aim: default <= 1.5x floor."])
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--units", type=int, default=100_000, help="units in the latency KB")
@@ -201,6 +269,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--throughput-passages", type=int, default=60, help="passages ingested to measure chars/s")
     p.add_argument("--queries", type=int, default=300, help="questions timed per mode")
     p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--cost-passages", type=int, default=150, help="passages for the ingest cost vs floor (0: skip)")
+    p.add_argument("--cost-rounds", type=int, default=3)
+    p.add_argument("--cost-configs", default="intfloat/multilingual-e5-small:torch,"
+                   "sentence-transformers/all-MiniLM-L6-v2:torch",
+                   help="comma list of MODEL:BACKEND for the ingest cost comparison")
     p.add_argument("--out", type=Path, default=REPORTS / "latency.md")
     args = p.parse_args(argv)
     if min(args.units, args.base_units, args.throughput_passages, args.queries) < 1 or args.warmup < 0:
@@ -219,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     queries = [q.text for q in questions[:args.queries]]
     with temp_home() as home:
         settings = bench_settings()
+        configs = [tuple(c.rsplit(":", 1)) for c in args.cost_configs.split(",") if c.strip()]
+        cost = measure_cost(cost_corpus(passages, args.cost_passages), configs, args.cost_rounds) \
+            if args.cost_passages else []
         ingest = measure_ingest(passages[:args.throughput_passages], settings)
         print(f"ingest: {ingest}", flush=True)
         big = build_big_kb("latency", base_chunks(passages, args.base_units, settings), args.units, settings)
@@ -227,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = measure_search("latency", settings, queries, args.warmup)
     print(md_table(["what", "p50", "p95", "p99", "n"], rows))
     out = write_report(args.out, "Retrieval latency, ingest throughput, KB size",
-                       render(args, ingest, big, disk, rows, len(queries)))
+                       render(args, ingest, big, disk, rows, len(queries)) + render_cost(cost, args))
     print(f"report: {out}")
     return 0
 

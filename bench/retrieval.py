@@ -44,8 +44,8 @@ from bench.common import (  # noqa: E402
 
 DEPTH = 20  # deepest cut-off reported (R@20)
 # Fusion variants reported beside the defaults: (dense weight, lexical weight, rrf_k).
-VARIANTS = [(1.0, 1.0, 60), (0.5, 1.0, 60), (0.3, 1.0, 60), (0.2, 1.0, 60), (0.1, 1.0, 60), (0.3, 1.0, 20),
-            (0.3, 1.0, 10)]
+VARIANTS = [(1.0, 1.0, 60), (1.0, 1.0, 20), (1.0, 1.0, 10), (1.0, 0.7, 60), (1.0, 0.5, 60), (0.7, 1.0, 60),
+            (0.5, 1.0, 60), (0.3, 1.0, 10)]
 
 
 @dataclass
@@ -98,19 +98,29 @@ def run_mode(kb, questions: list[Question], mode: str, label: str, dataset: str,
     return Row(dataset, label, ranks)
 
 
-def evaluate(dataset: Dataset, limit: int | None) -> tuple[list[Row], dict]:
-    """Build the KB of one dataset and score every mode and fusion variant on it."""
+def evaluate(dataset: Dataset, limit: int | None, embed_model: str | None = None,
+             independent: bool = False) -> tuple[list[Row], dict]:
+    """Build the KB of one dataset and score every mode and fusion variant on it. ``independent``:
+    every unit embedded on its own instead of read off one pass over the segments."""
     passages, questions = load_squad(dataset, limit)
-    settings = bench_settings()
+    model, _, backend = (embed_model or "").partition(":")  # "MODEL:BACKEND" picks embed_backend too
+    over = {"embed_model": model} if model else {}
+    if backend:
+        over["embed_backend"] = backend
+    if independent:
+        over["segment_pass"] = False
+    settings = bench_settings(**over)
     t0 = time.perf_counter()
-    kb, report = build_kb(passages, f"bench-{dataset.value}", settings, progress=sys.stderr.isatty())
+    tag = f"{(model or 'default').rsplit('/', 1)[-1]}{'-' + backend if backend else ''}" \
+          f"{'-independent' if independent else ''}"
+    kb, report = build_kb(passages, f"bench-{dataset.value}-{tag}", settings, progress=sys.stderr.isatty())
     build_s = time.perf_counter() - t0
     try:
         kb.warm_up()
         t1 = time.perf_counter()
         kb.embedder = _QueryCache(kb.embedder, list({q.text: None for q in questions}))
         s = kb.settings
-        name = dataset.value
+        name = dataset.value if not (embed_model or independent) else f"{dataset.value} {tag}"
         rows = [run_mode(kb, questions, "keyword", "keyword", name),
                 run_mode(kb, questions, "dense", "dense", name),
                 run_mode(kb, questions, "hybrid", f"hybrid (default w_d={s.dense_weight:g} w_l={s.lexical_weight:g} "
@@ -148,6 +158,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--datasets", default="cmrc,drcd", help="comma list of: " + ", ".join(d.value for d in Dataset))
     p.add_argument("--limit-questions", type=int, default=1500,
                    help="first N answerable questions per dataset (0 = all); keeps DRCD within the time budget")
+    p.add_argument("--embed-models", default="",
+                   help="comma list of embedding models to compare in one run, each MODEL or MODEL:BACKEND "
+                   "(torch | onnx | onnx-int8; default: the settings' model and backend)")
+    p.add_argument("--independent", action="store_true",
+                   help="also build each KB with segment_pass=false (every unit embedded on its own)")
     p.add_argument("--out", type=Path, default=REPORTS / "retrieval.md")
     return p.parse_args(argv)
 
@@ -162,11 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, tuple[list[Row], dict]] = {}
     try:
         with temp_home():
+            models = [m.strip() for m in args.embed_models.split(",") if m.strip()] or [None]
+            runs = [(m, False) for m in models] + ([(m, True) for m in models] if args.independent else [])
             for ds in datasets:
-                results[ds.value] = evaluate(ds, args.limit_questions or None)
-                rows, info = results[ds.value]
-                print(md_table(HEADER, [r.cells() for r in rows]))
-                print(f"  {info}", flush=True)
+                for model, indep in runs:
+                    key = f"{ds.value} {model} {indep}"
+                    results[key] = evaluate(ds, args.limit_questions or None, model, indep)
+                    rows, info = results[key]
+                    print(md_table(HEADER, [r.cells() for r in rows]))
+                    print(f"  {info}", flush=True)
     except DataMissing as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

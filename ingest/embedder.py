@@ -100,9 +100,10 @@ class TokenStates:
 
 
 class Embedder:
-    def __init__(self, model: str, *, device: str = "auto", batch_size: int = 64):
+    def __init__(self, model: str, *, device: str = "auto", batch_size: int = 64, backend: str = "torch"):
         self.model_name = model
         self.device = device
+        self.backend = getattr(backend, "value", backend)
         self.batch_size = batch_size
         self._model = None
         self._lock = threading.Lock()
@@ -121,10 +122,22 @@ class Embedder:
 
             hf_logging.disable_progress_bar()  # no "Loading weights" bar on every start
 
+            device = pick_device(self.device)
             try:
-                self._model = SentenceTransformer(path, device=pick_device(self.device))
+                model = SentenceTransformer(path, device=device)
             except (OSError, ValueError) as e:  # missing folder / unknown id offline / bad id
                 raise ModelNotAvailable(missing_model_message(self.model_name, e)) from e
+            if self.backend != "torch" and device == "cpu" and Path(path).is_dir():
+                from .onnx_backend import OnnxExportError, install
+
+                try:
+                    install(model, Path(path), self.backend)
+                except ImportError as e:
+                    raise ModelNotAvailable(f"embed_backend {self.backend!r} needs onnxruntime, onnx and onnxscript "
+                                            f"({e}): pip install 'docqa[onnx]', or set embed_backend: torch") from e
+                except OnnxExportError as e:
+                    raise ModelNotAvailable(str(e)) from e
+            self._model = model
 
     @property
     def model(self):

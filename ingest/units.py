@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Level(StrEnum):
@@ -30,6 +31,9 @@ class Unit:
     parent_ord: int | None = None  # ord of the parent unit (segment for a sentence, ...)
     unit_id: int = -1  # assigned by the knowledge base on commit
     parent_id: int | None = None  # assigned by the knowledge base on commit
+    # The unit's vector when ingestion computed it in the segment pass (ingest/chunking/levels.py);
+    # None: the writer embeds ``embed_input``. Never stored with the unit (FAISS holds vectors).
+    vector: Any = field(default=None, repr=False, compare=False)
 
     def embed_input(self, what: str = "text") -> str:
         """The text the embedder sees (``Settings.embed``): ``keyinfo`` (level 1 only; the text when a

@@ -21,24 +21,35 @@ def boundary_scorer(settings: Settings):
                              "corpus with `docqa finetune nsp`, or use chunker 'embedding'")
         return NSPScorer(settings.nsp_model, temperature=settings.nsp_temperature, device=settings.device)
     if settings.chunker == Chunker.EMBEDDING:
-        from ..kb.knowledge_base import shared_embedder
+        from ..kb.knowledge_base import embedder_for
         from .embedding import EmbeddingScorer
 
-        return EmbeddingScorer(shared_embedder(settings.embed_model, settings.device, settings.embed_batch_size))
+        return EmbeddingScorer(embedder_for(settings))
     raise ValueError(f"chunker {settings.chunker.value!r} uses no boundary scorer")
+
+
+def chunk_limits(settings: Settings):
+    """(max tokens, count function) of a KB's chunks, measured with its embedding model's own
+    tokenizer and capped at what the model reads (window less special tokens and prompt), so no
+    chunk is silently truncated when it is embedded."""
+    from ..kb.knowledge_base import embedder_for
+
+    emb = embedder_for(settings)
+    return min(settings.chunk_max_tokens, emb.max_doc_tokens), emb.count_tokens
 
 
 def chunk_document(doc: Document, settings: Settings) -> list[Unit]:
     """Segment units of ``doc`` with the KB's chunker."""
+    max_tokens, count = chunk_limits(settings)
     if settings.chunker == Chunker.FIXED:
         from .fixed import chunk_blocks
 
-        return chunk_blocks(doc, max_tokens=settings.chunk_max_tokens, min_tokens=settings.chunk_min_tokens)
+        return chunk_blocks(doc, max_tokens=max_tokens, min_tokens=settings.chunk_min_tokens, count=count)
     from .semantic import chunk_semantic
 
     threshold = settings.nsp_threshold if settings.chunker == Chunker.NSP else settings.similarity_threshold
     return chunk_semantic(doc, boundary_scorer(settings), threshold=threshold,
-                          max_tokens=settings.chunk_max_tokens, min_tokens=settings.chunk_min_tokens)
+                          max_tokens=max_tokens, min_tokens=settings.chunk_min_tokens, count=count)
 
 
 def document_units(doc: Document, settings: Settings, *, generate=None) -> list[Unit]:

@@ -17,22 +17,22 @@ from ..tokenize import count_tokens
 from ..units import Level, Unit
 
 
-def _pieces(text: str, max_tokens: int) -> list[str]:
+def _pieces(text: str, max_tokens: int, count=count_tokens) -> list[str]:
     """``text`` cut into pieces of at most ``max_tokens`` at sentence boundaries where possible."""
-    if count_tokens(text) <= max_tokens:
+    if count(text) <= max_tokens:
         return [text]
     out: list[str] = []
     cur = ""
     for sent in split_sentences(text):
-        while count_tokens(sent) > max_tokens:  # a run-on sentence: hard cut
-            cut = _hard_cut(sent, max_tokens)
+        while count(sent) > max_tokens:  # a run-on sentence: hard cut
+            cut = _hard_cut(sent, max_tokens, count)
             if cur:
                 out.append(cur)
                 cur = ""
             out.append(sent[:cut])
             sent = sent[cut:]
         joiner = "" if _is_cjk_join(cur, sent) else " "
-        if cur and count_tokens(cur + joiner + sent) > max_tokens:
+        if cur and count(cur + joiner + sent) > max_tokens:
             out.append(cur)
             cur = sent
         else:
@@ -42,11 +42,11 @@ def _pieces(text: str, max_tokens: int) -> list[str]:
     return out
 
 
-def _hard_cut(text: str, max_tokens: int) -> int:
+def _hard_cut(text: str, max_tokens: int, count=count_tokens) -> int:
     lo, hi = 1, len(text)
     while lo < hi:  # longest prefix within the limit
         mid = (lo + hi + 1) // 2
-        if count_tokens(text[:mid]) <= max_tokens:
+        if count(text[:mid]) <= max_tokens:
             lo = mid
         else:
             hi = mid - 1
@@ -67,21 +67,24 @@ def _sections(blocks: list[Block]) -> list[list[Block]]:
     return [s for s in sections if s]
 
 
-def chunk_blocks(doc: Document, *, max_tokens: int = 256, min_tokens: int = 24) -> list[Unit]:
+def chunk_blocks(doc: Document, *, max_tokens: int = 256, min_tokens: int = 24, count=count_tokens) -> list[Unit]:
+    """Segments of ``doc``. ``count`` measures length: the embedding model's own tokenizer when
+    ingesting (``Embedder.count_tokens``), so no chunk is longer than the model reads; the cheap
+    estimate ``ingest.tokenize.count_tokens`` elsewhere."""
     units: list[Unit] = []
     for section in _sections(doc.blocks):
         chunks: list[tuple[str, Block]] = []  # (text, first block)
         cur, first = "", None
         for block in section:
-            for piece in _pieces(block.text, max_tokens):
-                if cur and count_tokens(cur) + count_tokens(piece) + 1 > max_tokens:
+            for piece in _pieces(block.text, max_tokens, count):
+                if cur and count(f"{cur}\n{piece}") > max_tokens:
                     chunks.append((cur, first))
                     cur, first = "", None
                 cur = f"{cur}\n{piece}" if cur else piece
                 first = first or block
         if cur:
             chunks.append((cur, first))
-        chunks = _merge_small(chunks, max_tokens, min_tokens)
+        chunks = _merge_small(chunks, max_tokens, min_tokens, count)
         for text, blk in chunks:
             units.append(Unit(doc_id=doc.doc_id, text=text, level=Level.SEGMENT, ord=len(units),
                               keyinfo=_heading_keyinfo(doc.title, blk.heading_path),
@@ -89,23 +92,24 @@ def chunk_blocks(doc: Document, *, max_tokens: int = 256, min_tokens: int = 24) 
     return units
 
 
-def _merge_small(chunks: list[tuple[str, Block]], max_tokens: int, min_tokens: int) -> list[tuple[str, Block]]:
+def _merge_small(chunks: list[tuple[str, Block]], max_tokens: int, min_tokens: int,
+                 count=count_tokens) -> list[tuple[str, Block]]:
     out: list[tuple[str, Block]] = []
     carry: tuple[str, Block] | None = None
     for text, blk in chunks:
         if carry is not None:
             merged = f"{carry[0]}\n{text}"
-            if count_tokens(merged) <= max_tokens:
+            if count(merged) <= max_tokens:
                 text, blk = merged, carry[1]
             else:
                 out.append(carry)
             carry = None
-        if count_tokens(text) < min_tokens:
+        if count(text) < min_tokens:
             carry = (text, blk)
         else:
             out.append((text, blk))
     if carry is not None:
-        if out and count_tokens(out[-1][0]) + count_tokens(carry[0]) <= max_tokens:
+        if out and count(f"{out[-1][0]}\n{carry[0]}") <= max_tokens:
             out[-1] = (f"{out[-1][0]}\n{carry[0]}", out[-1][1])
         else:
             out.append(carry)

@@ -10,14 +10,29 @@
 
 Each unit's ``parent_ord`` names its parent (sentence -> segment, segment -> article); the KB
 writer turns those into ``parent_id``.
+
+One encoder pass per document (``_SegmentPass``): the segments are run through the embedding model
+once, and everything else is read off that pass instead of re-encoding, which is what ingestion
+used to spend 98% of its time on (bench/latency.py measures the cost against that floor):
+- a segment's vector is the pass's own (identical to embedding the segment alone);
+- a sentence's vector is the mean of its tokens' contextual states in the segment ("late
+  chunking": the sentence is read with its context, so "它" knows what it refers to);
+- a keyphrase candidate's vector for MMR is the mean state of its first occurrence's tokens;
+- an article's vector is the token-weighted mean of its segments' vectors (the old article
+  embedding read only the document's first 256 tokens).
+It applies when the KB embeds ``text`` (the default) and the model pools all tokens; with
+``embed: keyinfo | both``, an explicit ``keyphraser`` or a model without a fast tokenizer, units are
+embedded one by one as before.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..document import BlockKind, Document
 from ..keyinfo import Keyphraser, candidates, keyinfo_text, llm_keyphrases
 from ..sentences import split_sentences
-from ..settings import Settings, UnitLevel
+from ..settings import EmbedInput, Settings, UnitLevel
 from ..tokenize import count_tokens
 from ..units import Level, Unit
 
@@ -27,10 +42,13 @@ ARTICLE_PHRASES = 48  # cap on the union of segment keyphrases
 
 
 def keyphraser_for(settings: Settings) -> Keyphraser:
-    from ..kb.knowledge_base import shared_embedder
+    return Keyphraser(_embedder(settings), top_n=settings.keyphrases, method=settings.keyphrase_candidates)
 
-    emb = shared_embedder(settings.embed_model, settings.device, settings.embed_batch_size)
-    return Keyphraser(emb, top_n=settings.keyphrases, method=settings.keyphrase_candidates)
+
+def _embedder(settings: Settings):
+    from ..kb.knowledge_base import embedder_for
+
+    return embedder_for(settings)
 
 
 def build_units(doc: Document, segments: list[Unit], settings: Settings, *, generate=None,
@@ -39,24 +57,75 @@ def build_units(doc: Document, segments: list[Unit], settings: Settings, *, gene
     if not segments:
         return []
     levels = set(settings.unit_levels)
-    phrases = _segment_phrases(segments, settings, generate, keyphraser)
+    sp = _SegmentPass.run(segments, settings) if keyphraser is None else None
+    phrases = _segment_phrases(segments, settings, generate, keyphraser, sp)
     with_article = UnitLevel.ARTICLE in levels
     for seg, ph in zip(segments, phrases, strict=True):
         seg.keyinfo = keyinfo_text(seg.keyinfo, ph)  # seg.keyinfo holds the heading path so far
         seg.parent_ord = 0 if with_article else None
     units: list[Unit] = []
     if with_article:
-        units.append(_article(doc, phrases))
+        units.append(_article(doc, phrases, sp))
     units.extend(segments)
     if UnitLevel.SENTENCE in levels:
-        units.extend(_sentences(segments, settings))
+        units.extend(_sentences(segments, settings, sp))
     return units
 
 
-def _segment_phrases(segments: list[Unit], settings: Settings, generate, keyphraser) -> list[list[str]]:
+class _SegmentPass:
+    """The token states of one encoder pass over a document's segments (see the module docstring)."""
+
+    def __init__(self, states: list):
+        self.states = states  # TokenStates per segment, in segment order
+
+    @classmethod
+    def run(cls, segments: list[Unit], settings: Settings) -> _SegmentPass | None:
+        if EmbedInput(settings.embed) != EmbedInput.TEXT or not settings.segment_pass:
+            return None
+        emb = _embedder(settings)
+        if not emb.supports_token_states():
+            return None
+        states: list = [None] * len(segments)
+        for i, st in emb.encode_docs_tokens([s.text for s in segments]):
+            states[i] = st
+        for seg, st in zip(segments, states, strict=True):
+            seg.vector = st.vector
+        return cls(states)
+
+    def phrases(self, kp: Keyphraser, texts: list[str]) -> list[list[str]]:
+        cands = [candidates(t, kp.method) for t in texts]
+        out = []
+        for text, c, st in zip(texts, cands, self.states, strict=True):
+            vecs = np.zeros((len(c), st.vector.shape[0]), dtype=np.float32)
+            for j, (w, _) in enumerate(c):
+                at = _find(text, w)
+                v = st.pool(at, at + len(w)) if at >= 0 else None
+                if v is not None:
+                    vecs[j] = v
+            out.append(kp.select(st.vector, c, vecs))
+        return out
+
+    def article_vector(self) -> np.ndarray:
+        w = np.array([max(int((st.offsets[:, 0] >= 0).sum()), 1) for st in self.states], dtype=np.float32)
+        v = (np.stack([st.vector for st in self.states]) * w[:, None]).sum(axis=0)
+        return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+
+def _find(text: str, phrase: str) -> int:
+    at = text.find(phrase)
+    return at if at >= 0 else text.lower().find(phrase.lower())
+
+
+def _segment_phrases(segments: list[Unit], settings: Settings, generate, keyphraser,
+                     sp: _SegmentPass | None) -> list[list[str]]:
     texts = [s.text for s in segments]
-    kp = keyphraser or (keyphraser_for(settings) if settings.keyphrases > 0 else None)
-    phrases = kp.extract(texts) if kp else [[] for _ in texts]
+    if settings.keyphrases <= 0:
+        phrases: list[list[str]] = [[] for _ in texts]
+    elif sp is not None:
+        phrases = sp.phrases(Keyphraser(None, top_n=settings.keyphrases, method=settings.keyphrase_candidates),
+                             texts)
+    else:
+        phrases = (keyphraser or keyphraser_for(settings)).extract(texts)
     llm = llm_keyphrases(texts, generate, settings.keyphrases, phrases)
     if llm is not None:
         phrases = [list(dict.fromkeys([*a, *b])) for a, b in zip(llm, phrases, strict=True)]
@@ -67,27 +136,42 @@ def _segment_phrases(segments: list[Unit], settings: Settings, generate, keyphra
     return phrases
 
 
-def _article(doc: Document, phrases: list[list[str]]) -> Unit:
+def _article(doc: Document, phrases: list[list[str]], sp: _SegmentPass | None) -> Unit:
     heads = [b.text for b in doc.blocks if b.kind == BlockKind.HEADING and b.level <= 2][:12]
     heading = " > ".join(dict.fromkeys(h for h in [doc.title, *heads] if h))
     union = list(dict.fromkeys(p for ph in phrases for p in ph))[:ARTICLE_PHRASES]
     first_page = next((b.page for b in doc.blocks if b.page is not None), None)
     return Unit(doc_id=doc.doc_id, text=doc.text, level=Level.ARTICLE, ord=0,
-                keyinfo=keyinfo_text(heading, union), heading_path=[], page=first_page)
+                keyinfo=keyinfo_text(heading, union), heading_path=[], page=first_page,
+                vector=sp.article_vector() if sp else None)
 
 
-def _sentences(segments: list[Unit], settings: Settings) -> list[Unit]:
+def _sentences(segments: list[Unit], settings: Settings, sp: _SegmentPass | None) -> list[Unit]:
     out: list[Unit] = []
-    for seg in segments:
-        sents = [s for line in seg.text.split("\n") for s in split_sentences(line)]
-        if len(sents) < 2:
+    for k, seg in enumerate(segments):
+        spans = _sentence_spans(seg.text)
+        if len(spans) < 2:
             continue  # the segment is its own sentence: nothing finer to index
         heading = " > ".join(seg.heading_path)
-        for s in sents:
+        for start, s in spans:
             if count_tokens(s) < MIN_SENTENCE_TOKENS:
                 continue
             ph = [w for w, _ in candidates(s, settings.keyphrase_candidates, SENTENCE_PHRASES)]
+            vec = sp.states[k].pool(start, start + len(s)) if sp and start >= 0 else None
             out.append(Unit(doc_id=seg.doc_id, text=s, level=Level.SENTENCE, ord=len(out),
                             keyinfo=keyinfo_text(heading, ph), heading_path=list(seg.heading_path),
-                            page=seg.page, parent_ord=seg.ord))
+                            page=seg.page, parent_ord=seg.ord, vector=vec))
+    return out
+
+
+def _sentence_spans(text: str) -> list[tuple[int, str]]:
+    """(start offset in ``text``, sentence) of every sentence of every line of ``text``."""
+    out: list[tuple[int, str]] = []
+    pos = 0
+    for line in text.split("\n"):
+        for s in split_sentences(line):
+            at = text.find(s, pos)
+            out.append((at if at >= 0 else -1, s))
+            pos = at + len(s) if at >= 0 else pos
+        pos = max(pos, 0)
     return out

@@ -56,22 +56,22 @@ def sections_of(blocks: list[Block]) -> list[list[Block]]:
     return [s for s in out if s]
 
 
-def pieces_of(section: list[Block], max_tokens: int) -> list[Piece]:
+def pieces_of(section: list[Block], max_tokens: int, count=count_tokens) -> list[Piece]:
     """The scoring units of a section: paragraphs, or the sentences of over-long paragraphs."""
     out: list[Piece] = []
     for para, block in enumerate(section):
         text = block.text.strip()
-        n = count_tokens(text)
+        n = count(text)
         if n <= max_tokens:
             out.append(Piece(text, block, para, n))
             continue
         for sent in split_sentences(text):
-            while count_tokens(sent) > max_tokens:
-                cut = _hard_cut(sent, max_tokens)
-                out.append(Piece(sent[:cut], block, para, count_tokens(sent[:cut])))
+            while count(sent) > max_tokens:
+                cut = _hard_cut(sent, max_tokens, count)
+                out.append(Piece(sent[:cut], block, para, count(sent[:cut])))
                 sent = sent[cut:]
             if sent:
-                out.append(Piece(sent, block, para, count_tokens(sent)))
+                out.append(Piece(sent, block, para, count(sent)))
     return out
 
 
@@ -139,9 +139,10 @@ def score_document(sections: list[list[Piece]], scorer: BoundaryScorer) -> list[
 
 
 def chunk_semantic(doc: Document, scorer: BoundaryScorer, *, threshold: float, max_tokens: int = 256,
-                   min_tokens: int = 24) -> list[Unit]:
-    """Segment units of ``doc`` cut where ``scorer`` falls to ``threshold`` or below."""
-    sections = [pieces_of(s, max_tokens) for s in sections_of(doc.blocks)]
+                   min_tokens: int = 24, count=count_tokens) -> list[Unit]:
+    """Segment units of ``doc`` cut where ``scorer`` falls to ``threshold`` or below. ``count``: as
+    for ``fixed.chunk_blocks`` (a chunk's length is the sum of its pieces' plus one per joint)."""
+    sections = [pieces_of(s, max_tokens, count) for s in sections_of(doc.blocks)]
     units: list[Unit] = []
     for pieces, scores in zip(sections, score_document(sections, scorer), strict=True):
         for chunk in merge_pieces(pieces, scores, threshold=threshold, max_tokens=max_tokens,

@@ -23,13 +23,19 @@ _EMBEDDERS: dict[tuple[str, str], Embedder] = {}
 _EMBEDDERS_LOCK = threading.Lock()
 
 
-def shared_embedder(model: str, device: str, batch_size: int = 64) -> Embedder:
-    """One embedder per (model, device) in a process, shared by every KB that uses it."""
+def shared_embedder(model: str, device: str, batch_size: int = 64, backend: str = "torch") -> Embedder:
+    """One embedder per (model, device, backend) in a process, shared by every KB that uses it."""
+    backend = getattr(backend, "value", backend)
     with _EMBEDDERS_LOCK:
-        key = (model, device)
+        key = (model, device, backend)
         if key not in _EMBEDDERS:
-            _EMBEDDERS[key] = Embedder(model, device=device, batch_size=batch_size)
+            _EMBEDDERS[key] = Embedder(model, device=device, batch_size=batch_size, backend=backend)
         return _EMBEDDERS[key]
+
+
+def embedder_for(settings: Settings) -> Embedder:
+    """The shared embedder of a KB's settings (model, device, batch size, backend)."""
+    return shared_embedder(settings.embed_model, settings.device, settings.embed_batch_size, settings.embed_backend)
 
 
 def kb_path(settings: Settings, name: str) -> Path:
@@ -57,8 +63,7 @@ class KnowledgeBase:
         self._vectors = None
         self._lexical = None
         self._lock = threading.Lock()
-        self.embedder = shared_embedder(self.settings.embed_model, self.settings.device,
-                                        self.settings.embed_batch_size)
+        self.embedder = embedder_for(self.settings)
 
     @classmethod
     def open(cls, name: str, settings: Settings) -> KnowledgeBase:

@@ -30,7 +30,7 @@ import numpy as np
 from ..document import Document
 from ..settings import LexicalBackend, Settings
 from ..units import Level, Unit
-from .knowledge_base import kb_path, shared_embedder
+from .knowledge_base import embedder_for, kb_path
 from .manifest import FORMAT_VERSION, MANIFEST, KBError, fsync_dir, gen_dir, read_manifest, write_manifest
 from .store import UnitStore
 
@@ -70,8 +70,7 @@ class KBWriter:
             self.manifest["build"] = {**self.manifest["build"], **rebuild}
         self.settings = settings.with_build(self.manifest["build"])
         self.manifest["build"] = self.settings.build_settings()
-        self.embedder = shared_embedder(self.settings.embed_model, self.settings.device,
-                                        self.settings.embed_batch_size)
+        self.embedder = embedder_for(self.settings)
         old = int(self.manifest["generation"])
         self.generation = old + 1
         self.gdir = gen_dir(self.root, self.generation)
@@ -148,13 +147,26 @@ class KBWriter:
             self._assign_ids(units)
             self.store.put_doc(doc, len(units), now)
             all_units.extend(units)
-        texts = [u.embed_input(self.settings.embed) for u in all_units]
-        vecs = self.embedder.encode_docs(texts, show_progress=show_progress)
+        vecs = self._vectors_of(all_units, show_progress)
         self.vectors.add(np.array([u.unit_id for u in all_units], dtype=np.int64), vecs)
         self.store.put_units(all_units)
         self.lexical.add(all_units)
         self.changed = True
         return len(all_units)
+
+    def _vectors_of(self, units: list[Unit], show_progress: bool) -> np.ndarray:
+        """Vectors of ``units``: those the segment pass computed, the rest embedded now."""
+        todo = [i for i, u in enumerate(units) if u.vector is None]
+        if len(todo) == len(units):
+            return self.embedder.encode_docs([u.embed_input(self.settings.embed) for u in units],
+                                             show_progress=show_progress)
+        vecs = np.zeros((len(units), self.embedder.dim), dtype=np.float32)
+        for i, u in enumerate(units):
+            if u.vector is not None:
+                vecs[i] = u.vector
+        if todo:
+            vecs[todo] = self.embedder.encode_docs([units[i].embed_input(self.settings.embed) for i in todo])
+        return vecs
 
     def _assign_ids(self, units: list[Unit]) -> None:
         ids: dict[tuple[Level, int], int] = {}

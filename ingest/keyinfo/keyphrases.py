@@ -115,6 +115,14 @@ class Keyphraser:
         self.method = KeyphraseCandidates(method)
         self.diversity = diversity
 
+    def select(self, doc_vec: np.ndarray, cands: list[tuple[str, float]], cand_vecs: np.ndarray) -> list[str]:
+        """MMR over ``cands`` (best first) with their vectors already computed (zero rows: no vector,
+        ranked by statistical weight alone)."""
+        if not cands or self.top_n <= 0:
+            return []
+        picked = mmr(doc_vec, cand_vecs, np.array([s for _, s in cands]), self.top_n, self.diversity)
+        return [cands[j][0] for j in picked]
+
     def extract(self, texts: list[str]) -> list[list[str]]:
         if self.top_n <= 0:
             return [[] for _ in texts]

@@ -4,9 +4,15 @@ A draft sentence is *supported* when
 - its text (citation markers and whitespace removed) occurs verbatim in a given passage — a
   quote; this costs no model call, so extractive answers pass at no cost; or
 - some sentence of the given passages scores at least ``threshold`` with it, the score being
-  half embedding cosine, half lexical overlap (``grounding_scores``; threshold calibrated by
+  half embedding cosine, half lexical overlap (``pair_scores``; threshold calibrated by
   bench/calibrate_compliance.py; support in *any* given passage counts, because small LLMs cite
   loosely and a mis-numbered citation is not a made-up fact).
+
+A sentence that is not a quote must also state only facts its evidence states (``facts.py``):
+its numbers, dates and amounts must appear in the evidence sentences that ground it (the best-scoring
+one and any scoring within ``FACT_WINDOW_MARGIN`` of it), its named entities there or in their
+neighbours. A changed number is ungrounded however similar the sentence is; a number taken from
+another clause of the same passage ("六个月" where the rule says "二个月") is caught too.
 
 Independently, every citation ``[n]`` (also ``[1,2]`` and ``【n】``) must name a passage that was
 given; a sentence citing [7] when five passages were given is unsupported whatever it says.
@@ -24,6 +30,8 @@ import numpy as np
 
 from ingest.sentences import split_sentences
 
+from .facts import missing_facts
+
 _CITE = re.compile(r"[\[【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]】]")
 _LEADING_CITES = re.compile(r"^(?:\s*[\[【]\s*\d+(?:\s*[,，、]\s*\d+)*\s*[\]】])+")
 _NON_WORD = re.compile(r"[\W_]+")
@@ -40,6 +48,7 @@ class SentenceCheck:
     verbatim: bool = False
     score: float = 0.0
     bad_citations: list[int] = field(default_factory=list)
+    missing_facts: list[str] = field(default_factory=list)
     supported: bool = True
 
 
@@ -75,6 +84,10 @@ class GuardReport:
         cites = sorted({n for s in bad for n in s.bad_citations})
         if cites:
             return f"citation(s) {cites} point at no given passage"
+        facts = [s for s in bad if s.missing_facts]
+        if facts:
+            return (f"{len(bad)} of {len(self.checked)} sentence(s) lack evidence: {facts[0].text[:60]!r} states "
+                    f"{', '.join(facts[0].missing_facts[:3])}, which its evidence does not")
         worst = min(bad, key=lambda s: s.score) if bad else None
         if worst is None:
             return f"all {len(self.checked)} sentence(s) grounded"
@@ -141,21 +154,37 @@ def check_grounding(answer: str, evidence: Mapping[int, str] | Sequence[str], em
     todo = [c for c in checks if c.checked and not c.verbatim]
     ev = evidence_sentences(passages)
     if todo and ev:
-        scores = grounding_scores([strip_citations(c.text) for c in todo], ev, embedder)
-        for c, sc in zip(todo, scores, strict=True):
-            c.score = float(sc)
+        pair = pair_scores([strip_citations(c.text) for c in todo], ev, embedder)
+        for c, row in zip(todo, pair, strict=True):
+            c.score = float(row.max())
+            core, wide = fact_window(ev, row)
+            c.missing_facts = missing_facts(strip_citations(c.text), core, wide)
     for c in checks:
         if c.checked:
-            c.supported = not c.bad_citations and (c.verbatim or c.score >= threshold)
+            c.supported = (not c.bad_citations and not c.missing_facts
+                           and (c.verbatim or c.score >= threshold))
     return GuardReport(checks, threshold)
+
+
+FACT_WINDOW_MARGIN = 0.1  # evidence sentences this close to the best one also ground a sentence's facts
+
+
+def fact_window(evidence: list[str], scores: np.ndarray) -> tuple[str, str]:
+    """The evidence that grounds one draft sentence's facts: (core, wide). Core: the best-scoring
+    evidence sentence and every one within ``FACT_WINDOW_MARGIN`` of it (an answer may join two
+    sentences' facts); numbers must be there. Wide: core plus each one's neighbours, where a named
+    subject may be ("张三 ... 他于2019年入职")."""
+    best = float(scores.max())
+    core = [int(i) for i in np.flatnonzero(scores >= best - FACT_WINDOW_MARGIN)]
+    wide = sorted({j for i in core for j in (i - 1, i, i + 1) if 0 <= j < len(evidence)})
+    return "\n".join(evidence[i] for i in core), "\n".join(evidence[i] for i in wide)
 
 
 DENSE_SHARE = 0.5  # weight of the cosine in the grounding score; the rest is lexical overlap
 
 
-def grounding_scores(sentences: list[str], evidence: list[str], embedder) -> np.ndarray:
-    """For each sentence, its best score over the evidence sentences, where a pair scores
-    ``DENSE_SHARE`` x cosine + (1 - ``DENSE_SHARE``) x ``overlap``.
+def pair_scores(sentences: list[str], evidence: list[str], embedder) -> np.ndarray:
+    """(sentences x evidence) scores ``DENSE_SHARE`` x cosine + (1 - ``DENSE_SHARE``) x ``overlap``.
 
     Why not cosine alone: with a general embedder (all-MiniLM-L6-v2) any two Chinese sentences
     sit near cosine 0.75, so cosine cannot tell "起购金额为一万元" from an unrelated claim; the
@@ -163,7 +192,7 @@ def grounding_scores(sentences: list[str], evidence: list[str], embedder) -> np.
     vecs = embedder.encode_docs(sentences + evidence)
     a, e = vecs[: len(sentences)], vecs[len(sentences):]
     lex = np.array([[overlap(s, t) for t in evidence] for s in sentences], dtype=np.float32)
-    return (DENSE_SHARE * (a @ e.T) + (1 - DENSE_SHARE) * lex).max(axis=1)
+    return DENSE_SHARE * (a @ e.T) + (1 - DENSE_SHARE) * lex
 
 
 def _grams(text: str) -> set[str]:

@@ -84,7 +84,7 @@ def test_retrieval_main_on_a_slice(shared_data, embed_model, tmp_path):
 def test_latency_main_on_a_slice(shared_data, embed_model, tmp_path):
     out = tmp_path / "latency.md"
     args = ["--units", "120", "--base-units", "12", "--throughput-passages", "2", "--queries", "4", "--warmup", "1",
-            "--out", str(out)]
+            "--cost-passages", "5", "--cost-rounds", "1", "--out", str(out)]
     assert _bench("latency").main(args) == 0
     report = out.read_text(encoding="utf-8")
     for what in ("query encoding only", "search hybrid k=5", "search dense k=5", "search keyword k=5"):
@@ -94,6 +94,11 @@ def test_latency_main_on_a_slice(shared_data, embed_model, tmp_path):
     assert re.search(r"120 segment units", report)
     size = float(re.search(r"\*\*([\d.]+) MiB per 100k units\*\*", report).group(1))
     assert size > 0
+    cost = {r[0]: r for r in _table_rows(report) if r[1] == "torch"}
+    assert set(cost) == {"multilingual-e5-small", "all-MiniLM-L6-v2"}
+    for r in cost.values():
+        floor, default = float(r[4]), float(r[5])
+        assert 0 < floor and 0 < default  # the ratio itself is the bench's figure, not a test's
 
 
 @pytest.mark.slow

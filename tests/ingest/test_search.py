@@ -75,9 +75,12 @@ def test_rrf_ties_break_by_id_for_a_stable_order() -> None:
 
 def test_exact_code_only_keywords_find_comes_back_in_hybrid(kb) -> None:
     k, query = 2, "XK-7731-Q"
-    dense = files(search(kb, query, k, mode=Mode.DENSE))
+    dense = search(kb, query, k, mode=Mode.DENSE)
     keyword = files(search(kb, query, k, mode=Mode.KEYWORD))
-    assert "server.md" not in dense, f"near-identical codes should confuse dense retrieval: {dense}"
+    # near-identical codes are near-ties for the dense retriever: a decoy room is in its top 2, within a
+    # hair of the exact code (multilingual-e5 may put either first; MiniLM put the decoys first)
+    assert any(f.startswith("room") for f in files(dense)), files(dense)
+    assert abs(dense[0].score - dense[1].score) < 0.05, [h.score for h in dense]
     assert keyword == ["server.md"]  # the tokens are whole codes: only the exact one matches
     assert files(search(kb, query, k))[0] == "server.md"
 

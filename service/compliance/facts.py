@@ -1,0 +1,118 @@
+"""Facts of a sentence — numbers, dates, amounts and named entities — and whether its evidence has them.
+
+A grounding score (cosine + word overlap) cannot tell "试用期不得超过二个月" from "试用期不得超过三个月":
+the sentences are 95% alike. Facts can. ``missing_facts(sentence, evidence)`` lists the facts of an
+answer sentence that its evidence does not state; the guard treats a sentence with any as
+ungrounded, however similar it is.
+
+- numbers: Arabic (``1,200``, ``3.5``, ``15%``, the parts of ``2019-10-01``) and Chinese numerals
+  that count something (``二个月``, ``第十九条``, ``三千元``, ``一百零二``), compared as values, so
+  "2个月" in an answer matches "二个月" in the evidence; a bare "一" inside a word ("统一", "一般")
+  is no number;
+- entities: Latin-script names and codes (a capitalised word not at the sentence start, an acronym,
+  a word with digits: "Beijing", "SEV1", "ISO 9001") and Chinese proper nouns (jieba's person,
+  place, organisation and other-proper-noun tags), compared as text.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+_ARABIC = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
+_ZH_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_ZH_UNITS = {"十": 10, "百": 100, "千": 1000}
+_ZH_BIG = {"万": 10_000, "亿": 100_000_000}
+_ZH_NUM = "零〇一二两三四五六七八九十百千万亿"
+# A Chinese numeral is a number when it counts something: after 第, or before a unit or classifier.
+_COUNTED = ("个月|个工作日|周年|年|月|日|号|天|周|小时|分钟|秒|岁|元|块|角|分|万|亿|倍|次|条|款|项|章|节|编|人|名|位|家|"
+            "件|份|种|类|批|台|辆|套|张|层|级|期|届|成|%|％|公里|千米|米|厘米|公斤|千克|克|吨|亩|平方米")
+_ZH_NUMERAL = re.compile(rf"(?<=第)[{_ZH_NUM}]+|[{_ZH_NUM}]+(?=(?:{_COUNTED}))")
+_UNIT_AFTER = re.compile(rf"\s*({_COUNTED})")
+_LATIN_ENTITY = re.compile(r"\b(?:[A-Z]{2,}[A-Za-z0-9]*|[A-Za-z]+\d+[A-Za-z0-9]*|[A-Z][a-z]+(?:[ -][A-Z][a-z]+)*)\b")
+_PROPER_TAGS = ("nr", "ns", "nt", "nz")
+
+
+def zh_numeral(text: str) -> int | None:
+    """A Chinese numeral's value: 一百零二 -> 102, 二 -> 2, 十九 -> 19, 三千五百万 -> 35,000,000,
+    二〇一九 -> 2019 (digit by digit). None when ``text`` is not a numeral."""
+    if not text or any(ch not in _ZH_NUM for ch in text):
+        return None
+    if not any(ch in _ZH_UNITS or ch in _ZH_BIG for ch in text):  # 二〇一九: digits in a row
+        return int("".join(str(_ZH_DIGITS[ch]) for ch in text))
+    total = section = 0
+    digit = None
+    for ch in text:
+        if ch in _ZH_DIGITS:
+            digit = _ZH_DIGITS[ch]
+        elif ch in _ZH_UNITS:
+            section += (1 if digit is None else digit) * _ZH_UNITS[ch]
+            digit = None
+        else:  # 万 / 亿
+            section += digit or 0
+            total = (total + section) * _ZH_BIG[ch] if ch == "亿" else total + section * _ZH_BIG[ch]
+            section, digit = 0, None
+    return total + section + (digit or 0)
+
+
+def numbers(text: str) -> set[tuple[str, str]]:
+    """The numbers of ``text`` as (canonical value, unit) pairs: ("2", "个月"), ("19", ""), ("1200", "元").
+    The unit is what the number counts (empty when nothing follows), so "三个月" and "三年" differ."""
+    t = unicodedata.normalize("NFKC", text)
+    out: set[tuple[str, str]] = set()
+    for m in _ARABIC.finditer(t):
+        out.add((_canon(m.group(0).replace(",", "")), _unit_at(t, m.end())))
+    for m in _ZH_NUMERAL.finditer(t):
+        v = zh_numeral(m.group(0))
+        if v is not None:
+            out.add((str(v), _unit_at(t, m.end())))
+    return out
+
+
+def _unit_at(text: str, pos: int) -> str:
+    m = _UNIT_AFTER.match(text, pos)
+    return m.group(1) if m else ""
+
+
+def _canon(num: str) -> str:
+    if "." in num:
+        num = num.rstrip("0").rstrip(".")
+    return num.lstrip("0") or "0"
+
+
+def entities(text: str) -> set[str]:
+    """Named entities of ``text``: Latin names/codes and jieba-tagged Chinese proper nouns."""
+    t = unicodedata.normalize("NFKC", text)
+    first = re.match(r"\s*[A-Za-z]+", t)
+    out = {m.group(0) for m in _LATIN_ENTITY.finditer(t)
+           if not (first and m.start() == first.start() + len(first.group(0)) - len(first.group(0).lstrip())
+                   and " " not in m.group(0) and not m.group(0).isupper() and not any(c.isdigit() for c in m.group(0)))}
+    out |= _zh_proper_nouns(t)
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _zh_proper_nouns(text: str) -> frozenset[str]:
+    if not re.search(r"[\u3400-\u9fff]", text):
+        return frozenset()
+    from ingest.tokenize import _get_jieba
+
+    _get_jieba()
+    import jieba.posseg as pseg
+
+    return frozenset(w for w, tag in pseg.lcut(text) if tag in _PROPER_TAGS and len(w) >= 2)
+
+
+def missing_facts(sentence: str, evidence: str, entity_evidence: str | None = None) -> list[str]:
+    """Facts of ``sentence`` that the evidence does not state. A number with a unit needs the same
+    value with the same unit (or bare) in ``evidence``; a bare number, the value with any unit.
+    Entities are looked up in ``entity_evidence`` (default: ``evidence``), which may be wider: a
+    claim's subject is often named a sentence before the fact."""
+    ev = numbers(evidence)
+    values = {v for v, _ in ev}
+    missing = [f"{v}{u}" for v, u in sorted(numbers(sentence))
+               if not ((v, u) in ev or (v, "") in ev or (not u and v in values))]
+    ev_text = unicodedata.normalize("NFKC", evidence if entity_evidence is None else entity_evidence).casefold()
+    missing += [e for e in sorted(entities(sentence)) if e.casefold() not in ev_text]
+    return missing
