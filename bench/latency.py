@@ -99,8 +99,8 @@ def measure_cost(passages: list[Passage], configs: list[tuple[str, str]], rounds
             settings = bench_settings(embed_model=model, embed_backend=backend)
             emb = embedder_for(settings)
             emb.warm_up()
-            segs = [u.text for p in passages
-                    for u in chunk_document(Document(p.pid, p.pid, p.title, text_to_blocks(p.text).blocks, ""), settings)]
+            docs = [Document(p.pid, p.pid, p.title, text_to_blocks(p.text).blocks, "") for p in passages]
+            segs = [u.text for doc in docs for u in chunk_document(doc, settings)]
             default, floor = [], []
             for r in range(rounds):
                 emb.clear_cache()

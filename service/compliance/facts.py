@@ -21,12 +21,14 @@ import unicodedata
 from functools import lru_cache
 
 _ARABIC = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
-_ZH_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_ZH_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7,
+              "八": 8, "九": 9}
 _ZH_UNITS = {"十": 10, "百": 100, "千": 1000}
 _ZH_BIG = {"万": 10_000, "亿": 100_000_000}
 _ZH_NUM = "零〇一二两三四五六七八九十百千万亿"
 # A Chinese numeral is a number when it counts something: after 第, or before a unit or classifier.
-_COUNTED = ("个月|个工作日|周年|年|月|日|号|天|周|小时|分钟|秒|岁|元|块|角|分|万|亿|倍|次|条|款|项|章|节|编|人|名|位|家|"
+_COUNTED = ("个月|个工作日|周年|年|月|日|号|天|周|小时|分钟|秒|岁|元|块|角|分|万|亿|倍|次|条|款|项|章|节|编|"
+            "人|名|位|家|"
             "件|份|种|类|批|台|辆|套|张|层|级|期|届|成|%|％|公里|千米|米|厘米|公斤|千克|克|吨|亩|平方米")
 _ZH_NUMERAL = re.compile(rf"(?<=第)[{_ZH_NUM}]+|[{_ZH_NUM}]+(?=(?:{_COUNTED}))")
 _UNIT_AFTER = re.compile(rf"\s*({_COUNTED})")
