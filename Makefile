@@ -24,7 +24,8 @@ lint:
 	.venv/bin/ruff check .
 
 # Every number in README comes from one of these scripts.
-BENCH_SCRIPTS := bench/retrieval.py bench/latency.py bench/calibrate_refusal.py bench/calibrate_compliance.py
+BENCH_SCRIPTS := bench/retrieval.py bench/latency.py bench/calibrate_refusal.py bench/calibrate_compliance.py \
+	bench/chunk_length.py
 
 bench:
 	bash deploy/install.sh

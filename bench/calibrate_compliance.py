@@ -48,7 +48,7 @@ class Case:
     draft: str
     passages: list[str]
     grounded: bool
-    kind: str  # grounded | wrong_passage | sibling_passage | wrong_fact
+    kind: str  # grounded | wrong_passage | sibling_passage | wrong_fact (number/entity | other span)
     dataset: str
 
 
@@ -97,6 +97,14 @@ def squad_items(path: Path, lang: str) -> list[dict]:
     return out
 
 
+def _swap_kind(swap: str) -> str:
+    """wrong_fact cases split by what was swapped in: a number, date, amount or named entity (what
+    the guard's fact check compares) or any other span (a phrase, a description)."""
+    from service.compliance.facts import entities, numbers
+
+    return "wrong_fact (number/entity)" if numbers(swap) or entities(swap) else "wrong_fact (other span)"
+
+
 def squad_cases(items: list[dict], name: str, n: int, rng: random.Random) -> list[Case]:
     by_art: dict[int, list[dict]] = {}
     for it in items:
@@ -115,8 +123,9 @@ def squad_cases(items: list[dict], name: str, n: int, rng: random.Random) -> lis
         swaps = [x["answer"] for x in by_art[it["art"]]
                  if x["answer"] not in it["answer"] and it["answer"] not in x["answer"]]
         if swaps:
-            wrong = statement(it["question"], rng.choice(swaps), it["lang"])
-            cases.append(Case(wrong, [it["context"]], False, "wrong_fact", name))
+            swap = rng.choice(swaps)
+            wrong = statement(it["question"], swap, it["lang"])
+            cases.append(Case(wrong, [it["context"]], False, _swap_kind(swap), name))
     return cases
 
 
@@ -205,7 +214,8 @@ def run_guard(cases: list[Case], emb, default: float) -> tuple[list[str], float]
     lines += ["", f"Production scorer at the calibrated threshold {chosen:.4f}, by dataset and case kind "
               "(share judged grounded):", "", "| dataset | kind | cases | judged grounded |", "|---|---|---:|---:|"]
     for ds in sorted({c.dataset for c in cases}):
-        for kind in ("grounded", "wrong_passage", "sibling_passage", "wrong_fact"):
+        for kind in ("grounded", "wrong_passage", "sibling_passage", "wrong_fact (number/entity)",
+                     "wrong_fact (other span)"):
             idx = [i for i, c in enumerate(cases) if c.dataset == ds and c.kind == kind]
             if idx:
                 lines.append(f"| {ds} | {kind} | {len(idx)} | {float((prod[idx] >= chosen).mean()):.3f} |")

@@ -149,7 +149,7 @@ def render(results: dict[str, tuple[list[Row], dict]], args) -> str:
         parts.append(f"- {name}: {info['passages']} passages (deduplicated, {info['chars']} characters) -> "
                      f"{info['units']} units (all levels), {info['questions']} questions ({subset} answerable "
                      f"questions of the file, and the passages up to them); KB built in {info['build_s']:.0f}s, "
-                     f"all rows searched in {info['search_s']:.0f}s")
+                     f"all rows searched in {info['search_s']:.0f}s (wall time: bench/latency.py measures cost)")
     return "\n".join(parts)
 
 
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = [(m, False) for m in models] + ([(m, True) for m in models] if args.independent else [])
             for ds in datasets:
                 for model, indep in runs:
-                    key = f"{ds.value} {model} {indep}"
+                    key = f"{ds.value} {model or 'default model'}" + (" (segment_pass=false)" if indep else "")
                     results[key] = evaluate(ds, args.limit_questions or None, model, indep)
                     rows, info = results[key]
                     print(md_table(HEADER, [r.cells() for r in rows]))

@@ -70,6 +70,25 @@ def missing_model_message(name: str, err: Exception | None = None) -> str:
             "directory, or a hub id on a machine with hub access")
 
 
+def _install_backend(model, path: Path, backend: str) -> str:
+    """Put ``backend``'s ONNX encoder under ``model``; the backend actually used. A missing runtime
+    or an export that embeds unlike torch falls back to torch with one warning: slower, never wrong."""
+    import logging
+
+    from .onnx_backend import OnnxExportError, install
+
+    try:
+        install(model, path, backend)
+        return backend
+    except ImportError as e:
+        why = f"needs onnxruntime, onnx and onnxscript ({e}): pip install onnxruntime onnx onnxscript"
+    except OnnxExportError as e:
+        why = str(e)
+    logging.getLogger("docqa.embedder").warning("embed_backend %s unavailable for %s, using torch: %s",
+                                                backend, path.name, why)
+    return "torch"
+
+
 def pick_device(device: str = "auto") -> str:
     if device != "auto":
         return device
@@ -128,15 +147,7 @@ class Embedder:
             except (OSError, ValueError) as e:  # missing folder / unknown id offline / bad id
                 raise ModelNotAvailable(missing_model_message(self.model_name, e)) from e
             if self.backend != "torch" and device == "cpu" and Path(path).is_dir():
-                from .onnx_backend import OnnxExportError, install
-
-                try:
-                    install(model, Path(path), self.backend)
-                except ImportError as e:
-                    raise ModelNotAvailable(f"embed_backend {self.backend!r} needs onnxruntime, onnx and onnxscript "
-                                            f"({e}): pip install 'docqa[onnx]', or set embed_backend: torch") from e
-                except OnnxExportError as e:
-                    raise ModelNotAvailable(str(e)) from e
+                self.backend = _install_backend(model, Path(path), self.backend)
             self._model = model
 
     @property

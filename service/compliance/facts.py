@@ -106,6 +106,30 @@ def _zh_proper_nouns(text: str) -> frozenset[str]:
     return frozenset(w for w, tag in pseg.lcut(text) if tag in _PROPER_TAGS and len(w) >= 2)
 
 
+def misplaced_terms(sentence: str, wide: str, everything: str) -> list[str]:
+    """Words of ``sentence`` that the given passages contain, but not where the sentence is grounded.
+
+    A draft that joins a true claim with a fact from elsewhere in the same passage ("X was born in
+    1990" where the passage gives 1990 as the year X moved) reads as grounded to every similarity
+    measure; what gives it away is a word taken from another part of the evidence. Words found
+    nowhere in the passages are a paraphrase's own and pass; stopwords and one-character Chinese
+    words are ignored."""
+    from ingest.tokenize import STOPWORDS, query_terms
+
+    near, far = _norm(wide), _norm(everything)
+    out = []
+    for t in query_terms(sentence):
+        if t in STOPWORDS or (len(t) < 2 if re.match(r"[\u3400-\u9fff]", t) else len(t) < 3):
+            continue
+        if t in far and t not in near:
+            out.append(t)
+    return out
+
+
+def _norm(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
 def missing_facts(sentence: str, evidence: str, entity_evidence: str | None = None) -> list[str]:
     """Facts of ``sentence`` that the evidence does not state. A number with a unit needs the same
     value with the same unit (or bare) in ``evidence``; a bare number, the value with any unit.

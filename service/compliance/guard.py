@@ -30,7 +30,7 @@ import numpy as np
 
 from ingest.sentences import split_sentences
 
-from .facts import missing_facts
+from .facts import misplaced_terms, missing_facts
 
 _CITE = re.compile(r"[\[【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]】]")
 _LEADING_CITES = re.compile(r"^(?:\s*[\[【]\s*\d+(?:\s*[,，、]\s*\d+)*\s*[\]】])+")
@@ -153,12 +153,14 @@ def check_grounding(answer: str, evidence: Mapping[int, str] | Sequence[str], em
         checks.append(SentenceCheck(s, verbatim=verbatim, score=1.0 if verbatim else 0.0, bad_citations=bad))
     todo = [c for c in checks if c.checked and not c.verbatim]
     ev = evidence_sentences(passages)
+    everything = "\n".join(passages.values())
     if todo and ev:
         pair = pair_scores([strip_citations(c.text) for c in todo], ev, embedder)
         for c, row in zip(todo, pair, strict=True):
             c.score = float(row.max())
             core, wide = fact_window(ev, row)
-            c.missing_facts = missing_facts(strip_citations(c.text), core, wide)
+            body = strip_citations(c.text)
+            c.missing_facts = missing_facts(body, core, wide) + misplaced_terms(body, wide, everything)
     for c in checks:
         if c.checked:
             c.supported = (not c.bad_citations and not c.missing_facts

@@ -95,7 +95,9 @@ def test_segment_pass_stores_the_vector_of_each_segments_text(e5_kb: Path) -> No
     stored = np.stack([kb.vectors.index.reconstruct(u.unit_id) for u in segs])
     alone = kb.embedder.encode_docs([u.text for u in segs])
     kb.close()
-    assert np.all(np.sum(stored * alone, axis=1) > 0.999)  # float16 index: ~1e-3
+    # float16 index (~1e-3) and, on the default onnx-int8 backend, activations quantised with a scale per
+    # batch: the same text in another batch moves by ~2e-3 (torch: identical to 1e-6)
+    assert np.all(np.sum(stored * alone, axis=1) > 0.995)
 
 
 def test_a_vanished_model_folder_names_the_model_and_the_fix(e5_kb: Path, tmp_path: Path) -> None:
