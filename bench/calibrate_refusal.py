@@ -11,10 +11,9 @@ How the threshold is chosen (the figures are in bench/reports/refusal.md and nex
    *refuse* = marked impossible with no answer by every annotator, or any question whose passage
    was held out (the KB does not say, though similar cases may be there: the hard case).
    Questions marked impossible that some annotator still answered are ambiguous and left out.
-4. The threshold is the lowest score within 0.01 of the best balanced accuracy (mean of the
-   answer rate on *answer* questions and the refusal rate on *refuse* ones) on the calibration
-   half — the optimum is flat, and among equals the one that refuses least serves users best;
-   the table reports it on the other half too. Balanced accuracy, not accuracy, so the result does not
+4. The threshold is the score that maximises balanced accuracy (mean of the answer rate on
+   *answer* questions and the refusal rate on *refuse* ones) on the calibration half; the table
+   reports it on the other half too, and the curve around it shows how flat the optimum is. Balanced accuracy, not accuracy, so the result does not
    depend on how many unanswerable questions the set happens to hold.
 
 Also reported: for answerable questions with their passage present, the share of extractive
@@ -122,18 +121,16 @@ def confusion(items: list[Item], t: float) -> dict:
             "n_refuse": len(ref)}
 
 
-BA_TIE = 0.01  # balanced accuracies this close are a tie (~2 questions in 220): the lower threshold wins
-
-
 def choose_threshold(items: list[Item]) -> float:
-    """The lowest score cut whose balanced accuracy is within ``BA_TIE`` of the best (cuts are the
-    midpoints between neighbouring scores): on a flat optimum, refuse no more than necessary."""
+    """The score cut that maximises balanced accuracy (midpoint between neighbouring scores; the
+    lowest such cut on exact ties, so the answerer refuses no more than it must). Taking the lowest
+    cut within a tolerance of the best instead was tried: on this noisy curve it moved between runs
+    and generalised worse to the report half (BA .575 vs .638)."""
     scores = sorted({round(i.score, 6) for i in items})
     mids = [(a + b) / 2 for a, b in zip(scores, scores[1:], strict=False)]
     cuts = [0.0, *mids, scores[-1] + 1e-6 if scores else 1.0]
-    ba = {t: confusion(items, t)["balanced_acc"] for t in cuts}
-    top = max(ba.values())
-    return round(min(t for t in cuts if ba[t] >= top - BA_TIE), 3)
+    best = max(cuts, key=lambda t: (confusion(items, t)["balanced_acc"], -t))
+    return round(best, 3)
 
 
 def span_share(items: list[Item], t: float) -> tuple[float, int]:
@@ -160,8 +157,7 @@ def render(args, t: float, halves: dict[str, list[Item]], current: float, info: 
     return "\n".join([
         f"Measured on {machine_line()}.", "",
         "Command: `python bench/calibrate_refusal.py " + " ".join(sys.argv[1:]) + "`", "",
-        f"**Chosen refusal_threshold = {t:g}** (the lowest within {BA_TIE} of the best balanced accuracy on the "
-        "calibration half).", "",
+        f"**Chosen refusal_threshold = {t:g}** (maximises balanced accuracy on the calibration half).", "",
         md_table(["half", "threshold", "balanced acc", "answer rate (answerable)", "refusal rate (should refuse)",
                   "accuracy", "n answer", "n refuse"], rows), "",
         "Gold span contained in the extractive answer (answerable span questions, passage in the KB):", "",

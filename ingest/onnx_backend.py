@@ -61,10 +61,8 @@ def ensure_exported(st_model, model_dir: Path, backend: str) -> Path:
         _export(st_model, fp32)
         final = fp32
         if backend == "onnx-int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
             final = Path(tmp) / FILES["onnx-int8"]
-            quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8)
+            _quantize(fp32, final)
         mean, low = verify(st_model, final)
         want_mean, want_min = BOUNDS[backend]
         if not (mean >= want_mean and low >= want_min):
@@ -79,6 +77,24 @@ def ensure_exported(st_model, model_dir: Path, backend: str) -> Path:
     rec[backend] = {"verified": True, "mean_cosine": mean, "min_cosine": low}
     (out / RECORD).write_text(json.dumps(rec, indent=2))
     return path
+
+
+def _quantize(src: Path, dst: Path) -> None:
+    """int8 weights for every MatMul, activations quantised at run time (onnxruntime's dynamic
+    quantisation). Its advice to pre-process the graph (aimed at static quantisation) goes to the
+    root logger; it is kept off the user's screen, and the root logger as it was."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers  # logging.warning() may have run basicConfig()
 
 
 def _read_record(out: Path) -> dict:
@@ -152,9 +168,10 @@ def _ort_encoder_class():
     class OrtEncoder(torch.nn.Module):
         """Stands in for the Hugging Face encoder inside sentence-transformers' Transformer module:
         called with input_ids / attention_mask tensors, returns an object with ``last_hidden_state``.
-        Small batches (queries) run on a one-thread session: intra-op threads only add waiting there."""
+        Small inputs (a query or a few) run on a one-thread session: intra-op threads only add waiting
+        there; anything larger (a document's segments at ingest) uses every core."""
 
-        SMALL = 4  # texts; matches ingest.embedder.SINGLE_THREAD_MAX_TEXTS
+        SMALL_TOKENS = 256  # e.g. 4 queries of 64 tokens
 
         def __init__(self, path: Path, config=None):
             super().__init__()
@@ -180,7 +197,7 @@ def _ort_encoder_class():
 
             ids = input_ids.cpu().numpy().astype(np.int64)
             mask = attention_mask.cpu().numpy().astype(np.int64)
-            sess = self._session(1 if ids.shape[0] <= self.SMALL else 0)
+            sess = self._session(1 if ids.size <= self.SMALL_TOKENS else 0)
             out = sess.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask})[0]
             return BaseModelOutput(last_hidden_state=torch.from_numpy(out))
 

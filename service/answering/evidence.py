@@ -30,10 +30,15 @@ def content_terms(question: str) -> list[str]:
 
 def contains(term: str, low_sentence: str) -> bool:
     """Chinese terms match as substrings (no spaces between words); Latin terms and numbers only as
-    whole words, so "hi" is not found in "this" nor "19" in "2019"."""
+    whole words, so "hi" is not found in "this" nor "19" in "2019". A Latin word also matches its
+    regular inflections ("open" in "opens", "opened", "opening"; "policy" in "policies"), which a
+    question and its answer sentence rarely share verbatim."""
     if _CJK.match(term):
         return term in low_sentence
-    return re.search(rf"(?<![a-z0-9]){re.escape(term)}(?![a-z0-9])", low_sentence) is not None
+    if term.isdigit():
+        return re.search(rf"(?<![a-z0-9]){term}(?![a-z0-9])", low_sentence) is not None
+    stem = re.escape(term[:-1]) + "(?:y|ie)" if term.endswith("y") and len(term) > 3 else re.escape(term)
+    return re.search(rf"(?<![a-z0-9]){stem}(?:s|es|d|ed|ing)?(?![a-z0-9])", low_sentence) is not None
 
 
 def coverage(terms: list[str], sentence: str, weights: dict[str, float] | None = None) -> float:

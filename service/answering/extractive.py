@@ -19,6 +19,10 @@ from ingest.sentences import split_sentences
 from .evidence import support_scores
 
 SECOND_SENTENCE_RATIO = 0.7  # the runner-up is quoted too when it scores at least this share of the best
+# ... and at least this share of the refusal threshold: the threshold decides whether to answer at all;
+# once answering, a runner-up nearly as good as the best ("七、国庆节：...共7天" after the notice's
+# opening sentence) is worth quoting even a little below it.
+RUNNER_UP_FLOOR = 0.8
 MAX_SENTENCES_PER_PASSAGE = 40
 
 
@@ -69,7 +73,8 @@ def compose(scored: list[Scored], threshold: float) -> tuple[list[Scored], float
         return [], best.score
     chosen = [best]
     for s in scored[1:3]:
-        if s.score >= max(threshold, SECOND_SENTENCE_RATIO * best.score) and s.sentence != best.sentence:
+        floor = max(RUNNER_UP_FLOOR * threshold, SECOND_SENTENCE_RATIO * best.score)
+        if s.score >= floor and s.sentence != best.sentence:
             chosen.append(s)
             break
     return chosen, best.score
