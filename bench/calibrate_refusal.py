@@ -13,8 +13,9 @@ How the threshold is chosen (the figures are in bench/reports/refusal.md and nex
    Questions marked impossible that some annotator still answered are ambiguous and left out.
 4. The threshold is the score that maximises balanced accuracy (mean of the answer rate on
    *answer* questions and the refusal rate on *refuse* ones) on the calibration half; the table
-   reports it on the other half too, and the curve around it shows how flat the optimum is. Balanced accuracy, not accuracy, so the result does not
-   depend on how many unanswerable questions the set happens to hold.
+   reports it on the other half too, and the curve around it shows how flat the optimum is.
+   Balanced accuracy, not accuracy, so the result does not depend on how many unanswerable
+   questions the set happens to hold.
 
 Also reported: for answerable questions with their passage present, the share of extractive
 answers that contain a gold span (when answered at the chosen threshold, and at threshold 0).
