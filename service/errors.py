@@ -44,8 +44,17 @@ def _validation_message(exc: RequestValidationError) -> str:
         if loc == ("body",):  # the body as a whole: missing, or not an object
             return "the request body is missing: " + _NOT_AN_OBJECT if kind == "missing" else _NOT_AN_OBJECT
         field = ".".join(str(x) for x in loc if x != "body")
-        parts.append(f"{field or 'body'}: {err.get('msg')}")
+        parts.append(f"{field or 'body'}: {_why(kind, err)}")
     return "; ".join(parts) or "invalid request"
+
+
+def _why(kind: str | None, err: dict) -> str:
+    """pydantic's message, in the words a client needs for the two cases it words obscurely."""
+    if kind == "string_too_short" and err.get("ctx", {}).get("min_length") == 1:
+        return "must not be empty"
+    if kind == "string_unicode":  # e.g. a lone surrogate "\\ud800" sent as a JSON escape
+        return "is not valid Unicode text (an unpaired surrogate?): send UTF-8 text"
+    return str(err.get("msg"))
 
 
 def _http_error(exc: StarletteHTTPException) -> tuple[int, str]:

@@ -2,31 +2,47 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+
+def _no_lone_surrogates(text: str) -> str:
+    """JSON may carry "\\ud800" alone; such a string cannot be encoded, tokenised or logged, so it is a
+    client error (422) at the edge, not a 500 deep inside retrieval. (pydantic refuses most of these
+    itself; inside a ``str | list`` union a lone surrogate got through to retrieval.)"""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"text contains an unpaired surrogate (\\u{ord(text[e.start]):04x}) at position "
+                         f"{e.start}: send valid Unicode") from None
+    return text
+
+
+# Free text from a client: strict (a number or list is not coerced to text) and valid Unicode.
+Text = Annotated[StrictStr, AfterValidator(_no_lone_surrogates)]
 
 GEN_FIELDS = ("temperature", "top_p", "max_tokens", "repetition_penalty", "no_repeat_ngram_size")
 
 
 class Turn(BaseModel):
     role: Literal["user", "assistant", "system"]
-    content: str = Field(max_length=20000)
+    content: Text = Field(max_length=20000)
 
 
 class ChatRequest(BaseModel):
-    question: str = Field(description="The user's question.")
+    question: Text = Field(min_length=1, description="The user's question (not empty, valid Unicode).")
     history: list[Turn] = Field(default_factory=list, max_length=100, description="Earlier turns, oldest first.")
     kb: str | None = Field(default=None, description="Knowledge base; optional when the server has exactly one.")
-    stream: bool = False
+    stream: StrictBool = Field(default=False, description="true: server-sent events (text/event-stream).")
     stage: str | None = Field(default=None, max_length=32, pattern=r"^[a-z][a-z0-9_]{0,31}$",
                               description="Dialogue stage (e.g. greeting, consult, closing): the compliance filter "
                                           "answers with this stage's fallback reply when it rejects a draft.")
     temperature: float | None = Field(default=None, ge=0, le=2, description="LLM sampling; default: the KB's.")
     top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1, le=8192)
+    max_tokens: StrictInt | None = Field(default=None, ge=1, le=8192)
     repetition_penalty: float | None = Field(default=None, gt=0, le=2)
-    no_repeat_ngram_size: int | None = Field(default=None, ge=0, le=20, description="transformers backend only.")
+    no_repeat_ngram_size: StrictInt | None = Field(default=None, ge=0, le=20, description="transformers backend only.")
 
     def gen_params(self) -> dict:
         """The generation overrides this request sets (None = the KB's default)."""
@@ -55,27 +71,35 @@ class ChatResponse(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    query: str
+    query: Text = Field(min_length=1)
     kb: str | None = None
     k: int = Field(default=5, ge=1, le=100)
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
 
 
+class ContentPart(BaseModel):
+    """One part of an OpenAI message's content list; text parts are read, other kinds (images...) ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    type: StrictStr
+    text: Text | None = None
+
+
 class OpenAIMessage(BaseModel):
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list | None = None
+    content: Text | list[ContentPart] | None = None
 
 
 class OpenAIChatRequest(BaseModel):
     model: str = "docqa"
     messages: list[OpenAIMessage] = Field(min_length=1, max_length=200)
-    stream: bool = False
+    stream: StrictBool = Field(default=False, description="true: server-sent events (text/event-stream).")
     kb: str | None = Field(default=None, description="docqa extension: the knowledge base (else `model` if it "
                                                      "names one, else the server's only KB).")
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1, le=8192)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=8192, description="OpenAI's newer name.")
+    max_tokens: StrictInt | None = Field(default=None, ge=1, le=8192)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1, le=8192, description="OpenAI's newer name.")
     repetition_penalty: float | None = Field(default=None, gt=0, le=2, description="vLLM extension.")
     stage: str | None = Field(default=None, max_length=32, pattern=r"^[a-z][a-z0-9_]{0,31}$",
                               description="docqa extension: dialogue stage (see /v1/chat).")

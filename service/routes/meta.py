@@ -11,7 +11,7 @@ from ..llm.factory import llm_status
 router = APIRouter(tags=["meta"])
 
 
-@router.get("/healthz")
+@router.api_route("/healthz", methods=["GET", "HEAD"])
 def healthz():
     """The process is up (liveness)."""
     return {"status": "ok"}

@@ -23,8 +23,8 @@ router = APIRouter(tags=["openai"])
 
 
 def _text(content) -> str:
-    if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]: text parts, in order
+        return "".join(p.text or "" for p in content if p.type == "text")
     return content or ""
 
 

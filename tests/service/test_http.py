@@ -123,6 +123,8 @@ def test_readyz_is_503_while_loading_then_200(servers, single):
 
 def test_healthz(single):
     assert single.get("/healthz").json() == {"status": "ok"}
+    r = single.head("/healthz")  # load balancers probe with HEAD
+    assert r.status_code == 200 and r.content == b""
 
 
 def test_kbs_lists_the_served_knowledge_bases(single, multi):
@@ -286,6 +288,16 @@ BAD_JSON_BODIES = [  # (path, raw body, content type, status, words the message 
     ("/v1/chat", b'["question"]', "application/json", 422, ["JSON object"]),
     ("/v1/chat", b"question=hi", "application/x-www-form-urlencoded", 422, ["JSON object"]),
     ("/v1/chat", b"[" * 100_000, "application/json", 422, ["malformed JSON"]),
+    # a lone surrogate is valid JSON but no valid text: a 422 at the edge, never a 500 inside retrieval
+    ("/v1/chat", b'{"question": "\\ud800 \\u8bd5"}', "application/json", 422, ["question", "Unicode"]),
+    ("/v1/chat", b'{"question": "\\udfff x", "stream": true}', "application/json", 422, ["Unicode"]),
+    ("/v1/search", b'{"query": "x \\ud800"}', "application/json", 422, ["query", "Unicode"]),
+    ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "\\ud800"}]}', "application/json", 422,
+     ["Unicode"]),
+    ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": [{"type": "text", "text": "\\ud800"}]}]}',
+     "application/json", 422, ["Unicode"]),
+    ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "x"}], "stream": true, "kb": "\\ud800"}',
+     "application/json", 404, []),
 ]
 BAD_REQUESTS = [  # (path, JSON body, status, words the message must contain)
     ("/v1/chat", {"question": ""}, 422, ["question", "empty"]),
@@ -315,6 +327,14 @@ BAD_REQUESTS = [  # (path, JSON body, status, words the message must contain)
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "试用期"}], "kb": "nope"}, 404, ["nope"]),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": True,
                               "kb": "nope"}, 404, ["nope"]),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, 422,
+     ["text"]),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"text": "x"}]}]}, 422, ["type"]),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": "yes"}, 422, ["stream"]),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "max_tokens": 5.5}, 422,
+     ["max_tokens"]),
+    ("/v1/chat", {"question": "试用期", "stream": "true"}, 422, ["stream"]),
+    ("/v1/chat", {"question": "试用期", "max_tokens": "64"}, 422, ["max_tokens"]),
     ("/v1/search", {"query": ""}, 422, ["query", "empty"]),
     ("/v1/search", {"query": "试用期", "k": 0}, 422, ["k"]),
     ("/v1/search", {"query": "试用期", "k": 101}, 422, ["k"]),
