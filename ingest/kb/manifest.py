@@ -22,7 +22,7 @@ class KBError(Exception):
 
 
 def validate_name(name: str) -> str:
-    if not _NAME.match(name or ""):
+    if not _NAME.fullmatch(name or ""):  # fullmatch: "$" alone would let a trailing newline through
         raise KBError(f"invalid KB name {name!r}: use 1-64 letters, digits, '_', '-', '.', starting with a letter "
                       "or digit")
     return name
@@ -34,8 +34,17 @@ def read_manifest(kb_dir: Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise KBError(f"knowledge base {kb_dir.name!r} not found under {kb_dir.parent}") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise KBError(f"manifest of {kb_dir.name!r} is unreadable: {e}") from None
+    except OSError as e:
+        raise KBError(f"manifest of {kb_dir.name!r} cannot be read: {e.strerror or e}") from None
+    if not isinstance(data, dict):
+        raise KBError(f"manifest of {kb_dir.name!r} is unreadable: a JSON {type(data).__name__}, not an object")
+    gen = data.get("generation", 0)
+    if not isinstance(gen, int) or isinstance(gen, bool) or gen < 0:
+        raise KBError(f"manifest of {kb_dir.name!r} is unreadable: generation {gen!r} is not a whole number")
+    if not isinstance(data.get("format_version", 0), int):
+        raise KBError(f"manifest of {kb_dir.name!r} is unreadable: format_version {data['format_version']!r}")
     if data.get("format_version", 0) > FORMAT_VERSION:
         raise KBError(f"KB {kb_dir.name!r} was written by a newer docqa (format {data['format_version']})")
     return data

@@ -62,7 +62,8 @@ class KBWriter:
     def _open(self, settings: Settings, rebuild: dict | None) -> None:
         try:
             self.manifest = read_manifest(self.root)
-        except KBError:
+        except KBError as e:
+            self._refuse_to_replace(e)
             now = time.time()
             self.manifest = {"format_version": FORMAT_VERSION, "name": self.name, "generation": 0,
                              "build": settings.build_settings(), "created_at": now, "updated_at": now}
@@ -96,6 +97,17 @@ class KBWriter:
         self.store.begin()
         self._next_id = self.store.max_unit_id() + 1
         self.changed = bool(rebuild)
+
+    def _refuse_to_replace(self, err: KBError) -> None:
+        """A KB whose manifest is unreadable or gone, but whose data is on disk, is not an empty KB:
+        writing would start it over at generation 1 and lose every document. Refuse, and say where
+        the data is."""
+        gens = sorted(p.name for p in self.root.glob("gen-*") if (p / "store.sqlite").is_file())
+        if not gens and not (self.root / MANIFEST).exists():
+            return  # a new KB (or one that never committed): nothing to lose
+        raise KBError(f"refusing to write to knowledge base {self.name!r}: {err}; its data is still on disk "
+                      f"({', '.join(gens[-2:]) or 'no complete generation'}), and writing now would replace it. "
+                      f"Restore {MANIFEST} from a backup, or move {self.root} away to start over")
 
     def _pick_es_index(self, rebuild: bool, old_generation: int) -> None:
         """One Elasticsearch index per KB, named in the manifest (a shared index would mix KBs'

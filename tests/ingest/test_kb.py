@@ -245,3 +245,38 @@ def test_ctrl_c_mid_ingest_rolls_back_and_says_so(base, big_folder) -> None:
     assert generation(settings) == 1 and not gen_dir(root, 2).exists()
     _assert_previous_state(settings)
     assert_writable(settings)
+
+
+# ---------------------------------------------------------------- broken state: never treated as empty
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "garbage", "list", "generation"])
+def test_an_unreadable_manifest_is_never_replaced_by_a_new_kb(base, damage: str) -> None:
+    """Issue #9: ingesting into a KB whose manifest.json was truncated or lost used to start the KB over
+    at generation 1 and drop every document. Now the writer refuses and names the data on disk."""
+    settings, new = base
+    man = settings.home / KB / manifest_mod.MANIFEST
+    before = {p.name for p in (settings.home / KB).iterdir()}
+    if damage == "truncate":
+        man.write_bytes(man.read_bytes()[:50])
+    elif damage == "delete":
+        man.unlink()
+    elif damage == "garbage":
+        man.write_bytes(b"\x00\xff garbage")
+    elif damage == "list":
+        man.write_text("[]")
+    else:
+        man.write_text('{"format_version": 1, "generation": "seven"}')
+    with pytest.raises(KBError) as err:
+        ingest_paths([new], KB, settings, progress=False)
+    assert "refusing to write" in str(err.value) and "gen-000001" in str(err.value), err.value
+    assert {p.name for p in (settings.home / KB).iterdir()} - {manifest_mod.MANIFEST} <= before
+    assert (settings.home / KB / "gen-000001" / "store.sqlite").is_file()  # the data is untouched
+
+
+@pytest.mark.parametrize("name", ["nl\n", "tab\tname", "a/b", "", ".hidden", "x" * 65])
+def test_kb_names_with_control_characters_or_paths_are_refused(name: str) -> None:
+    from ingest.kb import validate_name
+
+    with pytest.raises(KBError, match="invalid KB name"):
+        validate_name(name)
