@@ -73,10 +73,16 @@ def build_units(doc: Document, segments: list[Unit], settings: Settings, *, gene
 
 
 class _SegmentPass:
-    """The token states of one encoder pass over a document's segments (see the module docstring)."""
+    """What one encoder pass over a document's segments yields (see the module docstring). Token
+    states are read as each batch comes back and then dropped, so a 3,000-segment document holds
+    only vectors, never every token's state (~0.6 MB per segment) at once."""
 
-    def __init__(self, states: list):
-        self.states = states  # TokenStates per segment, in segment order
+    def __init__(self, n: int):
+        self.tokens = [1] * n  # text tokens per segment (weights of the article vector)
+        self.vectors: list = [None] * n
+        self.candidates: list[list[tuple[str, float]]] = [[] for _ in range(n)]
+        self.candidate_vecs: list = [None] * n
+        self.sentence_vecs: list[dict[int, np.ndarray]] = [{} for _ in range(n)]
 
     @classmethod
     def run(cls, segments: list[Unit], settings: Settings) -> _SegmentPass | None:
@@ -85,29 +91,36 @@ class _SegmentPass:
         emb = _embedder(settings)
         if not emb.supports_token_states():
             return None
-        states: list = [None] * len(segments)
+        sp = cls(len(segments))
+        sentences = UnitLevel.SENTENCE in set(settings.unit_levels)
         for i, st in emb.encode_docs_tokens([s.text for s in segments]):
-            states[i] = st
-        for seg, st in zip(segments, states, strict=True):
-            seg.vector = st.vector
-        return cls(states)
+            text = segments[i].text
+            segments[i].vector = sp.vectors[i] = st.vector
+            sp.tokens[i] = max(int((st.offsets[:, 0] >= 0).sum()), 1)
+            if settings.keyphrases > 0:
+                sp._read_candidates(i, text, st, settings)
+            if sentences:
+                sp.sentence_vecs[i] = {at: v for at, sent in _sentence_spans(text) if at >= 0
+                                       and (v := st.pool(at, at + len(sent))) is not None}
+        return sp
 
-    def phrases(self, kp: Keyphraser, texts: list[str]) -> list[list[str]]:
-        cands = [candidates(t, kp.method) for t in texts]
-        out = []
-        for text, c, st in zip(texts, cands, self.states, strict=True):
-            vecs = np.zeros((len(c), st.vector.shape[0]), dtype=np.float32)
-            for j, (w, _) in enumerate(c):
-                at = _find(text, w)
-                v = st.pool(at, at + len(w)) if at >= 0 else None
-                if v is not None:
-                    vecs[j] = v
-            out.append(kp.select(st.vector, c, vecs))
-        return out
+    def _read_candidates(self, i: int, text: str, st, settings: Settings) -> None:
+        self.candidates[i] = c = candidates(text, settings.keyphrase_candidates)
+        vecs = np.zeros((len(c), st.vector.shape[0]), dtype=np.float32)
+        for j, (w, _) in enumerate(c):
+            at = _find(text, w)
+            v = st.pool(at, at + len(w)) if at >= 0 else None
+            if v is not None:
+                vecs[j] = v
+        self.candidate_vecs[i] = vecs
+
+    def phrases(self, kp: Keyphraser) -> list[list[str]]:
+        return [kp.select(v, c, cv) if c else [] for v, c, cv in
+                zip(self.vectors, self.candidates, self.candidate_vecs, strict=True)]
 
     def article_vector(self) -> np.ndarray:
-        w = np.array([max(int((st.offsets[:, 0] >= 0).sum()), 1) for st in self.states], dtype=np.float32)
-        v = (np.stack([st.vector for st in self.states]) * w[:, None]).sum(axis=0)
+        w = np.array(self.tokens, dtype=np.float32)
+        v = (np.stack(self.vectors) * w[:, None]).sum(axis=0)
         return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
 
@@ -122,8 +135,7 @@ def _segment_phrases(segments: list[Unit], settings: Settings, generate, keyphra
     if settings.keyphrases <= 0:
         phrases: list[list[str]] = [[] for _ in texts]
     elif sp is not None:
-        phrases = sp.phrases(Keyphraser(None, top_n=settings.keyphrases, method=settings.keyphrase_candidates),
-                             texts)
+        phrases = sp.phrases(Keyphraser(None, top_n=settings.keyphrases, method=settings.keyphrase_candidates))
     else:
         phrases = (keyphraser or keyphraser_for(settings)).extract(texts)
     llm = llm_keyphrases(texts, generate, settings.keyphrases, phrases)
@@ -157,7 +169,7 @@ def _sentences(segments: list[Unit], settings: Settings, sp: _SegmentPass | None
             if count_tokens(s) < MIN_SENTENCE_TOKENS:
                 continue
             ph = [w for w, _ in candidates(s, settings.keyphrase_candidates, SENTENCE_PHRASES)]
-            vec = sp.states[k].pool(start, start + len(s)) if sp and start >= 0 else None
+            vec = sp.sentence_vecs[k].get(start) if sp else None
             out.append(Unit(doc_id=seg.doc_id, text=s, level=Level.SENTENCE, ord=len(out),
                             keyinfo=keyinfo_text(heading, ph), heading_path=list(seg.heading_path),
                             page=seg.page, parent_ord=seg.ord, vector=vec))
