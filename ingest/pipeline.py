@@ -90,6 +90,13 @@ class _Batch:
         self.max_bytes = int(writer.settings.max_file_mb * 2**20)
 
     def add_file(self, path: Path) -> None:
+        """Queue one file's documents; a file that cannot be named or resolved is reported, not fatal."""
+        from .loaders import display_name
+
+        problem = _unusable_path(path)
+        if problem:
+            self.report.failures.append(Failure(display_name(path), problem))
+            return
         if _unchanged_file(path, self.writer, self.max_bytes):
             self.report.unchanged += 1
             return
@@ -159,6 +166,22 @@ class _Batch:
             return  # one document per file: replaced by doc_id as usual
         stale = set(self.writer.store.doc_ids_for_source(source)) - {d.doc_id for d in docs}
         self.report.removed += self.writer.delete_docs(sorted(stale))
+
+
+def _unusable_path(path: Path) -> str | None:
+    """Why ``path`` cannot be ingested before it is even opened, or None: a symlink loop (the path
+    never resolves), or a file name that is not valid UTF-8 (it could be neither stored nor cited)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return "the file name is not valid UTF-8 (shown escaped): rename the file"
+    try:
+        Path(path).expanduser().resolve(strict=False)
+    except RuntimeError:
+        return "symbolic link loop: the path never reaches a file"
+    except OSError as e:
+        return f"cannot resolve the path: {e.strerror or e}"
+    return None
 
 
 def _unchanged_file(path: Path, writer: KBWriter, max_bytes: int) -> bool:

@@ -111,10 +111,25 @@ def iter_files(paths: list[str | Path]) -> Iterator[Path]:
         path = Path(raw).expanduser()
         found = _walk(path) if path.is_dir() else [path]
         for f in found:
-            key = f.resolve()
+            key = _identity(f)
             if key not in seen:
                 seen.add(key)
                 yield f
+
+
+def _identity(path: Path) -> Path:
+    """The resolved path that identifies a file, or the absolute one when it cannot be resolved (a
+    symlink loop: ``load_file``/the batch then reports that file, and only that file)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
+
+
+def display_name(path: str | Path) -> str:
+    """A path as a user can read it in a report: undecodable bytes of a non-UTF-8 file name shown
+    escaped (b'\\xff') instead of breaking the report, the store or the terminal."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
 
 
 def _walk(folder: Path) -> list[Path]:

@@ -228,3 +228,23 @@ def test_delete_matches_paths_exactly(tmp_path: Path) -> None:
     ingest_paths([a, b], KB, settings, progress=False)
     deleted, _ = delete_documents(KB, [str(a)], settings)
     assert deleted == ["1"] and finds(settings, "emuquill") and not finds(settings, "kiwiblaze")
+
+
+def test_a_symlink_loop_and_a_non_utf8_name_are_reported_per_file(tmp_path: Path) -> None:
+    """Issue #9: a symlink loop used to abort the whole batch (exit 70), a non-UTF-8 file name too
+    (exit 2, the file not named). Each is now one failure, named (escaped), and the rest is ingested."""
+    import os
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "good.md").write_text("# 值班\n\n值班表每周一 quollmarsh 发布。\n", encoding="utf-8")
+    os.symlink("loop.md", docs / "loop.md")  # points at itself
+    bad = os.path.join(os.fsencode(str(docs)), b"bad\xff.txt")
+    with open(bad, "wb") as f:
+        f.write("访客须登记。".encode())
+    settings = load_settings(home=tmp_path / "home")
+    report = ingest_paths([docs], "paths", settings, progress=False)
+    reasons = {Path(f.path).name: f.reason for f in report.failures}
+    assert "symbolic link loop" in reasons.get("loop.md", ""), report.failures
+    assert "bad\\xff.txt" in reasons and "not valid UTF-8" in reasons["bad\\xff.txt"], report.failures
+    assert report.committed and report.added == 1
