@@ -9,6 +9,7 @@ Loading is lazy and happens once (``warm_up``), so importing this module costs n
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from collections import OrderedDict
@@ -206,10 +207,10 @@ class Embedder:
             return len(fast.encode(text, add_special_tokens=False).ids)
         return len(tok.tokenize(text))
 
-    @property
+    @functools.cached_property
     def max_doc_tokens(self) -> int:
         """The longest document (in ``count_tokens`` units) the model reads without truncating it:
-        its window less the special tokens and the document prompt."""
+        its window less the special tokens and the document prompt. Computed once (asked per document)."""
         specials = len(self.model.tokenizer("x")["input_ids"]) - self.count_tokens("x")
         prompt = self.count_tokens(self.doc_prompt()) if self.doc_prompt() else 0
         return max(self.max_seq_length - specials - prompt, 8)

@@ -69,6 +69,11 @@ def _cut_cjk(run: str) -> tuple[str, ...]:
     return tuple(_get_jieba().lcut_for_search(run))
 
 
+def has_cjk(text: str) -> bool:
+    """True when ``text`` holds a CJK ideograph (the character class the tokenizer cuts with jieba)."""
+    return _CJK.search(text) is not None
+
+
 def query_terms(text: str) -> list[str]:
     """Distinct tokens of a query, in first-seen order."""
     return list(dict.fromkeys(tokenize(text)))

@@ -96,9 +96,10 @@ def entities(text: str) -> set[str]:
 
 @lru_cache(maxsize=4096)
 def _zh_proper_nouns(text: str) -> frozenset[str]:
-    if not re.search(r"[\u3400-\u9fff]", text):
+    from ingest.tokenize import _get_jieba, has_cjk
+
+    if not has_cjk(text):
         return frozenset()
-    from ingest.tokenize import _get_jieba
 
     _get_jieba()
     import jieba.posseg as pseg
@@ -114,12 +115,12 @@ def misplaced_terms(sentence: str, wide: str, everything: str) -> list[str]:
     measure; what gives it away is a word taken from another part of the evidence. Words found
     nowhere in the passages are a paraphrase's own and pass; stopwords and one-character Chinese
     words are ignored."""
-    from ingest.tokenize import STOPWORDS, query_terms
+    from ingest.tokenize import STOPWORDS, has_cjk, query_terms
 
     near, far = _norm(wide), _norm(everything)
     out = []
     for t in query_terms(sentence):
-        if t in STOPWORDS or (len(t) < 2 if re.match(r"[\u3400-\u9fff]", t) else len(t) < 3):
+        if t in STOPWORDS or (len(t) < 2 if has_cjk(t) else len(t) < 3):
             continue
         if t in far and t not in near:
             out.append(t)
