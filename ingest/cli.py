@@ -1,4 +1,4 @@
-"""`docqa ingest | delete | docs | search | reindex | kbs`: the knowledge-base commands."""
+"""`docqa ingest | delete | docs | search | reindex | kbs | repair`: the knowledge-base commands."""
 
 from __future__ import annotations
 
@@ -169,16 +169,66 @@ def kbs(as_json: bool) -> None:
     infos = []
     for name in list_kbs(settings):
         try:
-            infos.append(KnowledgeBase.open(name, settings).info())
+            infos.append({**KnowledgeBase.open(name, settings).info(), "status": "ok"})
         except Exception as e:  # one broken KB must not hide the others
-            infos.append({"name": name, "error": str(e)})
+            infos.append({"name": name, "status": "broken", "error": str(e)})
     if as_json:
         _echo_json(infos)
         return
     for i in infos:
         c = i.get("counts", {})
         click.echo(f"{i['name']}: {c.get('docs', '?')} documents, {c.get('units', '?')} units"
-                   + (f"  ERROR {i['error']}" if "error" in i else ""))
+                   + (f"  BROKEN: {i['error']}" if "error" in i else ""))
 
 
-COMMANDS = [ingest, delete, docs, search, reindex, kbs]
+@click.command()
+@kb_option
+@click.option("--apply", "apply_", is_flag=True, help="Rewrite the manifest (default: a dry run that only reports).")
+@json_option
+def repair(kb: str, apply_: bool, as_json: bool) -> None:
+    """Find the newest complete generation of a damaged KB and make it current again.
+
+    Checks the manifest and every generation on disk (store integrity, one vector and one keyword
+    entry per unit). A dry run by default; --apply rewrites the manifest. Exit status: 0 healthy or
+    repaired, 1 a repair is needed (dry run), 2 no complete generation is left.
+    """
+    from .kb.repair import apply_repair, plan_repair
+
+    settings = load_settings()
+    plan = plan_repair(kb, settings)
+    out = plan.to_dict()
+    if apply_ and plan.needed and plan.chosen is not None:
+        apply_repair(plan, settings)
+        out["applied"] = True
+    if as_json:
+        _echo_json(out)
+    else:
+        _echo_repair(plan, applied=out.get("applied", False))
+    if plan.chosen is None:
+        sys.exit(2)
+    if plan.needed and not out.get("applied"):
+        sys.exit(1)
+
+
+def _echo_repair(plan, *, applied: bool) -> None:
+    click.echo(f"{plan.name}: manifest " + (f"BROKEN: {plan.manifest_problem}" if plan.manifest_problem
+                                             else f"names generation {plan.named}"))
+    for c in plan.checks:
+        counts = f"{c.counts.get('docs', '?')} documents, {c.counts.get('units', '?')} units"
+        click.echo(f"  generation {c.generation}: " + ("complete, " + counts if c.ok else "DAMAGED: "
+                                                         + "; ".join(c.problems)))
+    if not plan.checks:
+        click.echo("  no generation on disk")
+    for note in plan.notes:
+        click.echo(f"  note: {note}")
+    if plan.chosen is None:
+        click.echo(f"{plan.name}: no complete generation on disk; nothing can be restored", err=True)
+    elif not plan.needed:
+        click.echo(f"{plan.name}: healthy, nothing to repair")
+    elif applied:
+        click.echo(f"{plan.name}: repaired: the manifest now names generation {plan.chosen.generation}")
+    else:
+        click.echo(f"{plan.name}: would make generation {plan.chosen.generation} current; run again with --apply")
+
+
+COMMANDS = [ingest, delete, docs, search, reindex, kbs, repair]

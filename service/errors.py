@@ -12,8 +12,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest.embedder import ModelNotAvailable
+from ingest.kb.manifest import KBDamaged, KBError
 
-from .registry import KBNotNamed, UnknownKB
+from .registry import BrokenKB, KBNotNamed, UnknownKB
 
 log = logging.getLogger("docqa.errors")
 
@@ -75,6 +76,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UnknownKB)
     async def _kb(_: Request, exc: UnknownKB):
         return JSONResponse(error_body(404, str(exc), "not_found"), status_code=404)
+
+    @app.exception_handler(BrokenKB)
+    @app.exception_handler(KBDamaged)  # found mid-request (a damaged page, an index that will not load)
+    async def _kb_broken(_: Request, exc: KBError):
+        log.error("knowledge base unavailable: %s", exc)
+        return JSONResponse(error_body(503, str(exc), "unavailable"), status_code=503)
 
     @app.exception_handler(KBNotNamed)
     async def _kb_not_named(_: Request, exc: KBNotNamed):

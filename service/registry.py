@@ -11,7 +11,7 @@ import logging
 import threading
 
 from ingest.kb import KBError, KnowledgeBase, kb_path, list_kbs
-from ingest.kb.manifest import read_manifest
+from ingest.kb.manifest import KBDamaged, KBNotFound, read_manifest
 from ingest.settings import Settings
 
 from .compliance import warm_up_compliance
@@ -21,6 +21,10 @@ log = logging.getLogger("docqa.registry")
 
 class UnknownKB(KBError):
     """The request names a KB this server does not serve (HTTP 404)."""
+
+
+class BrokenKB(KBError):
+    """The KB exists but cannot be read now (damaged manifest or files): HTTP 503 for that KB only."""
 
 
 class KBNotNamed(KBError):
@@ -66,15 +70,35 @@ class KBRegistry:
             if kb is None or kb.is_stale():
                 try:
                     fresh = KnowledgeBase.open(name, self.settings)
-                except KBError as e:
+                except KBDamaged as e:
+                    self._open.pop(name, None)
+                    raise BrokenKB(str(e)) from None
+                except KBNotFound as e:
+                    self._open.pop(name, None)
+                    raise UnknownKB(str(e)) from None
+                except KBError as e:  # a bad name, or a KB with nothing committed yet
                     raise UnknownKB(str(e)) from None
                 if kb is not None:
                     log.info("knowledge base %s: generation %s -> %s", name, kb.generation, fresh.generation)
                     # load the new generation's indexes now, while its files are certainly there (a
                     # later writer deletes old generations), and once, not in every concurrent request
-                    _ = fresh.vectors, fresh.lexical
+                    try:
+                        _ = fresh.vectors, fresh.lexical
+                    except KBDamaged as e:
+                        self._open.pop(name, None)
+                        raise BrokenKB(str(e)) from None
                 self._open[name] = kb = fresh
         return kb
+
+    def status(self, name: str) -> dict:
+        """One KB as ``/v1/kbs`` lists it: its info with ``status: ok``, or ``status: broken`` and
+        the reason (the other KBs are listed and served as usual)."""
+        try:
+            kb = self.get(name)
+            _ = kb.vectors, kb.lexical
+            return {**kb.info(), "status": "ok"}
+        except KBError as e:
+            return {"name": name, "status": "broken", "error": str(e)}
 
     def warm_up(self) -> None:
         """Open every KB and load its models; sets ``ready`` (or ``error``).

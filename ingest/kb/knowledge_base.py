@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..embedder import Embedder
 from ..settings import Settings
-from .manifest import KBError, gen_dir, read_manifest, validate_name
+from .manifest import MANIFEST, KBDamaged, KBError, gen_dir, generations_on_disk, read_manifest, validate_name
 from .store import UnitStore
 
 _EMBEDDERS: dict[tuple[str, str], Embedder] = {}
@@ -43,9 +43,12 @@ def kb_path(settings: Settings, name: str) -> Path:
 
 
 def list_kbs(settings: Settings) -> list[str]:
+    """Every KB under the home folder: those with a manifest, and those whose manifest is gone
+    but whose data is still on disk (listed so that they are reported as broken, not forgotten)."""
     if not settings.home.is_dir():
         return []
-    return sorted(p.name for p in settings.home.iterdir() if (p / "manifest.json").is_file())
+    return sorted(p.name for p in settings.home.iterdir()
+                  if (p / MANIFEST).is_file() or (p.is_dir() and generations_on_disk(p)))
 
 
 class KnowledgeBase:
@@ -58,8 +61,8 @@ class KnowledgeBase:
         self.settings = settings.with_build(manifest.get("build", {}))
         self.generation = int(manifest["generation"])
         gdir = gen_dir(root, self.generation)
-        self.store = UnitStore(gdir / "store.sqlite", readonly=True)
         self._gdir = gdir
+        self.store = self._open_store()
         self._vectors = None
         self._lexical = None
         self._lock = threading.Lock()
@@ -73,6 +76,42 @@ class KnowledgeBase:
             raise KBError(f"knowledge base {name!r} is empty: nothing has been committed yet")
         return cls(name, root, manifest, settings)
 
+    def _damaged(self, what: str, why: object) -> KBDamaged:
+        return KBDamaged(f"knowledge base {self.name!r}: {what} of generation {self.generation} ({self._gdir.name}) "
+                         f"{why}; run `docqa repair --kb {self.name}` to find the newest complete generation")
+
+    def _expected_units(self) -> int | None:
+        units = (self.manifest.get("counts") or {}).get("units") if isinstance(self.manifest.get("counts"), dict) \
+            else None
+        return units if isinstance(units, int) and not isinstance(units, bool) else None
+
+    def _open_store(self) -> UnitStore:
+        """The generation's SQLite store, checked cheaply: present, a database, not truncated."""
+        import sqlite3
+
+        path = self._gdir / "store.sqlite"
+        if not self._gdir.is_dir():
+            raise self._damaged("the folder", "is missing")
+        if not path.is_file():
+            raise self._damaged("the document store", "is missing")
+        try:
+            store = UnitStore(path, readonly=True)
+        except sqlite3.Error as e:
+            raise self._damaged("the document store", f"cannot be opened ({e})") from None
+        try:
+            pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+            expected = pages * store.conn.execute("PRAGMA page_size").fetchone()[0]
+            if path.stat().st_size < expected:
+                raise self._damaged("the document store", f"is truncated ({path.stat().st_size} of {expected} bytes)")
+            store.counts()
+        except sqlite3.Error as e:
+            store.close()
+            raise self._damaged("the document store", f"is damaged ({e})") from None
+        except KBError:
+            store.close()
+            raise
+        return store
+
     def is_stale(self) -> bool:
         """True when a writer has committed a newer generation since this view was opened."""
         try:
@@ -85,10 +124,24 @@ class KnowledgeBase:
         if self._vectors is None:
             with self._lock:
                 if self._vectors is None:
-                    from ..vector_index import VectorIndex
-
-                    self._vectors = VectorIndex.load(self._gdir / "vectors.faiss")
+                    self._vectors = self._load_vectors()
         return self._vectors
+
+    def _load_vectors(self):
+        from ..vector_index import VectorIndex
+
+        path = self._gdir / "vectors.faiss"
+        if not path.is_file():
+            raise self._damaged("the vector index", "is missing")
+        try:
+            vectors = VectorIndex.load(path)
+        except Exception as e:  # faiss raises RuntimeError with its C++ message on a damaged file
+            raise self._damaged("the vector index", f"cannot be read ({str(e).strip().splitlines()[0][:200]})") \
+                from None
+        expected = self._expected_units()
+        if expected is not None and len(vectors) != expected:
+            raise self._damaged("the vector index", f"holds {len(vectors)} vectors for {expected} units")
+        return vectors
 
     @property
     def lexical(self):
@@ -98,8 +151,19 @@ class KnowledgeBase:
                     from ..lexical import open_lexical
 
                     s = self.settings
-                    self._lexical = open_lexical(s.lexical_backend.value, self._gdir / "lexical",
-                                                 es_url=s.es_url, es_index=self.manifest.get("es_index"))
+                    if s.lexical_backend.value == "tantivy" and not (self._gdir / "lexical").is_dir():
+                        raise self._damaged("the keyword index", "is missing")
+                    try:
+                        lexical = open_lexical(s.lexical_backend.value, self._gdir / "lexical",
+                                               es_url=s.es_url, es_index=self.manifest.get("es_index"),
+                                               readonly=True)
+                        n = len(lexical) if s.lexical_backend.value == "tantivy" else None
+                    except ValueError as e:  # tantivy's errors on a damaged index
+                        raise self._damaged("the keyword index", f"cannot be read ({str(e)[:200]})") from None
+                    expected = self._expected_units()
+                    if n is not None and expected is not None and n != expected:
+                        raise self._damaged("the keyword index", f"holds {n} entries for {expected} units")
+                    self._lexical = lexical
         return self._lexical
 
     def warm_up(self) -> None:

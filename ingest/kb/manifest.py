@@ -14,11 +14,21 @@ from pathlib import Path
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+_GEN = re.compile(r"gen-(\d{6,})")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class KBError(Exception):
     """A knowledge-base level problem the user can act on (unknown KB, bad name, locked...)."""
+
+
+class KBNotFound(KBError):
+    """No KB of that name: neither a manifest nor any generation on disk."""
+
+
+class KBDamaged(KBError):
+    """The KB exists but cannot be read: unreadable manifest, missing or damaged generation files.
+    The message says what is wrong and how to recover (``docqa repair``)."""
 
 
 def validate_name(name: str) -> str:
@@ -29,25 +39,54 @@ def validate_name(name: str) -> str:
 
 
 def read_manifest(kb_dir: Path) -> dict:
+    """The manifest of the KB in ``kb_dir``: ``KBNotFound`` when there is no such KB, ``KBDamaged``
+    (one line, with the way out) for anything else that stops it being read."""
     path = kb_dir / MANIFEST
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise KBError(f"knowledge base {kb_dir.name!r} not found under {kb_dir.parent}") from None
+        gens = generations_on_disk(kb_dir)
+        if gens:
+            raise KBDamaged(f"{MANIFEST} of knowledge base {kb_dir.name!r} is missing, but its data is on disk "
+                            f"({gen_dir(kb_dir, gens[-1]).name}){_repair_hint(kb_dir)}") from None
+        raise KBNotFound(f"knowledge base {kb_dir.name!r} not found under {kb_dir.parent}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise KBError(f"manifest of {kb_dir.name!r} is unreadable: {e}") from None
+        raise KBDamaged(f"manifest of {kb_dir.name!r} is unreadable: {e}{_repair_hint(kb_dir)}") from None
     except OSError as e:
-        raise KBError(f"manifest of {kb_dir.name!r} cannot be read: {e.strerror or e}") from None
+        raise KBDamaged(f"manifest of {kb_dir.name!r} cannot be read: {e.strerror or e}") from None
     if not isinstance(data, dict):
-        raise KBError(f"manifest of {kb_dir.name!r} is unreadable: a JSON {type(data).__name__}, not an object")
+        raise KBDamaged(f"manifest of {kb_dir.name!r} is unreadable: a JSON {type(data).__name__}, not an object"
+                        f"{_repair_hint(kb_dir)}")
     gen = data.get("generation", 0)
     if not isinstance(gen, int) or isinstance(gen, bool) or gen < 0:
-        raise KBError(f"manifest of {kb_dir.name!r} is unreadable: generation {gen!r} is not a whole number")
-    if not isinstance(data.get("format_version", 0), int):
-        raise KBError(f"manifest of {kb_dir.name!r} is unreadable: format_version {data['format_version']!r}")
-    if data.get("format_version", 0) > FORMAT_VERSION:
-        raise KBError(f"KB {kb_dir.name!r} was written by a newer docqa (format {data['format_version']})")
+        raise KBDamaged(f"manifest of {kb_dir.name!r} is unreadable: generation {gen!r} is not a whole number"
+                        f"{_repair_hint(kb_dir)}")
+    version = data.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise KBDamaged(f"manifest of {kb_dir.name!r} is unreadable: format_version {version!r}{_repair_hint(kb_dir)}")
+    if version > FORMAT_VERSION:
+        raise KBDamaged(f"KB {kb_dir.name!r} was written by a newer docqa (format {version}); upgrade docqa")
+    if not isinstance(data.get("build", {}), dict):
+        raise KBDamaged(f"manifest of {kb_dir.name!r} is unreadable: 'build' is not an object{_repair_hint(kb_dir)}")
     return data
+
+
+def _repair_hint(kb_dir: Path) -> str:
+    return f"; run `docqa repair --kb {kb_dir.name}` to find the newest complete generation"
+
+
+def generations_on_disk(kb_dir: Path) -> list[int]:
+    """Generation numbers of the ``gen-NNNNNN`` folders in ``kb_dir`` that hold a store, oldest first."""
+    out = []
+    try:
+        entries = list(kb_dir.glob("gen-*"))
+    except OSError:
+        return []
+    for p in entries:
+        m = _GEN.fullmatch(p.name)
+        if m and (p / "store.sqlite").is_file():
+            out.append(int(m.group(1)))
+    return sorted(out)
 
 
 def write_manifest(kb_dir: Path, data: dict) -> None:

@@ -10,9 +10,11 @@ import json
 import sqlite3
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 from ..document import Document
 from ..units import Level, Unit
+from .manifest import KBDamaged
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -36,8 +38,12 @@ def _row_to_unit(r) -> Unit:
 
 class UnitStore:
     def __init__(self, path: Path, *, readonly: bool = False):
+        """``readonly``: a committed generation, whose file never changes again; opened immutable,
+        so SQLite takes no locks and writes nothing (a KB on a read-only volume can be served)."""
         self.path = path
-        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        self.readonly = readonly
+        where = quote(str(path))  # a '?' or '#' in a folder name must not end the path part of the URI
+        uri = f"file:{where}?mode=ro&immutable=1" if readonly else f"file:{where}"
         self.conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         if not readonly:
@@ -49,8 +55,14 @@ class UnitStore:
 
     # --- reads (thread-safe) ---
     def _q(self, sql: str, args=()):
-        with self._lock:
-            return self.conn.execute(sql, args).fetchall()
+        try:
+            with self._lock:
+                return self.conn.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as e:  # a damaged page found only when a query reads it
+            if not self.readonly:
+                raise
+            raise KBDamaged(f"the document store {self.path} is damaged ({e}); run `docqa repair --kb "
+                            f"{self.path.parent.parent.name}` to find the newest complete generation") from None
 
     def doc_hash(self, doc_id: str) -> str | None:
         rows = self._q("SELECT content_hash FROM docs WHERE doc_id=?", (doc_id,))

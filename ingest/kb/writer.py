@@ -18,6 +18,7 @@ writes cannot be swapped with the manifest. They are sent in ``commit()`` just b
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
@@ -31,11 +32,46 @@ from ..document import Document
 from ..settings import LexicalBackend, Settings
 from ..units import Level, Unit
 from .knowledge_base import embedder_for, kb_path
-from .manifest import FORMAT_VERSION, MANIFEST, KBError, fsync_dir, gen_dir, read_manifest, write_manifest
+from .manifest import (
+    FORMAT_VERSION,
+    MANIFEST,
+    KBError,
+    KBNotFound,
+    fsync_dir,
+    gen_dir,
+    generations_on_disk,
+    read_manifest,
+    write_manifest,
+)
 from .store import UnitStore
 
 _PARENT_LEVEL = {Level.SENTENCE: Level.SEGMENT, Level.SEGMENT: Level.ARTICLE}
 KEEP_OLD_GENERATIONS = 1  # readers still on the previous generation keep working
+GENERATION_RECORD = "generation.json"  # the manifest as committed, kept inside its generation (for repair)
+_NO_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NO_SPACE_WORDS = ("no space left", "disk is full", "file too large", "quota exceeded")
+
+
+_NEARLY_FULL = 64 * 2**20  # less free space than one tantivy segment flush
+
+
+def is_no_space(exc: BaseException, where: Path | None = None) -> bool:
+    """Whether ``exc`` (from the OS, SQLite, FAISS or tantivy) means the disk, quota or file-size
+    limit ran out. The libraries wrap the OS error in their own types, so their text is read too;
+    tantivy's writer thread loses it altogether ("An index writer was killed"), so an error while
+    the file system holding ``where`` is (nearly) full counts as well."""
+    for e in (exc, exc.__cause__, exc.__context__):
+        if isinstance(e, OSError) and e.errno in _NO_SPACE_ERRNOS:
+            return True
+        if e is not None and any(w in str(e).lower() for w in _NO_SPACE_WORDS):
+            return True
+    if where is not None:
+        try:
+            st = os.statvfs(where)
+            return st.f_bavail * st.f_frsize < _NEARLY_FULL
+        except OSError:
+            return False
+    return False
 
 
 class KBWriter:
@@ -44,29 +80,37 @@ class KBWriter:
         recorded ones (``docqa reindex``); the caller re-adds every document."""
         self.name = name
         self.root = kb_path(settings, name)
-        if not (self.root / "manifest.json").is_file():
+        if not (self.root / MANIFEST).is_file() and not generations_on_disk(self.root):
             if not create:
                 raise KBError(f"knowledge base {name!r} not found under {settings.home}")
-            self.root.mkdir(parents=True, exist_ok=True)
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise KBError(f"cannot create knowledge base {name!r} in {settings.home}: {e.strerror or e}") from None
         self._lock_fd = self._take_lock()
         self.gdir: Path | None = None
+        self.generation = 0
         self._retired_es_index: str | None = None
         try:
             self._open(settings, rebuild)
-        except BaseException:
+        except BaseException as e:
+            full = isinstance(e, Exception) and is_no_space(e, self.root)  # before the new generation is removed
             if self.gdir is not None and not self._is_current():
                 shutil.rmtree(self.gdir, ignore_errors=True)
             self._release_lock()
+            if full:
+                raise self._no_space_error(e) from e
             raise
 
     def _open(self, settings: Settings, rebuild: dict | None) -> None:
         try:
             self.manifest = read_manifest(self.root)
-        except KBError as e:
-            self._refuse_to_replace(e)
+        except KBNotFound:  # a new KB (or one that never committed): nothing to lose
             now = time.time()
             self.manifest = {"format_version": FORMAT_VERSION, "name": self.name, "generation": 0,
                              "build": settings.build_settings(), "created_at": now, "updated_at": now}
+        except KBError as e:
+            self._refuse_to_replace(e)
         if rebuild:
             self.manifest["build"] = {**self.manifest["build"], **rebuild}
         self.settings = settings.with_build(self.manifest["build"])
@@ -101,13 +145,12 @@ class KBWriter:
     def _refuse_to_replace(self, err: KBError) -> None:
         """A KB whose manifest is unreadable or gone, but whose data is on disk, is not an empty KB:
         writing would start it over at generation 1 and lose every document. Refuse, and say where
-        the data is."""
-        gens = sorted(p.name for p in self.root.glob("gen-*") if (p / "store.sqlite").is_file())
-        if not gens and not (self.root / MANIFEST).exists():
-            return  # a new KB (or one that never committed): nothing to lose
-        raise KBError(f"refusing to write to knowledge base {self.name!r}: {err}; its data is still on disk "
-                      f"({', '.join(gens[-2:]) or 'no complete generation'}), and writing now would replace it. "
-                      f"Restore {MANIFEST} from a backup, or move {self.root} away to start over")
+        the data is and how to get it back."""
+        gens = [gen_dir(self.root, g).name for g in generations_on_disk(self.root)]
+        raise KBError(f"refusing to write to knowledge base {self.name!r}: {err}. Its data is still on disk "
+                      f"({', '.join(gens[-2:]) or 'no complete generation'}), and writing now would replace it: "
+                      f"`docqa repair --kb {self.name}` finds the newest complete generation and rewrites the "
+                      f"manifest (or restore {MANIFEST} from a backup)")
 
     def _pick_es_index(self, rebuild: bool, old_generation: int) -> None:
         """One Elasticsearch index per KB, named in the manifest (a shared index would mix KBs'
@@ -121,14 +164,18 @@ class KBWriter:
 
     # --- locking ---
     def _take_lock(self) -> int:
-        fd = os.open(self.root / ".write.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        return _take_lock(self.root, self.name)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def lock_only(name: str, settings: Settings):
+        """Hold the KB's write lock without opening a generation (``docqa repair``)."""
+        fd = _take_lock(kb_path(settings, name), name)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
-            raise KBError(f"knowledge base {self.name!r} is being written by another process; try again when it "
-                          "has finished") from None
-        return fd
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
@@ -216,6 +263,8 @@ class KBWriter:
         now = time.time()
         self.manifest.update(generation=self.generation, updated_at=now, counts=counts,
                              embed={"model": self.settings.embed_model, "dim": self.vectors.dim})
+        _write_record(self.gdir / GENERATION_RECORD, self.manifest)
+        fsync_dir(self.gdir)
         write_manifest(self.root, self.manifest)
         self._gc()
         self._release_lock()
@@ -260,10 +309,42 @@ class KBWriter:
     def __enter__(self) -> KBWriter:
         return self
 
+    def _no_space_error(self, exc: BaseException) -> KBError:
+        why = " ".join(str(exc).split())[:160]
+        return KBError(f"disk full while writing generation {self.generation} of knowledge base {self.name!r} "
+                       f"({why}); the KB is unchanged: free space under {self.root.parent} and run the command again")
+
     def __exit__(self, exc_type, exc, tb) -> None:
         if self._lock_fd is None:
             return  # committed
+        full = isinstance(exc, Exception) and is_no_space(exc, self.root)  # before the new generation is removed
         self.abort()
+        if full and not self._is_current():
+            raise self._no_space_error(exc) from exc
+
+
+def _take_lock(root: Path, name: str) -> int:
+    """The KB's one-writer lock (``.write.lock``, flock); KBError when another process holds it."""
+    try:
+        fd = os.open(root / ".write.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:  # e.g. a KB published on a read-only volume: readers work, writers cannot
+        raise KBError(f"cannot write to knowledge base {name!r}: {root} is not writable ({e.strerror or e})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise KBError(f"knowledge base {name!r} is being written by another process; try again when it "
+                      "has finished") from None
+    return fd
+
+
+def _write_record(path: Path, data: dict) -> None:
+    import json
+
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _link_tree(src: Path, dst: Path) -> None:

@@ -23,11 +23,12 @@ def terms_for_query(query: str) -> list[str]:
     return query_terms(query)[:MAX_QUERY_TERMS]
 
 
-def open_lexical(backend: str, path: Path, *, es_url: str | None = None, es_index: str | None = None):
+def open_lexical(backend: str, path: Path, *, es_url: str | None = None, es_index: str | None = None,
+                 readonly: bool = False):
     if backend == "tantivy":
         from .tantivy_index import TantivyIndex
 
-        return TantivyIndex(path)
+        return TantivyIndex(path, readonly=readonly)
     if backend == "elasticsearch":
         from .elastic import ElasticIndex
 

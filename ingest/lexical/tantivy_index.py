@@ -6,12 +6,18 @@ files (see ``ingest.kb``) and the old generation stays readable until the manife
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+import tempfile
+import weakref
 from pathlib import Path
 
 from ..units import Unit
 from . import index_text
 
 _HEAP = 64 * 2**20
+log = logging.getLogger("docqa.lexical")
 
 
 def _schema():
@@ -26,14 +32,35 @@ def _schema():
 
 
 class TantivyIndex:
-    def __init__(self, path: Path):
+    """``readonly``: a committed generation opened for search. Opening a tantivy reader takes a lock
+    file inside the index folder, so on a read-only volume (a KB published read-only, as operators
+    do) the segment files are copied to a private temporary folder first and searched there."""
+
+    def __init__(self, path: Path, *, readonly: bool = False):
         import tantivy
 
-        path.mkdir(parents=True, exist_ok=True)
+        if not readonly:
+            path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.schema = _schema()
-        self.index = tantivy.Index(self.schema, path=str(path))
+        try:
+            self.index = tantivy.Index(self.schema, path=str(path))
+        except (ValueError, OSError) as e:
+            if not readonly or os.access(path, os.W_OK):
+                raise
+            self.index = self._open_copy(path, e)
         self._writer = None
+
+    def _open_copy(self, path: Path, why: Exception):
+        import tantivy
+
+        tmp = tempfile.mkdtemp(prefix="docqa-tantivy-")
+        weakref.finalize(self, shutil.rmtree, tmp, True)
+        for f in path.iterdir():
+            if f.is_file() and not f.name.endswith(".lock"):
+                shutil.copyfile(f, os.path.join(tmp, f.name))
+        log.info("keyword index %s is read-only (%s): searching a private copy in %s", path, why, tmp)
+        return tantivy.Index(self.schema, path=tmp)
 
     @property
     def writer(self):

@@ -49,6 +49,20 @@ class AuditLog:
         self._lock = threading.Lock()  # keeps one process's threads from racing on a short write
         self._warned = False
 
+    def check_writable(self) -> bool:
+        """Say at start-up, not at the first verdict, when the log cannot be written (a KB served from
+        a read-only volume keeps its audit log in the KB folder by default: set ``audit_log``)."""
+        folder = self.path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        target = self.path if self.path.exists() else folder
+        if os.access(target, os.W_OK):
+            return True
+        log.error("the audit log %s cannot be written (read-only volume?): verdicts will not be recorded; set "
+                  "audit_log (DOCQA_AUDIT_LOG) to a writable path, e.g. /var/log/docqa/{kb}.jsonl", self.path)
+        self._warned = True
+        return False
+
     def append(self, record: dict[str, Any]) -> bool:
         """Append one record; True when written. ``time`` is filled in when missing."""
         record = {"time": now_iso(), **record}

@@ -53,7 +53,10 @@ def filter_enabled(kb) -> bool:
 def warm_up_compliance(kb) -> None:
     """Build the KB's filter and embed its approved replies now, so bad compliance data is a
     start-up error (shown by /readyz) rather than a failure of the first request."""
-    build_filter(kb.settings, kb.name, kb.embedder).warm_up()
+    filt = build_filter(kb.settings, kb.name, kb.embedder)
+    filt.warm_up()
+    if filt.config.mode is not ComplianceMode.OFF and filt.config.audit_path is not None:
+        audit_log(filt.config.audit_path).check_writable()
 
 
 def review(kb, question: str, result: Any, *, stage: str | None = None, request_id: str | None = None,

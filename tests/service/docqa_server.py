@@ -76,8 +76,9 @@ class DocqaServer:
     """One ``docqa serve`` subprocess. ``first_readyz`` is the first answer /readyz gave, and
     ``loading_chat`` the answer to a chat request sent right after it while still loading."""
 
-    def __init__(self, home: Path, *serve_args: str):
-        self.home, self.serve_args = home, serve_args
+    def __init__(self, home: Path, *serve_args: str, prefix: list[str] | None = None):
+        """``prefix``: a command that runs the server (e.g. in a private mount namespace)."""
+        self.home, self.serve_args, self.prefix = home, serve_args, prefix or []
         self.log_path = home.parent / f"serve-{'-'.join(serve_args) or 'all'}.log"
         self.proc: subprocess.Popen | None = None
         self.url = ""
@@ -89,7 +90,7 @@ class DocqaServer:
         self.url = f"http://127.0.0.1:{(port := free_port())}"
         env = docqa_env(self.home, DOCQA_MAX_REQUEST_MB=str(MAX_REQUEST_MB))
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([*docqa_cmd(), "serve", *self.serve_args, "--host", "127.0.0.1",
+            self.proc = subprocess.Popen([*self.prefix, *docqa_cmd(), "serve", *self.serve_args, "--host", "127.0.0.1",
                                           "--port", str(port)], env=env, cwd=self.home.parent,
                                          stdout=log, stderr=subprocess.STDOUT)
         return self

@@ -140,7 +140,11 @@ def test_a_broken_kb_does_not_take_the_others_down(multi):
     assert set(ready["errors"]) == {BROKEN} and "unreadable" in ready["errors"][BROKEN]
     listed = {k["name"]: k for k in multi.get("/v1/kbs").json()["kbs"]}
     assert "unreadable" in listed[BROKEN]["error"] and listed[LAW]["counts"]["docs"] == len(LAW_FILES)
-    assert_error(multi.post("/v1/chat", json={"question": "试用期", "kb": BROKEN}), 404, "unreadable")
+    assert listed[BROKEN]["status"] == "broken" and listed[LAW]["status"] == "ok"
+    # 503 for that KB only (issue #9; it was a 404, as if the KB did not exist), naming the way out
+    assert_error(multi.post("/v1/chat", json={"question": "试用期", "kb": BROKEN}), 503, "docqa repair --kb broken")
+    assert_error(multi.post("/v1/search", json={"query": "试用期", "kb": BROKEN}), 503, "unreadable")
+    assert_error(multi.post("/v1/chat", json={"question": "试用期", "kb": "no-such-kb"}), 404, "not found")
     assert multi.post("/v1/chat", json={"question": STATUTE_Q, "kb": LAW}).status_code == 200
 
 
