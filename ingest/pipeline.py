@@ -62,8 +62,7 @@ def ingest_paths(paths: list[str | Path], kb: str, settings: Settings, *, progre
     report = IngestReport(kb=kb)
     files = list(iter_files(paths))
     report.files = len(files)
-    with KBWriter(kb, settings) as writer:
-        batch = _Batch(writer, report)
+    with KBWriter(kb, settings) as writer, _Batch(writer, report) as batch:
         for path in _progress(files, progress):
             batch.add_file(path)
         batch.flush()
@@ -87,7 +86,19 @@ class _Batch:
         self.pending: list[tuple[Document, list[Unit]]] = []
         self.n_units = 0
         self.seen: dict[str, str] = {}  # doc_id -> source, for documents of this run
-        self.max_bytes = int(writer.settings.max_file_mb * 2**20)
+        from .loaders.isolated import IsolatedLoader
+        from .loaders.limits import Limits
+
+        self.limits = Limits.from_settings(writer.settings)
+        self.max_bytes = self.limits.max_bytes
+        self.isolated = IsolatedLoader.from_settings(writer.settings) if writer.settings.parse_isolation else None
+
+    def __enter__(self) -> _Batch:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.isolated is not None:
+            self.isolated.close()
 
     def add_file(self, path: Path) -> None:
         """Queue one file's documents; a file that cannot be named or resolved is reported, not fatal."""
@@ -117,7 +128,9 @@ class _Batch:
         from .loaders import LoadError, load_file
 
         try:
-            return load_file(path, max_bytes=self.max_bytes)
+            if self.isolated is not None:
+                return self.isolated.load(path)
+            return load_file(path, limits=self.limits)
         except LoadError as e:
             self.report.failures.append(Failure(str(path), e.reason))
         except Exception as e:  # a loader bug on odd input must not sink the batch

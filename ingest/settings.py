@@ -216,6 +216,17 @@ class Settings(BaseSettings):
     embed_backend: EmbedBackend = EmbedBackend.ONNX_INT8
     embed_batch_size: int = Field(default=64, ge=1)
     max_file_mb: float = Field(default=50.0, gt=0)
+    # Per-file resource limits (ingest/loaders/limits.py): a hostile or broken file is reported as
+    # breaking one of them, within seconds and bounded memory, and the batch goes on.
+    max_unpacked_mb: float = Field(default=128.0, gt=0, description="DOCX: total size of its unpacked parts")
+    max_record_mb: float = Field(default=4.0, gt=0, description="JSONL: size of one record (line)")
+    max_html_depth: int = Field(default=256, ge=8, description="HTML: element nesting depth")
+    max_pages: int = Field(default=5000, ge=1, description="PDF: page count")
+    file_timeout_s: float = Field(default=300.0, gt=0, description="wall time to parse one file")
+    parse_memory_mb: int = Field(default=2048, ge=256, description="address space of the parser process")
+    parse_isolation: bool = Field(default=True, description="parse files in a child process that enforces "
+                                  "file_timeout_s and parse_memory_mb (off: in the ingest process, limits "
+                                  "checked by the loaders only)")
     es_url: str | None = None
 
     # Retrieval: candidates per retriever, then weighted reciprocal rank fusion.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 
 def _no_lone_surrogates(text: str) -> str:
@@ -38,10 +38,10 @@ class ChatRequest(BaseModel):
     stage: str | None = Field(default=None, max_length=32, pattern=r"^[a-z][a-z0-9_]{0,31}$",
                               description="Dialogue stage (e.g. greeting, consult, closing): the compliance filter "
                                           "answers with this stage's fallback reply when it rejects a draft.")
-    temperature: float | None = Field(default=None, ge=0, le=2, description="LLM sampling; default: the KB's.")
-    top_p: float | None = Field(default=None, gt=0, le=1)
+    temperature: StrictFloat | None = Field(default=None, ge=0, le=2, description="LLM sampling; default: the KB's.")
+    top_p: StrictFloat | None = Field(default=None, gt=0, le=1)
     max_tokens: StrictInt | None = Field(default=None, ge=1, le=8192)
-    repetition_penalty: float | None = Field(default=None, gt=0, le=2)
+    repetition_penalty: StrictFloat | None = Field(default=None, gt=0, le=2)
     no_repeat_ngram_size: StrictInt | None = Field(default=None, ge=0, le=20, description="transformers backend only.")
 
     def gen_params(self) -> dict:
@@ -73,7 +73,7 @@ class ChatResponse(BaseModel):
 class SearchRequest(BaseModel):
     query: Text = Field(min_length=1)
     kb: str | None = None
-    k: int = Field(default=5, ge=1, le=100)
+    k: StrictInt = Field(default=5, ge=1, le=100)
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
 
 
@@ -96,11 +96,11 @@ class OpenAIChatRequest(BaseModel):
     stream: StrictBool = Field(default=False, description="true: server-sent events (text/event-stream).")
     kb: str | None = Field(default=None, description="docqa extension: the knowledge base (else `model` if it "
                                                      "names one, else the server's only KB).")
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
+    temperature: StrictFloat | None = Field(default=None, ge=0, le=2)
+    top_p: StrictFloat | None = Field(default=None, gt=0, le=1)
     max_tokens: StrictInt | None = Field(default=None, ge=1, le=8192)
     max_completion_tokens: StrictInt | None = Field(default=None, ge=1, le=8192, description="OpenAI's newer name.")
-    repetition_penalty: float | None = Field(default=None, gt=0, le=2, description="vLLM extension.")
+    repetition_penalty: StrictFloat | None = Field(default=None, gt=0, le=2, description="vLLM extension.")
     stage: str | None = Field(default=None, max_length=32, pattern=r"^[a-z][a-z0-9_]{0,31}$",
                               description="docqa extension: dialogue stage (see /v1/chat).")
 
@@ -109,3 +109,25 @@ class OpenAIChatRequest(BaseModel):
                "max_tokens": self.max_tokens or self.max_completion_tokens,
                "repetition_penalty": self.repetition_penalty}
         return {k: v for k, v in out.items() if v is not None}
+
+
+class ErrorDetail(BaseModel):
+    message: str = Field(description="What went wrong, in words a client can act on.")
+    type: str = Field(description="invalid_request_error | not_found | unavailable | internal_error ...")
+    code: int = Field(description="The HTTP status.")
+
+
+class ErrorResponse(BaseModel):
+    """Every error, whatever the status: OpenAI's shape, never a traceback."""
+
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict:
+    """OpenAPI ``responses`` for the error statuses a route can answer, all in ``ErrorResponse``'s shape
+    (it replaces FastAPI's default 422 schema, which is not what the server sends)."""
+    why = {404: "Unknown knowledge base.",
+           413: "Request body over max_request_mb.",
+           422: "Invalid request: the message names the field and why.",
+           503: "Still loading, or the knowledge base is damaged (the message says which, and how to recover)."}
+    return {s: {"model": ErrorResponse, "description": why[s]} for s in statuses}

@@ -10,6 +10,7 @@ imported inside the loaders, so importing this package (and ``docqa --help``) st
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,13 +20,14 @@ from ingest.loaders.docx import load_docx
 from ingest.loaders.errors import LoadError
 from ingest.loaders.html import load_html
 from ingest.loaders.jsonl import load_jsonl
+from ingest.loaders.limits import DEFAULT_LIMITS, Limits, size_text
 from ingest.loaders.markdown import load_markdown
 from ingest.loaders.pdf import load_pdf
 from ingest.loaders.text import load_txt
 
-__all__ = ["SUPPORTED_SUFFIXES", "LoadError", "iter_files", "load_file"]
+__all__ = ["SUPPORTED_SUFFIXES", "Limits", "LoadError", "iter_files", "load_file"]
 
-_LOADERS: dict[str, Callable[[Path, bytes], Document | list[Document]]] = {
+_LOADERS: dict[str, Callable[[Path, bytes, Limits], Document | list[Document]]] = {
     ".pdf": load_pdf,
     ".docx": load_docx,
     ".html": load_html,
@@ -36,16 +38,20 @@ _LOADERS: dict[str, Callable[[Path, bytes], Document | list[Document]]] = {
     ".jsonl": load_jsonl,
 }
 SUPPORTED_SUFFIXES: tuple[str, ...] = tuple(sorted(_LOADERS))
-DEFAULT_MAX_BYTES = 50 * 2**20
+DEFAULT_MAX_BYTES = DEFAULT_LIMITS.max_bytes
 
 
-def load_file(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Document]:
+def load_file(path: str | Path, *, max_bytes: int | None = None, limits: Limits = DEFAULT_LIMITS) -> list[Document]:
     """Load one file into Documents (one per file, one per record for JSONL).
 
     The suffix (case-insensitive) chooses the format. Raises ``LoadError`` for a missing file, a
-    directory, an empty or oversized file, an unsupported or legacy format, and content the
-    format's loader cannot read (corrupt, encrypted with a password, binary, no text).
+    directory, an empty or oversized file, an unsupported or legacy format, content the format's
+    loader cannot read (corrupt, encrypted with a password, binary, no text), and a breach of one
+    of ``limits`` (see ``ingest.loaders.limits``). ``max_bytes`` overrides ``limits.max_bytes``.
     """
+    if max_bytes is not None:
+        limits = dataclasses.replace(limits, max_bytes=max_bytes)
+    max_bytes = limits.max_bytes
     abs_path = Path(path).expanduser().resolve()
     where = str(abs_path)
     size = _stat(abs_path)
@@ -59,15 +65,21 @@ def load_file(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[D
     if size == 0:
         raise LoadError(where, "file is empty (0 bytes)")
     if size > max_bytes:
-        raise LoadError(where, f"file is {_size(size)}, over the {_size(max_bytes, limit=True)} limit")
+        raise LoadError(where, f"file is {size_text(size)}, over the {size_text(max_bytes, limit=True)} limit "
+                               "(max_file_mb)")
     try:
         data = abs_path.read_bytes()
     except OSError as e:
         raise LoadError(where, f"cannot read the file: {e.strerror or e}") from None
     try:
-        result = loader(abs_path, data)
+        result = loader(abs_path, data, limits)
     except LoadError:
         raise
+    except MemoryError:
+        raise LoadError(where, "parsing it ran out of memory (parse_memory_mb); the file is too large or "
+                               "hostile") from None
+    except RecursionError:
+        raise LoadError(where, "it is nested too deeply to parse") from None
     except Exception as e:  # a parser bug on one odd file must not stop the batch
         fmt = suffix.lstrip(".").upper()
         raise LoadError(where, f"could not read this {fmt} file ({type(e).__name__}: {e})") from e
@@ -84,17 +96,6 @@ def _stat(path: Path) -> int:
         raise LoadError(str(path), "file not found") from None
     except OSError as e:
         raise LoadError(str(path), f"cannot access the file: {e.strerror or e}") from None
-
-
-def _size(n: int, *, limit: bool = False) -> str:
-    """'60.0 MiB' for a file size; a limit drops a trailing '.0' ('50 MiB')."""
-    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            text = f"{n / scale:.1f}"
-            if limit and text.endswith(".0"):
-                text = text[:-2]
-            return f"{text} {unit}"
-    return f"{n} bytes"
 
 
 def iter_files(paths: list[str | Path]) -> Iterator[Path]:

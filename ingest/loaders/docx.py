@@ -18,18 +18,40 @@ from pathlib import Path
 from ingest.document import Document
 from ingest.loaders._builder import BlockBuilder, clean_inline, cn_heading_kind, file_document
 from ingest.loaders.errors import LoadError
+from ingest.loaders.limits import DEFAULT_LIMITS, Limits, size_text
 
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy .doc (and .xls/.ppt) container
 _HEADING_STYLE = re.compile(r"^(?:heading|标题)\s*([1-9])$", re.I)
 _TITLE_STYLES = {"title", "标题"}
 _TOC_STYLE = re.compile(r"^(?:toc|目录)\s*\d", re.I)
 _BODY_LEVEL = 9  # w:outlineLvl 9 means "body text"
+_MAX_PARTS = 10_000  # zip entries; a real document has tens to a few hundred
 
 
-def load_docx(path: Path, data: bytes) -> Document:
+def _check_unpacked_size(path: Path, data: bytes, limits: Limits) -> None:
+    """Refuse a zip bomb from the zip directory alone, before anything is inflated. ``zipfile`` stops
+    inflating an entry at the size the directory declares (and then fails its CRC check), so a
+    directory that lies about sizes cannot make python-docx unpack more than this either."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise LoadError(str(path), f"not a valid DOCX (zip) file: {e}") from None
+    if len(infos) > _MAX_PARTS:
+        raise LoadError(str(path), f"the zip holds {len(infos):,} parts, over the {_MAX_PARTS:,}-part limit of a DOCX")
+    total = sum(i.file_size for i in infos)
+    if total > limits.max_unpacked_bytes:
+        biggest = max(infos, key=lambda i: i.file_size)
+        part = f"{biggest.filename}: {size_text(biggest.file_size)}"
+        raise LoadError(str(path), f"unpacks to {size_text(total)} ({part}), over the "
+                                   f"{size_text(limits.max_unpacked_bytes, limit=True)} unpacked-size limit "
+                                   "(max_unpacked_mb); a zip bomb?")
+
+
+def load_docx(path: Path, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Document:
     """A .docx file as one Document; title = the first "Title"-styled paragraph, else the file
     name (core-properties titles in real files are template leftovers such as "标准名称")."""
-    document = _open(path, data)
+    document = _open(path, data, limits)
     items = list(document.iter_inner_content())
     builder = BlockBuilder(cn_heading_kind(line) for it in items if hasattr(it, "text") for line in it.text.split("\n"))
     title = ""
@@ -44,11 +66,12 @@ def load_docx(path: Path, data: bytes) -> Document:
     return file_document(path, data, "docx", title or path.stem, builder.blocks)
 
 
-def _open(path: Path, data: bytes):
+def _open(path: Path, data: bytes, limits: Limits):
     if data.startswith(_OLE_MAGIC):
         raise LoadError(str(path), "legacy .doc format is not supported; convert to .docx")
     if not zipfile.is_zipfile(io.BytesIO(data)):
         raise LoadError(str(path), "not a valid DOCX (zip) file")
+    _check_unpacked_size(path, data, limits)
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from ingest.document import Document
 from ingest.loaders._builder import BlockBuilder, clean_inline, cn_heading_kind, file_document, join_lines
 from ingest.loaders.errors import LoadError
+from ingest.loaders.limits import DEFAULT_LIMITS, Limits
 
 _DROP = (
     "script style noscript template nav footer aside form iframe object embed svg canvas button select input textarea"
@@ -37,11 +38,16 @@ _MAIN_SHARE = 0.8  # the main container must hold at least this share of the pag
 _SOFT = "\x00"  # marks a source newline: joined without a space between CJK characters
 
 
-def load_html(path: Path, data: bytes) -> Document:
+def load_html(path: Path, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Document:
     """An .html/.htm file as one Document; title from <title>, else the first <h1>."""
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(data, "lxml")
+    depth = _max_depth(soup, limits.max_depth)
+    if depth > limits.max_depth:
+        # the content heuristics walk ancestors per element: time grows with depth squared
+        raise LoadError(str(path), f"elements are nested more than {limits.max_depth} deep, the nesting-depth limit "
+                                   "(max_html_depth)")
     title = clean_inline(soup.title.get_text()) if soup.title else ""
     _drop_chrome(soup)
     if not title and (h1 := soup.find("h1")):
@@ -51,6 +57,22 @@ def load_html(path: Path, data: bytes) -> Document:
     if not builder.blocks:
         raise LoadError(str(path), "no text found in the HTML page")
     return file_document(path, data, "html", title, builder.blocks)
+
+
+def _max_depth(soup, stop_above: int) -> int:
+    """The element nesting depth of the parsed tree, in one linear pass (stops once over the limit)."""
+    depth = {id(soup): 0}
+    deepest = 0
+    for el in soup.descendants:
+        if getattr(el, "name", None) is None:
+            continue
+        d = depth[id(el.parent)] + 1
+        depth[id(el)] = d
+        if d > deepest:
+            deepest = d
+            if deepest > stop_above:
+                break
+    return deepest
 
 
 def _drop_chrome(soup) -> None:

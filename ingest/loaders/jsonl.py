@@ -14,12 +14,13 @@ from typing import NoReturn
 
 from ingest.document import Document, sha256_hex
 from ingest.loaders.errors import LoadError
+from ingest.loaders.limits import DEFAULT_LIMITS, Limits, size_text
 from ingest.loaders.text import decode_text, text_to_blocks
 
 _RESERVED = ("id", "title", "text")
 
 
-def load_jsonl(path: Path, data: bytes) -> list[Document]:
+def load_jsonl(path: Path, data: bytes, limits: Limits = DEFAULT_LIMITS) -> list[Document]:
     """Every non-blank line is a record: ``id`` and ``text`` required, ``title`` optional.
 
     ``doc_id`` is the record's id as a string, ``source`` is ``"<abs path>#<id>"``, the content
@@ -31,6 +32,9 @@ def load_jsonl(path: Path, data: bytes) -> list[Document]:
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip(" \t\r"):
             continue
+        if len(line) * 4 > limits.max_record_bytes and len(line.encode("utf-8")) > limits.max_record_bytes:
+            _fail(path, lineno, f"the record is {size_text(len(line.encode('utf-8')))}, over the "
+                                f"{size_text(limits.max_record_bytes, limit=True)} record-size limit (max_record_mb)")
         doc = _record_document(path, lineno, line)
         if doc.doc_id in first_line:
             _fail(path, lineno, f"duplicate id {doc.doc_id!r} (first used on line {first_line[doc.doc_id]})")

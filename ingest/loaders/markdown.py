@@ -21,7 +21,7 @@ _FM_TITLE = re.compile(r"^title:[ \t]*(.+?)[ \t]*$", re.M)
 _HTML_TAG = re.compile(r"<!--.*?-->|<[^>]*>", re.S)
 
 
-def load_markdown(path: Path, data: bytes) -> Document:
+def load_markdown(path: Path, data: bytes, limits=None) -> Document:
     """A .md file as one Document; title = front-matter title, else the first "#" heading."""
     from markdown_it import MarkdownIt
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from ingest.document import Document
 from ingest.loaders._builder import BlockBuilder, clean_line, cn_heading_kind, file_document, join_lines
 from ingest.loaders.errors import LoadError
+from ingest.loaders.limits import DEFAULT_LIMITS, Limits
 
 _EDGE_LINES = 3  # how many lines at the top and bottom of a page may be header/footer
 _FULL_LINE = 0.8  # a line at least this share of the typical full width is "wrapped"
@@ -40,10 +41,15 @@ _SENTENCE_END = "。！？；：!?;:"
 _JUNK_TITLE = re.compile(r"^(?:untitled|microsoft (?:word|powerpoint) - .*|.*\.(?:docx?|pdf|pptx?))$", re.I)
 
 
-def load_pdf(path: Path, data: bytes) -> Document:
+def load_pdf(path: Path, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Document:
     """A .pdf file as one Document with ``meta["pages"]`` and 1-based ``page`` on every block."""
-    reader = _open(path, data)
-    pages = [_page_lines(page) for page in reader.pages]
+    from pypdf.errors import LimitReachedError
+
+    reader = _open(path, data, limits)
+    try:
+        pages = [_page_lines(page) for page in reader.pages]
+    except LimitReachedError as e:  # pypdf's own guards: a stream inflating past 75 MB, huge arrays...
+        raise LoadError(str(path), f"a PDF object exceeds pypdf's safety limit ({e}); a decompression bomb?") from None
     if not any(pages):
         raise LoadError(str(path), "no extractable text (scanned PDF? OCR is not supported)")
     pages = _drop_headers_footers(pages)
@@ -53,9 +59,9 @@ def load_pdf(path: Path, data: bytes) -> Document:
     return file_document(path, data, "pdf", _title(reader), builder.blocks, {"pages": len(pages)})
 
 
-def _open(path: Path, data: bytes):
+def _open(path: Path, data: bytes, limits: Limits):
     from pypdf import PasswordType, PdfReader
-    from pypdf.errors import DependencyError, PyPdfError
+    from pypdf.errors import DependencyError, LimitReachedError, PyPdfError
 
     if b"%PDF-" not in data[:1024]:
         raise LoadError(str(path), "not a valid PDF: the file does not start with a %PDF header")
@@ -63,8 +69,14 @@ def _open(path: Path, data: bytes):
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
             raise LoadError(str(path), "PDF is password-protected")
-        if len(reader.pages) == 0:
+        _check_page_count(path, _declared_pages(reader), limits)
+        n = len(reader.pages)
+        if n == 0:
             raise LoadError(str(path), "not a valid PDF: it has no pages")
+        _check_page_count(path, n, limits)
+    except LimitReachedError as e:  # e.g. a page tree whose Kids array holds 200,000 pages
+        raise LoadError(str(path), f"too many pages or objects: over pypdf's safety limit ({e}); the page "
+                                   f"limit is {limits.max_pages:,} (max_pages)") from None
     except DependencyError:
         raise LoadError(str(path), "PDF is encrypted; install the 'cryptography' package to open it") from None
     except NotImplementedError as e:
@@ -74,10 +86,32 @@ def _open(path: Path, data: bytes):
     return reader
 
 
+def _declared_pages(reader) -> int | None:
+    """The page count the page tree's root declares (/Count), read without walking the tree."""
+    from pypdf.errors import LimitReachedError
+
+    try:
+        count = reader.trailer["/Root"]["/Pages"]["/Count"]
+        return int(count)
+    except LimitReachedError:  # e.g. a Kids array too long for pypdf to read: reported as too many pages
+        raise
+    except Exception:  # a missing or odd /Count: the walked count is checked instead
+        return None
+
+
+def _check_page_count(path: Path, n: int | None, limits: Limits) -> None:
+    if n is not None and n > limits.max_pages:
+        raise LoadError(str(path), f"the PDF has {n:,} pages, over the {limits.max_pages:,}-page limit (max_pages)")
+
+
 def _page_lines(page) -> list[str]:
     """The whitespace-cleaned lines of one page; "" marks a blank line (a paragraph break)."""
+    from pypdf.errors import LimitReachedError
+
     try:
         text = page.extract_text() or ""
+    except LimitReachedError:
+        raise
     except Exception:  # one broken content stream must not lose the other pages
         return []
     lines = [clean_line(raw) for raw in text.split("\n")]

@@ -113,7 +113,7 @@ def _has_inner_blank_line(lines: list[str]) -> bool:
     return False
 
 
-def load_txt(path: Path, data: bytes) -> Document:
+def load_txt(path: Path, data: bytes, limits=None) -> Document:
     """A .txt file as one Document; its title is the file name (plain text has no title)."""
     builder = text_to_blocks(decode_text(path, data))
     if not builder.blocks:

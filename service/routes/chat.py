@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from ..answering import answer_question, answer_stream
 from ..deps import RegistryDep, RequestIdDep, check_question, require_ready
-from ..schemas import ChatRequest, ChatResponse
+from ..schemas import ChatRequest, ChatResponse, error_responses
 from .sse import guarded, sse, sse_response
 
 router = APIRouter(tags=["chat"])
@@ -17,7 +17,8 @@ router = APIRouter(tags=["chat"])
                               "description": "JSON, or with stream=true server-sent events: `delta` events "
                                              "{\"text\"} then one `done` event with the whole response "
                                              "(or, if the server fails mid-stream, one `error` event "
-                                             "{\"error\": {\"message\", \"type\", \"code\"}})."}})
+                                             "{\"error\": {\"message\", \"type\", \"code\"}})."},
+                        **error_responses(404, 413, 422, 503)})
 def chat(req: ChatRequest, registry: RegistryDep, request_id: RequestIdDep):
     require_ready(registry)
     question = check_question(req.question, registry.settings)

@@ -11,13 +11,18 @@ from ..llm.factory import llm_status
 router = APIRouter(tags=["meta"])
 
 
-@router.api_route("/healthz", methods=["GET", "HEAD"])
+@router.get("/healthz")
 def healthz():
-    """The process is up (liveness)."""
+    """The process is up (liveness). HEAD answers the same, without a body."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.head("/healthz", include_in_schema=False)
+def healthz_head():
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "Still loading, or no KB could be loaded."}})
 def readyz(registry: RegistryDep):
     """200 once every served KB is open and its models are loaded; 503 before (readiness).
 

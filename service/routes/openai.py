@@ -16,7 +16,7 @@ from fastapi import APIRouter
 from ..answering import AnswerResult, answer_question, answer_stream
 from ..deps import RegistryDep, RequestIdDep, check_question, require_ready
 from ..errors import ApiError
-from ..schemas import OpenAIChatRequest
+from ..schemas import OpenAIChatRequest, error_responses
 from .sse import guarded, sse, sse_response
 
 router = APIRouter(tags=["openai"])
@@ -34,7 +34,11 @@ def _extra(result: AnswerResult) -> dict:
             "reason": result.reason}
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions",
+             responses={200: {"content": {"application/json": {}, "text/event-stream": {}},
+                              "description": "A chat.completion object, or with stream=true server-sent events of "
+                                             "chat.completion.chunk objects ending with `data: [DONE]`."},
+                        **error_responses(404, 413, 422, 503)})
 def chat_completions(req: OpenAIChatRequest, registry: RegistryDep, request_id: RequestIdDep):
     require_ready(registry)
     msgs = [(m.role, _text(m.content)) for m in req.messages]

@@ -7,12 +7,12 @@ from fastapi import APIRouter
 from ingest.search import search
 
 from ..deps import RegistryDep, check_question, require_ready
-from ..schemas import SearchRequest
+from ..schemas import SearchRequest, error_responses
 
 router = APIRouter(tags=["search"])
 
 
-@router.post("/v1/search")
+@router.post("/v1/search", responses=error_responses(404, 413, 422, 503))
 def search_route(req: SearchRequest, registry: RegistryDep):
     require_ready(registry)
     query = check_question(req.query, registry.settings, "query")

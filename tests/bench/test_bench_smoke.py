@@ -112,3 +112,13 @@ def test_calibrate_refusal_main_on_a_slice(shared_data, embed_model, tmp_path):
     assert len(rows) >= 4
     for r in rows[:4]:
         assert all(0 <= float(x) <= 1 for x in r[2:6])
+
+
+def test_hostile_files_bench_rejects_every_hostile_file_and_keeps_the_good_one(tmp_path):
+    result = _bench("hostile_files").main(["--small", "--out", str(tmp_path)])
+    verdicts = {r["file"]: r["verdict"] for r in result["rows"]}
+    assert verdicts.pop("good file") == "ingested"
+    assert set(verdicts.values()) == {"rejected"} and len(verdicts) == 7
+    assert result["batch"]["good_file_found"] and len(result["batch"]["failures"]) == 7
+    report = (tmp_path / "hostile_files.md").read_text(encoding="utf-8")
+    assert "Aim met" in report and "| docx zip bomb |" in report

@@ -360,7 +360,7 @@ def test_bad_inputs_have_specific_reasons(tmp_path: Path) -> None:
     assert reason(tmp_path / "missing.xyz") == "file not found"
     assert reason(tmp_path / "folder") == "is a directory, not a file"
     (tmp_path / "big.txt").write_text("正文" * 1000, encoding="utf-8")
-    assert reason(tmp_path / "big.txt", max_bytes=2048) == "file is 5.9 KiB, over the 2 KiB limit"
+    assert reason(tmp_path / "big.txt", max_bytes=2048) == "file is 5.9 KiB, over the 2 KiB limit (max_file_mb)"
 
 
 # ---------------------------------------------------------------- folders and the whole corpus
