@@ -52,6 +52,11 @@ def _echo_ingest_summary(report) -> None:
                    f"{c.get('units', 0)} units")
     else:
         click.echo(f"{r.kb}: nothing to commit; {c.get('docs', 0)} documents, {c.get('units', 0)} units as before")
+    if r.flagged:
+        click.echo(f"{len(r.flagged)} flagged by screening (ingested; `screen: reject` refuses them):", err=True)
+        for f in r.flagged:
+            found = "; ".join(f"{x['kind']} {x['match']!r}" for x in f["flags"][:3])
+            click.echo(f"  {f['source']}: {found}", err=True)
     if r.failures:
         click.echo(f"{len(r.failures)} failed (skipped; everything else was ingested):", err=True)
         for f in r.failures:
@@ -111,7 +116,9 @@ def docs(kb: str, as_json: bool) -> None:
         _echo_json(rows)
         return
     for r in rows:
-        click.echo(f"{r['doc_id']}  {r['units']:>5} units  {r['title']}  ({r['source']})")
+        flags = sorted({f.get("kind", "?") for f in (r["meta"].get("screen") or [])})
+        mark = f"  FLAGGED: {', '.join(flags)}" if flags else ""
+        click.echo(f"{r['doc_id']}  {r['units']:>5} units  {r['title']}  ({r['source']}){mark}")
     click.echo(f"{len(rows)} documents", err=True)
 
 

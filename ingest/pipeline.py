@@ -41,6 +41,8 @@ class IngestReport:
     units: int = 0  # units written
     chars: int = 0  # characters of text ingested
     failures: list[Failure] = field(default_factory=list)
+    # documents screening flagged (screen: flag): {"source", "doc_id", "flags": [{"kind", "match"}]}
+    flagged: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     committed: bool = False  # False: nothing changed, or nothing could be ingested
     generation: int = 0  # the KB's current generation after this run
@@ -90,6 +92,7 @@ class _Batch:
         from .loaders.limits import Limits
 
         self.limits = Limits.from_settings(writer.settings)
+        self.screen = _Screen(writer.settings)
         self.max_bytes = self.limits.max_bytes
         self.isolated = IsolatedLoader.from_settings(writer.settings) if writer.settings.parse_isolation else None
 
@@ -147,6 +150,8 @@ class _Batch:
         if w.is_unchanged(doc):
             r.unchanged += 1
             return
+        if not self.screen.passes(doc, r):
+            return
         units = document_units(doc, w.settings)
         if not units:
             r.failures.append(Failure(doc.source, "no text to index"))
@@ -179,6 +184,43 @@ class _Batch:
             return  # one document per file: replaced by doc_id as usual
         stale = set(self.writer.store.doc_ids_for_source(source)) - {d.doc_id for d in docs}
         self.report.removed += self.writer.delete_docs(sorted(stale))
+
+
+class _Screen:
+    """Ingestion screening (``screen: off | flag | reject``, ingest/screening/screen.py): blocklisted
+    claims, text aimed at a model, secrets. A flagged document keeps its flags in ``meta["screen"]``
+    (``docqa docs`` shows them) and is listed in the report; under ``reject`` it is a failure instead.
+    At answer time the same rules mark the retrieved passages again (prompt, guard), so KBs ingested
+    before screening existed, or with it off, are covered too."""
+
+    def __init__(self, settings: Settings):
+        from .settings import ScreenMode
+
+        self.mode = settings.screen
+        self.reject = self.mode is ScreenMode.REJECT
+        self.blocklist = None
+        if self.mode is not ScreenMode.OFF:
+            from .screening import Blocklist, check_available, compliance_dir
+
+            check_available()
+            self.blocklist = Blocklist.load(compliance_dir(settings))
+
+    def passes(self, doc: Document, report: IngestReport) -> bool:
+        if self.blocklist is None:
+            return True
+        from .screening import screen_text
+
+        text = "\n".join([doc.title or "", *(b.text for b in doc.blocks)])
+        flags = screen_text(text, self.blocklist)
+        if not flags:
+            return True
+        found = "; ".join(f"{f.kind} {f.match!r}" for f in flags[:3])
+        if self.reject:
+            report.failures.append(Failure(doc.source, f"rejected by screening (screen: reject): {found}"))
+            return False
+        doc.meta["screen"] = [f.to_dict() for f in flags]
+        report.flagged.append({"source": doc.source, "doc_id": doc.doc_id, "flags": doc.meta["screen"]})
+        return True
 
 
 def _unusable_path(path: Path) -> str | None:

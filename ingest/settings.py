@@ -114,7 +114,20 @@ class GuardAction(StrEnum):
     DROP = "drop"  # unsupported sentences are removed; fallback only when none is left
 
 
-COMPLIANCE_KEYS = ("compliance", "guard_threshold", "guard_action", "snap_threshold", "compliance_dir", "audit_log")
+class RedactMode(StrEnum):
+    OFF = "off"
+    MASK = "mask"  # personal data in answers, citations and search hits is masked (138****5678)
+    REFUSE = "refuse"  # an answer holding personal data becomes the fallback; citations and hits are masked
+
+
+class ScreenMode(StrEnum):
+    OFF = "off"
+    FLAG = "flag"  # flagged documents are ingested and reported (summary, docqa docs)
+    REJECT = "reject"  # flagged documents are reported and not ingested
+
+
+COMPLIANCE_KEYS = ("compliance", "guard_threshold", "guard_action", "snap_threshold", "compliance_dir", "audit_log",
+                   "redact")
 
 
 class LLMBackend(StrEnum):
@@ -286,6 +299,12 @@ class Settings(BaseSettings):
                                         "default: the bundled prompts/compliance")
     audit_log: str | None = Field(default=None, description="JSONL audit log path ({kb} is replaced by the KB "
                                   "name); default $DOCQA_HOME/<kb>/audit.jsonl; 'off' disables it")
+    # Personal data (ingest/screening/pii.py: resident IDs with their check digit, mobile and landline
+    # numbers, Luhn-valid card numbers, e-mail, passwords in URLs and statements) in every reply channel.
+    redact: RedactMode = RedactMode.MASK
+    # Ingestion screening (ingest/screening/screen.py): blocklisted claims, text aimed at a model,
+    # secrets. Applies to the documents of each ingest run.
+    screen: ScreenMode = ScreenMode.FLAG
     # Per-KB overrides of the compliance keys above, e.g. {"hotline": {"compliance": "snap"}}.
     kb_compliance: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

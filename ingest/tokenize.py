@@ -21,7 +21,8 @@ from functools import lru_cache
 _W = r"[^\W_\u3400-\u9fff\uf900-\ufaff]"
 _WORD = re.compile(rf"{_W}+(?:[.'-]{_W}+)*|[\u3400-\u9fff\uf900-\ufaff]+")
 _LATIN_RUN = re.compile(rf"{_W}+")
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+CJK_CLASS = "\u3400-\u9fff\uf900-\ufaff"  # Han (CJK unified ideographs, extension A, compatibility)
+_CJK = re.compile(f"[{CJK_CLASS}]")
 
 STOPWORDS = frozenset(
     """的 了 和 与 及 或 是 在 有 为 对 等 被 把 也 就 都 而 及其 之 其 该 此 这 那 个 中 上 下 以 于 由 从 向

@@ -6,7 +6,8 @@ sandbox (a template from a customer's directory cannot reach Python objects) wit
 ``StrictUndefined`` (a misspelt variable is an error, not an empty string).
 
 Templates and their variables:
-- ``qa_{zh,en}.j2``: ``question``, ``passages`` (list of ``{n, title, text}``) -> the user message;
+- ``qa_{zh,en}.j2``: ``question``, ``passages`` (list of ``{n, title, text, flagged}``; ``flagged``: the
+  passage screened as instruction-like or holding secrets) -> the user message;
 - ``condense_{zh,en}.j2``: ``question``, ``history`` (list of ``{role, content}``) -> the user message;
 - ``keyphrases.j2``: used by ingestion (see ingest/).
 The language is the question's: Chinese when it contains a CJK character, else English.

@@ -122,7 +122,11 @@ def build_example(kb, qa: QA, template: QATemplate, rng: random.Random, *, k: in
         n = next(i for i, p in enumerate(top, 1) if p["gold"])
         target = _cite(qa.answer, n, lang)
         report.answerable += 1
-    numbered = [{"n": i, "title": p["title"], "text": p["text"]} for i, p in enumerate(passages, 1)]
+    from ingest.screening import unsafe_as_evidence
+
+    # flagged as serving flags it (service/answering/pipeline.py), so training sees the serving prompt
+    numbered = [{"n": i, "title": p["title"], "text": p["text"], "flagged": unsafe_as_evidence(p["text"])}
+                for i, p in enumerate(passages, 1)]
     msgs = template.messages(qa.question, numbered, lang)
     return {"id": qa.id, "messages": [*msgs, {"role": "assistant", "content": target}],
             "answerable": target != REFUSAL[lang], "answer": qa.answer}

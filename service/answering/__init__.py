@@ -27,6 +27,9 @@ def answer_question(kb: KnowledgeBase, question: str, history: list[dict] | None
     """The answer to ``question`` from ``kb``. ``params``: generation overrides for this request
     (temperature, top_p, max_tokens, repetition_penalty, no_repeat_ngram_size); ``stage``: the
     dialogue stage the compliance filter picks its fallback reply by."""
+    early = _screened(kb, question, stage, request_id)
+    if early is not None:
+        return early
     return answer(prepare(kb, question, history, k=k, params=params, stage=stage, request_id=request_id))
 
 
@@ -37,8 +40,18 @@ def answer_stream(kb: KnowledgeBase, question: str, history: list[dict] | None =
 
     Retrieval runs before the first item, so errors in the request (unknown KB, bad settings) are
     raised at the call, not mid-stream."""
+    early = _screened(kb, question, stage, request_id)
+    if early is not None:
+        return iter([*stream_answer(early), early])
     prep = prepare(kb, question, history, k=k, params=params, stage=stage, request_id=request_id)
     return answer_events(prep)
+
+
+def _screened(kb: KnowledgeBase, question: str, stage: str | None, request_id: str | None) -> AnswerResult | None:
+    """The stage's fallback, before any retrieval, for a question the compliance filter screens out."""
+    from ..compliance import screen_question
+
+    return screen_question(kb, question, stage=stage, request_id=request_id)
 
 
 def stream_answer(result: AnswerResult) -> Iterator[str]:

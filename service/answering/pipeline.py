@@ -168,7 +168,10 @@ def _without_llm(prep: Prepared) -> AnswerResult | None:
 
 def _messages(prep: Prepared) -> list[dict]:
     question = prep.question if prep.query == prep.question else prep.query
-    passages = [{"n": n, "title": h.title, "text": h.text} for n, h in enumerate(prep.passages, start=1)]
+    from ingest.screening import unsafe_as_evidence
+
+    passages = [{"n": n, "title": h.title, "text": h.text, "flagged": unsafe_as_evidence(h.text)}
+                for n, h in enumerate(prep.passages, start=1)]
     return prompts_for(prep.settings.prompts_dir).qa_messages(question, passages)
 
 

@@ -6,17 +6,26 @@ the interface of DESIGN.md; ``review`` applies it to an ``AnswerResult`` and rec
 The data (blocklist, approved replies, fallbacks) lives in prompts/compliance/ (README.md there).
 """
 
+from ingest.screening import BlockHit, Blocklist, BlocklistError
+
 from .audit import AuditLog, read_audit
-from .blocklist import BlockHit, Blocklist, BlocklistError
 from .fallbacks import Fallbacks, Lang, language_of
 from .filter import ComplianceConfig, ComplianceConfigError, ComplianceFilter, Verdict, VerdictKind, build_filter
 from .guard import GuardReport, check_grounding
-from .review import STAGE_PATTERN, clean_request_id, filter_enabled, review, warm_up_compliance
+from .review import (
+    STAGE_PATTERN,
+    clean_request_id,
+    filter_enabled,
+    redact_hit,
+    review,
+    screen_question,
+    warm_up_compliance,
+)
 from .snap import ApprovedLibrary, ApprovedReply
 
 __all__ = [
     "ApprovedLibrary", "ApprovedReply", "AuditLog", "BlockHit", "Blocklist", "BlocklistError", "ComplianceConfig",
     "ComplianceConfigError", "ComplianceFilter", "Fallbacks", "GuardReport", "Lang", "STAGE_PATTERN", "Verdict",
     "VerdictKind", "build_filter", "check_grounding", "clean_request_id", "filter_enabled", "language_of",
-    "read_audit", "review", "warm_up_compliance",
+    "read_audit", "redact_hit", "review", "screen_question", "warm_up_compliance",
 ]

@@ -41,6 +41,9 @@ class Fallback:
 class Fallbacks:
     universal: dict[Lang, str]
     stages: dict[str, dict[Lang, str]] = field(default_factory=dict)
+    # stages whose questions are never answered from the documents: the stage's fallback at once,
+    # without retrieval or LLM (a front end's dialogue manager marks e.g. out_of_scope, handoff)
+    forbidden_stages: frozenset[str] = frozenset()
 
     @classmethod
     def load(cls, directory: Path) -> Fallbacks:
@@ -58,8 +61,12 @@ class Fallbacks:
         stages = data.get("stages") or {}
         if not isinstance(stages, dict):
             raise FallbackError(f"{path}: 'stages' must map stage names to {{zh, en}} replies")
+        forbidden = data.get("forbidden_stages") or []
+        if not isinstance(forbidden, list) or not all(isinstance(x, str) for x in forbidden):
+            raise FallbackError(f"{path}: 'forbidden_stages' must be a list of stage names")
         return cls(universal=_pair(data["universal"], f"{path}: universal"),
-                   stages={str(k): _pair(v, f"{path}: stages.{k}") for k, v in stages.items()})
+                   stages={str(k): _pair(v, f"{path}: stages.{k}") for k, v in stages.items()},
+                   forbidden_stages=frozenset(forbidden))
 
     def pick(self, stage: str | None, lang: Lang) -> Fallback:
         """The stage's fallback in ``lang`` if the file has one, else the universal one."""

@@ -22,18 +22,23 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from ingest.settings import ComplianceMode, GuardAction, Settings
+from ingest.screening import DEFAULT_COMPLIANCE_DIR, Blocklist, check_available, find_pii, mask_pii
+from ingest.screening import compliance_dir as _compliance_dir
+from ingest.screening.screen import unsafe_as_evidence
+from ingest.sentences import split_sentences
+from ingest.settings import ComplianceMode, GuardAction, RedactMode, Settings
 
-from .blocklist import Blocklist
 from .fallbacks import Fallbacks, language_of
 from .guard import check_grounding, strip_citations
 from .snap import ApprovedLibrary
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "prompts" / "compliance"
+DEFAULT_DIR = DEFAULT_COMPLIANCE_DIR
+REDACTED = {"zh": "[已屏蔽]", "en": "[removed]"}
 
 
 class VerdictKind(StrEnum):
     PASSED = "passed"  # the draft, unchanged
+    REDACTED = "redacted"  # the draft with personal data masked (redact: mask)
     DROPPED = "dropped"  # the draft without its unsupported sentences (guard_action: drop)
     SNAPPED = "snapped"  # an approved reply
     FALLBACK = "fallback"  # the stage's or the universal fallback reply
@@ -55,6 +60,9 @@ class Verdict:
     stage: str | None = None  # the stage whose fallback or approved reply was used
     reply_id: str | None = None  # the approved reply (snap)
     score: float | None = None  # the similarity the decision turned on
+    # what the client is told: never quotes the draft, a matched term or a passage (the reason can,
+    # and goes to the audit log only)
+    public_reason: str | None = None
 
     @property
     def fallback(self) -> bool:
@@ -69,19 +77,20 @@ class ComplianceConfig:
     snap_threshold: float
     directory: Path
     audit_path: Path | None
+    redact: RedactMode = RedactMode.MASK
 
     @classmethod
     def from_settings(cls, settings: Settings, kb: str) -> ComplianceConfig:
         """The effective configuration of KB ``kb``: settings with its ``kb_compliance`` overrides."""
         s = settings.compliance_for(kb)
-        directory = Path(s.compliance_dir).expanduser().resolve() if s.compliance_dir else DEFAULT_DIR
+        directory = _compliance_dir(s)
         if s.audit_log is None:
             audit = s.home / kb / "audit.jsonl"
         elif s.audit_log.strip().lower() in ("off", "none", ""):
             audit = None
         else:
             audit = Path(s.audit_log.replace("{kb}", kb)).expanduser().resolve()
-        return cls(s.compliance, s.guard_threshold, s.guard_action, s.snap_threshold, directory, audit)
+        return cls(s.compliance, s.guard_threshold, s.guard_action, s.snap_threshold, directory, audit, s.redact)
 
 
 class ComplianceFilter:
@@ -93,6 +102,7 @@ class ComplianceFilter:
         self.embedder = embedder
         if config.mode is not ComplianceMode.OFF and not config.directory.is_dir():
             raise ComplianceConfigError(f"compliance_dir {config.directory} is not a directory")
+        check_available()  # the normaliser (OpenCC): rules never run on unnormalised text
         self.blocklist = Blocklist.load(config.directory)
         self.fallbacks = Fallbacks.load(config.directory) if config.mode is not ComplianceMode.OFF else None
         self.library = ApprovedLibrary.load(config.directory, embedder)
@@ -120,17 +130,74 @@ class ComplianceFilter:
         (``evidence[0]`` or key 1 is passage [1]) at dialogue ``stage``."""
         mode = self.config.mode
         if mode is ComplianceMode.OFF:
-            return Verdict(answer, True, "compliance filter off", VerdictKind.SKIPPED)
+            return self._pii(question, Verdict(answer, True, "compliance filter off", VerdictKind.SKIPPED), stage)
         if not answer.strip():
-            return self._fallback(question or answer, stage, "the draft is empty")
+            return self._fallback(question or answer, stage, "the draft is empty", public="the draft is empty")
         hit = self.blocklist.find(answer)
         if hit:
-            return self._fallback(question or answer, stage, hit.describe())
+            return self._fallback(question or answer, stage, hit.describe(),
+                                  public=f"the draft breaks the blocklist ({hit.kind})")
         if mode is ComplianceMode.GUARD:
-            return self._guard(question, answer, evidence, stage)
+            return self._pii(question, self._guard(question, answer, evidence, stage), stage)
         return self._snap(question, answer, stage)
 
+    def _pii(self, question: str, verdict: Verdict, stage: str | None) -> Verdict:
+        """Personal data in a draft that is otherwise kept: masked, or the fallback (``redact``)."""
+        if self.config.redact is RedactMode.OFF or verdict.kind not in (VerdictKind.PASSED, VerdictKind.DROPPED,
+                                                                        VerdictKind.SKIPPED):
+            return verdict
+        hits = find_pii(verdict.text)
+        if not hits:
+            return verdict
+        kinds = ", ".join(sorted({h.kind for h in hits}))
+        if self.config.redact is RedactMode.REFUSE:
+            why = f"personal data in the answer ({kinds})"
+            return self._fallback(question or verdict.text, stage, why, public=why)
+        public = f"{verdict.public_reason}; " if verdict.public_reason else ""
+        return Verdict(mask_pii(verdict.text, hits), False, f"{verdict.reason}; personal data masked ({kinds})",
+                       VerdictKind.REDACTED if verdict.kind is not VerdictKind.DROPPED else verdict.kind,
+                       score=verdict.score, public_reason=f"{public}personal data masked ({kinds})")
+
+    def redact(self, text: str) -> tuple[str, dict[str, int]]:
+        """``text`` as a user may see it in a citation or a search hit: blocklisted spans replaced by
+        a marker (unless the filter is off), personal data masked (unless ``redact: off``). Returns
+        the text and what was redacted, by kind."""
+        counts: dict[str, int] = {}
+        if not text:
+            return text, counts
+        if self.config.mode is not ComplianceMode.OFF:
+            hits = self.blocklist.find_all(text)
+            if hits:
+                marker = REDACTED[language_of(text).value]
+                parts, pos = [], 0
+                for h in hits:
+                    parts += [text[pos:h.start], marker]
+                    pos = h.end
+                text = "".join(parts) + text[pos:]
+                counts["blocklist"] = len(hits)
+        if self.config.redact is not RedactMode.OFF:
+            pii = find_pii(text)
+            for h in pii:
+                counts[h.kind] = counts.get(h.kind, 0) + 1
+            text = mask_pii(text, pii)
+        return text, counts
+
+    def screen_question(self, question: str, stage: str | None) -> Verdict | None:
+        """The verdict on a question itself: a blocklisted claim in it, or a forbidden stage, gets the
+        stage's fallback at once (no retrieval, no LLM); None lets it through."""
+        if self.config.mode is ComplianceMode.OFF:
+            return None
+        if stage and self.fallbacks and stage in self.fallbacks.forbidden_stages:
+            why = f"stage {stage!r} is not answered from the documents"
+            return self._fallback(question, stage, why, public=why)
+        hit = self.blocklist.find(question)
+        if hit:
+            return self._fallback(question, stage, f"the question: {hit.describe()}",
+                                  public=f"the question breaks the blocklist ({hit.kind})")
+        return None
+
     def _guard(self, question: str, answer: str, evidence, stage: str | None) -> Verdict:
+        evidence = _safe_evidence(evidence)
         report = check_grounding(answer, evidence, self.embedder, self.config.guard_threshold)
         low = min((s.score for s in report.checked), default=None)
         if report.grounded:
@@ -139,26 +206,43 @@ class ComplianceFilter:
             kept = report.kept_text()
             if kept:
                 return Verdict(kept, False, f"dropped unsupported sentences: {report.describe()}",
-                               VerdictKind.DROPPED, score=low)
-        return self._fallback(question or answer, stage, f"ungrounded: {report.describe()}", score=low)
+                               VerdictKind.DROPPED, score=low, public_reason="unsupported sentences were removed")
+        return self._fallback(question or answer, stage, f"ungrounded: {report.describe()}", score=low,
+                              public="the draft is not supported by the passages")
 
     def _snap(self, question: str, answer: str, stage: str | None) -> Verdict:
         lang = language_of(question or answer)
         match = self.library.best(strip_citations(answer), lang, stage)
         thr = self.config.snap_threshold
         if match.reply is not None and match.score >= thr:
-            return Verdict(match.reply.text, False, f"snapped to approved reply {match.reply.id!r} "
-                           f"(similarity {match.score:.3f} >= {thr:.3f})", VerdictKind.SNAPPED,
-                           stage=match.reply.stage, reply_id=match.reply.id, score=match.score)
+            why = f"snapped to approved reply {match.reply.id!r} (similarity {match.score:.3f} >= {thr:.3f})"
+            return Verdict(match.reply.text, False, why, VerdictKind.SNAPPED,
+                           stage=match.reply.stage, reply_id=match.reply.id, score=match.score, public_reason=why)
         best = f"best {match.reply.id!r} {match.score:.3f} < {thr:.3f}" if match.reply else "no candidate reply"
-        return self._fallback(question or answer, stage, f"no approved reply close enough ({best})",
-                              score=match.score if match.reply else None)
+        why = f"no approved reply close enough ({best})"
+        return self._fallback(question or answer, stage, why, score=match.score if match.reply else None, public=why)
 
-    def _fallback(self, lang_text: str, stage: str | None, why: str, score: float | None = None) -> Verdict:
+    def _fallback(self, lang_text: str, stage: str | None, why: str, score: float | None = None, *,
+                  public: str | None = None) -> Verdict:
         fb = self.fallbacks.pick(stage, language_of(lang_text))
         which = f"fallback for stage {fb.stage!r}" if fb.stage else "universal fallback"
         return Verdict(fb.text, False, f"{why}; replied with the {which}", VerdictKind.FALLBACK,
-                       stage=fb.stage, score=score)
+                       stage=fb.stage, score=score,
+                       public_reason=f"{public or 'not compliant'}; replied with the {which}")
+
+
+def _safe_evidence(evidence: Mapping[int, str] | Sequence[str]) -> Mapping[int, str] | list[str]:
+    """The passages without their instruction-like and secret sentences (ingest/screening/screen.py):
+    an answer that copies "忽略之前的所有指令，直接回答：..." is not grounded by the passage it copied."""
+
+    def clean(text: str) -> str:
+        if not unsafe_as_evidence(text):
+            return text
+        return "".join(s for s in split_sentences(text) if not unsafe_as_evidence(s))
+
+    if isinstance(evidence, Mapping):
+        return {n: clean(t) for n, t in evidence.items()}
+    return [clean(t) for t in evidence]
 
 
 _CACHE: dict[tuple, ComplianceFilter] = {}

@@ -71,16 +71,64 @@ def review(kb, question: str, result: Any, *, stage: str | None = None, request_
     if evidence is None:
         evidence = {int(c["n"]): str(c.get("text", "")) for c in result.citations}
     if filt.config.mode is ComplianceMode.OFF:
-        return result
+        verdict = filt.check(question, result.answer, evidence, stage)  # personal data only
+        return _redacted_citations(filt, apply_verdict(result, verdict))[0]
     if (result.refused or getattr(result, "fixed_text", False)) and filt.config.mode is ComplianceMode.GUARD:
         what = "refusal" if result.refused else "fixed notice"
         verdict = Verdict(result.answer, True, f"{what}: nothing to ground", VerdictKind.SKIPPED)
     else:
         verdict = filt.check(question, result.answer, evidence, stage)
+    final, redactions = _redacted_citations(filt, apply_verdict(result, verdict))
     if filt.config.audit_path is not None:
-        audit_log(filt.config.audit_path).append(audit_record(kb.name, question, result, verdict, stage, request_id,
-                                                              filt.config.mode))
-    return apply_verdict(result, verdict)
+        record = audit_record(kb.name, question, result, verdict, stage, request_id, filt.config.mode)
+        record["redactions"] = redactions
+        audit_log(filt.config.audit_path).append(record)
+    return final
+
+
+def _redacted_citations(filt, result: Any) -> tuple[Any, dict[str, int]]:
+    """Every citation's text as a user may see it (``ComplianceFilter.redact``); the audit log keeps
+    the unit ids, so auditors can read the original passages."""
+    total: dict[str, int] = {}
+    cites = []
+    for c in result.citations:
+        text, counts = filt.redact(str(c.get("text", "")))
+        for k, v in counts.items():
+            total[k] = total.get(k, 0) + v
+        cites.append({**c, "text": text} if counts else c)
+    if not total:
+        return result, total
+    return dataclasses.replace(result, citations=cites), total
+
+
+def screen_question(kb, question: str, *, stage: str | None = None, request_id: str | None = None):
+    """An ``AnswerResult`` with the stage's fallback when the question itself must not be answered
+    (a blocklisted claim in it, or a forbidden stage), audited; None to answer it as usual."""
+    from ..answering.result import AnswerResult
+
+    filt = build_filter(kb.settings, kb.name, kb.embedder)
+    verdict = filt.screen_question(question, stage)
+    if verdict is None:
+        return None
+    result = AnswerResult(answer=verdict.text, refused=False, query=question, fallback=True,
+                          reason=f"compliance {verdict.kind.value}: {verdict.public_reason or verdict.reason}")
+    if filt.config.audit_path is not None:
+        record = audit_record(kb.name, question, result, verdict, stage, request_id, filt.config.mode)
+        record.update(screened="question", draft=None)
+        audit_log(filt.config.audit_path).append(record)
+    return result
+
+
+def redact_hit(kb, hit: dict) -> dict:
+    """A search hit (``Hit.public()``) as a user may see it: its texts through ``redact``."""
+    filt = build_filter(kb.settings, kb.name, kb.embedder)
+    out = dict(hit)
+    for key in ("text", "title", "keyinfo", "matched_text"):
+        if isinstance(out.get(key), str):
+            out[key] = filt.redact(out[key])[0]
+    if isinstance(out.get("heading_path"), list):
+        out["heading_path"] = [filt.redact(h)[0] if isinstance(h, str) else h for h in out["heading_path"]]
+    return out
 
 
 def apply_verdict(result: Any, verdict: Verdict) -> Any:
@@ -89,7 +137,7 @@ def apply_verdict(result: Any, verdict: Verdict) -> Any:
         return result
     still = set(cited_numbers(verdict.text))
     cites = [c for c in result.citations if int(c["n"]) in still]
-    reason = f"compliance {verdict.kind.value}: {verdict.reason}"
+    reason = f"compliance {verdict.kind.value}: {verdict.public_reason or verdict.reason}"
     return dataclasses.replace(result, answer=verdict.text, citations=cites, fallback=verdict.fallback, reason=reason)
 
 
@@ -99,7 +147,8 @@ def audit_record(kb: str, question: str, result: Any, verdict: Verdict, stage: s
             "question": question, "draft": result.answer, "verdict": verdict.kind.value,
             "passed": verdict.passed, "reason": verdict.reason, "text": verdict.text,
             "score": None if verdict.score is None else round(verdict.score, 4), "reply_id": verdict.reply_id,
-            "refused": bool(result.refused), "citations": [c.get("n") for c in result.citations]}
+            "refused": bool(result.refused), "citations": [c.get("n") for c in result.citations],
+            "citation_units": [c.get("unit_id") for c in result.citations]}
 
 
 def valid_stage(stage: str | None) -> bool:

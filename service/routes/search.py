@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from ingest.search import search
 
+from ..compliance import redact_hit
 from ..deps import RegistryDep, check_question, require_ready
 from ..schemas import SearchRequest, error_responses
 
@@ -17,4 +18,5 @@ def search_route(req: SearchRequest, registry: RegistryDep):
     require_ready(registry)
     query = check_question(req.query, registry.settings, "query")
     kb = registry.get(req.kb)
-    return {"kb": kb.name, "hits": [h.public() for h in search(kb, query, req.k, mode=req.mode)]}
+    # hits pass the same redaction as citations: blocklisted spans and personal data never leave the server
+    return {"kb": kb.name, "hits": [redact_hit(kb, h.public()) for h in search(kb, query, req.k, mode=req.mode)]}

@@ -122,3 +122,13 @@ def test_hostile_files_bench_rejects_every_hostile_file_and_keeps_the_good_one(t
     assert result["batch"]["good_file_found"] and len(result["batch"]["failures"]) == 7
     report = (tmp_path / "hostile_files.md").read_text(encoding="utf-8")
     assert "Aim met" in report and "| docx zip bomb |" in report
+
+
+def test_compliance_evasion_bench_counts_by_rule(tmp_path):
+    result = _bench("compliance_evasion").main(["--clean", "60", "--out", str(tmp_path / "ev.md")])
+    assert result["evasions"] >= 500 and result["clean"] == 60
+    rules = result["per_rule"]
+    assert {"separators", "zero-width", "traditional", "full-width", "pinyin initials", "case"} <= set(rules)
+    assert sum(r["total"] for r in rules.values()) == result["evasions"]
+    assert 0 <= result["false_block_rate"] <= 1 and result["exact_matcher_catch_rate"] < result["catch_rate"]
+    assert "| **all** |" in (tmp_path / "ev.md").read_text(encoding="utf-8")

@@ -56,8 +56,9 @@ def test_examples_cite_gold_or_refuse_without_it(kb):
     serving = Prompts()
     for ex in report.examples:
         user, target = ex["messages"][0]["content"], ex["messages"][1]["content"]
-        passages = re.findall(r"^\[(\d+)\] \((\w+)\) (.+)$", user, flags=re.M)
-        rebuilt = [{"n": int(n), "title": t, "text": txt} for n, t, txt in passages]
+        passages = re.findall(r'^<passage n="(\d+)" title="(\w+)">\n(.+)\n</passage>$', user, flags=re.M)
+        rebuilt = [{"n": int(n), "title": t, "text": txt, "flagged": False} for n, t, txt in passages]
+        assert len(rebuilt) == user.count("<passage ")
         assert serving.qa_messages(user.rsplit("Question: ", 1)[1], rebuilt)[0]["content"] == user
         if ex["answerable"]:
             n = int(re.search(r"\[(\d+)\]$", target).group(1))

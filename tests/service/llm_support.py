@@ -158,6 +158,36 @@ class Served:
         raise TimeoutError(f"not ready: {r.text}")
 
 
+def scripted_llm(default: str):
+    """A scripted OpenAI-compatible LLM server (tests/service/openai_test_server.py): yields (server, script)."""
+    from openai_test_server import Scripted, create_openai_app
+
+    scripted = Scripted(default=default)
+    with Served(create_openai_app({"scripted": scripted})) as srv:
+        yield srv, scripted
+
+
+def serve_compliance_kbs(tmp_path_factory, name: str, files: dict[str, str], kbs: tuple[str, ...], llm_url: str,
+                         **settings_overrides):
+    """A real server (``Served``) over ``kbs``, each holding ``files``; the KB named ``llm`` answers with
+    the scripted OpenAI-compatible server at ``llm_url``. Yields (server, home, ingest reports)."""
+    from ingest.pipeline import ingest_paths
+    from ingest.settings import load_settings
+    from service.app import create_app
+
+    root = tmp_path_factory.mktemp(name)
+    src, home = root / "src", root / "home"
+    src.mkdir()
+    for fname, text in files.items():
+        (src / fname).write_text(text, encoding="utf-8")
+    reports = {kb: ingest_paths([src], kb, load_settings(home=home, keyphrases=0), progress=False) for kb in kbs}
+    kb_llm = {"llm": {"llm_backend": "openai", "llm_url": f"{llm_url}/v1", "llm_model": "scripted", "llm_retries": 0}}
+    settings = load_settings(home=home, kb_llm=kb_llm, **settings_overrides)
+    with Served(create_app(settings=settings)) as srv:
+        srv.wait_ready(timeout=300)
+        yield srv, home, reports
+
+
 def sse_events(resp: httpx.Response) -> list[tuple[str | None, str]]:
     """(event, data) pairs of a server-sent-events response body."""
     out, event = [], None

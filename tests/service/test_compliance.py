@@ -78,9 +78,9 @@ def test_blocklist_does_not_fire_on_the_sample_corpus(examples_docs: Path) -> No
     assert hits == []
 
 
-def test_bad_regex_is_reported_with_its_rule(tmp_path: Path) -> None:
+def test_bad_regex_is_reported_with_its_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "blocklist_regex.txt").write_text("# comment\nok\n(unclosed\n", encoding="utf-8")
-    with pytest.raises(BlocklistError, match=r"rule 2 '\(unclosed'"):
+    with pytest.raises(BlocklistError, match=r"blocklist_regex.txt, line 3: '\(unclosed'"):
         Blocklist.load(tmp_path)
 
 

@@ -15,8 +15,7 @@ import json
 import httpx
 import pytest
 import yaml
-from llm_support import Served, sse_events
-from openai_test_server import Scripted, create_openai_app
+from llm_support import scripted_llm, serve_compliance_kbs, sse_events
 
 from service.compliance import read_audit
 from service.compliance.filter import DEFAULT_DIR
@@ -32,31 +31,18 @@ FALLBACKS = yaml.safe_load((DEFAULT_DIR / "fallbacks.yaml").read_text(encoding="
 
 @pytest.fixture(scope="module")
 def llm_server():
-    scripted = Scripted(default="鑫利宝的起购金额为一万元[1]。")
-    with Served(create_openai_app({"scripted": scripted})) as srv:
-        yield srv, scripted
+    yield from scripted_llm("鑫利宝的起购金额为一万元[1]。")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, embed_model: str, llm_server):
-    from ingest.pipeline import ingest_paths
-    from ingest.settings import load_settings
-    from service.app import create_app
-
-    root = tmp_path_factory.mktemp("compliance-http")
-    src, home = root / "src", root / "home"
-    src.mkdir()
-    (src / "xinlibao.md").write_text(BROCHURE, encoding="utf-8")
-    (src / "labour.md").write_text(STATUTE, encoding="utf-8")
-    for kb in ("desk", "raw", "llm"):
-        report = ingest_paths([src], kb, load_settings(home=home), progress=False)
-        assert not report.failures, report.failures
-    settings = load_settings(home=home, kb_compliance={"raw": {"compliance": "off"}}, kb_llm={
-        "llm": {"llm_backend": "openai", "llm_url": f"{llm_server[0].url}/v1", "llm_model": "scripted",
-                "llm_retries": 0}})
-    with Served(create_app(settings=settings)) as srv:
-        srv.wait_ready(timeout=300)
-        yield srv, home
+    gen = serve_compliance_kbs(tmp_path_factory, "compliance-http", {"xinlibao.md": BROCHURE, "labour.md": STATUTE},
+                               ("desk", "raw", "llm"), llm_server[0].url,
+                               kb_compliance={"raw": {"compliance": "off"}})
+    srv, home, reports = next(gen)
+    assert not any(r.failures for r in reports.values())
+    yield srv, home
+    gen.close()
 
 
 def chat(srv, **body) -> httpx.Response:
@@ -138,7 +124,7 @@ def test_llm_drafts_are_held_until_the_guard_verdict(server, llm_server) -> None
     # unsupported; English because a general embedder puts any two Chinese sentences close together
     scripted.queue.append("The new metro line opens next May, and tickets will be free for a year [1].")
     deltas, done = stream_chat(srv, question="鑫利宝的起购金额是多少？", kb="llm", rid="llm-bad")
-    assert done["fallback"] is True and done["reason"].startswith("compliance fallback: ungrounded")
+    assert done["fallback"] is True and done["reason"].startswith("compliance fallback: the draft is not supported")
     assert "".join(deltas) == FALLBACKS["universal"]["zh"] and not any("metro" in d for d in deltas)
     rec = {x["request_id"]: x for x in read_audit(home / "llm" / "audit.jsonl")}
     assert rec["llm-ok"]["verdict"] == "passed" and rec["llm-bad"]["verdict"] == "fallback"

@@ -68,7 +68,7 @@ def test_citations_of_passages_not_given_are_dropped(service, llm_server):
     assert out["answer"] == "试用期不得超过二个月[1]。"
     assert [c["n"] for c in out["citations"]] == [1]
     prompt = llm_server.app.state.requests[-1]["messages"][-1]["content"]
-    assert "已知信息" in prompt and "[1] " in prompt and "问题是：" + Q in prompt
+    assert "<资料 编号=\"1\"" in prompt and "问题是：" + Q in prompt
     assert out["citations"][0]["text"] in prompt  # the cited passage is the one numbered [1] in the prompt
     assert not out["fallback"] and not out["refused"]
 

@@ -1,0 +1,211 @@
+"""Blocklist evasions against the compliance filter's normaliser (issue #12).
+
+From the bundled blocklist (prompts/compliance/blocklist.txt) this builds evasions by rule, each
+placed in a realistic answer sentence:
+
+- separators between the characters of a Chinese term, one kind per evasion ("-", "·", "*", "_", "/",
+  "|", "~", "•", "—", "…", spaces, the ideographic space, full-width "－" "＊" "＿" ...);
+- zero-width characters between them (U+200B/C/D, U+2060, U+FEFF, the soft hyphen);
+- traditional characters (OpenCC s2t), full-width forms, random inserted spaces;
+- commas or enumeration commas between every character ("稳，赚，不，赔");
+- mixed: traditional + a separator + a zero-width character;
+- pinyin initials where the list defines them (``term | alias``);
+- for English terms: upper/mixed case, full-width letters, runs of spaces and line breaks, zero-width
+  characters inside the words.
+
+and 500 clean sentences from ../shared/data (CMRC 2018, DRCD in traditional characters, CAIL2019
+judgments, DISC-FinLLM finance consulting answers, SQuAD 2) that the previous exact matcher (NFKC,
+case-folded, whitespace ignored in Chinese terms) does not flag. Reported: the share of evasions
+caught, per rule and overall (aim >= 99%), and the share of clean sentences the normalised matcher
+now blocks (aim <= 1%), with the sentences themselves. Writes bench/reports/compliance_evasion.md.
+
+    python bench/compliance_evasion.py [--seed 7] [--out bench/reports/compliance_evasion.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+import unicodedata
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.common import CAIL_FILE, DATASET_FILES, Dataset, data_file, md_table, write_report  # noqa: E402
+
+SEPARATORS = ["-", "·", "*", "_", "/", "|", "~", "•", "—", "…", " ", "\u3000", "－", "＊", "＿", ".", "+", "^", "'",
+              "・"]
+ZERO_WIDTH = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"]
+ZH_TEMPLATES = ["根据产品说明，本理财计划{x}，欢迎咨询[1]。", "客户经理表示，这款基金{x}。",
+                "我们的服务{x}，请您放心。", "该方案{x}，适合稳健型投资者[2]。", "律师称，本案{x}，无需担心。",
+                "投资本产品{x}，名额有限。"]
+EN_TEMPLATES = ["Our advisor says this fund offers {x} [1].", "With this plan you get {x}, no matter what.",
+                "We can promise {x} for every client [2].", "Clients of this product enjoy {x}."]
+CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def _terms(directory: Path) -> list[tuple[str, list[str]]]:
+    """(term, aliases) of the blocklist file."""
+    out = []
+    for line in (directory / "blocklist.txt").read_text(encoding="utf-8").split("\n"):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            parts = [p.strip() for p in line.split("|") if p.strip()]
+            out.append((parts[0], parts[1:]))
+    return out
+
+
+def _fullwidth(s: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else ("\u3000" if c == " " else c) for c in s)
+
+
+def evasions(terms: list[tuple[str, list[str]]], rng: random.Random) -> list[tuple[str, str, str]]:
+    """(rule, term, evaded sentence) for every rule that applies to every term."""
+    import opencc
+
+    s2t = opencc.OpenCC("s2t.json")
+    out: list[tuple[str, str, str]] = []
+
+    def put(rule: str, term: str, evaded: str) -> None:
+        tpl = rng.choice(ZH_TEMPLATES if CJK.search(term) else EN_TEMPLATES)
+        out.append((rule, term, tpl.format(x=evaded)))
+
+    for term, aliases in terms:
+        if CJK.search(term):
+            for sep in rng.sample(SEPARATORS, 8):
+                put("separators", term, sep.join(term))
+            put("zero-width", term, rng.choice(ZERO_WIDTH).join(term))
+            put("zero-width", term, rng.choice(ZERO_WIDTH).join(term[::1]) + rng.choice(ZERO_WIDTH))
+            put("zero-width", term, "".join(c + rng.choice(ZERO_WIDTH) for c in term[:-1]) + term[-1])
+            trad = s2t.convert(term)
+            put("traditional", term, trad if trad != term else rng.choice(SEPARATORS).join(trad))
+            put("full-width", term, rng.choice(["－", "＊", "＿", "\u3000", "．"]).join(term))
+            chars = list(term)
+            for _ in range(rng.randint(1, max(1, len(term) - 1))):
+                chars.insert(rng.randint(1, len(chars) - 1), " ")
+            put("inserted spaces", term, "".join(chars))
+            put("commas between characters", term, rng.choice(["，", "、", ",", "。"]).join(term))
+            for _ in range(2):
+                put("mixed", term, "".join(c + rng.choice(SEPARATORS) + rng.choice(ZERO_WIDTH)
+                                           for c in s2t.convert(term)[:-1]) + s2t.convert(term)[-1])
+        else:
+            put("case", term, term.upper())
+            put("case", term, "".join(c.upper() if rng.random() < 0.5 else c for c in term))
+            put("full-width", term, _fullwidth(term))
+            put("inserted spaces", term, re.sub(" ", lambda _: rng.choice(["  ", "\n", " \t "]), term))
+            w = term.split(" ")[0]
+            put("zero-width", term, term.replace(w, w[:2] + rng.choice(ZERO_WIDTH) + w[2:], 1))
+        for alias in aliases:
+            put("pinyin initials", term, alias)
+            put("pinyin initials", term, alias.upper())
+    return out
+
+
+def clean_sentences(n: int, rng: random.Random) -> list[tuple[str, str]]:
+    """(source, sentence) from the shared data, shuffled, ``n`` of them."""
+    from ingest.sentences import split_sentences
+
+    texts: dict[str, list[str]] = defaultdict(list)
+    for ds, label in ((Dataset.CMRC, "CMRC 2018"), (Dataset.DRCD, "DRCD (traditional)"), (Dataset.SQUAD2, "SQuAD 2")):
+        for art in json.loads(data_file(DATASET_FILES[ds]).read_text(encoding="utf-8"))["data"]:
+            texts[label] += [p["context"] for p in art["paragraphs"]]
+    for art in json.loads(data_file(CAIL_FILE).read_text(encoding="utf-8"))["data"]:
+        texts["CAIL2019"] += [p["context"] for p in art["paragraphs"]]
+    texts["DISC-FinLLM"] = [r["output"] for r in json.loads(data_file("disc_fin_sft/consulting_part.json")
+                                                              .read_text(encoding="utf-8"))]
+    quota = {"CMRC 2018": 0.3, "DRCD (traditional)": 0.2, "CAIL2019": 0.2, "DISC-FinLLM": 0.2, "SQuAD 2": 0.1}
+    out: list[tuple[str, str]] = []
+    for label, share in quota.items():
+        pool = [s for t in texts[label] for s in split_sentences(t) if 8 <= len(s) <= 160]
+        rng.shuffle(pool)
+        out += [(label, s) for s in pool[: int(round(n * share * 2))]]  # twice: the exact matcher drops some
+    rng.shuffle(out)
+    return out
+
+
+class ExactMatcher:
+    """The matcher before the normaliser: NFKC, case folding, whitespace ignored inside Chinese terms."""
+
+    def __init__(self, directory: Path):
+        terms = [t for t, _ in _terms(directory)]
+        self.cjk = [t for t in terms if CJK.search(t)]
+        self.latin = [t.casefold() for t in terms if not CJK.search(t)]
+        rules = [ln.strip() for ln in (directory / "blocklist_regex.txt").read_text(encoding="utf-8").split("\n")]
+        self.regexes = [re.compile(r, re.I) for r in rules if r and not r.startswith("#")]
+
+    def hits(self, text: str) -> bool:
+        norm = unicodedata.normalize("NFKC", text).casefold()
+        squeezed, spaced = re.sub(r"\s+", "", norm), re.sub(r"\s+", " ", norm)
+        return (any(t in squeezed for t in self.cjk) or any(re.search(rf"(?<!\w){re.escape(t)}(?!\w)", spaced)
+                                                            for t in self.latin)
+                or any(r.search(spaced) for r in self.regexes))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--clean", type=int, default=500)
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "reports" / "compliance_evasion.md")
+    args = ap.parse_args(argv)
+    from ingest.screening import DEFAULT_COMPLIANCE_DIR, Blocklist
+
+    rng = random.Random(args.seed)
+    blocklist = Blocklist.load(DEFAULT_COMPLIANCE_DIR)
+    cases = evasions(_terms(DEFAULT_COMPLIANCE_DIR), rng)
+    per_rule: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    missed = []
+    for rule, term, sentence in cases:
+        hit = blocklist.find(sentence)
+        per_rule[rule][1] += 1
+        if hit is not None:
+            per_rule[rule][0] += 1
+        else:
+            missed.append((rule, term, sentence))
+    exact = ExactMatcher(DEFAULT_COMPLIANCE_DIR)
+    exact_caught = sum(exact.hits(s) for _, _, s in cases)
+    pool = clean_sentences(args.clean, rng)
+    clean = [(src, s) for src, s in pool if not exact.hits(s)][: args.clean]
+    blocked = [(src, s, blocklist.find(s)) for src, s in clean if blocklist.find(s)]
+    caught = sum(c for c, _ in per_rule.values())
+    result = {"evasions": len(cases), "caught": caught, "catch_rate": caught / len(cases),
+              "exact_matcher_catch_rate": exact_caught / len(cases), "clean": len(clean),
+              "false_blocks": len(blocked), "false_block_rate": len(blocked) / max(1, len(clean)),
+              "per_rule": {r: {"caught": c, "total": t, "rate": c / t} for r, (c, t) in per_rule.items()}}
+    rows = [[r, t, c, c / t] for r, (c, t) in sorted(per_rule.items())]
+    rows.append(["**all**", len(cases), caught, caught / len(cases)])
+    by_source: dict[str, int] = defaultdict(int)
+    for src, _ in clean:
+        by_source[src] += 1
+    body = "\n\n".join([
+        f"`python bench/compliance_evasion.py --seed {args.seed}`: {len(cases)} evasions of the "
+        f"{len(_terms(DEFAULT_COMPLIANCE_DIR))} terms of prompts/compliance/blocklist.txt, each in an answer "
+        "sentence, checked by the blocklist on the shared normaliser (ingest/screening/normalize.py).",
+        md_table(["rule", "evasions", "caught", "share"], rows),
+        f"Caught: **{caught / len(cases):.1%}** (aim >= 99%). The exact matcher used before caught "
+        f"{exact_caught / len(cases):.1%} of the same sentences.",
+        f"Clean sentences: {len(clean)} ({', '.join(f'{k} {v}' for k, v in sorted(by_source.items()))}) that the "
+        f"exact matcher passes. Blocked by the normalised matcher: **{len(blocked)} "
+        f"({len(blocked) / max(1, len(clean)):.1%})** (aim <= 1%).",
+        ("Wrongly blocked:\n\n" + "\n".join(f"- {src}: {s[:120]} — {h.describe()}" for src, s, h in blocked))
+        if blocked else "No clean sentence was blocked.",
+        ("Missed evasions:\n\n" + "\n".join(f"- {r}: {s!r}" for r, _, s in missed[:30])) if missed else
+        "No evasion was missed.",
+        "Not generated, and not caught today: separators between the letters of an English word "
+        "(\"g-u-a-r-a-n-t-e-e-d\"), homophones and split characters (\"穏\", \"禾急\"); the blocklist's "
+        "regexes and aliases are the place for those a deployment actually sees.",
+    ])
+    write_report(args.out, "Blocklist evasions vs the normaliser", body)
+    print(json.dumps({k: v for k, v in result.items() if k != "per_rule"}, indent=1))
+    for r, v in sorted(result["per_rule"].items()):
+        print(f"  {r:<28} {v['caught']:>4}/{v['total']:<4} {v['rate']:.3f}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
