@@ -8,7 +8,7 @@ help:
 	@echo "make quickstart  install, ingest examples/docs, serve, ask two questions over HTTP (the main job)"
 	@echo "make test        install, then run the whole test suite (PYTEST_ARGS='-k ...' to narrow)"
 	@echo "make lint        ruff check ."
-	@echo "make bench       run the benchmark scripts in bench/ (reports under bench/reports/)"
+	@echo "make bench       run the benchmark scripts in bench/ (reports under bench/reports/), then the eval gate"
 	@echo "make install     only the idempotent set-up (.venv, torch 2.13.0 CPU, docqa[dev,models])"
 
 install:
@@ -33,3 +33,5 @@ bench:
 		echo "[bench] $$s"; \
 		HF_HUB_OFFLINE=1 $(PY) $$s || exit $$?; \
 	done
+	@echo "[bench] bench/eval_gate.py (docqa eval run against bench/baselines/; exit 3 on a regression)"
+	HF_HUB_OFFLINE=1 $(PY) bench/eval_gate.py

@@ -28,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -37,13 +36,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    CAIL_FILE,
     REPORTS,
     DataMissing,
     Passage,
     bench_settings,
     build_kb,
-    data_file,
+    iter_cail_cases,
     machine_line,
     md_table,
     temp_home,
@@ -64,21 +62,13 @@ class Item:
 
 def load_cases(n_cases: int, holdout_every: int) -> tuple[list[Passage], list[Item]]:
     """Passages to ingest and labelled questions of the first ``n_cases`` distinct cases."""
-    raw = json.loads(data_file(CAIL_FILE).read_text(encoding="utf-8"))["data"]
     passages: list[Passage] = []
     items: list[Item] = []
-    seen: set[str] = set()
-    for article in raw:
-        for para in article["paragraphs"]:
-            text = para["context"].strip()
-            if text in seen or len(seen) >= n_cases:
-                continue
-            case = len(seen)
-            seen.add(text)
-            held = (case // 2) % holdout_every == holdout_every - 1  # in both halves alike
-            if not held:
-                passages.append(Passage(f"case-{case}", para.get("casename", ""), text))
-            items.extend(_items(para["qas"], case, held))
+    for case, name, text, qas in iter_cail_cases(n_cases):
+        held = (case // 2) % holdout_every == holdout_every - 1  # in both halves alike
+        if not held:
+            passages.append(Passage(f"case-{case}", name, text))
+        items.extend(_items(qas, case, held))
     return passages, items
 
 

@@ -54,6 +54,19 @@ def data_file(rel: str) -> Path:
     return path
 
 
+def iter_cail_cases(n_cases: int):
+    """(case number, case name, text, questions) of the first ``n_cases`` distinct CAIL2019 dev cases."""
+    raw = json.loads(data_file(CAIL_FILE).read_text(encoding="utf-8"))["data"]
+    seen: set[str] = set()
+    for article in raw:
+        for para in article["paragraphs"]:
+            text = para["context"].strip()
+            if text in seen or len(seen) >= n_cases:
+                continue
+            seen.add(text)
+            yield len(seen) - 1, para.get("casename", ""), text, para["qas"]
+
+
 @dataclass
 class Passage:
     pid: str
@@ -152,11 +165,16 @@ def first_hit_rank(doc_ids: list[str], gold: str) -> int | None:
 
 
 def recall_at(ranks: list[int | None], k: int) -> float:
-    return sum(1 for r in ranks if r is not None and r <= k) / len(ranks) if ranks else 0.0
+    """R@k here is hit@k of ``docqa eval`` (service/evaluation/metrics.py: one implementation)."""
+    from service.evaluation.metrics import hit_at
+
+    return hit_at(ranks, k)
 
 
 def mrr_at(ranks: list[int | None], k: int = 10) -> float:
-    return sum(1.0 / r for r in ranks if r is not None and r <= k) / len(ranks) if ranks else 0.0
+    from service.evaluation.metrics import mrr_at as _mrr
+
+    return _mrr(ranks, k)
 
 
 def percentiles(ms: list[float], ps: tuple[int, ...] = (50, 95, 99)) -> dict[int, float]:

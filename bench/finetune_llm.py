@@ -84,16 +84,18 @@ def generate(model, tok, examples: list[dict], max_new_tokens: int = 40) -> list
 
 
 def rates(examples: list[dict], outputs: list[str]) -> dict:
-    from finetune.llm.rag_sft import REFUSAL
+    """The before/after measures, with the rules of ``docqa eval`` (service/evaluation/metrics.py for the
+    gold span, the serving refusal detector for refusals): one implementation."""
+    from service.answering.citations import is_refusal
+    from service.evaluation.metrics import contains_any
 
-    key = REFUSAL["en"].lower().rstrip(".")
     ans = [(e, o) for e, o in zip(examples, outputs, strict=True) if e["answerable"]]
     una = [(e, o) for e, o in zip(examples, outputs, strict=True) if not e["answerable"]]
-    answered = [(e, o) for e, o in ans if key not in o.lower()]
-    out = {"refusal_rate_unanswerable": sum(key in o.lower() for _, o in una) / max(1, len(una)),
-           "gold_span_rate_answerable": sum(e["answer"].lower() in o.lower() for e, o in ans) / max(1, len(ans)),
-           "false_refusal_rate_answerable": sum(key in o.lower() for _, o in ans) / max(1, len(ans)),
-           "gold_span_when_answering": sum(e["answer"].lower() in o.lower() for e, o in answered)
+    answered = [(e, o) for e, o in ans if not is_refusal(o)]
+    out = {"refusal_rate_unanswerable": sum(is_refusal(o) for _, o in una) / max(1, len(una)),
+           "gold_span_rate_answerable": sum(contains_any(o, [e["answer"]]) for e, o in ans) / max(1, len(ans)),
+           "false_refusal_rate_answerable": sum(is_refusal(o) for _, o in ans) / max(1, len(ans)),
+           "gold_span_when_answering": sum(contains_any(o, [e["answer"]]) for e, o in answered)
            / max(1, len(answered)),
            "n_answerable": len(ans), "n_unanswerable": len(una)}
     # refuse-or-answer decided right, weighting both kinds of question equally

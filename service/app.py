@@ -17,10 +17,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ingest.settings import Settings, load_settings
 
 from .errors import error_body, install_error_handlers
+from .jobs import JobRunner
 from .llm.factory import warm_up_llms
 from .registry import KBRegistry
 from .request_id import RequestIdMiddleware
-from .routes import chat, meta, openai, search
+from .routes import chat, jobs, meta, openai, search
 
 
 def create_app(kb: str | None = None, settings: Settings | None = None) -> FastAPI:
@@ -37,10 +38,11 @@ def create_app(kb: str | None = None, settings: Settings | None = None) -> FastA
     app = FastAPI(title="docqa", version="0.1.0", lifespan=lifespan,
                   description="Question answering over your own documents, with citations.")
     app.state.registry = registry
+    app.state.jobs = JobRunner()  # background jobs (evals); its thread starts with the first job
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_request_mb * 2**20))
     app.add_middleware(RequestIdMiddleware)  # X-Request-ID in, out, and into the audit log
     install_error_handlers(app)
-    for module in (meta, chat, openai, search):
+    for module in (meta, chat, openai, search, jobs):
         app.include_router(module.router)
     return app
 

@@ -11,6 +11,8 @@ import click
 from ingest.cli import COMMANDS as KB_COMMANDS
 from ingest.models.cli import models as models_group
 
+from .evaluation.cli import eval_group
+
 # sentence-transformers and transformers must never try the network when a model is a local dir.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -41,6 +43,7 @@ def cli() -> None:
 for _cmd in KB_COMMANDS:
     cli.add_command(_cmd)
 cli.add_command(models_group)
+cli.add_command(eval_group)
 
 
 @cli.command()

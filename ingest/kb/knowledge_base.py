@@ -38,6 +38,37 @@ def embedder_for(settings: Settings) -> Embedder:
     return shared_embedder(settings.embed_model, settings.device, settings.embed_batch_size, settings.embed_backend)
 
 
+def with_tuned(settings: Settings, manifest: dict) -> Settings:
+    """``settings`` with the values ``docqa eval calibrate`` stored in the manifest (``tuned``), except
+    where the configuration sets the key explicitly (docqa.yaml, DOCQA_*): an operator's word wins."""
+    tuned = manifest.get("tuned") or {}
+    values = tuned.get("values") if isinstance(tuned, dict) else None
+    if not isinstance(values, dict):
+        return settings
+    over = {k: v for k, v in values.items() if k in type(settings).model_fields and k not in settings.model_fields_set}
+    if not over:
+        return settings
+    checked = settings.model_validate({**settings.model_dump(), **over}).model_dump(include=set(over))
+    return settings.model_copy(update=checked)
+
+
+def store_tuned(name: str, settings: Settings, values: dict, why: str) -> dict:
+    """Record tuned run-time settings in KB ``name``'s manifest (under the write lock), so every reader,
+    the server included, uses them from its next request. Returns the ``tuned`` entry."""
+    import time
+
+    from .manifest import write_manifest
+    from .writer import KBWriter
+
+    root = kb_path(settings, name)
+    with KBWriter.lock_only(name, settings):
+        manifest = read_manifest(root)
+        old = (manifest.get("tuned") or {}).get("values") or {}
+        manifest["tuned"] = {"values": {**old, **values}, "why": why, "at": time.time()}
+        write_manifest(root, manifest)
+    return manifest["tuned"]
+
+
 def kb_path(settings: Settings, name: str) -> Path:
     return settings.home / validate_name(name)
 
@@ -58,7 +89,7 @@ class KnowledgeBase:
         self.name = name
         self.root = root
         self.manifest = manifest
-        self.settings = settings.with_build(manifest.get("build", {}))
+        self.settings = with_tuned(settings.with_build(manifest.get("build", {})), manifest)
         self.generation = int(manifest["generation"])
         gdir = gen_dir(root, self.generation)
         self._gdir = gdir
@@ -113,9 +144,11 @@ class KnowledgeBase:
         return store
 
     def is_stale(self) -> bool:
-        """True when a writer has committed a newer generation since this view was opened."""
+        """True when a writer has committed a newer generation, or ``docqa eval calibrate`` tuned a
+        setting, since this view was opened."""
         try:
-            return int(read_manifest(self.root).get("generation", 0)) != self.generation
+            m = read_manifest(self.root)
+            return int(m.get("generation", 0)) != self.generation or m.get("tuned") != self.manifest.get("tuned")
         except KBError:
             return True
 

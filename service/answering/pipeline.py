@@ -67,16 +67,26 @@ class Prepared:
 
 
 def prepare(kb: KnowledgeBase, question: str, history: list[dict] | None = None, *, k: int | None = None,
-            params: dict | None = None, stage: str | None = None, request_id: str | None = None) -> Prepared:
-    """History, standalone query, retrieval and the evidence check (see the module docstring)."""
+            params: dict | None = None, stage: str | None = None, request_id: str | None = None,
+            cache: dict | None = None) -> Prepared:
+    """History, standalone query, retrieval and the evidence check (see the module docstring).
+
+    ``cache``: retrieval and sentence scores by (query, k), reused across calls (``docqa eval``
+    sweeps of settings that do not change retrieval)."""
     s = kb_llm_settings(kb.settings, kb.name)
     llm = llm_for(s)
     gen = GenParams.from_settings(s).override(**(params or {}))
     turns = truncate_history(history, s.history_token_budget)
     prep = Prepared(kb, s, llm, question, question, [], [], 0.0, gen, stage, request_id)
     prep.query = _standalone(prep, turns)
-    prep.hits = search(kb, prep.query, k or s.answer_k)
-    scored = score_sentences(prep.query, prep.hits, kb.embedder)
+    key = (prep.query, k or s.answer_k)
+    if cache is not None and key in cache:
+        prep.hits, scored = cache[key]
+    else:
+        prep.hits = search(kb, prep.query, k or s.answer_k)
+        scored = score_sentences(prep.query, prep.hits, kb.embedder)
+        if cache is not None:
+            cache[key] = (prep.hits, scored)
     prep.chosen, prep.best = compose(scored, s.refusal_threshold)
     return prep
 

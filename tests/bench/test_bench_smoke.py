@@ -10,6 +10,7 @@ answer is known.
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import sys
 from pathlib import Path
@@ -132,3 +133,15 @@ def test_compliance_evasion_bench_counts_by_rule(tmp_path):
     assert sum(r["total"] for r in rules.values()) == result["evasions"]
     assert 0 <= result["false_block_rate"] <= 1 and result["exact_matcher_catch_rate"] < result["catch_rate"]
     assert "| **all** |" in (tmp_path / "ev.md").read_text(encoding="utf-8")
+
+
+def test_eval_gate_writes_baselines_then_fails_a_regression_with_exit_3(tmp_path):
+    gate = _bench("eval_gate")
+    base = tmp_path / "baselines"
+    assert gate.main(["--sets", "statutes", "--baselines", str(base), "--update", "--out", str(tmp_path / "a.md")]) == 0
+    stored = json.loads((base / "statutes.json").read_text(encoding="utf-8"))
+    assert stored["questions"] > 30 and 0 <= stored["hit@5"] <= 1
+    stored["answer_contains"] = 1.5  # a baseline no run can meet: the gate must fail
+    (base / "statutes.json").write_text(json.dumps(stored), encoding="utf-8")
+    assert gate.main(["--sets", "statutes", "--baselines", str(base), "--out", str(tmp_path / "b.md")]) == 3
+    assert "**Regressions:** statutes: answer_contains" in (tmp_path / "b.md").read_text(encoding="utf-8")

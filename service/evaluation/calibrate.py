@@ -1,0 +1,33 @@
+"""``docqa eval calibrate``: the refusal threshold a KB's own questions call for.
+
+The extractive evidence check refuses exactly when the best supporting sentence scores below
+``refusal_threshold`` (service/answering/extractive.py ``compose``), and that score does not depend
+on the threshold. So one run of the set gives every row's score, and the threshold can be chosen
+without re-running: the one that maximises balanced accuracy, the mean of "answerable questions
+answered" and "unanswerable questions refused" (balanced, so a set with few unanswerable questions
+does not simply teach the KB to answer everything). Ties go to the lower threshold (answer more).
+"""
+
+from __future__ import annotations
+
+
+def balanced_accuracy(records: list[dict], threshold: float) -> tuple[float, float, float]:
+    """(balanced accuracy, answered share of answerable, refused share of unanswerable) at ``threshold``."""
+    ans = [r["evidence_score"] for r in records if not r["unanswerable"]]
+    una = [r["evidence_score"] for r in records if r["unanswerable"]]
+    answered = sum(s >= threshold for s in ans) / len(ans) if ans else 0.0
+    refused = sum(s < threshold for s in una) / len(una) if una else 0.0
+    return (answered + refused) / 2, answered, refused
+
+
+def choose_threshold(records: list[dict]) -> tuple[float, tuple[float, float, float]]:
+    """The threshold with the best balanced accuracy, and that accuracy (with its two parts)."""
+    scored = [r for r in records if r.get("outcome") != "fallback" or r["evidence_score"] > 0]
+    if not any(r["unanswerable"] for r in scored) or all(r["unanswerable"] for r in scored):
+        raise ValueError("calibration needs both answerable and unanswerable questions in the set "
+                         "(docqa eval make --holdout makes unanswerable ones)")
+    values = sorted({round(r["evidence_score"], 5) for r in scored})
+    candidates = [values[0] - 1e-4] + [(a + b) / 2 for a, b in zip(values, values[1:], strict=False)] + \
+        [values[-1] + 1e-4]
+    best = max(candidates, key=lambda t: (balanced_accuracy(scored, t)[0], -t))
+    return round(best, 4), balanced_accuracy(scored, best)

@@ -1,0 +1,92 @@
+"""``POST /v1/kbs/{kb}/eval`` (an eval run as a background job), ``GET /v1/jobs/{id}`` and its files.
+
+Loopback-only until API keys exist (issue #11 adds the admin role); the server binds 127.0.0.1 by
+default.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, Field, StrictFloat
+
+from ..deps import RegistryDep, require_ready
+from ..errors import ApiError
+from ..schemas import error_responses
+
+router = APIRouter(tags=["jobs"])
+_FILE = re.compile(r"^[A-Za-z0-9_.-]{1,100}\.(?:md|json|jsonl|png)$")
+MAX_ROWS = 5000
+
+
+class EvalJobRequest(BaseModel):
+    rows: list[dict] = Field(min_length=1, max_length=MAX_ROWS,
+                             description="Eval set rows, as in a JSONL eval set (see `docqa eval run`).")
+    baseline: dict | None = Field(default=None, description="metrics.json of an earlier run: regressions listed.")
+    tolerance: StrictFloat = Field(default=0.01, ge=0, le=1)
+    set: str | None = Field(default=None, description="A sweep, KEY=V1,V2,... (one numeric setting).")
+
+
+def _runner(request: Request):
+    return request.app.state.jobs
+
+
+@router.post("/v1/kbs/{kb}/eval", status_code=202, responses=error_responses(404, 413, 422, 503))
+def start_eval(kb: Annotated[str, Path(max_length=64)], req: EvalJobRequest, registry: RegistryDep,
+               request: Request):
+    """Start ``docqa eval run`` on the KB as a job; poll ``GET /v1/jobs/{id}``."""
+    from ..evaluation.dataset import EvalSet, parse_row
+    from ..evaluation.runner import evaluate, parse_sweep
+
+    require_ready(registry)
+    base = registry.get(kb)
+    rows, skipped = [], []
+    for i, obj in enumerate(req.rows, start=1):
+        try:
+            rows.append(parse_row(obj, i))
+        except ValueError as e:
+            skipped.append((i, str(e)))
+    if not rows:
+        first = f"row {skipped[0][0]}: {skipped[0][1]}"
+        raise ApiError(422, f"no usable rows: {len(skipped)} malformed, the first: {first}")
+    try:
+        sweep = parse_sweep(req.set)
+    except ValueError as e:
+        raise ApiError(422, str(e)) from None
+    evalset = EvalSet(rows, skipped, "request")
+    folder = registry.settings.home / base.name / "evals"
+
+    def work(job):
+        out = folder / job.id
+        result = evaluate(base, evalset, out, baseline=req.baseline, tolerance=req.tolerance, sweep=sweep,
+                          progress=False, on_row=job.progress, run_id=f"job:{job.id}")
+        return {"metrics": result["metrics"], "regressions": result["regressions"], "notes": result["notes"],
+                "files": {p.name: f"/v1/jobs/{job.id}/files/{p.name}" for p in sorted(out.iterdir())
+                          if _FILE.match(p.name)}}
+
+    job = _runner(request).submit("eval", base.name, folder, work, total=len(rows))
+    return JSONResponse({"job_id": job.id, "status": job.status, "url": f"/v1/jobs/{job.id}",
+                         "rows": len(rows), "skipped": [{"row": n, "why": w} for n, w in skipped]}, status_code=202)
+
+
+@router.get("/v1/jobs/{job_id}", responses=error_responses(404))
+def job_status(job_id: Annotated[str, Path(max_length=64)], request: Request):
+    """A job's status and progress; when done, its metrics and the URLs of its report files."""
+    job = _runner(request).get(job_id)
+    if job is None:
+        raise ApiError(404, f"no job {job_id!r} (jobs are kept in memory until the server restarts)", "not_found")
+    return job.public()
+
+
+@router.get("/v1/jobs/{job_id}/files/{name}", responses=error_responses(404))
+def job_file(job_id: Annotated[str, Path(max_length=64)], name: Annotated[str, Path(max_length=120)],
+             request: Request):
+    """One file of a finished job (report.md, metrics.json, rows.jsonl, the plots)."""
+    job = _runner(request).get(job_id)
+    path = job.folder / job.id / name if job is not None and _FILE.match(name) else None
+    if path is None or not path.is_file():
+        raise ApiError(404, f"no file {name!r} for job {job_id!r}", "not_found")
+    return FileResponse(path)
