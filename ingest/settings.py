@@ -263,6 +263,9 @@ class Settings(BaseSettings):
     # HTTP request bodies above this get 413 before they are parsed: a chat history of 100 turns of
     # 20,000 characters (the schema's caps) is ~6 MB of UTF-8 Chinese, so 8 MB refuses only abuse.
     max_request_mb: float = Field(default=8.0, gt=0)
+    # API keys (service/auth): hashes only, written by `docqa keys create`. No active key in the file =
+    # loopback-only mode: the server refuses to bind a non-loopback address.
+    keys_file: Path | None = Field(default=None, description="default: $DOCQA_HOME/keys.json")
     answer_k: int = Field(default=5, ge=1, le=50)
     # Refuse when the best evidence sentence's support score (service/answering/evidence.py) is
     # below this. Calibrated by bench/calibrate_refusal.py on CAIL2019 dev (answerable questions vs

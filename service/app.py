@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.settings import Settings, load_settings
 
+from .auth.keys import KeyStore, keys_path
 from .errors import error_body, install_error_handlers
 from .jobs import JobRunner
 from .llm.factory import warm_up_llms
@@ -38,6 +39,7 @@ def create_app(kb: str | None = None, settings: Settings | None = None) -> FastA
     app = FastAPI(title="docqa", version="0.1.0", lifespan=lifespan,
                   description="Question answering over your own documents, with citations.")
     app.state.registry = registry
+    app.state.keys = KeyStore(keys_path(settings))  # API keys; none active = loopback-only mode
     app.state.jobs = JobRunner()  # background jobs (evals); its thread starts with the first job
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_request_mb * 2**20))
     app.add_middleware(RequestIdMiddleware)  # X-Request-ID in, out, and into the audit log

@@ -11,6 +11,7 @@ import click
 from ingest.cli import COMMANDS as KB_COMMANDS
 from ingest.models.cli import models as models_group
 
+from .auth.cli import keys as keys_group
 from .evaluation.cli import eval_group
 
 # sentence-transformers and transformers must never try the network when a model is a local dir.
@@ -44,6 +45,7 @@ for _cmd in KB_COMMANDS:
     cli.add_command(_cmd)
 cli.add_command(models_group)
 cli.add_command(eval_group)
+cli.add_command(keys_group)
 
 
 @cli.command()
@@ -79,9 +81,21 @@ def serve(kb: str | None, host: str, port: int, log_level: str) -> None:
     """Start the HTTP API (native /v1/chat, OpenAI-compatible /v1/chat/completions)."""
     import uvicorn
 
-    from .app import create_app
+    from ingest.settings import load_settings
 
-    uvicorn.run(create_app(kb=kb), host=host, port=port, log_level=log_level)
+    from .app import create_app
+    from .auth.access import KeyStore, is_loopback, keys_path
+
+    settings = load_settings()
+    store = KeyStore(keys_path(settings))
+    if not is_loopback(host) and not store.any_active():
+        raise click.ClickException(
+            f"refusing to listen on {host}: no API key is configured ({store.path}), so anyone on the network "
+            "could read every KB. Create one with `docqa keys create --kb NAME --role reader`, or serve on "
+            "127.0.0.1")
+    click.echo(f"docqa: {'API keys required' if store.any_active() else 'loopback-only mode (no API keys)'}",
+               err=True)
+    uvicorn.run(create_app(kb=kb, settings=settings), host=host, port=port, log_level=log_level)
 
 
 def main() -> None:
@@ -99,7 +113,7 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted: nothing was committed, the knowledge base is as it was", err=True)
         sys.exit(130)
-    except (KBError, ValueError, OSError) as e:
+    except (KBError, ValueError, OSError) as e:  # KeyError_ (keys file) is a ValueError
         click.echo(f"error: {_one_line(e)}", err=True)
         sys.exit(2)
     except Exception as e:

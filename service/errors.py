@@ -20,8 +20,9 @@ log = logging.getLogger("docqa.errors")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error"):
-        self.status, self.message, self.type = status, message, type_
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", *,
+                 headers: dict[str, str] | None = None):
+        self.status, self.message, self.type, self.headers = status, message, type_, headers
 
 
 def error_body(status: int, message: str, type_: str) -> dict:
@@ -71,7 +72,8 @@ def _http_error(exc: StarletteHTTPException) -> tuple[int, str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError):
-        return JSONResponse(error_body(exc.status, exc.message, exc.type), status_code=exc.status)
+        return JSONResponse(error_body(exc.status, exc.message, exc.type), status_code=exc.status,
+                            headers=exc.headers)
 
     @app.exception_handler(UnknownKB)
     async def _kb(_: Request, exc: UnknownKB):

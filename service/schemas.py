@@ -126,7 +126,9 @@ class ErrorResponse(BaseModel):
 def error_responses(*statuses: int) -> dict:
     """OpenAPI ``responses`` for the error statuses a route can answer, all in ``ErrorResponse``'s shape
     (it replaces FastAPI's default 422 schema, which is not what the server sends)."""
-    why = {404: "Unknown knowledge base.",
+    why = {401: "No API key, or an invalid, revoked or expired one (servers with keys).",
+           403: "The API key's role or knowledge bases do not allow this.",
+           404: "Unknown knowledge base.",
            413: "Request body over max_request_mb.",
            422: "Invalid request: the message names the field and why.",
            503: "Still loading, or the knowledge base is damaged (the message says which, and how to recover)."}

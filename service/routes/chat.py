@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ..answering import answer_question, answer_stream
+from ..auth.access import CallerDep, kb_for
 from ..deps import RegistryDep, RequestIdDep, check_question, require_ready
 from ..schemas import ChatRequest, ChatResponse, error_responses
 from .sse import guarded, sse, sse_response
@@ -18,11 +19,11 @@ router = APIRouter(tags=["chat"])
                                              "{\"text\"} then one `done` event with the whole response "
                                              "(or, if the server fails mid-stream, one `error` event "
                                              "{\"error\": {\"message\", \"type\", \"code\"}})."},
-                        **error_responses(404, 413, 422, 503)})
-def chat(req: ChatRequest, registry: RegistryDep, request_id: RequestIdDep):
+                        **error_responses(401, 403, 404, 413, 422, 503)})
+def chat(req: ChatRequest, registry: RegistryDep, request_id: RequestIdDep, caller: CallerDep):
     require_ready(registry)
     question = check_question(req.question, registry.settings)
-    kb = registry.get(req.kb)
+    kb = kb_for(registry, caller, req.kb)
     history = [t.model_dump() for t in req.history]
     opts = {"params": req.gen_params(), "stage": req.stage, "request_id": request_id}
     if not req.stream:

@@ -1,7 +1,6 @@
 """``POST /v1/kbs/{kb}/eval`` (an eval run as a background job), ``GET /v1/jobs/{id}`` and its files.
 
-Loopback-only until API keys exist (issue #11 adds the admin role); the server binds 127.0.0.1 by
-default.
+Admin role (service/auth); in loopback-only mode (no keys) every local caller is an admin.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field, StrictFloat
 
+from ..auth.access import CallerDep, Role, kb_for
 from ..deps import RegistryDep, require_ready
 from ..errors import ApiError
 from ..schemas import error_responses
@@ -34,15 +34,15 @@ def _runner(request: Request):
     return request.app.state.jobs
 
 
-@router.post("/v1/kbs/{kb}/eval", status_code=202, responses=error_responses(404, 413, 422, 503))
+@router.post("/v1/kbs/{kb}/eval", status_code=202, responses=error_responses(401, 403, 404, 413, 422, 503))
 def start_eval(kb: Annotated[str, Path(max_length=64)], req: EvalJobRequest, registry: RegistryDep,
-               request: Request):
-    """Start ``docqa eval run`` on the KB as a job; poll ``GET /v1/jobs/{id}``."""
+               request: Request, caller: CallerDep):
+    """Start ``docqa eval run`` on the KB as a job (admin role); poll ``GET /v1/jobs/{id}``."""
     from ..evaluation.dataset import EvalSet, parse_row
     from ..evaluation.runner import evaluate, parse_sweep
 
     require_ready(registry)
-    base = registry.get(kb)
+    base = kb_for(registry, caller, kb, Role.ADMIN)
     rows, skipped = [], []
     for i, obj in enumerate(req.rows, start=1):
         try:
@@ -72,19 +72,21 @@ def start_eval(kb: Annotated[str, Path(max_length=64)], req: EvalJobRequest, reg
                          "rows": len(rows), "skipped": [{"row": n, "why": w} for n, w in skipped]}, status_code=202)
 
 
-@router.get("/v1/jobs/{job_id}", responses=error_responses(404))
-def job_status(job_id: Annotated[str, Path(max_length=64)], request: Request):
+@router.get("/v1/jobs/{job_id}", responses=error_responses(401, 403, 404))
+def job_status(job_id: Annotated[str, Path(max_length=64)], request: Request, caller: CallerDep):
     """A job's status and progress; when done, its metrics and the URLs of its report files."""
+    caller.require(Role.ADMIN)
     job = _runner(request).get(job_id)
     if job is None:
         raise ApiError(404, f"no job {job_id!r} (jobs are kept in memory until the server restarts)", "not_found")
     return job.public()
 
 
-@router.get("/v1/jobs/{job_id}/files/{name}", responses=error_responses(404))
+@router.get("/v1/jobs/{job_id}/files/{name}", responses=error_responses(401, 403, 404))
 def job_file(job_id: Annotated[str, Path(max_length=64)], name: Annotated[str, Path(max_length=120)],
-             request: Request):
+             request: Request, caller: CallerDep):
     """One file of a finished job (report.md, metrics.json, rows.jsonl, the plots)."""
+    caller.require(Role.ADMIN)
     job = _runner(request).get(job_id)
     path = job.folder / job.id / name if job is not None and _FILE.match(name) else None
     if path is None or not path.is_file():

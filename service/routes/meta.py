@@ -5,8 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from ..auth.access import CallerDep
 from ..deps import RegistryDep
 from ..llm.factory import llm_status
+from ..schemas import error_responses
 
 router = APIRouter(tags=["meta"])
 
@@ -40,8 +42,8 @@ def readyz(registry: RegistryDep):
             "errors": dict(registry.kb_errors), "llm": llm}
 
 
-@router.get("/v1/kbs")
-def kbs(registry: RegistryDep):
-    """Every KB this server serves; a damaged one is listed with ``status: broken`` and the reason
-    (requests to it get 503 until it is repaired), and never hides the others."""
-    return {"kbs": [registry.status(name) for name in registry.names()]}
+@router.get("/v1/kbs", responses=error_responses(401))
+def kbs(registry: RegistryDep, caller: CallerDep):
+    """The KBs this server serves that the caller's key may use; a damaged one is listed with
+    ``status: broken`` and the reason (requests to it get 503 until it is repaired)."""
+    return {"kbs": [registry.status(name) for name in registry.names() if caller.may_see(name)]}

@@ -14,6 +14,7 @@ import uuid
 from fastapi import APIRouter
 
 from ..answering import AnswerResult, answer_question, answer_stream
+from ..auth.access import CallerDep, kb_for
 from ..deps import RegistryDep, RequestIdDep, check_question, require_ready
 from ..errors import ApiError
 from ..schemas import OpenAIChatRequest, error_responses
@@ -38,8 +39,8 @@ def _extra(result: AnswerResult) -> dict:
              responses={200: {"content": {"application/json": {}, "text/event-stream": {}},
                               "description": "A chat.completion object, or with stream=true server-sent events of "
                                              "chat.completion.chunk objects ending with `data: [DONE]`."},
-                        **error_responses(404, 413, 422, 503)})
-def chat_completions(req: OpenAIChatRequest, registry: RegistryDep, request_id: RequestIdDep):
+                        **error_responses(401, 403, 404, 413, 422, 503)})
+def chat_completions(req: OpenAIChatRequest, registry: RegistryDep, request_id: RequestIdDep, caller: CallerDep):
     require_ready(registry)
     msgs = [(m.role, _text(m.content)) for m in req.messages]
     if msgs[-1][0] != "user":
@@ -47,7 +48,7 @@ def chat_completions(req: OpenAIChatRequest, registry: RegistryDep, request_id: 
     question = check_question(msgs[-1][1], registry.settings, "last user message")
     history = [{"role": r, "content": c} for r, c in msgs[:-1] if r in ("user", "assistant")]
     kb_name = req.kb or (req.model if req.model in registry.names() else None)
-    kb = registry.get(kb_name)
+    kb = kb_for(registry, caller, kb_name)
     opts = {"params": req.gen_params(), "stage": req.stage, "request_id": request_id}
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if not req.stream:

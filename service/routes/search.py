@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from ingest.search import search
 
+from ..auth.access import CallerDep, kb_for
 from ..compliance import redact_hit
 from ..deps import RegistryDep, check_question, require_ready
 from ..schemas import SearchRequest, error_responses
@@ -13,10 +14,10 @@ from ..schemas import SearchRequest, error_responses
 router = APIRouter(tags=["search"])
 
 
-@router.post("/v1/search", responses=error_responses(404, 413, 422, 503))
-def search_route(req: SearchRequest, registry: RegistryDep):
+@router.post("/v1/search", responses=error_responses(401, 403, 404, 413, 422, 503))
+def search_route(req: SearchRequest, registry: RegistryDep, caller: CallerDep):
     require_ready(registry)
     query = check_question(req.query, registry.settings, "query")
-    kb = registry.get(req.kb)
+    kb = kb_for(registry, caller, req.kb)
     # hits pass the same redaction as citations: blocklisted spans and personal data never leave the server
     return {"kb": kb.name, "hits": [redact_hit(kb, h.public()) for h in search(kb, query, req.k, mode=req.mode)]}

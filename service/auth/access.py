@@ -1,0 +1,100 @@
+"""Who is calling, and what they may do: API keys (``keys.py``) as a FastAPI dependency.
+
+``CallerDep`` is the caller of a request: with keys configured, the holder of a valid
+``Authorization: Bearer <key>`` (401 without one, naming why); with no active key in the keys file,
+loopback-only mode, where the server refuses to bind a non-loopback address and every local caller
+is an admin. Routes state the role and the KB they need with ``caller.require(role, kb)`` (403 with a
+message otherwise). Refusals are logged with the key's id, never the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..errors import ApiError
+from .keys import KeyError_, KeyRecord, KeyStore, Role, keys_path
+
+log = logging.getLogger("docqa.auth")
+
+
+@dataclass(frozen=True)
+class Caller:
+    key_id: str | None  # None: loopback-only mode, no keys configured
+    role: Role
+    kbs: frozenset[str] | None  # None: every KB
+    groups: tuple[str, ...] = ()
+
+    def may_see(self, kb: str) -> bool:
+        return self.kbs is None or kb in self.kbs
+
+    def require(self, role: Role, kb: str | None = None) -> None:
+        if self.role < role:
+            log.warning("auth: key %s (%s) refused: needs %s", self.key_id, self.role.name.lower(), role.name.lower())
+            raise ApiError(403, f"this API key's role ({self.role.name.lower()}) may not do this: it needs the "
+                                f"{role.name.lower()} role", "permission_denied")
+        if kb is not None and not self.may_see(kb):
+            log.warning("auth: key %s refused on knowledge base %s", self.key_id, kb)
+            raise ApiError(403, f"this API key has no access to knowledge base {kb!r}", "permission_denied")
+
+
+LOOPBACK = Caller(None, Role.ADMIN, None)
+
+
+def get_caller(request: Request) -> Caller:
+    store: KeyStore = request.app.state.keys
+    try:
+        keyed = store.any_active()
+    except KeyError_ as e:  # an unreadable keys file: nobody gets in, and the operator is told why
+        log.error("%s", e)
+        raise ApiError(503, "the server's keys file is unreadable; see the server log", "unavailable") from None
+    if not keyed:
+        return LOOPBACK
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "this server requires an API key: send 'Authorization: Bearer <key>'", "unauthorized",
+                       headers={"WWW-Authenticate": "Bearer"})
+    rec = store.verify(token.strip())
+    if rec is None:
+        log.warning("auth: refused a key that is unknown, revoked or expired (id %s)", _key_id(token))
+        raise ApiError(401, "the API key is invalid, revoked or expired", "unauthorized",
+                       headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return caller_of(rec)
+
+
+def caller_of(rec: KeyRecord) -> Caller:
+    return Caller(rec.id, Role.parse(rec.role), None if "*" in rec.kbs else frozenset(rec.kbs), tuple(rec.groups))
+
+
+def _key_id(token: str) -> str:
+    parts = token.strip().split("_")
+    return parts[1][:8] if len(parts) >= 3 and parts[0] == "dqa" else "?"
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+__all__ = ["LOOPBACK", "Caller", "CallerDep", "KeyError_", "KeyRecord", "KeyStore", "Role", "get_caller",
+           "is_loopback", "keys_path"]
+
+
+def kb_for(registry, caller: Caller, name: str | None, role: Role = Role.READER):
+    """The KB a request names (or the server's only one), checked for ``caller``: a KB the key may not
+    use is a 403 before it is even looked up, so a key cannot probe which KBs exist."""
+    if name:
+        caller.require(role, name)
+    kb = registry.get(name)
+    caller.require(role, kb.name)
+    return kb
