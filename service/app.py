@@ -20,6 +20,7 @@ from .auth.keys import KeyStore, keys_path
 from .errors import error_body, install_error_handlers
 from .jobs import JobRunner
 from .llm.factory import warm_up_llms
+from .metrics import MetricsMiddleware
 from .registry import KBRegistry
 from .request_id import RequestIdMiddleware
 from .routes import chat, jobs, meta, openai, search
@@ -43,6 +44,7 @@ def create_app(kb: str | None = None, settings: Settings | None = None) -> FastA
     app.state.jobs = JobRunner()  # background jobs (evals); its thread starts with the first job
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_request_mb * 2**20))
     app.add_middleware(RequestIdMiddleware)  # X-Request-ID in, out, and into the audit log
+    app.add_middleware(MetricsMiddleware)  # outermost: counts every request, 413s and errors included
     install_error_handlers(app)
     for module in (meta, chat, openai, search, jobs):
         app.include_router(module.router)

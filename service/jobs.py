@@ -60,6 +60,9 @@ class JobRunner:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._work, name="docqa-jobs", daemon=True)
                 self._thread.start()
+        from .metrics import JOBS_QUEUED
+
+        JOBS_QUEUED.inc()
         self._queue.put((job, work))
         return job
 
@@ -82,4 +85,8 @@ class JobRunner:
                 log.exception("job %s (%s on %s) failed", job.id, job.kind, job.kb)
                 job.status, job.error = "failed", f"{type(e).__name__}: {e}"
             finally:
+                from .metrics import JOBS, JOBS_QUEUED
+
                 job.finished = time.time()
+                JOBS_QUEUED.dec()
+                JOBS.labels(job.kind, job.status).inc()

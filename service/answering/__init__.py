@@ -28,9 +28,10 @@ def answer_question(kb: KnowledgeBase, question: str, history: list[dict] | None
     (temperature, top_p, max_tokens, repetition_penalty, no_repeat_ngram_size); ``stage``: the
     dialogue stage the compliance filter picks its fallback reply by."""
     early = _screened(kb, question, stage, request_id)
-    if early is not None:
-        return early
-    return answer(prepare(kb, question, history, k=k, params=params, stage=stage, request_id=request_id))
+    result = early if early is not None else answer(prepare(kb, question, history, k=k, params=params, stage=stage,
+                                                            request_id=request_id))
+    _observe(result)
+    return result
 
 
 def answer_stream(kb: KnowledgeBase, question: str, history: list[dict] | None = None, *, k: int | None = None,
@@ -42,9 +43,23 @@ def answer_stream(kb: KnowledgeBase, question: str, history: list[dict] | None =
     raised at the call, not mid-stream."""
     early = _screened(kb, question, stage, request_id)
     if early is not None:
+        _observe(early)
         return iter([*stream_answer(early), early])
     prep = prepare(kb, question, history, k=k, params=params, stage=stage, request_id=request_id)
-    return answer_events(prep)
+    return _observed(answer_events(prep))
+
+
+def _observed(items: Iterator[str | AnswerResult]) -> Iterator[str | AnswerResult]:
+    for item in items:
+        if isinstance(item, AnswerResult):
+            _observe(item)
+        yield item
+
+
+def _observe(result: AnswerResult) -> None:
+    from ..metrics import observe_answer
+
+    observe_answer(result)
 
 
 def _screened(kb: KnowledgeBase, question: str, stage: str | None, request_id: str | None) -> AnswerResult | None:

@@ -52,6 +52,7 @@ class Prepared:
     request_id: str | None = None
     notes: list[str] = field(default_factory=list)  # e.g. why condensation fell back
     llm_seconds: float = 0.0  # time spent inside LLM calls (bench/service_overhead.py)
+    retrieve_seconds: float = 0.0  # search and the evidence scores
 
     @property
     def passages(self) -> list[Hit]:
@@ -80,6 +81,7 @@ def prepare(kb: KnowledgeBase, question: str, history: list[dict] | None = None,
     prep = Prepared(kb, s, llm, question, question, [], [], 0.0, gen, stage, request_id)
     prep.query = _standalone(prep, turns)
     key = (prep.query, k or s.answer_k)
+    t0 = time.perf_counter()
     if cache is not None and key in cache:
         prep.hits, scored = cache[key]
     else:
@@ -88,6 +90,7 @@ def prepare(kb: KnowledgeBase, question: str, history: list[dict] | None = None,
         if cache is not None:
             cache[key] = (prep.hits, scored)
     prep.chosen, prep.best = compose(scored, s.refusal_threshold)
+    prep.retrieve_seconds = time.perf_counter() - t0
     return prep
 
 
@@ -242,8 +245,12 @@ def compliance_review(prep: Prepared, result: AnswerResult) -> AnswerResult:
     passes here exactly once; the verdict is appended to the KB's audit log."""
     from ..compliance import review
 
-    return review(prep.kb, prep.question, result, stage=prep.stage, request_id=prep.request_id,
-                  evidence=passage_texts(prep, result))
+    t0 = time.perf_counter()
+    final = review(prep.kb, prep.question, result, stage=prep.stage, request_id=prep.request_id,
+                   evidence=passage_texts(prep, result))
+    final.timings = {"retrieve": prep.retrieve_seconds, "generate": prep.llm_seconds,
+                     "filter": time.perf_counter() - t0}
+    return final
 
 
 def passage_texts(prep: Prepared, result: AnswerResult) -> dict[int, str]:

@@ -31,6 +31,32 @@ class AnswerResult:
     # text: the guard has nothing to ground, the audit log still records it
     fixed_text: bool = False
     reason: str | None = None
+    # seconds per stage (retrieve, generate, filter), for /metrics; not part of the reply
+    timings: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def outcome(self) -> str:
+        """answered | refused | fallback | snapped | dropped | redacted."""
+        if self.refused:
+            return "refused"
+        reason = self.reason or ""
+        for kind in ("snapped", "dropped", "redacted"):
+            if reason.startswith(f"compliance {kind}"):
+                return kind
+        return "fallback" if self.fallback else "answered"
+
+    @property
+    def fallback_cause(self) -> str | None:
+        """Why a fallback reply was given, as a short label (None when none was)."""
+        if not self.fallback:
+            return None
+        reason = (self.reason or "").lower()
+        for words, label in (("llm unavailable", "llm"), ("blocklist", "blocklist"), ("not supported", "ungrounded"),
+                             ("personal data", "personal_data"), ("not answered from the documents", "stage"),
+                             ("no approved reply", "snap_no_match"), ("empty", "empty")):
+            if words in reason:
+                return label
+        return "other"
 
     def to_dict(self) -> dict:
         return {"answer": self.answer, "citations": self.citations, "refused": self.refused,

@@ -94,20 +94,9 @@ def _query(row: EvalRow) -> str:
     return joined_query(row.question, row.history) if row.history else row.question
 
 
-def outcome(result) -> str:
-    """answered | refused | fallback | snapped | dropped | redacted (from the result's flags and reason)."""
-    if result.refused:
-        return "refused"
-    reason = result.reason or ""
-    for kind in ("snapped", "dropped", "redacted"):
-        if reason.startswith(f"compliance {kind}"):
-            return kind
-    return "fallback" if result.fallback else "answered"
-
-
 def record(row: EvalRow, result, retrieved: list[dict], best: float, timings: dict) -> dict:
     passages = {int(c["n"]): str(c.get("text", "")) for c in result.citations}
-    kind = outcome(result)
+    kind = result.outcome
     declined = kind in ("refused", "fallback")
     rank = M.first_rank(retrieved, doc_ids=row.doc_ids, sources=row.sources, answers=row.answers)
     precise, cited = M.citation_counts(result.answer, passages) if not declined else (0, 0)

@@ -24,6 +24,17 @@ def healthz_head():
     return {"status": "ok"}
 
 
+@router.get("/metrics", include_in_schema=False)
+def metrics():
+    """Prometheus text format (service/metrics.py): no label carries a KB name or any text."""
+    from fastapi import Response
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from ..metrics import REGISTRY
+
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
 @router.get("/readyz", responses={503: {"description": "Still loading, or no KB could be loaded."}})
 def readyz(registry: RegistryDep):
     """200 once every served KB is open and its models are loaded; 503 before (readiness).
