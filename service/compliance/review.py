@@ -46,8 +46,13 @@ def audit_log(path: Path) -> AuditLog:
 
 
 def filter_enabled(kb) -> bool:
-    """True when the KB's answers go through the filter (streaming must then hold the text)."""
-    return kb.settings.compliance_for(kb.name).compliance is not ComplianceMode.OFF
+    """True when the KB's answers are reviewed before a user sees them (the compliance filter, or
+    personal-data redaction): streaming must then hold the text until the verdict, or a phone number
+    could leave in a delta before the final text masks it."""
+    from ingest.settings import RedactMode
+
+    s = kb.settings.compliance_for(kb.name)
+    return s.compliance is not ComplianceMode.OFF or s.redact is not RedactMode.OFF
 
 
 def warm_up_compliance(kb) -> None:

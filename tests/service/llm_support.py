@@ -168,9 +168,9 @@ def scripted_llm(default: str):
 
 
 def serve_compliance_kbs(tmp_path_factory, name: str, files: dict[str, str], kbs: tuple[str, ...], llm_url: str,
-                         **settings_overrides):
-    """A real server (``Served``) over ``kbs``, each holding ``files``; the KB named ``llm`` answers with
-    the scripted OpenAI-compatible server at ``llm_url``. Yields (server, home, ingest reports)."""
+                         llm_kbs: tuple[str, ...] = ("llm",), **settings_overrides):
+    """A real server (``Served``) over ``kbs``, each holding ``files``; the KBs named in ``llm_kbs`` answer
+    with the scripted OpenAI-compatible server at ``llm_url``. Yields (server, home, ingest reports)."""
     from ingest.pipeline import ingest_paths
     from ingest.settings import load_settings
     from service.app import create_app
@@ -181,7 +181,8 @@ def serve_compliance_kbs(tmp_path_factory, name: str, files: dict[str, str], kbs
     for fname, text in files.items():
         (src / fname).write_text(text, encoding="utf-8")
     reports = {kb: ingest_paths([src], kb, load_settings(home=home, keyphrases=0), progress=False) for kb in kbs}
-    kb_llm = {"llm": {"llm_backend": "openai", "llm_url": f"{llm_url}/v1", "llm_model": "scripted", "llm_retries": 0}}
+    kb_llm = {kb: {"llm_backend": "openai", "llm_url": f"{llm_url}/v1", "llm_model": "scripted", "llm_retries": 0}
+              for kb in llm_kbs}
     settings = load_settings(home=home, kb_llm=kb_llm, **settings_overrides)
     with Served(create_app(settings=settings)) as srv:
         srv.wait_ready(timeout=300)

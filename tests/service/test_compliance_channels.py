@@ -39,8 +39,8 @@ def llm_server():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, embed_model: str, llm_server):
     yield from serve_compliance_kbs(tmp_path_factory, "channels", {"leaflet.md": LEAFLET, "memo.md": MEMO},
-                                    ("desk", "llm", "strict"), llm_server[0].url,
-                                    kb_compliance={"strict": {"redact": "refuse"}})
+                                    ("desk", "llm", "strict", "llmoff"), llm_server[0].url, llm_kbs=("llm", "llmoff"),
+                                    kb_compliance={"strict": {"redact": "refuse"}, "llmoff": {"compliance": "off"}})
 
 
 def post(srv, path: str, **body) -> httpx.Response:
@@ -140,3 +140,17 @@ def test_questions_with_a_blocklisted_claim_or_a_forbidden_stage_skip_retrieval(
     assert staged["citations"] == []
     audit = read_audit(home / "desk" / "audit.jsonl")
     assert any(rec.get("screened") == "question" and "稳赚不赔" in rec["question"] for rec in audit)
+
+
+def test_with_the_filter_off_redaction_still_holds_the_stream(server, llm_server) -> None:
+    """compliance: off streams LLM deltas as written, but with redact on a phone number must not leave in
+    a delta before the final text masks it: the stream is held for redaction too."""
+    srv, _, _ = server
+    llm_server[1].queue[:] = ["请拨打咨询热线 13812345678 [1]。"]
+    with httpx.stream("POST", f"{srv.url}/v1/chat", json={"question": "鑫盛宝的咨询热线是多少？", "kb": "llmoff",
+                                                          "stream": True}, timeout=120) as r:
+        body = "".join(r.iter_text())
+    assert_llm_called(llm_server)
+    events = sse_events(httpx.Response(200, content=body.encode(), headers={"content-type": "text/event-stream"}))
+    streamed = "".join(json.loads(d)["text"] for e, d in events if e == "delta")
+    assert "13812345678" not in streamed and "138****5678" in streamed, streamed

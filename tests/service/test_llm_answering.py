@@ -39,9 +39,10 @@ def llm_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def service(home, llm_server):
-    # compliance off: these tests are about what the LLM path itself does (live streaming included)
+    # compliance and redaction off: these tests are about what the LLM path itself does (live streaming
+    # included; either review holds the stream until its verdict)
     settings = load_settings(home=home, llm_backend="openai", llm_url=llm_server.url, llm_model="scripted",
-                             llm_retries=0, compliance="off")
+                             llm_retries=0, compliance="off", redact="off")
     with Served(create_app(settings=settings)) as s:
         s.wait_ready()
         yield s
@@ -50,7 +51,7 @@ def service(home, llm_server):
 @pytest.fixture(scope="module")
 def down_service(home):
     settings = load_settings(home=home, llm_backend="openai", llm_url=f"http://127.0.0.1:{free_port()}/v1",
-                             llm_model="scripted", llm_retries=1, compliance="off")
+                             llm_model="scripted", llm_retries=1, compliance="off", redact="off")
     with Served(create_app(settings=settings)) as s:
         s.wait_ready()
         yield s
@@ -155,7 +156,7 @@ def test_notice_fallback_gives_the_passages_not_a_quote(home):
 def test_per_kb_backend_with_the_tiny_model_in_process_streams_tokens(home, llm_server):
     s = load_settings(home=home, kb_llm={"docs": {"llm_backend": "transformers",
                                                   "llm_base_model": str(llm_server.tiny_dir),
-                                                  "llm_max_tokens": 24}}, compliance="off")
+                                                  "llm_max_tokens": 24}}, compliance="off", redact="off")
     assert s.llm_backend == "extractive"  # the global default; the KB overrides it
     with Served(create_app(settings=s)) as svc:
         svc.wait_ready()
