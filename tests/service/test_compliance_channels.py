@@ -107,15 +107,21 @@ def test_a_planted_instruction_is_not_grounded(server, llm_server) -> None:
     assert "123456" not in extractive.json()["answer"]
 
 
-def test_streams_carry_only_the_filtered_text(server, llm_server) -> None:
-    srv, _, _ = server
-    llm_server[1].queue[:] = ["本产品稳-赚-不-赔，欢迎购买[1]。"]
-    with httpx.stream("POST", f"{srv.url}/v1/chat", json={"question": "鑫盛宝的预期年化收益率是多少？", "kb": "llm",
-                                                          "stream": True}, timeout=120) as r:
+def stream_drafted(srv, llm_server, draft: str, question: str, kb: str) -> tuple[str, list, str]:
+    """Stream /v1/chat with the scripted LLM writing ``draft``: (raw body, events, the deltas joined)."""
+    llm_server[1].queue[:] = [draft]
+    with httpx.stream("POST", f"{srv.url}/v1/chat", json={"question": question, "kb": kb, "stream": True},
+                      timeout=120) as r:
         body = "".join(r.iter_text())
     assert_llm_called(llm_server)
-    assert "稳-赚-不-赔" not in body and "稳赚不赔" not in body
     events = sse_events(httpx.Response(200, content=body.encode(), headers={"content-type": "text/event-stream"}))
+    return body, events, "".join(json.loads(d)["text"] for e, d in events if e == "delta")
+
+
+def test_streams_carry_only_the_filtered_text(server, llm_server) -> None:
+    body, events, streamed = stream_drafted(server[0], llm_server, "本产品稳-赚-不-赔，欢迎购买[1]。",
+                                            "鑫盛宝的预期年化收益率是多少？", "llm")
+    assert "稳-赚-不-赔" not in streamed and "稳赚不赔" not in streamed
     assert events[-1][0] == "done"
     assert_clean(body)
 
@@ -145,12 +151,6 @@ def test_questions_with_a_blocklisted_claim_or_a_forbidden_stage_skip_retrieval(
 def test_with_the_filter_off_redaction_still_holds_the_stream(server, llm_server) -> None:
     """compliance: off streams LLM deltas as written, but with redact on a phone number must not leave in
     a delta before the final text masks it: the stream is held for redaction too."""
-    srv, _, _ = server
-    llm_server[1].queue[:] = ["请拨打咨询热线 13812345678 [1]。"]
-    with httpx.stream("POST", f"{srv.url}/v1/chat", json={"question": "鑫盛宝的咨询热线是多少？", "kb": "llmoff",
-                                                          "stream": True}, timeout=120) as r:
-        body = "".join(r.iter_text())
-    assert_llm_called(llm_server)
-    events = sse_events(httpx.Response(200, content=body.encode(), headers={"content-type": "text/event-stream"}))
-    streamed = "".join(json.loads(d)["text"] for e, d in events if e == "delta")
+    _, _, streamed = stream_drafted(server[0], llm_server, "请拨打咨询热线 13812345678 [1]。",
+                                    "鑫盛宝的咨询热线是多少？", "llmoff")
     assert "13812345678" not in streamed and "138****5678" in streamed, streamed
