@@ -42,8 +42,7 @@ KINDS = ("answerable", "impossible", "held-out")
 
 def with_settings(base, **changes):
     """``base`` with ``changes`` validated like any setting (strings become their enums)."""
-    checked = type(base).model_validate({**base.model_dump(), **changes}).model_dump(include=set(changes))
-    return base.model_copy(update=checked)
+    return base.with_overrides(changes)
 
 
 def sample(items: list[Item], per_kind: int, seed: int) -> list[Item]:

@@ -46,8 +46,7 @@ REPLY = "根据判决书，答案见上文[1]。"
 
 def with_settings(base, **changes):
     """``base`` with ``changes`` validated like any setting (strings become their enums)."""
-    checked = type(base).model_validate({**base.model_dump(), **changes}).model_dump(include=set(changes))
-    return base.model_copy(update=checked)
+    return base.with_overrides(changes)
 
 
 def instant_llm_app():

@@ -361,13 +361,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"kb_compliance[{kb!r}]: unknown key(s) {bad}; allowed: {list(COMPLIANCE_KEYS)}")
         return v
 
-    def compliance_for(self, name: str) -> Settings:
-        """These settings with the KB's ``kb_compliance`` overrides applied (validated)."""
-        over = self.kb_compliance.get(name)
+    def with_overrides(self, over: dict[str, Any]) -> Settings:
+        """These settings with ``over`` laid over them, validated like any setting (strings become their
+        enums, bounds are checked): the one way every per-KB, tuned or swept value is applied."""
         if not over:
             return self
         checked = self.model_validate({**self.model_dump(), **over}).model_dump(include=set(over))
         return self.model_copy(update=checked)
+
+    def compliance_for(self, name: str) -> Settings:
+        """These settings with the KB's ``kb_compliance`` overrides applied (validated)."""
+        return self.with_overrides(self.kb_compliance.get(name) or {})
 
     @field_validator("home", mode="after")
     @classmethod
@@ -387,8 +391,7 @@ class Settings(BaseSettings):
         known = {k: v for k, v in build.items() if k in type(self).model_fields}
         if build and "segment_pass" not in build:  # a KB built before the segment pass embedded unit by unit
             known["segment_pass"] = False
-        return self.model_copy(update=self.model_validate({**self.model_dump(), **known}).model_dump(
-            include=set(known)))
+        return self.with_overrides(known)
 
 
 def _plain(v: Any) -> Any:

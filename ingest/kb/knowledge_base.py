@@ -45,11 +45,8 @@ def with_tuned(settings: Settings, manifest: dict) -> Settings:
     values = tuned.get("values") if isinstance(tuned, dict) else None
     if not isinstance(values, dict):
         return settings
-    over = {k: v for k, v in values.items() if k in type(settings).model_fields and k not in settings.model_fields_set}
-    if not over:
-        return settings
-    checked = settings.model_validate({**settings.model_dump(), **over}).model_dump(include=set(over))
-    return settings.model_copy(update=checked)
+    return settings.with_overrides({k: v for k, v in values.items()
+                                    if k in type(settings).model_fields and k not in settings.model_fields_set})
 
 
 def store_tuned(name: str, settings: Settings, values: dict, why: str) -> dict:

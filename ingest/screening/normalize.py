@@ -118,8 +118,8 @@ def normalize(text: str) -> Normalized:
 
 
 def _fold(text: str) -> tuple[list[str], list[int]]:
-    """Steps 1-2 with the original position of every output character (the common case, where
-    nothing changes length, without a per-character loop)."""
+    """Steps 1-2 with the original position of every output character. The common case (nothing
+    changes length, no format character) needs only a category scan, not a per-character rebuild."""
     folded = unicodedata.normalize("NFKC", text).casefold()
     if len(folded) == len(text) and not any(unicodedata.category(c) == "Cf" for c in text):
         return list(folded), list(range(len(text)))

@@ -16,7 +16,7 @@ from .review import (
     STAGE_PATTERN,
     clean_request_id,
     filter_enabled,
-    redact_hit,
+    redact_hits,
     review,
     screen_question,
     warm_up_compliance,
@@ -27,5 +27,5 @@ __all__ = [
     "ApprovedLibrary", "ApprovedReply", "AuditLog", "BlockHit", "Blocklist", "BlocklistError", "ComplianceConfig",
     "ComplianceConfigError", "ComplianceFilter", "Fallbacks", "GuardReport", "Lang", "STAGE_PATTERN", "Verdict",
     "VerdictKind", "build_filter", "check_grounding", "clean_request_id", "filter_enabled", "language_of",
-    "read_audit", "redact_hit", "review", "screen_question", "warm_up_compliance",
+    "read_audit", "redact_hits", "review", "screen_question", "warm_up_compliance",
 ]

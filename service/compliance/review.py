@@ -124,9 +124,13 @@ def screen_question(kb, question: str, *, stage: str | None = None, request_id: 
     return result
 
 
-def redact_hit(kb, hit: dict) -> dict:
-    """A search hit (``Hit.public()``) as a user may see it: its texts through ``redact``."""
+def redact_hits(kb, hits: list[dict]) -> list[dict]:
+    """Search hits (``Hit.public()``) as a user may see them: their texts through ``redact``."""
     filt = build_filter(kb.settings, kb.name, kb.embedder)
+    return [_redact_hit(filt, h) for h in hits]
+
+
+def _redact_hit(filt, hit: dict) -> dict:
     out = dict(hit)
     for key in ("text", "title", "keyinfo", "matched_text"):
         if isinstance(out.get(key), str):

@@ -40,9 +40,8 @@ def with_setting(kb, key: str, value):
     s = kb.settings
     if key not in type(s).model_fields:
         raise ValueError(f"unknown setting {key!r}")
-    checked = s.model_validate({**s.model_dump(), key: value}).model_dump(include={key})
     view = copy.copy(kb)
-    view.settings = s.model_copy(update=checked)
+    view.settings = s.with_overrides({key: value})
     return view
 
 

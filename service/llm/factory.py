@@ -20,11 +20,7 @@ _LOCK = threading.Lock()
 
 def kb_llm_settings(settings: Settings, kb_name: str | None) -> Settings:
     """``settings`` with the KB's ``kb_llm`` overrides applied (validated like any setting)."""
-    over = settings.kb_llm.get(kb_name or "") if kb_name else None
-    if not over:
-        return settings
-    checked = settings.model_validate({**settings.model_dump(), **over}).model_dump(include=set(over))
-    return settings.model_copy(update=checked)
+    return settings.with_overrides(settings.kb_llm.get(kb_name or "") or {} if kb_name else {})
 
 
 def _key(s: Settings) -> tuple:

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from ingest.search import search
 
 from ..auth.access import CallerDep, kb_for
-from ..compliance import redact_hit
+from ..compliance import redact_hits
 from ..deps import RegistryDep, check_question, require_ready
 from ..schemas import SearchRequest, error_responses
 
@@ -20,4 +20,4 @@ def search_route(req: SearchRequest, registry: RegistryDep, caller: CallerDep):
     query = check_question(req.query, registry.settings, "query")
     kb = kb_for(registry, caller, req.kb)
     # hits pass the same redaction as citations: blocklisted spans and personal data never leave the server
-    return {"kb": kb.name, "hits": [redact_hit(kb, h.public()) for h in search(kb, query, req.k, mode=req.mode)]}
+    return {"kb": kb.name, "hits": redact_hits(kb, [h.public() for h in search(kb, query, req.k, mode=req.mode)])}
