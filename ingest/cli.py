@@ -68,17 +68,37 @@ def _echo_ingest_summary(report) -> None:
 @kb_option
 @json_option
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def ingest(paths: tuple[str, ...], kb: str, as_json: bool, no_progress: bool) -> None:
+@click.option("--groups", default=None, metavar="A,B",
+              help="Document groups for every document of this run (only API keys holding one of them may read "
+                   "those documents); a sidecar NAME.meta.json or a JSONL record's own 'groups' wins.")
+@click.option("--meta", "meta_pairs", multiple=True, metavar="KEY=VALUE",
+              help="Metadata for every document of this run, to filter on (repeatable); sidecars and records win.")
+def ingest(paths: tuple[str, ...], kb: str, as_json: bool, no_progress: bool, groups: str | None,
+           meta_pairs: tuple[str, ...]) -> None:
     """Ingest files and folders (recursively) into a knowledge base, creating it if needed.
 
     Supported: .pdf .docx .html/.htm .md/.markdown .txt .jsonl. Unchanged files are skipped; changed
-    files replace their old units. Exit code 1 when some files failed (the rest is committed).
+    files (or changed metadata) replace their old units. Exit code 1 when some files failed (the rest is
+    committed).
     """
+    from .doc_meta import MetaError, clean_meta
     from .pipeline import ingest_paths
 
+    meta: dict = {}
+    for pair in meta_pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--meta")
+        meta[key.strip()] = value
+    if groups is not None:
+        meta["groups"] = groups
+    try:
+        meta = clean_meta(meta, "--groups/--meta")
+    except MetaError as e:
+        raise click.BadParameter(str(e)) from None
     settings = load_settings()
     with _rolled_back_on_interrupt(kb):
-        report = ingest_paths(list(paths), kb, settings, progress=not no_progress and sys.stderr.isatty())
+        report = ingest_paths(list(paths), kb, settings, progress=not no_progress and sys.stderr.isatty(), meta=meta)
     if as_json:
         _echo_json(report.to_dict())
     else:
@@ -127,15 +147,25 @@ def docs(kb: str, as_json: bool) -> None:
 @kb_option
 @click.option("--k", default=5, show_default=True, type=click.IntRange(1, 100))
 @click.option("--mode", type=click.Choice(["hybrid", "dense", "keyword"]), default="hybrid", show_default=True)
+@click.option("--filter", "where", default=None, metavar="JSON",
+              help='Metadata filter, e.g. \'{"tags": {"in": ["leave"]}, "date": {"gte": "2020-01-01"}}\'.')
+@click.option("--groups", default=None, metavar="A,B",
+              help="Search as a caller holding these groups (default: every document, as the KB's owner).")
 @json_option
-def search(query: str, kb: str, k: int, mode: str, as_json: bool) -> None:
+def search(query: str, kb: str, k: int, mode: str, where: str | None, groups: str | None, as_json: bool) -> None:
     """Hybrid search: dense + keyword retrieval fused with reciprocal rank fusion."""
+    from .filters import FilterError, doc_filter
     from .kb import KnowledgeBase
     from .search import search as run_search
 
     if not query.strip():
         raise click.UsageError("the query is empty")
-    hits = run_search(KnowledgeBase.open(kb, load_settings()), query, k, mode=mode)
+    try:
+        flt = doc_filter(None if groups is None else [g for g in groups.split(",") if g.strip()],
+                         json.loads(where) if where else None)
+    except (json.JSONDecodeError, FilterError) as e:
+        raise click.BadParameter(str(e), param_hint="--filter") from None
+    hits = run_search(KnowledgeBase.open(kb, load_settings()), query, k, mode=mode, where=flt)
     if as_json:
         _echo_json([h.public() for h in hits])
         return

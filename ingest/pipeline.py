@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .chunking import document_units
+from .doc_meta import EMPTY_HASH, MetaError, apply_meta, clean_meta, meta_hash, read_sidecar
 from .document import Document, doc_id_for_path
 from .kb import KBWriter, KnowledgeBase
 from .settings import Settings
@@ -54,9 +55,12 @@ class IngestReport:
         return d
 
 
-def ingest_paths(paths: list[str | Path], kb: str, settings: Settings, *, progress: bool = True) -> IngestReport:
+def ingest_paths(paths: list[str | Path], kb: str, settings: Settings, *, progress: bool = True,
+                 meta: dict | None = None) -> IngestReport:
     """Ingest files and folders (recursively) into KB ``kb``, creating it if needed.
 
+    ``meta``: metadata for every document of the run (``--groups``, an upload's fields), under each
+    file's sidecar and each record's own keys (``ingest.doc_meta``).
     Everything is one commit: an exception or Ctrl-C leaves the KB exactly as it was."""
     from .loaders import iter_files
 
@@ -64,7 +68,7 @@ def ingest_paths(paths: list[str | Path], kb: str, settings: Settings, *, progre
     report = IngestReport(kb=kb)
     files = list(iter_files(paths))
     report.files = len(files)
-    with KBWriter(kb, settings) as writer, _Batch(writer, report) as batch:
+    with KBWriter(kb, settings) as writer, _Batch(writer, report, clean_meta(meta or {}, "--groups/--meta")) as batch:
         for path in _progress(files, progress):
             batch.add_file(path)
         batch.flush()
@@ -82,8 +86,9 @@ def ingest_paths(paths: list[str | Path], kb: str, settings: Settings, *, progre
 class _Batch:
     """Documents of one ingest run waiting to be embedded and written (every ``FLUSH_UNITS``)."""
 
-    def __init__(self, writer: KBWriter, report: IngestReport):
+    def __init__(self, writer: KBWriter, report: IngestReport, meta: dict | None = None):
         self.writer = writer
+        self.meta = meta or {}  # the run's metadata defaults
         self.report = report
         self.pending: list[tuple[Document, list[Unit]]] = []
         self.n_units = 0
@@ -111,7 +116,12 @@ class _Batch:
         if problem:
             self.report.failures.append(Failure(display_name(path), problem))
             return
-        if _unchanged_file(path, self.writer, self.max_bytes):
+        try:
+            overlay = {**self.meta, **read_sidecar(path)}
+        except MetaError as e:
+            self.report.failures.append(Failure(display_name(path), str(e)))
+            return
+        if _unchanged_file(path, self.writer, self.max_bytes, meta_hash(apply_meta({}, overlay))):
             self.report.unchanged += 1
             return
         docs = self._load(path)
@@ -119,6 +129,7 @@ class _Batch:
             return
         self._drop_vanished_records(path, docs)
         for doc in docs:
+            doc.meta = apply_meta(doc.meta, overlay)
             self._add_doc(doc)
         if self.n_units >= FLUSH_UNITS:
             self.flush()
@@ -239,14 +250,16 @@ def _unusable_path(path: Path) -> str | None:
     return None
 
 
-def _unchanged_file(path: Path, writer: KBWriter, max_bytes: int) -> bool:
-    """True when a file's bytes hash to the content hash stored for it, so it is skipped without
-    being parsed (loaders hash the file's bytes). JSONL hashes per record: always parsed."""
+def _unchanged_file(path: Path, writer: KBWriter, max_bytes: int, want_meta: str) -> bool:
+    """True when a file's bytes hash to the content hash stored for it and its metadata (``want_meta``:
+    the meta_hash it would get) is the stored one, so it is skipped without being parsed (loaders hash
+    the file's bytes). JSONL hashes per record: always parsed."""
     p = Path(path).expanduser().resolve()
     if p.suffix.lower() == ".jsonl":
         return False
-    stored = writer.store.doc_hash(doc_id_for_path(str(p)))
-    if stored is None:
+    doc_id = doc_id_for_path(str(p))
+    stored = writer.store.doc_hash(doc_id)
+    if stored is None or (writer.store.doc_meta_hash(doc_id) or EMPTY_HASH) != want_meta:
         return False
     try:
         if not p.is_file() or p.stat().st_size > max_bytes:

@@ -17,7 +17,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
+from .filters import DocFilter
 from .kb import KnowledgeBase
+from .kb.knowledge_base import Allowed
 from .lexical import terms_for_query
 from .units import Level, Unit
 
@@ -67,27 +69,36 @@ def rrf(rankings: list[list[int]], weights: list[float], k: int = 60) -> list[tu
     return sorted(scores.items(), key=lambda x: (-x[1], x[0]))
 
 
-def search(kb: KnowledgeBase, query: str, k: int = 5, *, mode: Mode | str = Mode.HYBRID) -> list[Hit]:
-    """The ``k`` best passages for ``query``: distinct level-2 texts, best first."""
+def search(kb: KnowledgeBase, query: str, k: int = 5, *, mode: Mode | str = Mode.HYBRID,
+           where: DocFilter | None = None) -> list[Hit]:
+    """The ``k`` best passages for ``query``: distinct level-2 texts, best first.
+
+    ``where``: the caller's groups and metadata conditions (``ingest.filters``), applied inside both
+    retrievers before fusion, so documents it excludes never compete for a rank."""
     mode = Mode(mode)
     s = kb.settings
+    allowed = kb.allowed(where)
+    if allowed is not None and not allowed.doc_ids:
+        return []
     dense: list[tuple[int, float]] = []
     lexical: list[tuple[int, float]] = []
     if mode in (Mode.HYBRID, Mode.DENSE):
         qv = kb.embedder.encode_queries([query])
-        dense = kb.vectors.search(qv, max(k, s.dense_k))[0]
+        dense = kb.vectors.search(qv, max(k, s.dense_k), None if allowed is None else allowed.faiss_params())[0]
     if mode in (Mode.HYBRID, Mode.KEYWORD):
-        lexical = kb.lexical.search(terms_for_query(query), max(k, s.lexical_k))
+        lexical = kb.lexical.search(terms_for_query(query), max(k, s.lexical_k),
+                                    doc_ids=None if allowed is None else allowed.doc_ids)
     if mode == Mode.DENSE:
         fused = dense
     elif mode == Mode.KEYWORD:
         fused = lexical
     else:
         fused = rrf([[i for i, _ in dense], [i for i, _ in lexical]], [s.dense_weight, s.lexical_weight], s.rrf_k)
-    return _two_level(kb, fused, k, dict(dense), dict(lexical))
+    return _two_level(kb, fused, k, dict(dense), dict(lexical), allowed)
 
 
-def _two_level(kb: KnowledgeBase, fused: list[tuple[int, float]], k: int, dmap: dict, lmap: dict) -> list[Hit]:
+def _two_level(kb: KnowledgeBase, fused: list[tuple[int, float]], k: int, dmap: dict, lmap: dict,
+               allowed: Allowed | None = None) -> list[Hit]:
     """Map ranked matches to their level-2 segments and keep each segment once (best rank wins)."""
     units = kb.store.get_units([i for i, _ in fused])
     parents = kb.store.get_units(list({u.parent_id for u in units.values()
@@ -100,6 +111,8 @@ def _two_level(kb: KnowledgeBase, fused: list[tuple[int, float]], k: int, dmap: 
         u = units.get(uid)
         if u is None:  # index and store disagree: never show a unit the store does not have
             continue
+        if allowed is not None and u.doc_id not in allowed.doc_ids:
+            continue  # cannot happen with the filters above; a second lock on the same door
         target = _level2(kb, u, fused, units, seg_of)
         if target.unit_id in seen:
             continue  # contained in a better-ranked hit

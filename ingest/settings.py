@@ -263,6 +263,11 @@ class Settings(BaseSettings):
     # HTTP request bodies above this get 413 before they are parsed: a chat history of 100 turns of
     # 20,000 characters (the schema's caps) is ~6 MB of UTF-8 Chinese, so 8 MB refuses only abuse.
     max_request_mb: float = Field(default=8.0, gt=0)
+    # POST /v1/kbs/{kb}/documents: the whole multipart body (each file is also held to max_file_mb)
+    max_upload_mb: float = Field(default=128.0, gt=0)
+    max_upload_files: int = Field(default=100, ge=1, description="files in one upload request")
+    upload_lock_wait_s: float = Field(default=600.0, ge=0, description="how long an upload job waits for a KB "
+                                      "another writer holds before it fails")
     # API keys (service/auth): hashes only, written by `docqa keys create`. No active key in the file =
     # loopback-only mode: the server refuses to bind a non-loopback address.
     keys_file: Path | None = Field(default=None, description="default: $DOCQA_HOME/keys.json")

@@ -83,9 +83,16 @@ class VectorIndex:
         self.index = fresh.index
         return int((~keep).sum())
 
-    def search(self, vecs: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    def search(self, vecs: np.ndarray, k: int, params=None) -> list[list[tuple[int, float]]]:
+        """The ``k`` nearest units per query vector; ``params``: FAISS search parameters whose ID selector
+        restricts the search to allowed units (``KnowledgeBase.allowed``), so the top k are the best
+        k among those, not the best k overall with the others dropped afterwards."""
         if len(self) == 0:
             return [[] for _ in range(len(vecs))]
-        scores, ids = self.index.search(np.ascontiguousarray(vecs, dtype=np.float32), min(k, len(self)))
+        x = np.ascontiguousarray(vecs, dtype=np.float32)
+        if params is None:
+            scores, ids = self.index.search(x, min(k, len(self)))
+        else:
+            scores, ids = self.index.search(x, min(k, len(self)), params=params)
         return [[(int(i), float(s)) for i, s in zip(row_i, row_s, strict=True) if i >= 0]
                 for row_i, row_s in zip(ids, scores, strict=True)]

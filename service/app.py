@@ -6,6 +6,7 @@ Models load in a background thread at start-up; ``/healthz`` answers at once, ``
 
 from __future__ import annotations
 
+import re
 import threading
 from contextlib import asynccontextmanager
 
@@ -23,7 +24,7 @@ from .llm.factory import warm_up_llms
 from .metrics import MetricsMiddleware
 from .registry import KBRegistry
 from .request_id import RequestIdMiddleware
-from .routes import chat, jobs, meta, openai, search
+from .routes import chat, documents, jobs, meta, openai, search
 
 
 def create_app(kb: str | None = None, settings: Settings | None = None) -> FastAPI:
@@ -41,14 +42,19 @@ def create_app(kb: str | None = None, settings: Settings | None = None) -> FastA
                   description="Question answering over your own documents, with citations.")
     app.state.registry = registry
     app.state.keys = KeyStore(keys_path(settings))  # API keys; none active = loopback-only mode
-    app.state.jobs = JobRunner()  # background jobs (evals); its thread starts with the first job
-    app.add_middleware(BodyLimit, max_bytes=int(settings.max_request_mb * 2**20))
+    # background jobs (evals, uploads), recorded under DOCQA_HOME so a crash cannot lose their outcome
+    app.state.jobs = JobRunner(settings.home / ".jobs")
+    app.add_middleware(BodyLimit, max_bytes=int(settings.max_request_mb * 2**20),
+                       upload_bytes=int(settings.max_upload_mb * 2**20))
     app.add_middleware(RequestIdMiddleware)  # X-Request-ID in, out, and into the audit log
     app.add_middleware(MetricsMiddleware)  # outermost: counts every request, 413s and errors included
     install_error_handlers(app)
-    for module in (meta, chat, openai, search, jobs):
+    for module in (meta, chat, openai, search, jobs, documents):
         app.include_router(module.router)
     return app
+
+
+_UPLOAD = re.compile(r"/v1/kbs/[^/]+/documents/?")
 
 
 class BodyLimit:
@@ -59,29 +65,33 @@ class BodyLimit:
     Content-Length over the limit is refused at once; a chunked body is counted as it arrives.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int | None = None):
+        self.app, self.max_bytes, self.upload_bytes = app, max_bytes, upload_bytes or max_bytes
 
-    def _message(self) -> str:
-        return f"the request body is over the limit of {self.max_bytes / 2**20:g} MB (DOCQA_MAX_REQUEST_MB)"
+    def _limit(self, scope: Scope) -> tuple[int, str]:
+        if scope["method"] == "POST" and _UPLOAD.fullmatch(scope.get("path", "")):
+            return self.upload_bytes, "DOCQA_MAX_UPLOAD_MB"
+        return self.max_bytes, "DOCQA_MAX_REQUEST_MB"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, setting = self._limit(scope)
+        message = f"the request body is over the limit of {limit / 2**20:g} MB ({setting})"
         declared = dict(scope.get("headers", ())).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            response = JSONResponse(error_body(413, self._message(), "invalid_request_error"), status_code=413)
+        if declared.isdigit() and int(declared) > limit:
+            response = JSONResponse(error_body(413, message, "invalid_request_error"), status_code=413)
             await response(scope, receive, send)
             return
         seen = 0
 
         async def counted() -> Message:
             nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:  # raised inside FastAPI's body read: handled as an HTTP error
-                raise HTTPException(413, self._message())
-            return message
+            msg = await receive()
+            seen += len(msg.get("body", b""))
+            if seen > limit:  # raised inside FastAPI's body read: handled as an HTTP error
+                raise HTTPException(413, message)
+            return msg
 
         await self.app(scope, counted, send)

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest.embedder import ModelNotAvailable
-from ingest.kb.manifest import KBDamaged, KBError
+from ingest.kb.manifest import KBBusy, KBDamaged, KBError
 
 from .registry import BrokenKB, KBNotNamed, UnknownKB
 
@@ -69,6 +69,18 @@ def _http_error(exc: StarletteHTTPException) -> tuple[int, str]:
     return exc.status_code, str(exc.detail)
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the OpenAPI schema documents for the request's path (FastAPI's included routers
+    hide their routes' methods from a scan of ``app.routes``; the schema is the contract anyway)."""
+    import re
+
+    methods: set[str] = set()
+    for template, ops in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)), request.url.path):
+            methods |= {m.upper() for m in ops if m in ("get", "head", "post", "put", "patch", "delete")}
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError):
@@ -85,6 +97,10 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("knowledge base unavailable: %s", exc)
         return JSONResponse(error_body(503, str(exc), "unavailable"), status_code=503)
 
+    @app.exception_handler(KBBusy)
+    async def _kb_busy(_: Request, exc: KBBusy):  # another writer: the client retries, nothing was touched
+        return JSONResponse(error_body(409, str(exc), "conflict"), status_code=409, headers={"Retry-After": "5"})
+
     @app.exception_handler(KBNotNamed)
     async def _kb_not_named(_: Request, exc: KBNotNamed):
         return JSONResponse(error_body(422, str(exc), "invalid_request_error"), status_code=422)
@@ -98,10 +114,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(422, _validation_message(exc), "invalid_request_error"), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException):
+    async def _http(request: Request, exc: StarletteHTTPException):
         status, message = _http_error(exc)
-        return JSONResponse(error_body(status, message, "invalid_request_error"), status_code=status,
-                            headers=getattr(exc, "headers", None))  # e.g. Allow on 405
+        headers = getattr(exc, "headers", None)
+        if status == 405:  # Starlette's Allow names only the first route of the path; list every method
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+        return JSONResponse(error_body(status, message, "invalid_request_error"), status_code=status, headers=headers)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception):

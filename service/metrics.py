@@ -29,6 +29,9 @@ STAGE_SECONDS = Histogram("docqa_answer_stage_seconds", "Time per answering stag
 ANSWERS = Counter("docqa_answers", "Answers by outcome", ["outcome"], registry=REGISTRY)
 FALLBACKS = Counter("docqa_fallbacks", "Fallback replies by cause", ["cause"], registry=REGISTRY)
 JOBS = Counter("docqa_jobs", "Background jobs finished, by kind and status", ["kind", "status"], registry=REGISTRY)
+INGESTED = Counter("docqa_ingest_documents", "Documents of upload jobs by result (added, updated, unchanged, "
+                   "failed)", ["result"], registry=REGISTRY)
+INGESTED_UNITS = Counter("docqa_ingest_units", "Units written by upload jobs", registry=REGISTRY)
 JOBS_QUEUED = Gauge("docqa_jobs_queued", "Background jobs waiting or running", registry=REGISTRY)
 
 

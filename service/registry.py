@@ -100,6 +100,18 @@ class KBRegistry:
         except KBError as e:
             return {"name": name, "status": "broken", "error": str(e)}
 
+    def _recover_uploads(self, kb: KnowledgeBase) -> None:
+        from .uploads import recover_uploads
+
+        try:
+            fixed = recover_uploads(self.settings, kb.name, kb.store.doc_hash)
+        except OSError as e:  # a read-only KB has no uploads to put right
+            log.debug("uploads of %s not checked: %s", kb.name, e)
+            return
+        if fixed:
+            log.warning("knowledge base %s: %d uploaded file(s) of an interrupted upload put back as committed",
+                        kb.name, fixed)
+
     def warm_up(self) -> None:
         """Open every KB and load its models; sets ``ready`` (or ``error``).
 
@@ -112,6 +124,7 @@ class KBRegistry:
                 kb = self.get(name)
                 kb.warm_up()
                 warm_up_compliance(kb)  # bad compliance data: a start-up error, not a 500 later
+                self._recover_uploads(kb)
             except KBError as e:  # the operator can act on the message: no traceback needed
                 log.error("knowledge base %s is not served: %s", name, e)
                 self.kb_errors[name] = str(e)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
@@ -22,6 +22,11 @@ def _no_lone_surrogates(text: str) -> str:
 # Free text from a client: strict (a number or list is not coerced to text) and valid Unicode.
 Text = Annotated[StrictStr, AfterValidator(_no_lone_surrogates)]
 
+FILTERS_DOC = ("Metadata filters, applied inside retrieval: {field: value} (equality; a list field contains it), "
+               "{field: {\"in\": [...]}} (any of), {field: {\"gte\"|\"gt\"|\"lte\"|\"lt\": date or number}} (range). "
+               "Fields: title, source, doc_id, or any metadata key (tags, date, version, a JSONL record's keys).")
+Filters = dict[str, Any] | None
+
 GEN_FIELDS = ("temperature", "top_p", "max_tokens", "repetition_penalty", "no_repeat_ngram_size")
 
 
@@ -34,6 +39,7 @@ class ChatRequest(BaseModel):
     question: Text = Field(min_length=1, description="The user's question (not empty, valid Unicode).")
     history: list[Turn] = Field(default_factory=list, max_length=100, description="Earlier turns, oldest first.")
     kb: str | None = Field(default=None, description="Knowledge base; optional when the server has exactly one.")
+    filters: Filters = Field(default=None, description=FILTERS_DOC)
     stream: StrictBool = Field(default=False, description="true: server-sent events (text/event-stream).")
     stage: str | None = Field(default=None, max_length=32, pattern=r"^[a-z][a-z0-9_]{0,31}$",
                               description="Dialogue stage (e.g. greeting, consult, closing): the compliance filter "
@@ -73,6 +79,7 @@ class ChatResponse(BaseModel):
 class SearchRequest(BaseModel):
     query: Text = Field(min_length=1)
     kb: str | None = None
+    filters: Filters = Field(default=None, description=FILTERS_DOC)
     k: StrictInt = Field(default=5, ge=1, le=100)
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
 
@@ -96,6 +103,7 @@ class OpenAIChatRequest(BaseModel):
     stream: StrictBool = Field(default=False, description="true: server-sent events (text/event-stream).")
     kb: str | None = Field(default=None, description="docqa extension: the knowledge base (else `model` if it "
                                                      "names one, else the server's only KB).")
+    filters: Filters = Field(default=None, description="docqa extension: " + FILTERS_DOC)
     temperature: StrictFloat | None = Field(default=None, ge=0, le=2)
     top_p: StrictFloat | None = Field(default=None, gt=0, le=1)
     max_tokens: StrictInt | None = Field(default=None, ge=1, le=8192)
@@ -129,7 +137,10 @@ def error_responses(*statuses: int) -> dict:
     why = {401: "No API key, or an invalid, revoked or expired one (servers with keys).",
            403: "The API key's role or knowledge bases do not allow this.",
            404: "Unknown knowledge base.",
-           413: "Request body over max_request_mb.",
+           409: "Another writer holds the knowledge base; retry after Retry-After seconds.",
+           413: "Request body over max_request_mb (uploads: max_upload_mb, max_file_mb per file).",
+           415: "Unsupported file type, or content that is not what the file name says.",
+           429: "Too many requests in progress; retry after Retry-After seconds.",
            422: "Invalid request: the message names the field and why.",
            503: "Still loading, or the knowledge base is damaged (the message says which, and how to recover)."}
     return {s: {"model": ErrorResponse, "description": why[s]} for s in statuses}

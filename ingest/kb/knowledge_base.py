@@ -12,12 +12,37 @@ Readers only ever see a committed generation. See ``writer.py`` for how a new on
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..embedder import Embedder
+from ..filters import DocFilter
 from ..settings import Settings
 from .manifest import MANIFEST, KBDamaged, KBError, gen_dir, generations_on_disk, read_manifest, validate_name
 from .store import UnitStore
+
+_ALLOWED_CACHE = 256  # resolved filters kept per KB view (each: a set of doc ids and an array of unit ids)
+
+
+@dataclass(frozen=True, eq=False)
+class Allowed:
+    """What a filter lets through in one KB generation."""
+
+    doc_ids: frozenset[str]
+    unit_ids: np.ndarray  # int64
+    _selector: list = field(default_factory=list, repr=False)  # the FAISS search parameters, built once
+
+    def faiss_params(self):
+        if not self._selector:
+            import faiss
+
+            sel = faiss.IDSelectorBatch(self.unit_ids)
+            self._selector.append((faiss.SearchParameters(sel=sel), sel))  # keep sel alive with its params
+        return self._selector[0][0]
+
 
 _EMBEDDERS: dict[tuple[str, str], Embedder] = {}
 _EMBEDDERS_LOCK = threading.Lock()
@@ -95,6 +120,8 @@ class KnowledgeBase:
         self._lexical = None
         self._lock = threading.Lock()
         self.embedder = embedder_for(self.settings)
+        self._docs: list[dict] | None = None
+        self._allowed: OrderedDict = OrderedDict()  # DocFilter -> Allowed | None, most recent last
 
     @classmethod
     def open(cls, name: str, settings: Settings) -> KnowledgeBase:
@@ -195,6 +222,31 @@ class KnowledgeBase:
                         raise self._damaged("the keyword index", f"holds {n} entries for {expected} units")
                     self._lexical = lexical
         return self._lexical
+
+    def docs(self) -> list[dict]:
+        """Every document's metadata (no text), ordered by source; read once per view."""
+        if self._docs is None:
+            self._docs = self.store.list_docs()
+        return self._docs
+
+    def allowed(self, flt: DocFilter | None) -> Allowed | None:
+        """The documents and units ``flt`` lets a query see, or None when it lets every one through
+        (the common case costs nothing at search time). Cached per view: a generation never changes."""
+        if flt is None or flt.is_open:
+            return None
+        with self._lock:
+            if flt in self._allowed:
+                self._allowed.move_to_end(flt)
+                return self._allowed[flt]
+        docs = self.docs()
+        passing = [d["doc_id"] for d in docs if flt.allows(d)]
+        result = None if len(passing) == len(docs) else Allowed(
+            frozenset(passing), np.asarray(self.store.unit_ids_of_docs(passing), dtype=np.int64))
+        with self._lock:
+            self._allowed[flt] = result
+            while len(self._allowed) > _ALLOWED_CACHE:
+                self._allowed.popitem(last=False)
+        return result
 
     def warm_up(self) -> None:
         """Load everything a query needs, so the first request is not the slow one."""

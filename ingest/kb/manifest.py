@@ -26,6 +26,10 @@ class KBNotFound(KBError):
     """No KB of that name: neither a manifest nor any generation on disk."""
 
 
+class KBBusy(KBError):
+    """Another writer holds the KB's write lock (HTTP 409: try again when it has finished)."""
+
+
 class KBDamaged(KBError):
     """The KB exists but cannot be read: unreadable manifest, missing or damaged generation files.
     The message says what is wrong and how to recover (``docqa repair``)."""

@@ -31,6 +31,14 @@ CREATE INDEX IF NOT EXISTS units_doc ON units(doc_id);
 _UNIT_COLS = "unit_id, doc_id, level, ord, parent_id, text, keyinfo, heading_path, page"
 
 
+_DOC_COLS = "doc_id, source, title, content_hash, n_units, added_at, meta"
+
+
+def _doc_row(r) -> dict:
+    return {"doc_id": r[0], "source": r[1], "title": r[2], "content_hash": r[3], "units": r[4], "added_at": r[5],
+            "meta": json.loads(r[6] or "{}")}
+
+
 def _row_to_unit(r) -> Unit:
     return Unit(unit_id=r[0], doc_id=r[1], level=Level(r[2]), ord=r[3], parent_id=r[4], text=r[5],
                 keyinfo=r[6] or "", heading_path=json.loads(r[7] or "[]"), page=r[8])
@@ -68,6 +76,11 @@ class UnitStore:
         rows = self._q("SELECT content_hash FROM docs WHERE doc_id=?", (doc_id,))
         return rows[0][0] if rows else None
 
+    def doc_meta_hash(self, doc_id: str) -> str | None:
+        """The stored ``meta_hash`` (``ingest.doc_meta``) of a document; None for one stored without it."""
+        rows = self._q("SELECT json_extract(meta, '$.meta_hash') FROM docs WHERE doc_id=?", (doc_id,))
+        return rows[0][0] if rows else None
+
     def doc_ids_for_source(self, source: str) -> list[str]:
         """Documents from this file: the file itself, or the records of a JSONL file ("path#id").
 
@@ -83,9 +96,12 @@ class UnitStore:
         return [r[0] for r in self._q("SELECT doc_id FROM docs WHERE substr(source, 1, ?)=?", (len(prefix), prefix))]
 
     def list_docs(self) -> list[dict]:
-        rows = self._q("SELECT doc_id, source, title, content_hash, n_units, added_at, meta FROM docs ORDER BY source")
-        return [{"doc_id": r[0], "source": r[1], "title": r[2], "content_hash": r[3], "units": r[4],
-                 "added_at": r[5], "meta": json.loads(r[6] or "{}")} for r in rows]
+        """Every document's identity, counts and metadata (no text), ordered by source."""
+        return [_doc_row(r) for r in self._q(f"SELECT {_DOC_COLS} FROM docs ORDER BY source, doc_id")]
+
+    def doc_for_hash(self, content_hash: str) -> str | None:
+        rows = self._q("SELECT doc_id FROM docs WHERE content_hash=? LIMIT 1", (content_hash,))
+        return rows[0][0] if rows else None
 
     def get_doc(self, doc_id: str) -> Document | None:
         rows = self._q("SELECT doc_id, source, title, content_hash, meta, blocks FROM docs WHERE doc_id=?", (doc_id,))
@@ -156,6 +172,9 @@ class UnitStore:
             f"INSERT INTO units ({_UNIT_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
             [(u.unit_id, u.doc_id, u.level.value, u.ord, u.parent_id, u.text, u.keyinfo,
               json.dumps(u.heading_path, ensure_ascii=False), u.page) for u in units])
+
+    def set_meta(self, doc_id: str, meta: dict) -> None:
+        self.conn.execute("UPDATE docs SET meta=? WHERE doc_id=?", (json.dumps(meta, ensure_ascii=False), doc_id))
 
     def delete_docs(self, doc_ids: list[str]) -> None:
         for d in doc_ids:

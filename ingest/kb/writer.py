@@ -35,6 +35,7 @@ from .knowledge_base import embedder_for, kb_path
 from .manifest import (
     FORMAT_VERSION,
     MANIFEST,
+    KBBusy,
     KBError,
     KBNotFound,
     fsync_dir,
@@ -185,7 +186,12 @@ class KBWriter:
 
     # --- changes ---
     def is_unchanged(self, doc: Document) -> bool:
-        return self.store.doc_hash(doc.doc_id) == doc.content_hash
+        """Same content and same user metadata (groups, tags...) as the stored document."""
+        from ..doc_meta import EMPTY_HASH
+
+        if self.store.doc_hash(doc.doc_id) != doc.content_hash:
+            return False
+        return (self.store.doc_meta_hash(doc.doc_id) or EMPTY_HASH) == doc.meta.get("meta_hash", EMPTY_HASH)
 
     @property
     def vectors(self):
@@ -333,8 +339,8 @@ def _take_lock(root: Path, name: str) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise KBError(f"knowledge base {name!r} is being written by another process; try again when it "
-                      "has finished") from None
+        raise KBBusy(f"knowledge base {name!r} is being written by another process; try again when it "
+                     "has finished") from None
     return fd
 
 

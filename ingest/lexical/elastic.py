@@ -143,13 +143,20 @@ class ElasticIndex:
                 return 0
             return int(self.client.count(index=self.index)["count"])
 
-    def search(self, terms: list[str], k: int, *, levels: list[str] | None = None) -> list[tuple[int, float]]:
-        """The ``k`` best units for any of ``terms`` by BM25, as [(unit_id, score)]."""
-        if not terms:
+    def search(self, terms: list[str], k: int, *, levels: list[str] | None = None,
+               doc_ids: frozenset[str] | None = None) -> list[tuple[int, float]]:
+        """The ``k`` best units for any of ``terms`` by BM25, as [(unit_id, score)]; ``doc_ids``: only
+        units of these documents (a ``filter`` clause: it restricts, it does not score)."""
+        if not terms or (doc_ids is not None and not doc_ids):
             return []
         query: dict = {"bool": {"should": [{"term": {"body": t}} for t in terms], "minimum_should_match": 1}}
+        filters = []
         if levels:
-            query["bool"]["filter"] = [{"terms": {"level": list(levels)}}]
+            filters.append({"terms": {"level": list(levels)}})
+        if doc_ids is not None:
+            filters.append({"terms": {"doc_id": sorted(doc_ids)}})
+        if filters:
+            query["bool"]["filter"] = filters
         with self._errors("search"):
             resp = self.client.search(index=self.index, query=query, size=k, source=False, track_total_hits=False)
         return [(int(h["_id"]), float(h["_score"])) for h in resp["hits"]["hits"]]

@@ -94,16 +94,24 @@ class TantivyIndex:
     def __len__(self) -> int:
         return int(self.index.searcher().num_docs)
 
-    def search(self, terms: list[str], k: int, *, levels: list[str] | None = None) -> list[tuple[int, float]]:
+    def search(self, terms: list[str], k: int, *, levels: list[str] | None = None,
+               doc_ids: frozenset[str] | None = None) -> list[tuple[int, float]]:
+        """BM25 over ``terms``; ``doc_ids``: only units of these documents (a filter clause, scored 0)."""
         import tantivy
 
-        if not terms:
+        if not terms or (doc_ids is not None and not doc_ids):
             return []
         Q, Occur = tantivy.Query, tantivy.Occur
         q = Q.boolean_query([(Occur.Should, Q.term_query(self.schema, "body", t)) for t in terms])
+        must = [(Occur.Must, q)]
         if levels:
-            lv = Q.boolean_query([(Occur.Should, Q.term_query(self.schema, "level", x)) for x in levels])
-            q = Q.boolean_query([(Occur.Must, q), (Occur.Must, lv)])
+            must.append((Occur.Must, Q.boolean_query([(Occur.Should, Q.term_query(self.schema, "level", x))
+                                                      for x in levels])))
+        if doc_ids is not None:
+            must.append((Occur.Must, Q.const_score_query(Q.term_set_query(self.schema, "doc_id", sorted(doc_ids)),
+                                                         0.0)))
+        if len(must) > 1:
+            q = Q.boolean_query(must)
         searcher = self.index.searcher()
         hits = searcher.search(q, k, count=False).hits
         return [(int(searcher.doc(addr)["unit_id"][0]), float(score)) for score, addr in hits]

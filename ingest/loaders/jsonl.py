@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import NoReturn
 
 from ingest.document import Document, sha256_hex
+from ingest.filters import FilterError, normalize_groups
 from ingest.loaders.errors import LoadError
 from ingest.loaders.limits import DEFAULT_LIMITS, Limits, size_text
 from ingest.loaders.text import decode_text, text_to_blocks
 
-_RESERVED = ("id", "title", "text")
+_RESERVED = ("id", "title", "text")  # the rest of a record is metadata (``groups``: who may read it)
 
 
 def load_jsonl(path: Path, data: bytes, limits: Limits = DEFAULT_LIMITS) -> list[Document]:
@@ -68,6 +69,11 @@ def _record_document(path: Path, lineno: int, line: str) -> Document:
     if not blocks:
         _fail(path, lineno, f"record {doc_id!r} has empty 'text'")
     extra = {k: v for k, v in record.items() if k not in _RESERVED}
+    if "groups" in extra:
+        try:
+            extra["groups"] = normalize_groups(extra["groups"], "'groups'")
+        except FilterError as e:
+            _fail(path, lineno, str(e))
     return Document(
         doc_id=doc_id,
         source=f"{path}#{doc_id}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from ingest.filters import DocFilter
 from ingest.kb import KnowledgeBase
 
 from .history import joined_query as standalone_query
@@ -23,20 +24,21 @@ __all__ = ["AnswerResult", "Prepared", "answer_question", "answer_stream", "cita
 
 def answer_question(kb: KnowledgeBase, question: str, history: list[dict] | None = None, *, k: int | None = None,
                     params: dict | None = None, stage: str | None = None,
-                    request_id: str | None = None) -> AnswerResult:
+                    request_id: str | None = None, where: DocFilter | None = None) -> AnswerResult:
     """The answer to ``question`` from ``kb``. ``params``: generation overrides for this request
     (temperature, top_p, max_tokens, repetition_penalty, no_repeat_ngram_size); ``stage``: the
-    dialogue stage the compliance filter picks its fallback reply by."""
+    dialogue stage the compliance filter picks its fallback reply by; ``where``: the caller's groups and
+    metadata filters, applied inside retrieval (``ingest.filters``)."""
     early = _screened(kb, question, stage, request_id)
     result = early if early is not None else answer(prepare(kb, question, history, k=k, params=params, stage=stage,
-                                                            request_id=request_id))
+                                                            request_id=request_id, where=where))
     _observe(result)
     return result
 
 
 def answer_stream(kb: KnowledgeBase, question: str, history: list[dict] | None = None, *, k: int | None = None,
                   params: dict | None = None, stage: str | None = None,
-                  request_id: str | None = None) -> Iterator[str | AnswerResult]:
+                  request_id: str | None = None, where: DocFilter | None = None) -> Iterator[str | AnswerResult]:
     """Text deltas while the answer is written, then the final ``AnswerResult`` as the last item.
 
     Retrieval runs before the first item, so errors in the request (unknown KB, bad settings) are
@@ -45,7 +47,7 @@ def answer_stream(kb: KnowledgeBase, question: str, history: list[dict] | None =
     if early is not None:
         _observe(early)
         return iter([*stream_answer(early), early])
-    prep = prepare(kb, question, history, k=k, params=params, stage=stage, request_id=request_id)
+    prep = prepare(kb, question, history, k=k, params=params, stage=stage, request_id=request_id, where=where)
     return _observed(answer_events(prep))
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from ingest.filters import DocFilter
 from ingest.kb import KnowledgeBase
 from ingest.search import Hit, search
 from ingest.settings import LLMFallback, Settings
@@ -69,23 +70,24 @@ class Prepared:
 
 def prepare(kb: KnowledgeBase, question: str, history: list[dict] | None = None, *, k: int | None = None,
             params: dict | None = None, stage: str | None = None, request_id: str | None = None,
-            cache: dict | None = None) -> Prepared:
+            cache: dict | None = None, where: DocFilter | None = None) -> Prepared:
     """History, standalone query, retrieval and the evidence check (see the module docstring).
 
     ``cache``: retrieval and sentence scores by (query, k), reused across calls (``docqa eval``
-    sweeps of settings that do not change retrieval)."""
+    sweeps of settings that do not change retrieval). ``where``: groups and metadata filters, inside
+    retrieval, so nothing a caller may not read reaches evidence, prompt, citations or the audit log."""
     s = kb_llm_settings(kb.settings, kb.name)
     llm = llm_for(s)
     gen = GenParams.from_settings(s).override(**(params or {}))
     turns = truncate_history(history, s.history_token_budget)
     prep = Prepared(kb, s, llm, question, question, [], [], 0.0, gen, stage, request_id)
     prep.query = _standalone(prep, turns)
-    key = (prep.query, k or s.answer_k)
+    key = (prep.query, k or s.answer_k, where)
     t0 = time.perf_counter()
     if cache is not None and key in cache:
         prep.hits, scored = cache[key]
     else:
-        prep.hits = search(kb, prep.query, k or s.answer_k)
+        prep.hits = search(kb, prep.query, k or s.answer_k, where=where)
         scored = score_sentences(prep.query, prep.hits, kb.embedder)
         if cache is not None:
             cache[key] = (prep.hits, scored)

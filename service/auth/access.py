@@ -16,6 +16,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ingest.filters import DocFilter, FilterError, doc_filter
+
 from ..errors import ApiError
 from .keys import KeyError_, KeyRecord, KeyStore, Role, keys_path
 
@@ -27,7 +29,15 @@ class Caller:
     key_id: str | None  # None: loopback-only mode, no keys configured
     role: Role
     kbs: frozenset[str] | None  # None: every KB
-    groups: tuple[str, ...] = ()
+    groups: tuple[str, ...] | None = ()  # None: every document (loopback mode, or a key with group '*')
+
+    def filter(self, where: dict | None = None) -> DocFilter:
+        """What this caller's queries may see: its groups, and the request's metadata filters (422 when
+        they cannot be applied)."""
+        try:
+            return doc_filter(self.groups, where)
+        except FilterError as e:
+            raise ApiError(422, f"filters: {e}") from None
 
     def may_see(self, kb: str) -> bool:
         return self.kbs is None or kb in self.kbs
@@ -42,7 +52,7 @@ class Caller:
             raise ApiError(403, f"this API key has no access to knowledge base {kb!r}", "permission_denied")
 
 
-LOOPBACK = Caller(None, Role.ADMIN, None)
+LOOPBACK = Caller(None, Role.ADMIN, None, None)
 
 
 def get_caller(request: Request) -> Caller:

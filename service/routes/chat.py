@@ -25,7 +25,8 @@ def chat(req: ChatRequest, registry: RegistryDep, request_id: RequestIdDep, call
     question = check_question(req.question, registry.settings)
     kb = kb_for(registry, caller, req.kb)
     history = [t.model_dump() for t in req.history]
-    opts = {"params": req.gen_params(), "stage": req.stage, "request_id": request_id}
+    opts = {"params": req.gen_params(), "stage": req.stage, "request_id": request_id,
+            "where": caller.filter(req.filters)}
     if not req.stream:
         return answer_question(kb, question, history, **opts).to_dict()
     items = answer_stream(kb, question, history, **opts)  # retrieval errors surface here, as HTTP errors

@@ -1,6 +1,7 @@
 """``POST /v1/kbs/{kb}/eval`` (an eval run as a background job), ``GET /v1/jobs/{id}`` and its files.
 
-Admin role (service/auth); in loopback-only mode (no keys) every local caller is an admin.
+Evals need the admin role (service/auth); a job is visible to admins and to the key that submitted it
+(upload jobs: ``routes/documents.py``). In loopback-only mode every local caller is an admin.
 """
 
 from __future__ import annotations
@@ -67,27 +68,31 @@ def start_eval(kb: Annotated[str, Path(max_length=64)], req: EvalJobRequest, reg
                 "files": {p.name: f"/v1/jobs/{job.id}/files/{p.name}" for p in sorted(out.iterdir())
                           if _FILE.match(p.name)}}
 
-    job = _runner(request).submit("eval", base.name, folder, work, total=len(rows))
+    job = _runner(request).submit("eval", base.name, folder, work, total=len(rows), owner=caller.key_id)
     return JSONResponse({"job_id": job.id, "status": job.status, "url": f"/v1/jobs/{job.id}",
                          "rows": len(rows), "skipped": [{"row": n, "why": w} for n, w in skipped]}, status_code=202)
 
 
 @router.get("/v1/jobs/{job_id}", responses=error_responses(401, 403, 404))
 def job_status(job_id: Annotated[str, Path(max_length=64)], request: Request, caller: CallerDep):
-    """A job's status and progress; when done, its metrics and the URLs of its report files."""
-    caller.require(Role.ADMIN)
+    """A job's status and progress; when done, its result (an eval's metrics and report files, an
+    upload's documents). An admin sees every job, another key the jobs it submitted."""
+    return _job_for(request, caller, job_id).public()
+
+
+def _job_for(request: Request, caller, job_id: str):
     job = _runner(request).get(job_id)
-    if job is None:
-        raise ApiError(404, f"no job {job_id!r} (jobs are kept in memory until the server restarts)", "not_found")
-    return job.public()
+    if job is None or not (caller.role >= Role.ADMIN or (job.owner is not None and job.owner == caller.key_id)) \
+            or not caller.may_see(job.kb):
+        raise ApiError(404, f"no job {job_id!r}", "not_found")
+    return job
 
 
 @router.get("/v1/jobs/{job_id}/files/{name}", responses=error_responses(401, 403, 404))
 def job_file(job_id: Annotated[str, Path(max_length=64)], name: Annotated[str, Path(max_length=120)],
              request: Request, caller: CallerDep):
     """One file of a finished job (report.md, metrics.json, rows.jsonl, the plots)."""
-    caller.require(Role.ADMIN)
-    job = _runner(request).get(job_id)
+    job = _job_for(request, caller, job_id)
     path = job.folder / job.id / name if job is not None and _FILE.match(name) else None
     if path is None or not path.is_file():
         raise ApiError(404, f"no file {name!r} for job {job_id!r}", "not_found")

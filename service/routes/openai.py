@@ -49,7 +49,8 @@ def chat_completions(req: OpenAIChatRequest, registry: RegistryDep, request_id: 
     history = [{"role": r, "content": c} for r, c in msgs[:-1] if r in ("user", "assistant")]
     kb_name = req.kb or (req.model if req.model in registry.names() else None)
     kb = kb_for(registry, caller, kb_name)
-    opts = {"params": req.gen_params(), "stage": req.stage, "request_id": request_id}
+    opts = {"params": req.gen_params(), "stage": req.stage, "request_id": request_id,
+            "where": caller.filter(req.filters)}
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if not req.stream:
         result = answer_question(kb, question, history, **opts)

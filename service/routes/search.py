@@ -19,5 +19,7 @@ def search_route(req: SearchRequest, registry: RegistryDep, caller: CallerDep):
     require_ready(registry)
     query = check_question(req.query, registry.settings, "query")
     kb = kb_for(registry, caller, req.kb)
+    where = caller.filter(req.filters)
     # hits pass the same redaction as citations: blocklisted spans and personal data never leave the server
-    return {"kb": kb.name, "hits": redact_hits(kb, [h.public() for h in search(kb, query, req.k, mode=req.mode)])}
+    hits = search(kb, query, req.k, mode=req.mode, where=where)
+    return {"kb": kb.name, "hits": redact_hits(kb, [h.public() for h in hits])}
