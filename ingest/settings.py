@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -264,6 +264,12 @@ class Settings(BaseSettings):
     # 20,000 characters (the schema's caps) is ~6 MB of UTF-8 Chinese, so 8 MB refuses only abuse.
     max_request_mb: float = Field(default=8.0, gt=0)
     # POST /v1/kbs/{kb}/documents: the whole multipart body (each file is also held to max_file_mb)
+    log_format: Literal["json", "text"] = Field(default="json", description="docqa serve's log lines")
+    # Answers in progress at once (retrieval + generation); more wait up to answer_wait_s for a slot,
+    # and past max_waiting_answers or that wait a request gets 429 with Retry-After.
+    max_concurrent_answers: int = Field(default=8, ge=1)
+    max_waiting_answers: int = Field(default=64, ge=0)
+    answer_wait_s: float = Field(default=30.0, ge=0)
     max_upload_mb: float = Field(default=128.0, gt=0)
     max_upload_files: int = Field(default=100, ge=1, description="files in one upload request")
     upload_lock_wait_s: float = Field(default=600.0, ge=0, description="how long an upload job waits for a KB "

@@ -20,6 +20,7 @@ from ingest.settings import Settings, load_settings
 from .auth.keys import KeyStore, keys_path
 from .errors import error_body, install_error_handlers
 from .jobs import JobRunner
+from .limits import AnswerSlots
 from .llm.factory import warm_up_llms
 from .metrics import MetricsMiddleware
 from .registry import KBRegistry
@@ -41,6 +42,7 @@ def create_app(kb: str | None = None, settings: Settings | None = None) -> FastA
     app = FastAPI(title="docqa", version="0.1.0", lifespan=lifespan,
                   description="Question answering over your own documents, with citations.")
     app.state.registry = registry
+    app.state.slots = AnswerSlots.from_settings(settings)  # concurrent answers; 429 beyond the queue
     app.state.keys = KeyStore(keys_path(settings))  # API keys; none active = loopback-only mode
     # background jobs (evals, uploads), recorded under DOCQA_HOME so a crash cannot lose their outcome
     app.state.jobs = JobRunner(settings.home / ".jobs")

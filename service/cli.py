@@ -77,7 +77,10 @@ def ask(question: str, kb: str, as_json: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--log-level", default="info", show_default=True)
-def serve(kb: str | None, host: str, port: int, log_level: str) -> None:
+@click.option("--log-format", type=click.Choice(["json", "text"]), default=None,
+              help="Server log lines: JSON objects with request ids (default, for log shippers) or text. "
+                   "Setting: log_format.")
+def serve(kb: str | None, host: str, port: int, log_level: str, log_format: str | None) -> None:
     """Start the HTTP API (native /v1/chat, OpenAI-compatible /v1/chat/completions)."""
     import uvicorn
 
@@ -85,6 +88,7 @@ def serve(kb: str | None, host: str, port: int, log_level: str) -> None:
 
     from .app import create_app
     from .auth.access import KeyStore, is_loopback, keys_path
+    from .logs import configure_logging
 
     settings = load_settings()
     store = KeyStore(keys_path(settings))
@@ -95,7 +99,10 @@ def serve(kb: str | None, host: str, port: int, log_level: str) -> None:
             "127.0.0.1")
     click.echo(f"docqa: {'API keys required' if store.any_active() else 'loopback-only mode (no API keys)'}",
                err=True)
-    uvicorn.run(create_app(kb=kb, settings=settings), host=host, port=port, log_level=log_level)
+    configure_logging(log_format or settings.log_format, log_level)
+    # uvicorn's own handlers are replaced by ours (log_config=None); its access log by docqa.access
+    uvicorn.run(create_app(kb=kb, settings=settings), host=host, port=port, log_level=log_level, log_config=None,
+                access_log=False)
 
 
 def main() -> None:

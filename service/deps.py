@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from ingest.settings import Settings
 
 from .errors import ApiError
+from .limits import AnswerSlots
 from .registry import KBRegistry
 from .request_id import get_request_id
 
@@ -21,7 +22,12 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.registry.settings
 
 
+def get_slots(request: Request) -> AnswerSlots:
+    return request.app.state.slots
+
+
 RegistryDep = Annotated[KBRegistry, Depends(get_registry)]
+SlotsDep = Annotated[AnswerSlots, Depends(get_slots)]  # answers in progress (429 when saturated)
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]  # X-Request-ID, or a new id
 

@@ -122,8 +122,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(status, message, "invalid_request_error"), status_code=status, headers=headers)
 
     @app.exception_handler(Exception)
-    async def _internal(_: Request, exc: Exception):
-        rid = uuid.uuid4().hex[:12]
+    async def _internal(request: Request, exc: Exception):
+        rid = getattr(request.state, "request_id", None) or uuid.uuid4().hex[:12]  # the X-Request-ID header's
         log.exception("internal error %s", rid)
         return JSONResponse(error_body(500, f"internal error (request id {rid}); see the server log",
                                        "internal_error"), status_code=500)

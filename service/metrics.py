@@ -14,10 +14,12 @@ scraper has no API key), so it must not reveal what a key would protect.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+ACCESS = logging.getLogger("docqa.access")
 REGISTRY = CollectorRegistry(auto_describe=True)
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 HTTP_REQUESTS = Counter("docqa_http_requests", "HTTP requests by route template, method and status",
@@ -32,6 +34,8 @@ JOBS = Counter("docqa_jobs", "Background jobs finished, by kind and status", ["k
 INGESTED = Counter("docqa_ingest_documents", "Documents of upload jobs by result (added, updated, unchanged, "
                    "failed)", ["result"], registry=REGISTRY)
 INGESTED_UNITS = Counter("docqa_ingest_units", "Units written by upload jobs", registry=REGISTRY)
+ANSWER_QUEUE = Gauge("docqa_answers_waiting", "Requests waiting for an answer slot", registry=REGISTRY)
+REFUSED_BUSY = Counter("docqa_refused_busy", "Requests refused with 429: every answer slot busy", registry=REGISTRY)
 JOBS_QUEUED = Gauge("docqa_jobs_queued", "Background jobs waiting or running", registry=REGISTRY)
 
 
@@ -67,5 +71,11 @@ class MetricsMiddleware:
             await self.app(scope, receive, sending)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
+            seconds = time.perf_counter() - t0
             HTTP_REQUESTS.labels(route, scope.get("method", "?"), str(status["code"])).inc()
-            HTTP_SECONDS.labels(route).observe(time.perf_counter() - t0)
+            HTTP_SECONDS.labels(route).observe(seconds)
+            # the access log: ids and numbers only (no query string, no body: those can hold document text)
+            ACCESS.info("%s %s %s %.1f ms", scope.get("method"), route, status["code"], seconds * 1000,
+                        extra={"method": scope.get("method"), "route": route, "status": status["code"],
+                               "ms": round(seconds * 1000, 1),
+                               "request_id": (scope.get("state") or {}).get("request_id")})

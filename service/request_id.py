@@ -11,6 +11,7 @@ from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .compliance import clean_request_id
+from .logs import REQUEST_ID
 
 HEADER = b"x-request-id"
 
@@ -35,7 +36,11 @@ class RequestIdMiddleware:
                 message = {**message, "headers": [*headers, (HEADER, rid.encode("latin-1"))]}
             await send(message)
 
-        await self.app(scope, receive, with_header)
+        token = REQUEST_ID.set(rid)  # every log record of this request carries it (service/logs.py)
+        try:
+            await self.app(scope, receive, with_header)
+        finally:
+            REQUEST_ID.reset(token)
 
 
 def get_request_id(request: Request) -> str:

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from ..answering import answer_question, answer_stream
 from ..auth.access import CallerDep, kb_for
-from ..deps import RegistryDep, RequestIdDep, check_question, require_ready
+from ..deps import RegistryDep, RequestIdDep, SlotsDep, check_question, require_ready
 from ..schemas import ChatRequest, ChatResponse, error_responses
 from .sse import guarded, sse, sse_response
 
@@ -19,8 +19,8 @@ router = APIRouter(tags=["chat"])
                                              "{\"text\"} then one `done` event with the whole response "
                                              "(or, if the server fails mid-stream, one `error` event "
                                              "{\"error\": {\"message\", \"type\", \"code\"}})."},
-                        **error_responses(401, 403, 404, 413, 422, 503)})
-def chat(req: ChatRequest, registry: RegistryDep, request_id: RequestIdDep, caller: CallerDep):
+                        **error_responses(401, 403, 404, 413, 422, 429, 503)})
+def chat(req: ChatRequest, registry: RegistryDep, request_id: RequestIdDep, caller: CallerDep, slots: SlotsDep):
     require_ready(registry)
     question = check_question(req.question, registry.settings)
     kb = kb_for(registry, caller, req.kb)
@@ -28,8 +28,14 @@ def chat(req: ChatRequest, registry: RegistryDep, request_id: RequestIdDep, call
     opts = {"params": req.gen_params(), "stage": req.stage, "request_id": request_id,
             "where": caller.filter(req.filters)}
     if not req.stream:
-        return answer_question(kb, question, history, **opts).to_dict()
-    items = answer_stream(kb, question, history, **opts)  # retrieval errors surface here, as HTTP errors
+        with slots.slot():
+            return answer_question(kb, question, history, **opts).to_dict()
+    started = slots.acquire()
+    try:
+        items = answer_stream(kb, question, history, **opts)  # retrieval errors surface here, as HTTP errors
+    except BaseException:
+        slots.release(started)
+        raise
 
     def events():
         for item in items:
@@ -38,4 +44,4 @@ def chat(req: ChatRequest, registry: RegistryDep, request_id: RequestIdDep, call
             else:  # the final AnswerResult: authoritative (see answer_stream)
                 yield sse(item.to_dict(), "done")
 
-    return sse_response(guarded(events(), lambda err: iter([sse(err, "error")])))
+    return sse_response(slots.held(guarded(events(), lambda err: iter([sse(err, "error")])), started))

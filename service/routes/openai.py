@@ -15,7 +15,7 @@ from fastapi import APIRouter
 
 from ..answering import AnswerResult, answer_question, answer_stream
 from ..auth.access import CallerDep, kb_for
-from ..deps import RegistryDep, RequestIdDep, check_question, require_ready
+from ..deps import RegistryDep, RequestIdDep, SlotsDep, check_question, require_ready
 from ..errors import ApiError
 from ..schemas import OpenAIChatRequest, error_responses
 from .sse import guarded, sse, sse_response
@@ -39,8 +39,9 @@ def _extra(result: AnswerResult) -> dict:
              responses={200: {"content": {"application/json": {}, "text/event-stream": {}},
                               "description": "A chat.completion object, or with stream=true server-sent events of "
                                              "chat.completion.chunk objects ending with `data: [DONE]`."},
-                        **error_responses(401, 403, 404, 413, 422, 503)})
-def chat_completions(req: OpenAIChatRequest, registry: RegistryDep, request_id: RequestIdDep, caller: CallerDep):
+                        **error_responses(401, 403, 404, 413, 422, 429, 503)})
+def chat_completions(req: OpenAIChatRequest, registry: RegistryDep, request_id: RequestIdDep, caller: CallerDep,
+                     slots: SlotsDep):
     require_ready(registry)
     msgs = [(m.role, _text(m.content)) for m in req.messages]
     if msgs[-1][0] != "user":
@@ -53,7 +54,8 @@ def chat_completions(req: OpenAIChatRequest, registry: RegistryDep, request_id: 
             "where": caller.filter(req.filters)}
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if not req.stream:
-        result = answer_question(kb, question, history, **opts)
+        with slots.slot():
+            result = answer_question(kb, question, history, **opts)
         extra = _extra(result)
         return {"id": cid, "object": "chat.completion", "created": created, "model": req.model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer},
@@ -64,7 +66,12 @@ def chat_completions(req: OpenAIChatRequest, registry: RegistryDep, request_id: 
         return sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": req.model,
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **more})
 
-    items = answer_stream(kb, question, history, **opts)
+    started = slots.acquire()
+    try:
+        items = answer_stream(kb, question, history, **opts)
+    except BaseException:
+        slots.release(started)
+        raise
 
     def events():
         yield chunk({"role": "assistant", "content": ""})
@@ -76,4 +83,4 @@ def chat_completions(req: OpenAIChatRequest, registry: RegistryDep, request_id: 
         yield sse("[DONE]")
 
     # OpenAI's own streams report a failure as a `data: {"error": ...}` event; [DONE] still ends it
-    return sse_response(guarded(events(), lambda err: iter([sse(err), sse("[DONE]")])))
+    return sse_response(slots.held(guarded(events(), lambda err: iter([sse(err), sse("[DONE]")])), started))

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 
 from fastapi.responses import StreamingResponse
 
+from ..logs import REQUEST_ID
+
 log = logging.getLogger("docqa.sse")
 
 
@@ -31,7 +33,7 @@ def guarded(events: Iterator[str], on_error: Callable[[dict], Iterator[str]]) ->
     try:
         yield from events
     except Exception:
-        rid = uuid.uuid4().hex[:12]
+        rid = REQUEST_ID.get() or uuid.uuid4().hex[:12]  # the request's X-Request-ID
         log.exception("internal error while streaming %s", rid)
         yield from on_error({"error": {"message": f"internal error while streaming (request id {rid}); see the "
                                                   "server log", "type": "internal_error", "code": 500}})

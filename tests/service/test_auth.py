@@ -100,7 +100,8 @@ ROUTES = [  # (method, path, body, minimum role, KB it touches)
     ("GET", "/v1/kbs/a/documents", None, Role.READER, "a"),
     ("GET", "/v1/kbs/b/documents/0000", None, Role.READER, "b"),
     ("DELETE", "/v1/kbs/a/documents/0000", None, Role.EDITOR, "a"),
-    ("POST", "/v1/kbs/a/documents", {"files": [("files", ("new.md", "# 新\n\n新文件。\n".encode()))]}, Role.EDITOR, "a"),
+    ("POST", "/v1/kbs/a/documents", {"files": [("files", ("new.md", "# 新\n\n新文件。\n".encode()))]},
+     Role.EDITOR, "a"),
 ]
 HOLDERS = {"reader-a": (Role.READER, {"a"}), "editor-a": (Role.EDITOR, {"a"}), "admin": (Role.ADMIN, {"a", "b"}),
            "reader-b": (Role.READER, {"b"})}

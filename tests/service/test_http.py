@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -427,6 +428,23 @@ def test_new_ingest_is_visible_without_restart(multi, kb_home):
     answer = multi.post("/v1/chat", json={"question": "Where may employees park?", "kb": NOTES}).json()
     assert_cited_answer(answer)
     assert "garage" in answer["answer"]
+
+
+def test_server_logs_are_json_lines_carrying_the_request_id_and_no_question_text(servers, single):
+    question = "劳动合同期限一年以上不满三年的，试用期不得超过多久？"
+    r = single.post("/v1/chat", json={"question": question}, headers={"X-Request-ID": "trace-4711-abc"})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "trace-4711-abc"
+    bad = single.post("/v1/chat", json={"question": 7}, headers={"X-Request-ID": "trace-4712-bad"})
+    assert bad.status_code == 422
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "trace-4712-bad" not in servers["single"].log():
+        time.sleep(0.1)
+    lines = [json.loads(line) for line in servers["single"].log().splitlines() if line.startswith("{")]
+    assert lines and all({"ts", "level", "logger", "msg"} <= set(x) for x in lines)
+    access = {x["request_id"]: x for x in lines if x["logger"] == "docqa.access" and x.get("request_id")}
+    assert access["trace-4711-abc"]["route"] == "/v1/chat" and access["trace-4711-abc"]["status"] == 200
+    assert access["trace-4712-bad"]["status"] == 422 and access["trace-4711-abc"]["ms"] > 0
+    assert question not in servers["single"].log() and "试用期" not in servers["single"].log()
 
 
 def test_no_traceback_in_the_server_logs(servers, single, multi):
