@@ -25,7 +25,7 @@ from .llm.factory import warm_up_llms
 from .metrics import MetricsMiddleware
 from .registry import KBRegistry
 from .request_id import RequestIdMiddleware
-from .routes import chat, documents, jobs, meta, openai, search
+from .routes import chat, documents, jobs, keys, meta, openai, search, web
 
 
 def create_app(kb: str | None = None, settings: Settings | None = None) -> FastAPI:
@@ -39,7 +39,7 @@ def create_app(kb: str | None = None, settings: Settings | None = None) -> FastA
                          daemon=True).start()
         yield
 
-    app = FastAPI(title="docqa", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="docqa", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,  # routes/web.py
                   description="Question answering over your own documents, with citations.")
     app.state.registry = registry
     app.state.slots = AnswerSlots.from_settings(settings)  # concurrent answers; 429 beyond the queue
@@ -51,8 +51,9 @@ def create_app(kb: str | None = None, settings: Settings | None = None) -> FastA
     app.add_middleware(RequestIdMiddleware)  # X-Request-ID in, out, and into the audit log
     app.add_middleware(MetricsMiddleware)  # outermost: counts every request, 413s and errors included
     install_error_handlers(app)
-    for module in (meta, chat, openai, search, jobs, documents):
+    for module in (meta, chat, openai, search, jobs, documents, keys, web):
         app.include_router(module.router)
+    web.mount_static(app)
     return app
 
 

@@ -102,6 +102,9 @@ ROUTES = [  # (method, path, body, minimum role, KB it touches)
     ("DELETE", "/v1/kbs/a/documents/0000", None, Role.EDITOR, "a"),
     ("POST", "/v1/kbs/a/documents", {"files": [("files", ("new.md", "# 新\n\n新文件。\n".encode()))]},
      Role.EDITOR, "a"),
+    ("GET", "/v1/keys", None, Role.ADMIN, None),
+    ("POST", "/v1/keys", {"kbs": ["a"], "role": "reader", "name": "matrix"}, Role.ADMIN, None),
+    ("DELETE", "/v1/keys/0000", None, Role.ADMIN, None),
 ]
 HOLDERS = {"reader-a": (Role.READER, {"a"}), "editor-a": (Role.EDITOR, {"a"}), "admin": (Role.ADMIN, {"a", "b"}),
            "reader-b": (Role.READER, {"b"})}
@@ -116,7 +119,7 @@ def test_every_route_enforces_role_and_kb_for_every_key(keyed, route, caplog) ->
         r = _call(srv, method, path, keys[holder], body)
         allowed = role >= need and (kb is None or kb in kbs)
         if allowed:
-            assert r.status_code in (200, 202) or (path.endswith("0000") and r.status_code == 404), \
+            assert r.status_code in (200, 201, 202) or (path.endswith("0000") and r.status_code == 404), \
                 (holder, r.status_code, r.text)
         else:
             assert r.status_code == 403 and r.json()["error"]["type"] == "permission_denied", (holder, r.text)
@@ -145,3 +148,25 @@ def test_a_revoked_key_is_refused_from_the_next_request(keyed) -> None:
     assert _call(srv, "POST", "/v1/search", key, {"query": "访客", "kb": "a"}).status_code == 200
     store.revoke(rec.id)
     assert _call(srv, "POST", "/v1/search", key, {"query": "访客", "kb": "a"}).status_code == 401
+
+
+def test_keys_over_http_never_exceed_the_admins_own_rights(keyed) -> None:
+    srv, keys, store = keyed
+    scoped, _ = store.create(role="admin", kbs=["a"], groups=["hr"], name="a-admin")
+    r = _call(srv, "POST", "/v1/keys", scoped, {"kbs": ["b"], "role": "reader"})
+    assert r.status_code == 403 and "knowledge bases this admin key has" in r.json()["error"]["message"]
+    r = _call(srv, "POST", "/v1/keys", scoped, {"kbs": ["a"], "role": "reader", "groups": ["finance"]})
+    assert r.status_code == 403 and "groups this admin key has" in r.json()["error"]["message"]
+    r = _call(srv, "POST", "/v1/keys", scoped, {"kbs": ["a"], "role": "reader", "expires": "2001-01-01"})
+    assert r.status_code == 422 and "in the past" in r.json()["error"]["message"]
+    made = _call(srv, "POST", "/v1/keys", scoped, {"kbs": ["a"], "role": "reader", "groups": ["hr"], "name": "desk"})
+    assert made.status_code == 201
+    new_key, rec = made.json()["key"], made.json()["record"]
+    assert "hash" not in rec and new_key.split("_", 2)[2] not in (store.path.read_text())
+    assert _call(srv, "POST", "/v1/search", new_key, {"query": "访客", "kb": "a"}).status_code == 200
+    listed = {k["id"] for k in _call(srv, "GET", "/v1/keys", scoped).json()["keys"]}
+    assert rec["id"] in listed and not any(r.id in listed for r in store.records() if "b" in r.kbs or "*" in r.kbs)
+    other_kb = next(r.id for r in store.records() if r.kbs == ["b"])
+    assert _call(srv, "DELETE", f"/v1/keys/{other_kb}", scoped).status_code == 404  # outside its KBs
+    assert _call(srv, "DELETE", f"/v1/keys/{rec['id']}", scoped).json()["record"]["status"] == "revoked"
+    assert _call(srv, "POST", "/v1/search", new_key, {"query": "访客", "kb": "a"}).status_code == 401

@@ -1,0 +1,277 @@
+"""Load: many clients asking /v1/chat at once, on a KB of more than 20k units, with and without an upload
+being ingested at the same time; throughput, latency percentiles, errors, and the server's memory.
+
+The server is a real ``docqa serve`` subprocess (extractive answers: no LLM, so the figures are the
+service's own cost); the clients are asyncio tasks in this process, each sending its next question as
+soon as the last one is answered (closed loop). Questions are real CMRC/DRCD questions, shuffled.
+
+Phases, one server, one run:
+
+1. ``load``: ``--clients`` clients for ``--seconds``;
+2. ``load + upload``: the same while a document is uploaded over HTTP and ingested by the server's
+   background job: no request may fail, and the KB's document count must step from n to n+1 once;
+3. ``load again``: phase 1 repeated, to see whether memory keeps growing once caches are warm.
+
+The machine is shared, so besides requests/s and latency (wall clock, noisy) the report gives the
+server's CPU-seconds per request (``/proc/<pid>/stat``), which does not depend on what else runs,
+and the load average during each phase.
+
+Usage::
+
+    python bench/load.py --passages 1600 --clients 16 --seconds 60 --out bench/reports/load.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import REPORTS, Dataset, load_squad, machine_line, md_table, percentiles, write_report  # noqa: E402
+
+KB = "load"
+TARGET_RPS, TARGET_P95_MS = 40.0, 500.0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build(home: Path, n_passages: int) -> tuple[dict, list[str]]:
+    """The KB (reused when ``home`` already holds it) and the questions to ask."""
+    from bench.common import bench_settings, build_kb
+
+    passages, questions = [], []
+    for ds in (Dataset.CMRC, Dataset.DRCD):
+        p, q = load_squad(ds)
+        passages += p
+        questions += [x.text for x in q]
+    passages = passages[:n_passages]
+    manifest = home / KB / "manifest.json"
+    if manifest.is_file():
+        counts = json.loads(manifest.read_text())["counts"]
+        print(f"reusing {home / KB}: {counts}", file=sys.stderr)
+        return counts, questions
+    os.environ["DOCQA_HOME"] = str(home)
+    t0 = time.perf_counter()
+    kb, report = build_kb(passages, KB, bench_settings(home=home, keyphrases=0), progress=sys.stderr.isatty())
+    kb.close()
+    print(f"built {report.units} units from {len(passages)} passages in {time.perf_counter() - t0:.0f}s",
+          file=sys.stderr)
+    return json.loads(manifest.read_text())["counts"], questions
+
+
+class Server:
+    def __init__(self, home: Path):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCQA_")}
+        env.update(DOCQA_HOME=str(home), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        self.log = open(home / "serve.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--kb", KB, "--port",
+                                      str(self.port), "--log-level", "warning"], env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, cwd=home)
+
+    def wait_ready(self, timeout: float = 600) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"docqa serve exited with {self.proc.returncode}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("docqa serve not ready")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+async def _clients(url: str, questions: list[str], clients: int, seconds: float, during=None) -> dict:
+    import httpx
+
+    rng = random.Random(clients)
+    records: list[tuple[float, float, int]] = []  # (start offset s, latency ms, status)
+    errors: list[str] = []
+    t_start = time.perf_counter()
+    stop_at = t_start + seconds
+
+    async def one(client: httpx.AsyncClient) -> None:
+        while time.perf_counter() < stop_at:
+            q = rng.choice(questions)
+            t0 = time.perf_counter()
+            try:
+                r = await client.post("/v1/chat", json={"question": q})
+                status = r.status_code
+                if status != 200:
+                    errors.append(f"{status}: {r.text[:200]}")
+            except httpx.HTTPError as e:
+                status = 0
+                errors.append(f"{type(e).__name__}: {e}")
+            records.append((t0 - t_start, (time.perf_counter() - t0) * 1000, status))
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        tasks = [asyncio.create_task(one(client)) for _ in range(clients)]
+        side = asyncio.create_task(during(client)) if during else None
+        await asyncio.gather(*tasks)
+        side_result = await side if side else None
+    wall = time.perf_counter() - t_start
+    ok = [ms for _, ms, st in records if st == 200]
+    return {"records": records, "errors": errors, "wall": wall, "requests": len(records), "ok": len(ok),
+            "rps": len(ok) / wall, **{f"p{p}": v for p, v in percentiles(ok).items()}, "side": side_result}
+
+
+def _upload(doc: Path):
+    """The side task of phase 2: upload ``doc``, poll its job, watch the document count step."""
+
+    async def run(client) -> dict:
+        await asyncio.sleep(5)
+        before = (await client.get(f"/v1/kbs/{KB}/documents?limit=1")).json()["total"]
+        t0 = time.perf_counter()
+        r = await client.post(f"/v1/kbs/{KB}/documents", files=[("files", (doc.name, doc.read_bytes()))])
+        if r.status_code != 202:
+            return {"error": f"upload answered {r.status_code}: {r.text[:200]}"}
+        seen_totals = [before]
+        while True:
+            job = (await client.get(r.json()["url"])).json()
+            total = (await client.get(f"/v1/kbs/{KB}/documents?limit=1")).json()["total"]
+            if total != seen_totals[-1]:
+                seen_totals.append(total)
+            if job["status"] in ("done", "failed"):
+                break
+            await asyncio.sleep(0.5)
+        total = (await client.get(f"/v1/kbs/{KB}/documents?limit=1")).json()["total"]
+        if total != seen_totals[-1]:
+            seen_totals.append(total)
+        return {"status": job["status"], "error": job.get("error"), "seconds": time.perf_counter() - t0,
+                "units": (job.get("result") or {}).get("units"), "totals": seen_totals}
+
+    return run
+
+
+def phase(server: Server, name: str, questions: list[str], args, during=None) -> dict:
+    cpu0, rss0, load0 = server.cpu_seconds(), server.rss_mb(), os.getloadavg()[0]
+    out = asyncio.run(_clients(server.url, questions, args.clients, args.seconds, during))
+    cpu = server.cpu_seconds() - cpu0
+    out.update(name=name, rss_before=rss0, rss_after=server.rss_mb(), load=max(load0, os.getloadavg()[0]),
+               cpu_per_request_ms=1000 * cpu / max(1, out["requests"]), server_cpu=cpu)
+    print(f"{name}: {out['rps']:.1f} req/s, p50 {out['p50']:.0f} ms, p95 {out['p95']:.0f} ms, "
+          f"{len(out['errors'])} errors, server {out['cpu_per_request_ms']:.1f} CPU-ms/request, "
+          f"RSS {rss0:.0f} -> {out['rss_after']:.0f} MB", file=sys.stderr)
+    return out
+
+
+def plot(phases: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ph in phases:
+        t = [r[0] for r in ph["records"] if r[2] == 200]
+        ms = [r[1] for r in ph["records"] if r[2] == 200]
+        axes[0].scatter(t, ms, s=3, alpha=0.4, label=ph["name"])
+        axes[1].hist(ms, bins=60, histtype="step", label=ph["name"])
+    axes[0].set(xlabel="seconds into the phase", ylabel="latency (ms)", title="/v1/chat latency over time")
+    axes[1].set(xlabel="latency (ms)", ylabel="requests", title="latency distribution")
+    for ax in axes:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--passages", type=int, default=1600, help="CMRC+DRCD passages in the KB (~14 units each)")
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--home", type=Path, default=None, help="reuse (or build once) the KB in this folder")
+    ap.add_argument("--out", type=Path, default=REPORTS / "load.md")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="docqa-load-") as tmp:
+        home = args.home or Path(tmp)
+        home.mkdir(parents=True, exist_ok=True)
+        counts, questions = build(home, args.passages)
+        doc = Path(tmp) / "load-upload.md"
+        rules = "\n\n".join(f"第{i}条 编号 UP-{i:04d} 的设备每周检查一次。" for i in range(200))
+        doc.write_text(f"# 上传测试\n\n{rules}\n", encoding="utf-8")
+        server = Server(home)
+        try:
+            server.wait_ready()
+            asyncio.run(_clients(server.url, questions, 4, 5))  # warm-up, not reported
+            phases = [phase(server, "load", questions, args),
+                      phase(server, "load + upload", questions, args, during=_upload(doc)),
+                      phase(server, "load again", questions, args)]
+        finally:
+            server.stop()
+    report(phases, counts, args)
+    return 0
+
+
+def report(phases: list[dict], counts: dict, args) -> None:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    png = args.out.with_suffix(".png")
+    plot(phases, png)
+    rows = [[p["name"], p["requests"], len(p["errors"]), round(p["rps"], 1), round(p["p50"]), round(p["p95"]),
+             round(p["p99"]), round(p["cpu_per_request_ms"], 1), round(p["load"], 1), round(p["rss_before"]),
+             round(p["rss_after"])] for p in phases]
+    first = phases[0]
+    side = phases[1]["side"] or {}
+    met_rps = "met" if first["rps"] >= TARGET_RPS else "not met"
+    verdict = (f"**{first['rps']:.1f} requests/s (aim >= {TARGET_RPS:g}): {met_rps}; "
+               f"p95 {first['p95']:.0f} ms (aim <= {TARGET_P95_MS:g}): "
+               f"{'met' if first['p95'] <= TARGET_P95_MS else 'not met'}**")
+    title = f"Load: {args.clients} clients on /v1/chat (extractive) over a {counts.get('units')}-unit KB"
+    lines = [machine_line(), "", verdict, "",
+             md_table(["phase", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "server CPU-ms/req",
+                       "load avg", "RSS before MB", "RSS after MB"], rows), "",
+             f"- KB: {counts.get('docs')} documents, {counts.get('units')} units (CMRC 2018 trial + DRCD dev "
+             f"passages, all unit levels, keyphrases off to keep the build short).",
+             f"- Clients: {args.clients} closed-loop asyncio clients in the bench process (they share the 2 cores "
+             f"with the server), {args.seconds:g} s per phase, real questions shuffled.",
+             f"- Upload during phase 2: {side.get('status')} in {side.get('seconds', 0):.1f} s, "
+             f"{side.get('units')} units; document count seen {side.get('totals')} "
+             f"(steps once from n to n+1: readers never saw a half-committed KB).",
+             "- Errors: " + ("none" if not any(p["errors"] for p in phases) else
+                             "; ".join(sorted({e for p in phases for e in p["errors"]})[:5])),
+             "", f"![latency]({png.name})", ""]
+    write_report(args.out, title, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
