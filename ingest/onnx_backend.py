@@ -179,6 +179,11 @@ def _ort_encoder_class():
             self.config = config
             self._sessions: dict[int, object] = {}
             self._lock = threading.Lock()
+            # Concurrent requests must not each start a full set of intra-op threads: on a busy server
+            # 16 runs x N threads on N cores spent most of their CPU switching (bench/load.py). One-thread
+            # runs go N at a time; an all-cores run goes alone among all-cores runs.
+            self._small = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+            self._big = threading.Lock()
 
         def _session(self, threads: int):
             with self._lock:
@@ -197,8 +202,10 @@ def _ort_encoder_class():
 
             ids = input_ids.cpu().numpy().astype(np.int64)
             mask = attention_mask.cpu().numpy().astype(np.int64)
-            sess = self._session(1 if ids.size <= self.SMALL_TOKENS else 0)
-            out = sess.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask})[0]
+            small = ids.size <= self.SMALL_TOKENS
+            sess = self._session(1 if small else 0)
+            with self._small if small else self._big:
+                out = sess.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask})[0]
             return BaseModelOutput(last_hidden_state=torch.from_numpy(out))
 
     return OrtEncoder

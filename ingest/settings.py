@@ -268,6 +268,8 @@ class Settings(BaseSettings):
     # Answers in progress at once (retrieval + generation); more wait up to answer_wait_s for a slot,
     # and past max_waiting_answers or that wait a request gets 429 with Retry-After.
     max_concurrent_answers: int = Field(default=8, ge=1)
+    warm_evidence: bool = Field(default=True, description="docqa serve encodes the KBs' evidence sentences "
+                                "into the embedder's cache in a low-priority background thread at start-up")
     max_waiting_answers: int = Field(default=64, ge=0)
     answer_wait_s: float = Field(default=30.0, ge=0)
     max_upload_mb: float = Field(default=128.0, gt=0)

@@ -34,10 +34,14 @@ def create_app(kb: str | None = None, settings: Settings | None = None) -> FastA
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        threading.Thread(target=registry.warm_up, name="docqa-warm-up", daemon=True).start()
+        warm = threading.Thread(target=registry.warm_up, name="docqa-warm-up", daemon=True)
+        warm.start()
         threading.Thread(target=warm_up_llms, args=(settings, registry.names()), name="docqa-llm-warm-up",
                          daemon=True).start()
         yield
+        registry.close()  # stop the evidence warm-ups before the interpreter goes
+        warm.join(timeout=30)
+        registry.close()  # ones the warm-up started while we waited for it
 
     app = FastAPI(title="docqa", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,  # routes/web.py
                   description="Question answering over your own documents, with citations.")

@@ -46,6 +46,9 @@ class KBRegistry:
         self.ready = False
         self.error: str | None = None
         self.kb_errors: dict[str, str] = {}  # KBs that failed to warm up; the others are still served
+        self.evidence: dict[str, dict] = {}  # per KB: evidence sentences encoded so far (warm_evidence)
+        self._closing = threading.Event()
+        self._threads: list[threading.Thread] = []
 
     def names(self) -> list[str]:
         if self.only:
@@ -100,6 +103,32 @@ class KBRegistry:
         except KBError as e:
             return {"name": name, "status": "broken", "error": str(e)}
 
+    def _warm_evidence(self, kb: KnowledgeBase) -> None:
+        """Background, low priority: the KB's evidence sentences into the embedder's cache (/readyz
+        shows how far it got)."""
+        import time
+
+        from .answering.extractive import warm_evidence
+
+        t0 = time.perf_counter()
+
+        def progress(done: int, total: int) -> None:
+            self.evidence[kb.name] = {"encoded": done, "total": total, "seconds": round(time.perf_counter() - t0)}
+
+        try:
+            n = warm_evidence(kb, stop=lambda: self._closing.is_set() or kb.is_stale(), progress=progress)
+        except Exception:  # a cache warm-up must never take the server down
+            log.exception("evidence warm-up of %s failed (answers are unaffected, only slower at first)", kb.name)
+            return
+        log.info("knowledge base %s: %d evidence sentences encoded in %.0f s", kb.name, n, time.perf_counter() - t0)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the background warm-ups and wait for them: a thread still inside the model when the
+        interpreter exits aborts the process (onnxruntime's threads)."""
+        self._closing.set()
+        for t in self._threads:
+            t.join(timeout)
+
     def _recover_uploads(self, kb: KnowledgeBase) -> None:
         from .uploads import recover_uploads
 
@@ -125,6 +154,11 @@ class KBRegistry:
                 kb.warm_up()
                 warm_up_compliance(kb)  # bad compliance data: a start-up error, not a 500 later
                 self._recover_uploads(kb)
+                if self.settings.warm_evidence and not self._closing.is_set():
+                    t = threading.Thread(target=self._warm_evidence, args=(kb,), name=f"docqa-evidence-{name}",
+                                         daemon=True)
+                    self._threads.append(t)
+                    t.start()
             except KBError as e:  # the operator can act on the message: no traceback needed
                 log.error("knowledge base %s is not served: %s", name, e)
                 self.kb_errors[name] = str(e)

@@ -136,6 +136,11 @@ class UnitStore:
         return [_row_to_unit(r) for r in self._q(f"SELECT {_UNIT_COLS} FROM units WHERE doc_id=? ORDER BY unit_id",
                                                  (doc_id,))]
 
+    def texts_of_level(self, level: Level, limit: int) -> list[str]:
+        """The texts of up to ``limit`` units of one level, in id order."""
+        return [r[0] for r in self._q("SELECT text FROM units WHERE level=? ORDER BY unit_id LIMIT ?",
+                                      (level.value, limit))]
+
     def unit_ids_of_docs(self, doc_ids: list[str]) -> list[int]:
         if not doc_ids:
             return []

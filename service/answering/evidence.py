@@ -64,12 +64,22 @@ def term_weights(terms: list[str], sentences: list[str]) -> dict[str, float]:
     return out
 
 
-def support_scores(question: str, sentences: list[str], q_vec: np.ndarray | None,
-                   s_vecs: np.ndarray | None) -> np.ndarray:
+def coverages(question: str, sentences: list[str]) -> np.ndarray:
+    """Term coverage of each sentence (weights from all of them: ``term_weights``)."""
     terms = content_terms(question)
     weights = term_weights(terms, sentences)
-    cov = np.array([coverage(terms, s, weights) for s in sentences], dtype=np.float32)
-    if q_vec is None or s_vecs is None or len(sentences) == 0:
-        return cov
+    return np.array([coverage(terms, s, weights) for s in sentences], dtype=np.float32)
+
+
+def combine(cov: np.ndarray, q_vec: np.ndarray, s_vecs: np.ndarray) -> np.ndarray:
+    """Support from coverage and vectors; never more than ``cov + DENSE_WEIGHT`` (the cosine is clipped)."""
     cos = (s_vecs @ q_vec.reshape(-1)).astype(np.float32)
     return cov + DENSE_WEIGHT * np.clip(cos, 0.0, 1.0)
+
+
+def support_scores(question: str, sentences: list[str], q_vec: np.ndarray | None,
+                   s_vecs: np.ndarray | None) -> np.ndarray:
+    cov = coverages(question, sentences)
+    if q_vec is None or s_vecs is None or len(sentences) == 0:
+        return cov
+    return combine(cov, q_vec, s_vecs)

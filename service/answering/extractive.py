@@ -2,7 +2,7 @@
 the question, each followed by its [n] citation; refuses when none supports it well enough.
 
 Sentences (split at 。！？； and English enders) of the top passages are scored by
-``evidence.support_scores``; the best one is the answer, and the runner-up joins it when it is
+``evidence.combine`` (coverage + cosine); the best one is the answer, and the runner-up joins it when it is
 nearly as good and from a different place. Quoting never invents facts, so the answer can only be
 as wrong as the retrieval.
 """
@@ -16,7 +16,7 @@ import numpy as np
 from ingest.search import Hit
 from ingest.sentences import split_sentences
 
-from .evidence import support_scores
+from .evidence import DENSE_WEIGHT, combine, coverages
 
 SECOND_SENTENCE_RATIO = 0.7  # the runner-up is quoted too when it scores at least this share of the best
 # ... and at least this share of the refusal threshold: the threshold decides whether to answer at all;
@@ -24,6 +24,8 @@ SECOND_SENTENCE_RATIO = 0.7  # the runner-up is quoted too when it scores at lea
 # opening sentence) is worth quoting even a little below it.
 RUNNER_UP_FLOOR = 0.8
 MAX_SENTENCES_PER_PASSAGE = 40
+TOP = 3  # compose() reads the best sentence and the next two
+SCORE_BATCH = 8  # sentences embedded per step of the bound-pruned scoring
 
 
 @dataclass
@@ -34,22 +36,79 @@ class Scored:
 
 
 def score_sentences(question: str, hits: list[Hit], embedder) -> list[Scored]:
-    """Every sentence of the hits with its support score, best first."""
-    cands: list[tuple[int, str]] = []
-    for i, h in enumerate(hits):
-        sents = [s for part in h.text.split("\n") for s in _clauses(part)]
-        cands.extend((i, s) for s in sents[:MAX_SENTENCES_PER_PASSAGE])
+    """The sentences of the hits that can matter, with their support scores, best first.
+
+    ``compose`` reads only the first ``TOP`` of this list, so a sentence that cannot reach them is
+    never embedded: support = coverage + ``DENSE_WEIGHT`` x cosine with the cosine clipped to [0, 1],
+    so coverage + ``DENSE_WEIGHT`` bounds a sentence's score from above, and sentences are embedded
+    best bound first, in batches, until the ``TOP``-th exact score beats every bound left. The top of
+    the list is exactly what scoring every sentence gives (tests/service/test_answering.py checks it
+    on real questions); the work is a fraction of it on most questions (bench/load.py)."""
+    cands = [(i, s) for i, h in enumerate(hits) for s in evidence_sentences(h.text)]
     if not cands:
         return []
     texts = [s for _, s in cands]
-    q_vec = s_vecs = None
-    if embedder is not None:
-        vecs = embedder.encode_docs(texts)
-        q_vec = embedder.encode_queries([question])[0]
-        s_vecs = vecs
-    scores = support_scores(question, texts, q_vec, s_vecs)
+    cov = coverages(question, texts)
+    if embedder is None:
+        return _ranked(cands, cov, range(len(cands)))
+    q_vec = embedder.encode_queries([question])[0]
+    scores = cov.copy()
+    by_bound = sorted(range(len(cands)), key=lambda j: -cov[j])  # stable: equal bounds keep passage order
+    done = 0
+    while done < len(by_bound):
+        batch = by_bound[done: done + SCORE_BATCH]
+        vecs = embedder.encode_docs([texts[j] for j in batch])
+        scores[batch] = combine(cov[batch], q_vec, vecs)
+        done += len(batch)
+        if done < len(by_bound):
+            top = _ranked(cands, scores, by_bound[:done])[:TOP]
+            if len(top) == TOP and top[-1].score > float(cov[by_bound[done]]) + DENSE_WEIGHT:
+                break  # no sentence left can enter the top
+    return _ranked(cands, scores, by_bound[:done])
+
+
+def evidence_sentences(text: str) -> list[str]:
+    """The sentences of a passage that are scored as evidence (the first ``MAX_SENTENCES_PER_PASSAGE``)."""
+    return [s for part in text.split("\n") for s in _clauses(part)][:MAX_SENTENCES_PER_PASSAGE]
+
+
+def warm_evidence(kb, stop=None, progress=None) -> int:
+    """Encode the evidence sentences of ``kb``'s segments into the embedder's cache, so that answering
+    does not pay for it on the first question that retrieves each passage (bench/load.py: a cold
+    request cost ~30x a warm one). Meant for a background thread at start-up: it lowers its own
+    priority, encodes sentences of similar length together (little padding) a few at a time on one
+    thread, stops at the cache's capacity, and returns early when ``stop()`` says so; ``progress(done,
+    total)`` is told as it goes. Returns how many sentences it encoded."""
+    import os
+    import threading
+
+    from ingest.units import Level
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # Linux: this thread only
+    except (AttributeError, OSError):
+        pass
+    room = int(kb.embedder.cache_capacity() * 0.8)
+    texts: dict[str, None] = {}
+    for seg in kb.store.texts_of_level(Level.SEGMENT, room):
+        texts.update(dict.fromkeys(evidence_sentences(seg)))
+        if len(texts) >= room:
+            break
+    todo = sorted(list(texts)[:room], key=len)
+    for i in range(0, len(todo), 4):
+        if progress is not None and i % 256 == 0:
+            progress(i, len(todo))
+        if stop is not None and stop():
+            return i
+        kb.embedder.encode_docs(todo[i:i + 4])
+    if progress is not None:
+        progress(len(todo), len(todo))
+    return len(todo)
+
+
+def _ranked(cands: list[tuple[int, str]], scores: np.ndarray, which) -> list[Scored]:
     # earlier-ranked passages win ties: retrieval order is evidence too
-    order = sorted(range(len(cands)), key=lambda j: (-float(scores[j]), cands[j][0]))
+    order = sorted(which, key=lambda j: (-float(scores[j]), cands[j][0], j))
     return [Scored(cands[j][0], cands[j][1], float(scores[j])) for j in order]
 
 

@@ -53,9 +53,13 @@ class RunState:
 
 
 def evaluate_row(kb, row: EvalRow, *, cache: dict | None = None, retrieval_cache: dict | None = None,
-                 run_id: str = "eval") -> dict:
+                 run_id: str = "eval", groups=None) -> dict:
     """One question through the answering pipeline; the per-question record of ``rows.jsonl``. The
-    audit log records its verdict under request id ``eval:<run>:<row id>``."""
+    audit log records its verdict under request id ``eval:<run>:<row id>``. The row's ``filters`` and
+    ``groups`` (those of the caller that started the run; None: every document) apply inside retrieval."""
+    from ingest.filters import doc_filter
+
+    where = doc_filter(groups, row.filters or None)
     rid = f"eval:{run_id}:{row.id}"
     from service.answering.pipeline import answer, prepare
     from service.compliance import screen_question
@@ -64,7 +68,7 @@ def evaluate_row(kb, row: EvalRow, *, cache: dict | None = None, retrieval_cache
     retrieved = retrieval_cache.get(row.id) if retrieval_cache is not None else None
     if retrieved is None:
         retrieved = [{"doc_id": h.doc_id, "source": h.source, "title": h.title, "score": round(h.score, 5),
-                      "text": h.text} for h in search(kb, _query(row), RETRIEVAL_DEPTH)]
+                      "text": h.text} for h in search(kb, _query(row), RETRIEVAL_DEPTH, where=where)]
         if retrieval_cache is not None:
             retrieval_cache[row.id] = retrieved
     t_search = time.perf_counter()
@@ -75,7 +79,7 @@ def evaluate_row(kb, row: EvalRow, *, cache: dict | None = None, retrieval_cache
         timings.update(retrieval_ms=0.0, answer_ms=0.0)
     else:
         t1 = time.perf_counter()
-        prep = prepare(kb, row.question, row.history, cache=cache, request_id=rid)
+        prep = prepare(kb, row.question, row.history, cache=cache, request_id=rid, where=where)
         t2 = time.perf_counter()
         result = answer(prep)
         t3 = time.perf_counter()
@@ -120,7 +124,7 @@ def record(row: EvalRow, result, retrieved: list[dict], best: float, timings: di
 
 def run_eval(kb, evalset: EvalSet, rows_path: Path, *, resume: bool = False, progress: bool = True,
              cache: dict | None = None, retrieval_cache: dict | None = None,
-             on_row: Callable[[int, int], None] | None = None, run_id: str = "eval") -> list[dict]:
+             on_row: Callable[[int, int], None] | None = None, run_id: str = "eval", groups=None) -> list[dict]:
     """Every row of ``evalset`` (rows already in ``rows_path`` kept when ``resume``); returns all records."""
     rows_path = Path(rows_path)
     rows_path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,7 +149,7 @@ def run_eval(kb, evalset: EvalSet, rows_path: Path, *, resume: bool = False, pro
         bar = tqdm(total=len(evalset.rows), initial=len(out), unit="q", desc="eval", leave=False)
     with open(rows_path, "a", encoding="utf-8") as f:
         for row in todo:
-            rec = evaluate_row(kb, row, cache=cache, retrieval_cache=retrieval_cache, run_id=run_id)
+            rec = evaluate_row(kb, row, cache=cache, retrieval_cache=retrieval_cache, run_id=run_id, groups=groups)
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             f.flush()
             out.append(rec)
@@ -206,8 +210,9 @@ def parse_sweep(spec: str | None) -> tuple[str, list] | None:
 
 def evaluate(kb, evalset: EvalSet, out: Path, *, baseline: dict | None = None, tolerance: float = 0.01,
              sweep: tuple[str, list] | None = None, resume: bool = False, progress: bool = True,
-             on_row: Callable[[int, int], None] | None = None, run_id: str = "eval") -> dict:
+             on_row: Callable[[int, int], None] | None = None, run_id: str = "eval", groups=None) -> dict:
     """Run, summarise and write the report (the one path of ``docqa eval run`` and the HTTP job).
+    ``groups``: the document groups of the caller (None: all), so an eval shows no more than a chat would.
     Returns {"metrics", "regressions", "report", "notes"}."""
     from .report import write_report
 
@@ -215,7 +220,7 @@ def evaluate(kb, evalset: EvalSet, out: Path, *, baseline: dict | None = None, t
     notes = _set_notes(kb, evalset)
     retrieval_cache: dict = {}
     records = run_eval(kb, evalset, out / "rows.jsonl", resume=resume, progress=progress, on_row=on_row,
-                       retrieval_cache=retrieval_cache, run_id=run_id)
+                       retrieval_cache=retrieval_cache, run_id=run_id, groups=groups)
     m = summarize(records, kb.settings.refusal_threshold)
     sweep_out = None
     if sweep:
@@ -225,7 +230,8 @@ def evaluate(kb, evalset: EvalSet, out: Path, *, baseline: dict | None = None, t
         for i, v in enumerate(values):
             view = with_setting(kb, key, v)
             recs = run_eval(view, evalset, out / f"sweep-{key}-{i}.jsonl", progress=progress, cache=cache,
-                            retrieval_cache=retrieval_cache if answer_only(key) else None, run_id=f"{run_id}:{v}")
+                            retrieval_cache=retrieval_cache if answer_only(key) else None, run_id=f"{run_id}:{v}",
+                            groups=groups)
             per_value.append(summarize(recs, view.settings.refusal_threshold))
         sweep_out = {"key": key, "values": values, "metrics": per_value, "retrieval_cached": answer_only(key)}
     regressed = M.regressions(m, baseline, tolerance) if baseline is not None else None
@@ -236,7 +242,7 @@ def evaluate(kb, evalset: EvalSet, out: Path, *, baseline: dict | None = None, t
 
 
 def _set_notes(kb, evalset: EvalSet) -> list[str]:
-    """What the set asks that the KB cannot check: unknown gold documents, filters."""
+    """What the set asks that the KB cannot check: unknown gold documents, malformed lines."""
     notes = []
     wanted = {d for r in evalset.rows for d in r.doc_ids}
     if wanted:
@@ -245,8 +251,6 @@ def _set_notes(kb, evalset: EvalSet) -> list[str]:
         if missing:
             notes.append(f"{len(missing)} of {len(wanted)} gold doc_ids are not in KB {kb.name!r} (their questions "
                          f"cannot hit): {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
-    if any(r.filters for r in evalset.rows):
-        notes.append("rows with 'filters' were run without them: retrieval takes no metadata filters yet")
     if evalset.skipped:
         notes.append(f"{len(evalset.skipped)} malformed line(s) skipped")
     return notes

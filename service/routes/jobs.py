@@ -63,7 +63,7 @@ def start_eval(kb: Annotated[str, Path(max_length=64)], req: EvalJobRequest, reg
     def work(job):
         out = folder / job.id
         result = evaluate(base, evalset, out, baseline=req.baseline, tolerance=req.tolerance, sweep=sweep,
-                          progress=False, on_row=job.progress, run_id=f"job:{job.id}")
+                          progress=False, on_row=job.progress, run_id=f"job:{job.id}", groups=caller.groups)
         return {"metrics": result["metrics"], "regressions": result["regressions"], "notes": result["notes"],
                 "files": {p.name: f"/v1/jobs/{job.id}/files/{p.name}" for p in sorted(out.iterdir())
                           if _FILE.match(p.name)}}

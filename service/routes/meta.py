@@ -50,11 +50,22 @@ def readyz(registry: RegistryDep):
     llm = llm_status(registry.settings, registry.names())
     degraded = any(not v["available"] for v in llm.values())
     return {"status": "degraded" if degraded else "ready", "kbs": registry.names(),
-            "errors": dict(registry.kb_errors), "llm": llm}
+            "errors": dict(registry.kb_errors), "llm": llm, "evidence_cache": dict(registry.evidence)}
 
 
 @router.get("/v1/kbs", responses=error_responses(401))
 def kbs(registry: RegistryDep, caller: CallerDep):
-    """The KBs this server serves that the caller's key may use; a damaged one is listed with
-    ``status: broken`` and the reason (requests to it get 503 until it is repaired)."""
-    return {"kbs": [registry.status(name) for name in registry.names() if caller.may_see(name)]}
+    """The KBs this server serves that the caller's key may use, with the counts of what it may read; a
+    damaged one is listed with ``status: broken`` and the reason (503 for it until it is repaired)."""
+    return {"kbs": [_counted_for(registry, caller, registry.status(name)) for name in registry.names()
+                    if caller.may_see(name)]}
+
+
+def _counted_for(registry, caller, info: dict) -> dict:
+    """A KB's counts as the caller sees it: documents outside its groups are not counted either."""
+    if info.get("status") != "ok" or caller.groups is None:
+        return info
+    allowed = registry.get(info["name"]).allowed(caller.filter())
+    if allowed is None:
+        return info
+    return {**info, "counts": {**info.get("counts", {}), "docs": len(allowed.doc_ids), "units": len(allowed.unit_ids)}}

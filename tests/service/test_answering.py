@@ -71,3 +71,62 @@ def test_follow_up_is_read_with_the_previous_question(kb):
     assert first in r.query and "一年以上不满三年的呢？" in r.query
     assert not r.refused and "二个月" in r.answer
     assert any("第十九条" in c["text"] for c in cited(r).values())
+
+
+class _Counting:
+    """The KB's real embedder, counting the sentences it is asked to embed."""
+
+    def __init__(self, embedder):
+        self.embedder, self.embedded = embedder, 0
+
+    def encode_queries(self, texts):
+        return self.embedder.encode_queries(texts)
+
+    def encode_docs(self, texts):
+        self.embedded += len(texts)
+        return self.embedder.encode_docs(texts)
+
+
+def test_bound_pruned_scoring_keeps_the_exact_top_and_embeds_less(kb, shared_data):
+    """score_sentences embeds sentences best coverage bound first and stops when nothing left can reach
+    the top three: on real questions over real passages its top three (sentence, passage, score) are
+    exactly those of scoring every sentence (evidence.support_scores), answers and refusals alike."""
+    import json
+
+    import numpy as np
+
+    from ingest.search import search
+    from service.answering.evidence import support_scores
+    from service.answering.extractive import TOP, evidence_sentences, score_sentences
+
+    raw = json.loads((shared_data / "cmrc2018" / "squad-style-data_cmrc2018_trial.json").read_text(encoding="utf-8"))
+    questions = [qa["question"] for a in raw["data"] for p in a["paragraphs"] for qa in p["qas"]][:40]
+    questions += ["2019年国庆节放假几天？", "火星上钨的沸点是多少？", "How are incidents classified?"]
+    embedded = total = 0
+    for q in questions:
+        hits = search(kb, q, 5)
+        counting = _Counting(kb.embedder)
+        fast = score_sentences(q, hits, counting)
+        cands = [(i, s) for i, h in enumerate(hits) for s in evidence_sentences(h.text)]
+        texts = [s for _, s in cands]
+        full = support_scores(q, texts, kb.embedder.encode_queries([q])[0], kb.embedder.encode_docs(texts))
+        order = sorted(range(len(cands)), key=lambda j: (-float(full[j]), cands[j][0], j))[:TOP]
+        assert [(s.hit_index, s.sentence) for s in fast[:TOP]] == [cands[j] for j in order], q
+        assert np.allclose([s.score for s in fast[:TOP]], [full[j] for j in order], atol=1e-5), q
+        embedded += counting.embedded
+        total += len(cands)
+    assert embedded < 0.9 * total, (embedded, total)  # the point of it: sentences that cannot win are not embedded
+
+
+def test_evidence_warm_up_fills_the_cache_with_exactly_the_sentences_answering_scores(kb):
+    from ingest.search import search
+    from service.answering.extractive import evidence_sentences, warm_evidence
+
+    kb.embedder.clear_cache()
+    seen: list[tuple[int, int]] = []
+    n = warm_evidence(kb, progress=lambda done, total: seen.append((done, total)))
+    assert n > 0 and seen[-1] == (n, n)
+    hits = search(kb, "劳动合同期限三个月以上不满一年的，试用期不得超过多久？", 5)
+    wanted = [s for h in hits for s in evidence_sentences(h.text)]
+    assert wanted and all(s in kb.embedder._cache for s in wanted)  # answering will embed none of them
+    assert warm_evidence(kb, stop=lambda: True) == 0  # a stale view stops at once

@@ -102,6 +102,7 @@ def test_another_groups_document_never_reaches_a_response_the_prompt_or_the_audi
     listing = call(srv, "GET", "/v1/kbs/docs/documents", keys["staff"])
     bodies += [listing.text, call(srv, "GET", "/v1/kbs", keys["staff"]).text]
     assert {d["name"] for d in listing.json()["documents"]} == {"visitors.md"}
+    assert call(srv, "GET", "/v1/kbs", keys["staff"]).json()["kbs"][0]["counts"]["docs"] == 1  # not 2
     assert call(srv, "GET", f"/v1/kbs/docs/documents/{sid}", keys["staff"]).status_code == 404
     assert call(srv, "DELETE", f"/v1/kbs/docs/documents/{sid}", keys["editor-staff"]).status_code == 404
     for text in bodies:
@@ -111,6 +112,9 @@ def test_another_groups_document_never_reaches_a_response_the_prompt_or_the_audi
     assert "仅人力资源部可见" not in prompts and "访客" in prompts  # the LLM was asked, with public passages only
     audit = (home / "docs" / "audit.jsonl").read_text(encoding="utf-8")
     assert "仅人力资源部可见" not in audit
+    # the injected instruction reached the LLM only as passage data, and the filter still judged every reply
+    injected = [json.loads(line) for line in audit.splitlines() if "忽略之前的所有指令" in json.loads(line)["question"]]
+    assert len(injected) == 4 and all(r["mode"] == "guard" and r["verdict"] for r in injected)
     # the control: the same search by a key holding the group finds it, so the checks above can fail
     hits = call(srv, "POST", "/v1/search", keys["hr"], json={"query": QUESTIONS[0], "kb": "docs"}).json()["hits"]
     assert "仅人力资源部可见" in hits[0]["text"]

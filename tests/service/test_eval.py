@@ -91,6 +91,27 @@ def test_malformed_rows_are_skipped_with_their_line_numbers(tmp_path: Path) -> N
     assert [n for n, _ in s.skipped] == [2, 3, 4, 5] and "invalid JSON" in s.skipped[0][1]
 
 
+def test_a_rows_filters_apply_inside_retrieval(home: Path) -> None:
+    """A row asked with filters that exclude its gold document cannot hit it; without them it does."""
+    from ingest.kb import KnowledgeBase
+    from service.evaluation.dataset import parse_row
+    from service.evaluation.runner import evaluate_row
+
+    kb = KnowledgeBase.open(KB, load_settings(home=home))
+    try:
+        q = {"question": "劳动合同期限三个月以上不满一年的，试用期不得超过多久？", "sources": [LAW.name]}
+        plain = evaluate_row(kb, parse_row(q, 1))
+        assert any(LAW.name in r["source"] for r in plain["retrieved"])
+        filtered = evaluate_row(kb, parse_row({**q, "filters": {"source": {"in": [str(HANDBOOK.resolve())]}}}, 2))
+        assert not any(LAW.name in r["source"] for r in filtered["retrieved"])
+        hidden = evaluate_row(kb, parse_row(q, 3), groups=["nobody"])  # both documents are public: all visible
+        assert any(LAW.name in r["source"] for r in hidden["retrieved"])
+    finally:
+        kb.close()
+    with pytest.raises(ValueError, match="unknown operator"):
+        parse_row({**q, "filters": {"date": {"after": "2020"}}}, 4)
+
+
 # ---------------------------------------------------------------- on a real KB
 
 @pytest.fixture(scope="module")
