@@ -247,8 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         home = args.home or Path(tmp)
         home.mkdir(parents=True, exist_ok=True)
         counts, questions = build(home, args.passages)
-        doc = Path(tmp) / "load-upload.md"
-        run = time.strftime("%Y%m%d%H%M%S")  # new bytes every run: an identical upload would be a no-op
+        run = time.strftime("%Y%m%d%H%M%S")  # a new name and new bytes every run: the same name would replace
+        doc = Path(tmp) / f"load-upload-{run}.md"  # the earlier upload (count unchanged), the same bytes be a no-op
         rules = "\n\n".join(f"第{i}条 编号 UP-{run}-{i:04d} 的设备每周检查一次。" for i in range(200))
         doc.write_text(f"# 上传测试\n\n{rules}\n", encoding="utf-8")
         server = Server(home)
@@ -289,7 +289,7 @@ def report(phases: list[dict], counts: dict, args, warm: str) -> None:
              md_table(["phase", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "server CPU-ms/req",
                        "load avg", "RSS before MB", "RSS after MB"], rows), "",
              f"- KB: {counts.get('docs')} documents, {counts.get('units')} units (CMRC 2018 trial + DRCD dev "
-             f"passages, all unit levels, keyphrases off to keep the build short).",
+             f"passages, then CAIL2019 dev judgments; all unit levels, keyphrases off to keep the build short).",
              f"- Clients: {args.clients} closed-loop asyncio clients in the bench process (they share the 2 cores "
              f"with the server), {args.seconds:g} s per phase, real questions shuffled.",
              "- Phases: `cold` is the first minute after start: every passage's sentences are encoded for the "
