@@ -18,7 +18,7 @@ quickstart:
 	bash deploy/quickstart.sh
 
 test:
-	bash deploy/install.sh && bash deploy/install_test_browser.sh && HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+	bash deploy/install.sh && bash deploy/install_test_tools.sh && HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint:
 	.venv/bin/ruff check .

@@ -77,9 +77,9 @@ def ingest(paths: tuple[str, ...], kb: str, as_json: bool, no_progress: bool, gr
            meta_pairs: tuple[str, ...]) -> None:
     """Ingest files and folders (recursively) into a knowledge base, creating it if needed.
 
-    Supported: .pdf .docx .html/.htm .md/.markdown .txt .jsonl. Unchanged files are skipped; changed
-    files (or changed metadata) replace their old units. Exit code 1 when some files failed (the rest is
-    committed).
+    Supported: .pdf .docx .doc (with LibreOffice) .html/.htm .md/.markdown .txt .jsonl. Unchanged files are
+    skipped; changed files (or changed metadata) replace their old units. Exit code 1 when some files failed (the
+    rest is committed).
     """
     from .doc_meta import MetaError, clean_meta
     from .pipeline import ingest_paths

@@ -20,6 +20,7 @@ from ingest.loaders.docx import load_docx
 from ingest.loaders.errors import LoadError
 from ingest.loaders.html import load_html
 from ingest.loaders.jsonl import load_jsonl
+from ingest.loaders.legacy_doc import load_doc
 from ingest.loaders.limits import DEFAULT_LIMITS, Limits, size_text
 from ingest.loaders.markdown import load_markdown
 from ingest.loaders.pdf import load_pdf
@@ -30,6 +31,7 @@ __all__ = ["SUPPORTED_SUFFIXES", "Limits", "LoadError", "iter_files", "load_file
 _LOADERS: dict[str, Callable[[Path, bytes, Limits], Document | list[Document]]] = {
     ".pdf": load_pdf,
     ".docx": load_docx,
+    ".doc": load_doc,  # converted by LibreOffice where it is installed (legacy_doc.py)
     ".html": load_html,
     ".htm": load_html,
     ".md": load_markdown,
@@ -56,8 +58,6 @@ def load_file(path: str | Path, *, max_bytes: int | None = None, limits: Limits 
     where = str(abs_path)
     size = _stat(abs_path)
     suffix = abs_path.suffix.lower()
-    if suffix == ".doc":
-        raise LoadError(where, "legacy .doc format is not supported; convert to .docx")
     loader = _LOADERS.get(suffix)
     if loader is None:
         kind = f"'{suffix}'" if suffix else "(no suffix)"
@@ -102,8 +102,8 @@ def iter_files(paths: list[str | Path]) -> Iterator[Path]:
     """The files to ingest, each once, in a stable order.
 
     A folder is walked recursively in sorted order, skipping hidden files and folders (".git",
-    ".DS_Store") and Office lock files ("~$x.docx"), and yields supported suffixes (and legacy .doc,
-    to be reported as such). A path
+    ".DS_Store") and Office lock files ("~$x.docx"), and yields supported suffixes (legacy .doc included:
+    converted where LibreOffice is installed, reported with what to do where not). A path
     named explicitly is yielded even when it is missing or unsupported, so that ``load_file``
     reports it instead of it vanishing silently.
     """
@@ -140,7 +140,6 @@ def _walk(folder: Path) -> list[Path]:
         for name in sorted(files):
             if name.startswith((".", "~$")):
                 continue
-            # legacy .doc is yielded so the user is told to convert it rather than it vanishing
-            if Path(name).suffix.lower() in _LOADERS or name.lower().endswith(".doc"):
+            if Path(name).suffix.lower() in _LOADERS:
                 out.append(Path(root) / name)
     return sorted(out)

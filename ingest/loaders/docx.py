@@ -68,7 +68,8 @@ def load_docx(path: Path, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Docum
 
 def _open(path: Path, data: bytes, limits: Limits):
     if data.startswith(_OLE_MAGIC):
-        raise LoadError(str(path), "legacy .doc format is not supported; convert to .docx")
+        raise LoadError(str(path), "this is a legacy Word (.doc) file named .docx: rename it to .doc (docqa converts "
+                                   ".doc with LibreOffice) or save it as .docx")
     if not zipfile.is_zipfile(io.BytesIO(data)):
         raise LoadError(str(path), "not a valid DOCX (zip) file")
     _check_unpacked_size(path, data, limits)

@@ -19,11 +19,12 @@ _MAGIC = (  # (prefix, kind)
     (b"\x7fELF", "executable"), (b"MZ", "executable"),
     (b"\x1f\x8b", "gzip"), (b"7z\xbc\xaf\x27\x1c", "7z"), (b"Rar!", "rar"),
 )
-_NAMES = {"pdf": "a PDF", "zip": "a ZIP archive", "docx": "a Word (.docx) document", "ole": "a legacy Office file",
-          "image": "an image", "executable": "an executable program", "gzip": "a gzip archive", "7z": "a 7-Zip archive",
-          "rar": "a RAR archive", "text": "text", "binary": "binary data"}
-_EXPECTED = {".pdf": "pdf", ".docx": "docx", ".html": "text", ".htm": "text", ".md": "text", ".markdown": "text",
-             ".txt": "text", ".jsonl": "text"}
+_NAMES = {"pdf": "a PDF", "zip": "a ZIP archive", "docx": "a Word (.docx) document",
+          "ole": "a legacy Office (OLE2) file", "image": "an image", "executable": "an executable program",
+          "gzip": "a gzip archive", "7z": "a 7-Zip archive", "rar": "a RAR archive", "text": "text",
+          "binary": "binary data"}
+_EXPECTED = {".pdf": "pdf", ".docx": "docx", ".doc": "ole", ".html": "text", ".htm": "text", ".md": "text",
+             ".markdown": "text", ".txt": "text", ".jsonl": "text"}
 
 
 def content_kind(data: bytes) -> str:

@@ -354,9 +354,10 @@ def test_bad_inputs_have_specific_reasons(tmp_path: Path) -> None:
     assert reason(tmp_path / "fake.pdf").startswith("not a valid PDF")
     assert reason(tmp_path / "notzip.docx") == "not a valid DOCX (zip) file"
     assert reason(tmp_path / "archive.docx").startswith("not a valid DOCX")
-    assert reason(legacy) == "legacy .doc format is not supported; convert to .docx"
-    assert reason(tmp_path / "renamed.docx") == "legacy .doc format is not supported; convert to .docx"
-    assert reason(tmp_path / "data.xlsx").startswith("unsupported file type '.xlsx'; supported: .docx")
+    assert reason(tmp_path / "renamed.docx").startswith("this is a legacy Word (.doc) file named .docx")
+    (tmp_path / "notole.doc").write_bytes(b"plain text named .doc")
+    assert reason(tmp_path / "notole.doc").startswith("not a legacy Word (.doc) file")
+    assert reason(tmp_path / "data.xlsx").startswith("unsupported file type '.xlsx'; supported: .doc, .docx")
     assert reason(tmp_path / "missing.xyz") == "file not found"
     assert reason(tmp_path / "folder") == "is a directory, not a file"
     (tmp_path / "big.txt").write_text("正文" * 1000, encoding="utf-8")
@@ -381,10 +382,8 @@ def test_every_real_document_loads_with_structure() -> None:
         pytest.skip("real documents not available")
     files = list(iter_files([DOCS]))
     assert {p.suffix.lower() for p in files} >= {".pdf", ".docx", ".html", ".md"}
-    legacy = [p for p in files if p.suffix.lower() == ".doc"]  # yielded so it is reported, not skipped
-    assert legacy and all(p.suffix.lower() in SUPPORTED_SUFFIXES for p in files if p not in legacy)
-    with pytest.raises(LoadError, match="convert to .docx"):
-        load_file(legacy[0])
+    legacy = [p for p in files if p.suffix.lower() == ".doc"]  # tests/ingest/test_legacy_doc.py reads it
+    assert legacy and all(p.suffix.lower() in SUPPORTED_SUFFIXES for p in files)
     for path in (p for p in files if p not in legacy):
         doc = one(path)
         assert doc.blocks and all(b.text == b.text.strip() and b.text for b in doc.blocks), path

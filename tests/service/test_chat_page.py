@@ -16,7 +16,7 @@ from service.auth.access import KeyStore
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
-                                "(deploy/install_test_browser.sh installs it; make test runs that)")
+                                "(deploy/install_test_tools.sh installs it; make test runs that)")
 
 
 @pytest.fixture(scope="module")
