@@ -20,10 +20,9 @@ from .filters import FilterError, normalize_groups
 
 SIDECAR_SUFFIX = ".meta.json"
 MAX_SIDECAR_BYTES = 64 * 1024
-# keys the loaders and the pipeline set; a sidecar may not override them
+# keys the loaders and the pipeline set: a sidecar may not override them, and they are not part of
+# ``meta_hash`` (they vary without the document changing, e.g. a JSONL record moving down a line)
 RESERVED = frozenset({"format", "path", "line", "pages", "screen", "meta_hash", "upload"})
-# keys that vary without the document changing (a JSONL record moving down a line)
-_VOLATILE = RESERVED
 
 
 class MetaError(ValueError):
@@ -79,7 +78,7 @@ def apply_meta(doc_meta: dict, overlay: dict) -> dict:
 
 def meta_hash(meta: dict) -> str:
     """A hash of the user-supplied part of ``meta`` (what a metadata-only change alters)."""
-    user = {k: v for k, v in meta.items() if k not in _VOLATILE}
+    user = {k: v for k, v in meta.items() if k not in RESERVED}
     return hashlib.sha256(json.dumps(user, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:16]
 
 

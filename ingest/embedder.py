@@ -218,7 +218,7 @@ class Embedder:
                 for t, v in zip(todo, fresh, strict=False):
                     cached[t] = v
                     self._cache[t] = v
-                keep = max(1, DOC_CACHE_BYTES // max(1, fresh.shape[1] * fresh.itemsize))  # cache_capacity()
+                keep = self.cache_capacity()
                 while len(self._cache) > keep:
                     self._cache.popitem(last=False)
         return np.stack([cached[t] for t in texts]).astype(np.float32, copy=False)

@@ -39,9 +39,9 @@ def create_app(kb: str | None = None, settings: Settings | None = None) -> FastA
         threading.Thread(target=warm_up_llms, args=(settings, registry.names()), name="docqa-llm-warm-up",
                          daemon=True).start()
         yield
-        registry.close()  # stop the evidence warm-ups before the interpreter goes
+        registry.closing.set()  # no new evidence warm-up starts; running ones stop at their next step
         warm.join(timeout=30)
-        registry.close()  # ones the warm-up started while we waited for it
+        registry.close()  # and are waited for: a thread inside the model at interpreter exit aborts it
 
     app = FastAPI(title="docqa", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,  # routes/web.py
                   description="Question answering over your own documents, with citations.")

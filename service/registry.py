@@ -47,7 +47,7 @@ class KBRegistry:
         self.error: str | None = None
         self.kb_errors: dict[str, str] = {}  # KBs that failed to warm up; the others are still served
         self.evidence: dict[str, dict] = {}  # per KB: evidence sentences encoded so far (warm_evidence)
-        self._closing = threading.Event()
+        self.closing = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def names(self) -> list[str]:
@@ -116,7 +116,7 @@ class KBRegistry:
             self.evidence[kb.name] = {"encoded": done, "total": total, "seconds": round(time.perf_counter() - t0)}
 
         try:
-            n = warm_evidence(kb, stop=lambda: self._closing.is_set() or kb.is_stale(), progress=progress)
+            n = warm_evidence(kb, stop=lambda: self.closing.is_set() or kb.is_stale(), progress=progress)
         except Exception:  # a cache warm-up must never take the server down
             log.exception("evidence warm-up of %s failed (answers are unaffected, only slower at first)", kb.name)
             return
@@ -124,8 +124,9 @@ class KBRegistry:
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the background warm-ups and wait for them: a thread still inside the model when the
-        interpreter exits aborts the process (onnxruntime's threads)."""
-        self._closing.set()
+        interpreter exits aborts the process (onnxruntime's threads). Set ``closing`` first when the
+        start-up warm-up may still be starting them."""
+        self.closing.set()
         for t in self._threads:
             t.join(timeout)
 
@@ -154,7 +155,7 @@ class KBRegistry:
                 kb.warm_up()
                 warm_up_compliance(kb)  # bad compliance data: a start-up error, not a 500 later
                 self._recover_uploads(kb)
-                if self.settings.warm_evidence and not self._closing.is_set():
+                if self.settings.warm_evidence and not self.closing.is_set():
                     t = threading.Thread(target=self._warm_evidence, args=(kb,), name=f"docqa-evidence-{name}",
                                          daemon=True)
                     self._threads.append(t)
