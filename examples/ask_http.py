@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         refused = bool(data.get("refused"))
         print(f"A: {answer or '(no answer)'}" + ("  [refused]" if refused else ""))
         for c in data.get("citations") or []:
-            title = c.get("title") or c.get("source") or c.get("doc_id") or "?"
+            title = c.get("label") or c.get("title") or c.get("source") or c.get("doc_id") or "?"
             print(f"  [{c.get('n', '?')}] {title} — {one_line(c.get('text', ''))}")
         print()
         if not answer:

@@ -170,7 +170,7 @@ def search(query: str, kb: str, k: int, mode: str, where: str | None, groups: st
         _echo_json([h.public() for h in hits])
         return
     for i, h in enumerate(hits, 1):
-        where = " > ".join(h.heading_path) or h.title
+        where = h.label or " > ".join(h.heading_path) or h.title
         click.echo(f"[{i}] {h.score:.4f}  {where}  ({h.source})\n    {h.text[:300]}")
 
 

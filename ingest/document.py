@@ -25,6 +25,10 @@ class Block:
     heading_path: list[str] = field(default_factory=list)
     page: int | None = None
     level: int = 0  # heading level (1 = top) for headings, 0 for paragraphs
+    # statute/standard structure (ingest.structure.annotate): the article or numbered clause the block
+    # belongs to ("第十九条", "4.1.2") and its pinpoint ("第十九条第一款"); "" outside any
+    article: str = ""
+    label: str = ""
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -39,6 +43,8 @@ class Block:
             heading_path=list(d.get("heading_path") or []),
             page=d.get("page"),
             level=int(d.get("level") or 0),
+            article=d.get("article") or "",
+            label=d.get("label") or "",
         )
 
 

@@ -21,6 +21,7 @@ from .filters import DocFilter
 from .kb import KnowledgeBase
 from .kb.knowledge_base import Allowed
 from .lexical import terms_for_query
+from .structure import parse_reference, pinpoint
 from .units import Level, Unit
 
 
@@ -46,6 +47,8 @@ class Hit:
     lexical_score: float | None = None  # BM25, when the keyword retriever found it
     matched_unit_id: int | None = None  # the unit that matched (differs from unit_id after expansion)
     matched_text: str = ""  # the matched sentence, or the article title, when expanded
+    label: str = ""  # pinpoint citation: 《中华人民共和国劳动合同法》第十九条第一款 (ingest.structure)
+    exact: bool = False  # found by the article the question names, before any similarity search
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,7 +58,8 @@ class Hit:
         return {"doc_id": self.doc_id, "source": self.source, "title": self.title, "text": self.text,
                 "score": round(self.score, 6), "unit_id": self.unit_id, "level": self.level,
                 "keyinfo": self.keyinfo, "heading_path": self.heading_path, "page": self.page,
-                "matched_unit_id": self.matched_unit_id, "matched_text": self.matched_text}
+                "matched_unit_id": self.matched_unit_id, "matched_text": self.matched_text,
+                "label": self.label, "exact": self.exact}
 
 
 def rrf(rankings: list[list[int]], weights: list[float], k: int = 60) -> list[tuple[int, float]]:
@@ -74,12 +78,18 @@ def search(kb: KnowledgeBase, query: str, k: int = 5, *, mode: Mode | str = Mode
     """The ``k`` best passages for ``query``: distinct level-2 texts, best first.
 
     ``where``: the caller's groups and metadata conditions (``ingest.filters``), applied inside both
-    retrievers before fusion, so documents it excludes never compete for a rank."""
+    retrievers before fusion, so documents it excludes never compete for a rank.
+
+    A query that names an article ("劳动合同法第十九条规定了什么", "第19条") gets that article first, found
+    by its label (``exact``), then the similarity results."""
     mode = Mode(mode)
     s = kb.settings
     allowed = kb.allowed(where)
     if allowed is not None and not allowed.doc_ids:
         return []
+    exact = _by_label(kb, query, k, allowed)
+    if len(exact) >= k:
+        return exact
     dense: list[tuple[int, float]] = []
     lexical: list[tuple[int, float]] = []
     if mode in (Mode.HYBRID, Mode.DENSE):
@@ -94,7 +104,33 @@ def search(kb: KnowledgeBase, query: str, k: int = 5, *, mode: Mode | str = Mode
         fused = lexical
     else:
         fused = rrf([[i for i, _ in dense], [i for i, _ in lexical]], [s.dense_weight, s.lexical_weight], s.rrf_k)
-    return _two_level(kb, fused, k, dict(dense), dict(lexical), allowed)
+    if not exact:
+        return _two_level(kb, fused, k, dict(dense), dict(lexical), allowed)
+    taken = {h.unit_id for h in exact}
+    rest = [h for h in _two_level(kb, fused, k + len(exact), dict(dense), dict(lexical), allowed)
+            if h.unit_id not in taken]
+    return exact + rest[: k - len(exact)]
+
+
+def _by_label(kb: KnowledgeBase, query: str, k: int, allowed: Allowed | None) -> list[Hit]:
+    """Segments of the article the query names, in document order (``structure.parse_reference``).
+
+    With a law named, only documents whose title is that law; without one, every document that has
+    the article. Nothing when the query names no article."""
+    ref = parse_reference(query)
+    if ref is None:
+        return []
+    units = [u for u in kb.store.segments_labelled(ref.key) if ref.matches(u.label)
+             and (allowed is None or u.doc_id in allowed.doc_ids)]
+    docs = kb.store.doc_sources(list({u.doc_id for u in units}))
+    units = [u for u in units if ref.names(docs.get(u.doc_id, ("", ""))[1])]
+    hits = []
+    for u in units[:k]:
+        source, title = docs.get(u.doc_id, ("", ""))
+        hits.append(Hit(unit_id=u.unit_id, doc_id=u.doc_id, source=source, title=title, text=u.text, score=1.0,
+                        level=u.level.value, keyinfo=u.keyinfo, heading_path=u.heading_path, page=u.page,
+                        matched_unit_id=u.unit_id, label=pinpoint(title, u.label), exact=True))
+    return hits
 
 
 def _two_level(kb: KnowledgeBase, fused: list[tuple[int, float]], k: int, dmap: dict, lmap: dict,
@@ -122,7 +158,7 @@ def _two_level(kb: KnowledgeBase, fused: list[tuple[int, float]], k: int, dmap: 
         hits.append(Hit(unit_id=target.unit_id, doc_id=u.doc_id, source=source, title=title, text=target.text,
                         score=score, level=u.level.value, keyinfo=u.keyinfo, heading_path=target.heading_path,
                         page=target.page, dense_score=dmap.get(uid), lexical_score=lmap.get(uid),
-                        matched_unit_id=uid, matched_text=matched_text))
+                        matched_unit_id=uid, matched_text=matched_text, label=pinpoint(title, target.label)))
         if len(hits) >= k:
             break
     return hits

@@ -29,11 +29,14 @@ class Unit:
     heading_path: list[str] = field(default_factory=list)
     page: int | None = None
     parent_ord: int | None = None  # ord of the parent unit (segment for a sentence, ...)
+    label: str = ""  # pinpoint within the document: "第十九条", "第四条第二款至第四款", "4.1.2" (ingest.structure)
     unit_id: int = -1  # assigned by the knowledge base on commit
     parent_id: int | None = None  # assigned by the knowledge base on commit
     # The unit's vector when ingestion computed it in the segment pass (ingest/chunking/levels.py);
     # None: the writer embeds ``embed_input``. Never stored with the unit (FAISS holds vectors).
     vector: Any = field(default=None, repr=False, compare=False)
+    # Each line's label while chunking (a sentence unit takes its line's: its 款); never stored.
+    line_labels: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def embed_input(self, what: str = "text") -> str:
         """The text the embedder sees (``Settings.embed``): ``keyinfo`` (level 1 only; the text when a

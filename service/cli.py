@@ -69,7 +69,7 @@ def ask(question: str, kb: str, as_json: bool) -> None:
         return
     click.echo(result.answer)
     for c in result.citations:
-        click.echo(f"  [{c['n']}] {c['title'] or c['source']}: {c['text'][:120]}")
+        click.echo(f"  [{c['n']}] {c.get('label') or c['title'] or c['source']}: {c['text'][:120]}")
 
 
 @cli.command()

@@ -64,6 +64,8 @@ class Citation(BaseModel):
     unit_id: int | None = None
     page: int | None = None
     heading_path: list[str] = Field(default_factory=list)
+    label: str = Field(default="", description="Pinpoint citation where the passage is a statute's article or a "
+                                               "standard's numbered clause: 《中华人民共和国劳动合同法》第十九条.")
 
 
 class ChatResponse(BaseModel):

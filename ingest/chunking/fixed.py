@@ -1,7 +1,9 @@
 """The paragraph-aware length chunker: the baseline every smarter chunker is measured against.
 
 Rules, in order:
-1. a heading always ends the current chunk (a chunk never spans two sections);
+1. a heading always ends the current chunk (a chunk never spans two sections), and so does the
+   start of a statute's article or a standard's numbered clause (``ingest.structure``): an article
+   is one unit, cut (by 款, each piece labelled with its 款) only when it alone exceeds the length;
 2. paragraphs are appended while the chunk stays within ``max_tokens``;
 3. a paragraph longer than ``max_tokens`` is cut at sentence ends, and a sentence longer than
    that at ``max_tokens`` characters' worth (nothing is ever dropped);
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from ..document import Block, BlockKind, Document
 from ..sentences import split_sentences
+from ..structure import annotate, span_label
 from ..tokenize import count_tokens
 from ..units import Level, Unit
 
@@ -57,60 +60,89 @@ def _is_cjk_join(a: str, b: str) -> bool:
     return bool(a) and (ord(a[-1]) > 0x2E80 or ord(b[0]) > 0x2E80)
 
 
-def _sections(blocks: list[Block]) -> list[list[Block]]:
-    sections: list[list[Block]] = [[]]
+def sections_of(blocks: list[Block]) -> list[list[Block]]:
+    """Paragraph blocks grouped by section: a heading starts a new one, and so does a change of
+    article/numbered clause (``Block.article``, set by ``ingest.structure.annotate``); empty
+    sections dropped. No chunker merges across sections."""
+    out: list[list[Block]] = [[]]
     for b in blocks:
         if b.kind == BlockKind.HEADING:
-            sections.append([])
-        else:
-            sections[-1].append(b)
-    return [s for s in sections if s]
+            out.append([])
+        elif b.text.strip():
+            if out[-1] and out[-1][-1].article != b.article:
+                out.append([])
+            out[-1].append(b)
+    return [s for s in out if s]
+
+
+def segment(doc: Document, text: str, blocks: list[Block], section: list[Block], ord_: int,
+            line_labels: list[str] | None = None) -> Unit:
+    """The segment unit of ``text`` made of ``blocks`` (in order) of ``section``: heading path and
+    page of its first block, pinpoint label of the span (``structure.span_label``)."""
+    first = blocks[0]
+    return Unit(doc_id=doc.doc_id, text=text, level=Level.SEGMENT, ord=ord_,
+                keyinfo=_heading_keyinfo(doc.title, first.heading_path), heading_path=list(first.heading_path),
+                page=first.page, label=span_label(blocks, section), line_labels=line_labels or [])
 
 
 def chunk_blocks(doc: Document, *, max_tokens: int = 256, min_tokens: int = 24, count=count_tokens) -> list[Unit]:
     """Segments of ``doc``. ``count`` measures length: the embedding model's own tokenizer when
     ingesting (``Embedder.count_tokens``), so no chunk is longer than the model reads; the cheap
     estimate ``ingest.tokenize.count_tokens`` elsewhere."""
+    annotate(doc.blocks)
     units: list[Unit] = []
-    for section in _sections(doc.blocks):
-        chunks: list[tuple[str, Block]] = []  # (text, first block)
-        cur, first = "", None
+    for section in sections_of(doc.blocks):
+        chunks: list[_Chunk] = []
+        cur = _Chunk()
         for block in section:
             for piece in _pieces(block.text, max_tokens, count):
-                if cur and count(f"{cur}\n{piece}") > max_tokens:
-                    chunks.append((cur, first))
-                    cur, first = "", None
-                cur = f"{cur}\n{piece}" if cur else piece
-                first = first or block
-        if cur:
-            chunks.append((cur, first))
-        chunks = _merge_small(chunks, max_tokens, min_tokens, count)
-        for text, blk in chunks:
-            units.append(Unit(doc_id=doc.doc_id, text=text, level=Level.SEGMENT, ord=len(units),
-                              keyinfo=_heading_keyinfo(doc.title, blk.heading_path),
-                              heading_path=list(blk.heading_path), page=blk.page))
+                if cur.text and count(f"{cur.text}\n{piece}") > max_tokens:
+                    chunks.append(cur)
+                    cur = _Chunk()
+                cur.add(piece, block)
+        if cur.text:
+            chunks.append(cur)
+        for c in _merge_small(chunks, max_tokens, min_tokens, count):
+            units.append(segment(doc, c.text, c.blocks, section, len(units), c.line_labels))
     return units
 
 
-def _merge_small(chunks: list[tuple[str, Block]], max_tokens: int, min_tokens: int,
-                 count=count_tokens) -> list[tuple[str, Block]]:
-    out: list[tuple[str, Block]] = []
-    carry: tuple[str, Block] | None = None
-    for text, blk in chunks:
+class _Chunk:
+    """A chunk being built: its text (pieces joined by newlines), blocks and each line's label."""
+
+    def __init__(self):
+        self.text, self.blocks, self.line_labels = "", [], []
+
+    def add(self, piece: str, block: Block) -> None:
+        self.text = f"{self.text}\n{piece}" if self.text else piece
+        if not self.blocks or self.blocks[-1] is not block:
+            self.blocks.append(block)
+        self.line_labels.append(block.label)
+
+    def extend(self, other: _Chunk) -> _Chunk:
+        self.text = f"{self.text}\n{other.text}"
+        self.blocks += [b for b in other.blocks if not self.blocks or b is not self.blocks[-1]]
+        self.line_labels += other.line_labels
+        return self
+
+
+def _merge_small(chunks: list[_Chunk], max_tokens: int, min_tokens: int, count=count_tokens) -> list[_Chunk]:
+    out: list[_Chunk] = []
+    carry: _Chunk | None = None
+    for c in chunks:
         if carry is not None:
-            merged = f"{carry[0]}\n{text}"
-            if count(merged) <= max_tokens:
-                text, blk = merged, carry[1]
+            if count(f"{carry.text}\n{c.text}") <= max_tokens:
+                c = carry.extend(c)
             else:
                 out.append(carry)
             carry = None
-        if count(text) < min_tokens:
-            carry = (text, blk)
+        if count(c.text) < min_tokens:
+            carry = c
         else:
-            out.append((text, blk))
+            out.append(c)
     if carry is not None:
-        if out and count(f"{out[-1][0]}\n{carry[0]}") <= max_tokens:
-            out[-1] = (f"{out[-1][0]}\n{carry[0]}", out[-1][1])
+        if out and count(f"{out[-1].text}\n{carry.text}") <= max_tokens:
+            out[-1].extend(carry)
         else:
             out.append(carry)
     return out

@@ -168,11 +168,13 @@ def _sentences(segments: list[Unit], settings: Settings, sp: _SegmentPass | None
         for start, s in spans:
             if count_tokens(s) < MIN_SENTENCE_TOKENS:
                 continue
+            line = seg.text.count("\n", 0, start) if start >= 0 else -1
+            label = seg.line_labels[line] if 0 <= line < len(seg.line_labels) else seg.label
             ph = [w for w, _ in candidates(s, settings.keyphrase_candidates, SENTENCE_PHRASES)]
             vec = sp.sentence_vecs[k].get(start) if sp else None
             out.append(Unit(doc_id=seg.doc_id, text=s, level=Level.SENTENCE, ord=len(out),
                             keyinfo=keyinfo_text(heading, ph), heading_path=list(seg.heading_path),
-                            page=seg.page, parent_ord=seg.ord, vector=vec))
+                            page=seg.page, parent_ord=seg.ord, vector=vec, label=label or seg.label))
     return out
 
 

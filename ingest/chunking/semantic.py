@@ -24,11 +24,12 @@ from typing import Protocol
 
 import numpy as np
 
-from ..document import Block, BlockKind, Document
+from ..document import Block, Document
 from ..sentences import split_sentences
+from ..structure import annotate
 from ..tokenize import count_tokens
-from ..units import Level, Unit
-from .fixed import _hard_cut, _heading_keyinfo, _is_cjk_join
+from ..units import Unit
+from .fixed import _hard_cut, _is_cjk_join, sections_of, segment
 
 
 class BoundaryScorer(Protocol):
@@ -43,17 +44,6 @@ class Piece:
     block: Block
     para: int  # index of the paragraph it comes from (pieces of one paragraph join without "\n")
     tokens: int
-
-
-def sections_of(blocks: list[Block]) -> list[list[Block]]:
-    """Paragraph blocks grouped by section (a heading starts a new one); empty sections dropped."""
-    out: list[list[Block]] = [[]]
-    for b in blocks:
-        if b.kind == BlockKind.HEADING:
-            out.append([])
-        elif b.text.strip():
-            out[-1].append(b)
-    return [s for s in out if s]
 
 
 def pieces_of(section: list[Block], max_tokens: int, count=count_tokens) -> list[Piece]:
@@ -142,13 +132,30 @@ def chunk_semantic(doc: Document, scorer: BoundaryScorer, *, threshold: float, m
                    min_tokens: int = 24, count=count_tokens) -> list[Unit]:
     """Segment units of ``doc`` cut where ``scorer`` falls to ``threshold`` or below. ``count``: as
     for ``fixed.chunk_blocks`` (a chunk's length is the sum of its pieces' plus one per joint)."""
-    sections = [pieces_of(s, max_tokens, count) for s in sections_of(doc.blocks)]
+    annotate(doc.blocks)
+    blocks = sections_of(doc.blocks)
+    sections = [pieces_of(s, max_tokens, count) for s in blocks]
     units: list[Unit] = []
-    for pieces, scores in zip(sections, score_document(sections, scorer), strict=True):
+    for section, pieces, scores in zip(blocks, sections, score_document(sections, scorer), strict=True):
+        if section[0].article and _fits(pieces, max_tokens):
+            scores = np.ones_like(scores)  # an article (numbered clause) that fits is one unit
         for chunk in merge_pieces(pieces, scores, threshold=threshold, max_tokens=max_tokens,
                                   min_tokens=min_tokens):
-            blk = chunk[0].block
-            units.append(Unit(doc_id=doc.doc_id, text=join_pieces(chunk), level=Level.SEGMENT, ord=len(units),
-                              keyinfo=_heading_keyinfo(doc.title, blk.heading_path),
-                              heading_path=list(blk.heading_path), page=blk.page))
+            used = list(dict.fromkeys(id(p.block) for p in chunk))
+            by_id = {id(p.block): p.block for p in chunk}
+            units.append(segment(doc, join_pieces(chunk), [by_id[i] for i in used], section, len(units),
+                                 _line_labels(chunk)))
     return units
+
+
+def _fits(pieces: list[Piece], max_tokens: int) -> bool:
+    return sum(p.tokens for p in pieces) + max(len(pieces) - 1, 0) <= max_tokens
+
+
+def _line_labels(chunk: list[Piece]) -> list[str]:
+    """The label of each line of ``join_pieces(chunk)`` (a new line starts at each new paragraph)."""
+    out = [chunk[0].block.label]
+    for prev, cur in zip(chunk, chunk[1:], strict=False):
+        if cur.para != prev.para:
+            out.append(cur.block.label)
+    return out

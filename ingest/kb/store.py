@@ -24,11 +24,14 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE INDEX IF NOT EXISTS docs_source ON docs(source);
 CREATE TABLE IF NOT EXISTS units (
   unit_id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, level TEXT NOT NULL, ord INTEGER,
-  parent_id INTEGER, text TEXT NOT NULL, keyinfo TEXT, heading_path TEXT, page INTEGER
+  parent_id INTEGER, text TEXT NOT NULL, keyinfo TEXT, heading_path TEXT, page INTEGER, label TEXT
 );
 CREATE INDEX IF NOT EXISTS units_doc ON units(doc_id);
 """
-_UNIT_COLS = "unit_id, doc_id, level, ord, parent_id, text, keyinfo, heading_path, page"
+_UNIT_COLS = "unit_id, doc_id, level, ord, parent_id, text, keyinfo, heading_path, page, label"
+# Stores written before pinpoint labels have no ``label`` column: read as "" (``docqa reindex`` adds them);
+# a writer adds the column to its copy.
+_OLD_UNIT_COLS = _UNIT_COLS.replace(", label", ", '' AS label")
 
 
 _DOC_COLS = "doc_id, source, title, content_hash, n_units, added_at, meta"
@@ -41,7 +44,7 @@ def _doc_row(r) -> dict:
 
 def _row_to_unit(r) -> Unit:
     return Unit(unit_id=r[0], doc_id=r[1], level=Level(r[2]), ord=r[3], parent_id=r[4], text=r[5],
-                keyinfo=r[6] or "", heading_path=json.loads(r[7] or "[]"), page=r[8])
+                keyinfo=r[6] or "", heading_path=json.loads(r[7] or "[]"), page=r[8], label=r[9] or "")
 
 
 class UnitStore:
@@ -57,6 +60,15 @@ class UnitStore:
         if not readonly:
             self.conn.execute("PRAGMA journal_mode=DELETE")
             self.conn.executescript(_SCHEMA)
+            if "label" not in self._unit_columns():
+                self.conn.execute("ALTER TABLE units ADD COLUMN label TEXT")
+        self._cols = _UNIT_COLS if "label" in self._unit_columns() else _OLD_UNIT_COLS
+
+    def _unit_columns(self) -> set[str]:
+        try:
+            return {r[1] for r in self.conn.execute("PRAGMA table_info(units)").fetchall()}
+        except sqlite3.DatabaseError:  # damaged: reported by the first query that reads it
+            return set()
 
     def close(self) -> None:
         self.conn.close()
@@ -129,11 +141,19 @@ class UnitStore:
         if not unit_ids:
             return {}
         marks = ",".join("?" * len(unit_ids))
-        rows = self._q(f"SELECT {_UNIT_COLS} FROM units WHERE unit_id IN ({marks})", [int(i) for i in unit_ids])
+        rows = self._q(f"SELECT {self._cols} FROM units WHERE unit_id IN ({marks})", [int(i) for i in unit_ids])
         return {r[0]: _row_to_unit(r) for r in rows}
 
+    def segments_labelled(self, prefix: str) -> list[Unit]:
+        """Segment units whose pinpoint label starts with ``prefix`` ("第十九条"), in id order."""
+        if self._cols is _OLD_UNIT_COLS:
+            return []
+        return [_row_to_unit(r) for r in self._q(
+            f"SELECT {self._cols} FROM units WHERE level='segment' AND substr(label, 1, ?)=? ORDER BY unit_id",
+            (len(prefix), prefix))]
+
     def units_of_doc(self, doc_id: str) -> list[Unit]:
-        return [_row_to_unit(r) for r in self._q(f"SELECT {_UNIT_COLS} FROM units WHERE doc_id=? ORDER BY unit_id",
+        return [_row_to_unit(r) for r in self._q(f"SELECT {self._cols} FROM units WHERE doc_id=? ORDER BY unit_id",
                                                  (doc_id,))]
 
     def texts_of_level(self, level: Level, limit: int) -> list[str]:
@@ -174,9 +194,9 @@ class UnitStore:
 
     def put_units(self, units: list[Unit]) -> None:
         self.conn.executemany(
-            f"INSERT INTO units ({_UNIT_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO units ({_UNIT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
             [(u.unit_id, u.doc_id, u.level.value, u.ord, u.parent_id, u.text, u.keyinfo,
-              json.dumps(u.heading_path, ensure_ascii=False), u.page) for u in units])
+              json.dumps(u.heading_path, ensure_ascii=False), u.page, u.label or None) for u in units])
 
     def set_meta(self, doc_id: str, meta: dict) -> None:
         self.conn.execute("UPDATE docs SET meta=? WHERE doc_id=?", (json.dumps(meta, ensure_ascii=False), doc_id))

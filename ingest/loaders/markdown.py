@@ -62,9 +62,11 @@ def _blocks_from_tokens(tokens: list) -> BlockBuilder:
             row = None
         elif tok.type == "inline" and row is not None:
             row.append(_inline_text(tok))
-        elif tok.type == "inline":
+        elif tok.type == "inline" and item_prefix:
             builder.paragraph(item_prefix + _inline_text(tok))
             item_prefix = ""
+        elif tok.type == "inline":  # "第一章 总则" without "#" marks is still a heading
+            builder.line(_inline_text(tok))
         elif tok.type in ("fence", "code_block"):
             builder.paragraph(tok.content, code=True)
         elif tok.type == "html_block":

@@ -33,6 +33,7 @@ class Scored:
     hit_index: int
     sentence: str
     score: float
+    exact: bool = False  # quoted from the article the question names (quote_article)
 
 
 def score_sentences(question: str, hits: list[Hit], embedder) -> list[Scored]:
@@ -65,6 +66,18 @@ def score_sentences(question: str, hits: list[Hit], embedder) -> list[Scored]:
             if len(top) == TOP and top[-1].score > float(cov[by_bound[done]]) + DENSE_WEIGHT:
                 break  # no sentence left can enter the top
     return _ranked(cands, scores, by_bound[:done])
+
+
+ARTICLE_SENTENCES = 6  # a named article is quoted up to this many sentences
+
+
+def quote_article(hits: list[Hit]) -> list[Scored]:
+    """When the question names an article and retrieval found it by its label (``Hit.exact``): that
+    article's sentences in document order, scored 1.0 (an exact label match needs no similarity
+    evidence). Empty otherwise, and the sentences are scored as usual."""
+    exact = [i for i, h in enumerate(hits) if h.exact]
+    out = [Scored(i, s, 1.0, exact=True) for i in exact for s in evidence_sentences(hits[i].text)]
+    return out[:ARTICLE_SENTENCES]
 
 
 def evidence_sentences(text: str) -> list[str]:
@@ -127,6 +140,8 @@ def compose(scored: list[Scored], threshold: float) -> tuple[list[Scored], float
     """The sentences to quote (possibly none) and the best support score."""
     if not scored:
         return [], 0.0
+    if scored[0].exact:  # the article the question names (quote_article): all of it, as written
+        return [s for s in scored if s.exact], 1.0
     best = scored[0]
     if best.score < threshold:
         return [], best.score
@@ -139,11 +154,27 @@ def compose(scored: list[Scored], threshold: float) -> tuple[list[Scored], float
     return chosen, best.score
 
 
+def in_document_order(chosen: list[Scored], hits: list[Hit]) -> list[Scored]:
+    """Quoted sentences in the order the documents have them: by passage (units are numbered in
+    document order within a document), then by position in the passage."""
+    first_seen: dict[str, int] = {}
+    for h in hits:
+        first_seen.setdefault(h.doc_id, len(first_seen))
+
+    def key(s: Scored):
+        h = hits[s.hit_index]
+        return first_seen[h.doc_id], h.unit_id, max(h.text.find(s.sentence), 0)
+
+    return sorted(chosen, key=key)
+
+
 def render(chosen: list[Scored], number_of: dict[int, int]) -> str:
+    """The quoted sentences, each run of sentences from one passage followed by that passage's [n]."""
     parts = []
-    for s in chosen:
+    for i, s in enumerate(chosen):
         sent = s.sentence.rstrip()
-        parts.append(f"{sent}[{number_of[s.hit_index]}]")
+        last_of_run = i + 1 == len(chosen) or chosen[i + 1].hit_index != s.hit_index
+        parts.append(f"{sent}[{number_of[s.hit_index]}]" if last_of_run else sent)
     joiner = "" if any(ord(c) > 0x2E80 for c in "".join(p[:1] for p in parts)) else " "
     return joiner.join(parts)
 

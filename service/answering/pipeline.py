@@ -26,7 +26,7 @@ from ingest.settings import LLMFallback, Settings
 from ..llm import LLM, GenParams, LLMError, kb_llm_settings, llm_for
 from ..prompts import prompts_for
 from .citations import CitationFilter, attribute, filter_citations, is_refusal
-from .extractive import Scored, compose, render, score_sentences
+from .extractive import Scored, compose, in_document_order, quote_article, render, score_sentences
 from .history import condense, estimate_tokens, joined_query, truncate_history
 from .result import AnswerResult, is_chinese, refusal_message
 
@@ -88,7 +88,7 @@ def prepare(kb: KnowledgeBase, question: str, history: list[dict] | None = None,
         prep.hits, scored = cache[key]
     else:
         prep.hits = search(kb, prep.query, k or s.answer_k, where=where)
-        scored = score_sentences(prep.query, prep.hits, kb.embedder)
+        scored = quote_article(prep.hits) or score_sentences(prep.query, prep.hits, kb.embedder)
         if cache is not None:
             cache[key] = (prep.hits, scored)
     prep.chosen, prep.best = compose(scored, s.refusal_threshold)
@@ -185,21 +185,22 @@ def _messages(prep: Prepared) -> list[dict]:
     question = prep.question if prep.query == prep.question else prep.query
     from ingest.screening import unsafe_as_evidence
 
-    passages = [{"n": n, "title": h.title, "text": h.text, "flagged": unsafe_as_evidence(h.text)}
+    passages = [{"n": n, "title": h.title, "label": h.label, "text": h.text, "flagged": unsafe_as_evidence(h.text)}
                 for n, h in enumerate(prep.passages, start=1)]
     return prompts_for(prep.settings.prompts_dir).qa_messages(question, passages)
 
 
 def citation(n: int, h: Hit) -> dict:
     return {"n": n, "doc_id": h.doc_id, "source": h.source, "title": h.title, "text": h.text,
-            "unit_id": h.unit_id, "page": h.page, "heading_path": h.heading_path}
+            "unit_id": h.unit_id, "page": h.page, "heading_path": h.heading_path, "label": h.label}
 
 
 def extractive_result(prep: Prepared, **extra) -> AnswerResult:
-    """Quote the chosen evidence sentences, each with its [n]."""
-    used = sorted({s.hit_index for s in prep.chosen})
+    """Quote the chosen evidence sentences in document order, each with its [n] (numbered as quoted)."""
+    chosen = in_document_order(prep.chosen, prep.hits)
+    used = list(dict.fromkeys(s.hit_index for s in chosen))
     number_of = {hi: n for n, hi in enumerate(used, start=1)}
-    return AnswerResult(answer=render(prep.chosen, number_of),
+    return AnswerResult(answer=render(chosen, number_of),
                         citations=[citation(number_of[i], prep.hits[i]) for i in used], refused=False,
                         query=prep.query, evidence_score=prep.best, **extra)
 

@@ -38,6 +38,24 @@ def test_statute_question_cites_the_right_article(kb):
     assert "".join(stream_answer(r)) == r.answer
 
 
+def test_quickstart_question_cites_the_article_by_its_pinpoint_label(kb):
+    r = answer_question(kb, "劳动合同期限一年以上不满三年的，试用期最长是多久？")  # deploy/quickstart.sh asks it
+    assert not r.refused and "二个月" in r.answer
+    assert cited(r)[1]["label"] == "《中华人民共和国劳动合同法》第十九条"
+
+
+@pytest.mark.parametrize("question", ["劳动合同法第十九条规定了什么？", "第19条是怎么规定的"])
+def test_a_question_naming_an_article_is_answered_from_that_article_in_document_order(kb, question):
+    r = answer_question(kb, question)
+    assert not r.refused and r.evidence_score == 1.0
+    first = cited(r)[1]
+    assert first["label"] == "《中华人民共和国劳动合同法》第十九条" and set(cited(r)) == {1}
+    quoted = re.sub(r"\[\d+\]", "", r.answer)
+    assert quoted.startswith("第十九条 劳动合同期限三个月以上不满一年的")
+    at = [first["text"].replace("\n", "").find(p) for p in ("第十九条", "同一用人单位", "试用期包含在")]
+    assert -1 not in at and at == sorted(at) and "同一用人单位" in quoted  # the article's sentences, in its order
+
+
 def test_notice_question_is_answered_from_the_notice(kb):
     r = answer_question(kb, "2019年国庆节放假几天？")
     assert not r.refused and "7天" in r.answer

@@ -190,7 +190,17 @@ def test_a_sweep_and_calibration_store_the_threshold_in_the_kb(home: Path, qa: P
     sweep = docqa(home, "eval", "run", "--kb", KB, "--qa", str(qa), "--out", str(tmp_path / "s"), "--json",
                   "--set", "refusal_threshold=0.2,5")
     s = json.loads(sweep.stdout)["sweep"]
-    assert s["retrieval_cached"] and s["metrics"][1]["false_refusal_rate"] == 1.0
+    assert s["retrieval_cached"]
+    # at threshold 5 nothing is supported enough, except a question that names an article
+    # ("第四十七条 ...每满多少年？"): that article is found by its label and quoted whatever the threshold
+    from ingest.structure import parse_reference
+
+    rows = [json.loads(x) for x in (tmp_path / "s" / "sweep-refusal_threshold-1.jsonl").read_text("utf-8").splitlines()]
+    named = [r for r in rows if parse_reference(r["question"])]
+    assert all(r["declined"] for r in rows if r not in named) and all(not r["declined"] for r in named)
+    answerable = [r for r in rows if not r["unanswerable"]]
+    expect = 1.0 - len([r for r in named if not r["unanswerable"]]) / len(answerable)
+    assert abs(s["metrics"][1]["false_refusal_rate"] - expect) < 1e-9
     assert s["metrics"][0]["false_refusal_rate"] < 1.0 and (tmp_path / "s" / "sweep_refusal_threshold.png").is_file()
     cal = docqa(home, "eval", "calibrate", "--kb", KB, "--qa", str(qa), "--out", str(tmp_path / "cal"))
     assert cal.returncode == 0 and "balanced accuracy" in cal.stdout, cal.stderr
