@@ -57,6 +57,10 @@ def _echo_ingest_summary(report) -> None:
         for f in r.flagged:
             found = "; ".join(f"{x['kind']} {x['match']!r}" for x in f["flags"][:3])
             click.echo(f"  {f['source']}: {found}", err=True)
+    if r.warnings:
+        click.echo(f"{len(r.warnings)} warnings (those files were ingested without the parts named):", err=True)
+        for f in r.warnings:
+            click.echo(f"  {f.path}: {f.reason}", err=True)
     if r.failures:
         click.echo(f"{len(r.failures)} failed (skipped; everything else was ingested):", err=True)
         for f in r.failures:
@@ -73,13 +77,16 @@ def _echo_ingest_summary(report) -> None:
                    "those documents); a sidecar NAME.meta.json or a JSONL record's own 'groups' wins.")
 @click.option("--meta", "meta_pairs", multiple=True, metavar="KEY=VALUE",
               help="Metadata for every document of this run, to filter on (repeatable); sidecars and records win.")
+@click.option("--ocr", type=click.Choice(["auto", "always", "never"]), default=None,
+              help="OCR of PDF pages: where the text layer is unusable (auto, the default), every page, or never. "
+                   "Setting: ocr.")
 def ingest(paths: tuple[str, ...], kb: str, as_json: bool, no_progress: bool, groups: str | None,
-           meta_pairs: tuple[str, ...]) -> None:
+           meta_pairs: tuple[str, ...], ocr: str | None) -> None:
     """Ingest files and folders (recursively) into a knowledge base, creating it if needed.
 
-    Supported: .pdf .docx .doc (with LibreOffice) .html/.htm .md/.markdown .txt .jsonl. Unchanged files are
-    skipped; changed files (or changed metadata) replace their old units. Exit code 1 when some files failed (the
-    rest is committed).
+    Supported: .pdf (scans by OCR) .docx .doc (with LibreOffice) .html/.htm .md/.markdown .txt .jsonl and images
+    (.png .jpg .jpeg .tif .tiff .bmp .webp, by OCR). Unchanged files are skipped; changed files (or changed
+    metadata) replace their old units. Exit code 1 when some files failed (the rest is committed).
     """
     from .doc_meta import MetaError, clean_meta
     from .pipeline import ingest_paths
@@ -96,7 +103,7 @@ def ingest(paths: tuple[str, ...], kb: str, as_json: bool, no_progress: bool, gr
         meta = clean_meta(meta, "--groups/--meta")
     except MetaError as e:
         raise click.BadParameter(str(e)) from None
-    settings = load_settings()
+    settings = load_settings(**({"ocr": ocr} if ocr else {}))
     with _rolled_back_on_interrupt(kb):
         report = ingest_paths(list(paths), kb, settings, progress=not no_progress and sys.stderr.isatty(), meta=meta)
     if as_json:

@@ -29,6 +29,7 @@ class Block:
     # belongs to ("第十九条", "4.1.2") and its pinpoint ("第十九条第一款"); "" outside any
     article: str = ""
     label: str = ""
+    confidence: float | None = None  # OCR recognition confidence (lowest of its lines); None: not OCR
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -45,6 +46,7 @@ class Block:
             level=int(d.get("level") or 0),
             article=d.get("article") or "",
             label=d.get("label") or "",
+            confidence=d.get("confidence"),
         )
 
 

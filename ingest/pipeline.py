@@ -42,6 +42,8 @@ class IngestReport:
     units: int = 0  # units written
     chars: int = 0  # characters of text ingested
     failures: list[Failure] = field(default_factory=list)
+    # problems inside files that were ingested all the same (an OCR page that yielded no text...)
+    warnings: list[Failure] = field(default_factory=list)
     # documents screening flagged (screen: flag): {"source", "doc_id", "flags": [{"kind", "match"}]}
     flagged: list[dict] = field(default_factory=list)
     seconds: float = 0.0
@@ -52,6 +54,7 @@ class IngestReport:
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
         d["failures"] = [f.__dict__ for f in self.failures]
+        d["warnings"] = [f.__dict__ for f in self.warnings]
         return d
 
 
@@ -69,6 +72,7 @@ def ingest_paths(paths: list[str | Path], kb: str, settings: Settings, *, progre
     files = list(iter_files(paths))
     report.files = len(files)
     with KBWriter(kb, settings) as writer, _Batch(writer, report, clean_meta(meta or {}, "--groups/--meta")) as batch:
+        batch.page_progress = _PageProgress() if progress else None
         for path in _progress(files, progress):
             batch.add_file(path)
         batch.flush()
@@ -100,6 +104,7 @@ class _Batch:
         self.screen = _Screen(writer.settings)
         self.max_bytes = self.limits.max_bytes
         self.isolated = IsolatedLoader.from_settings(writer.settings) if writer.settings.parse_isolation else None
+        self.page_progress = None  # progress(what, done, total) inside a file: OCR pages
 
     def __enter__(self) -> _Batch:
         return self
@@ -143,8 +148,8 @@ class _Batch:
 
         try:
             if self.isolated is not None:
-                return self.isolated.load(path)
-            return load_file(path, limits=self.limits)
+                return self.isolated.load(path, self.page_progress)
+            return load_file(path, limits=self.limits, progress=self.page_progress)
         except LoadError as e:
             self.report.failures.append(Failure(str(path), e.reason))
         except Exception as e:  # a loader bug on odd input must not sink the batch
@@ -161,6 +166,7 @@ class _Batch:
         if w.is_unchanged(doc):
             r.unchanged += 1
             return
+        r.warnings.extend(Failure(doc.source, w) for w in doc.meta.get("warnings") or [])
         if not self.screen.passes(doc, r):
             return
         units = document_units(doc, w.settings)
@@ -320,6 +326,30 @@ def reindex(kb: str, settings: Settings, build: dict, *, progress: bool = True) 
         report.counts = writer.commit()
     report.seconds = time.perf_counter() - t0
     return report
+
+
+class _PageProgress:
+    """A progress bar of the pages of one file (OCR), shown while that file is read."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        name = what.split(": ", 1)[0]
+        if self.bar is None or self.bar.total != total or self.bar.desc != name:
+            self.close()
+            self.bar = tqdm(total=total, unit="page", desc=name, leave=False)
+        self.bar.n = done
+        self.bar.set_postfix_str(what.split(": ", 1)[-1], refresh=True)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _progress(items: list, enabled: bool):

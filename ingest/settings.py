@@ -67,6 +67,15 @@ class KeyphraseCandidates(StrEnum):
     TEXTRANK = "textrank"
 
 
+class OCRMode(StrEnum):
+    """OCR of PDF pages (ingest/loaders/ocr.py): where the text layer is unusable, on every page, or never.
+    Image files are always recognised (OCR is the only way to read them)."""
+
+    AUTO = "auto"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
 class UnitLevel(StrEnum):
     """Levels of retrieval units (same values as ``ingest.units.Level``)."""
 
@@ -240,6 +249,12 @@ class Settings(BaseSettings):
     parse_isolation: bool = Field(default=True, description="parse files in a child process that enforces "
                                   "file_timeout_s and parse_memory_mb (off: in the ingest process, limits "
                                   "checked by the loaders only)")
+    # OCR (ingest/loaders/ocr.py; PP-OCRv4 in the rapidocr-onnxruntime wheel): a page whose text layer is
+    # missing, too thin for its area or mojibake is rendered at ocr_dpi and recognised; each page may take
+    # ocr_page_timeout_s on top of file_timeout_s, so a long scan is bounded per page, not cut off.
+    ocr: OCRMode = OCRMode.AUTO
+    ocr_dpi: int = Field(default=200, ge=72, le=600, description="render resolution of pages for OCR")
+    ocr_page_timeout_s: float = Field(default=60.0, gt=0, description="wall time to recognise one page")
     es_url: str | None = None
 
     # Retrieval: candidates per retriever, then weighted reciprocal rank fusion.

@@ -10,6 +10,7 @@ imported inside the loaders, so importing this package (and ``docqa --help``) st
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Callable, Iterator
@@ -19,11 +20,13 @@ from ingest.document import Document
 from ingest.loaders.docx import load_docx
 from ingest.loaders.errors import LoadError
 from ingest.loaders.html import load_html
+from ingest.loaders.image import IMAGE_SUFFIXES, load_image
 from ingest.loaders.jsonl import load_jsonl
 from ingest.loaders.legacy_doc import load_doc
 from ingest.loaders.limits import DEFAULT_LIMITS, Limits, size_text
 from ingest.loaders.markdown import load_markdown
 from ingest.loaders.pdf import load_pdf
+from ingest.loaders.progress import reporting
 from ingest.loaders.text import load_txt
 
 __all__ = ["SUPPORTED_SUFFIXES", "Limits", "LoadError", "iter_files", "load_file"]
@@ -38,18 +41,21 @@ _LOADERS: dict[str, Callable[[Path, bytes, Limits], Document | list[Document]]] 
     ".markdown": load_markdown,
     ".txt": load_txt,
     ".jsonl": load_jsonl,
+    **dict.fromkeys(IMAGE_SUFFIXES, load_image),  # read by OCR (image.py, ocr.py)
 }
 SUPPORTED_SUFFIXES: tuple[str, ...] = tuple(sorted(_LOADERS))
 DEFAULT_MAX_BYTES = DEFAULT_LIMITS.max_bytes
 
 
-def load_file(path: str | Path, *, max_bytes: int | None = None, limits: Limits = DEFAULT_LIMITS) -> list[Document]:
+def load_file(path: str | Path, *, max_bytes: int | None = None, limits: Limits = DEFAULT_LIMITS,
+              progress=None) -> list[Document]:
     """Load one file into Documents (one per file, one per record for JSONL).
 
     The suffix (case-insensitive) chooses the format. Raises ``LoadError`` for a missing file, a
     directory, an empty or oversized file, an unsupported or legacy format, content the format's
     loader cannot read (corrupt, encrypted with a password, binary, no text), and a breach of one
     of ``limits`` (see ``ingest.loaders.limits``). ``max_bytes`` overrides ``limits.max_bytes``.
+    ``progress(what, done, total)``: told of progress inside the file (OCR pages; ``progress.py``).
     """
     if max_bytes is not None:
         limits = dataclasses.replace(limits, max_bytes=max_bytes)
@@ -72,7 +78,8 @@ def load_file(path: str | Path, *, max_bytes: int | None = None, limits: Limits 
     except OSError as e:
         raise LoadError(where, f"cannot read the file: {e.strerror or e}") from None
     try:
-        result = loader(abs_path, data, limits)
+        with reporting(progress) if progress is not None else contextlib.nullcontext():
+            result = loader(abs_path, data, limits)
     except LoadError:
         raise
     except MemoryError:

@@ -127,10 +127,11 @@ class BlockBuilder:
         self._stack.append((level, text, _cn))
         self.blocks.append(Block(text, BlockKind.HEADING, self.path, page, level))
 
-    def paragraph(self, text: str, page: int | None = None, *, code: bool = False) -> None:
+    def paragraph(self, text: str, page: int | None = None, *, code: bool = False,
+                  confidence: float | None = None) -> None:
         text = clean_code(text) if code else clean_inline(text)
         if text:
-            self.blocks.append(Block(text, BlockKind.PARAGRAPH, self.path, page, 0))
+            self.blocks.append(Block(text, BlockKind.PARAGRAPH, self.path, page, 0, confidence=confidence))
 
     def line(self, text: str, page: int | None = None) -> None:
         """A paragraph, unless it is a Chinese structure heading ("第一章 总则")."""

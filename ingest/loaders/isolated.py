@@ -20,6 +20,7 @@ import contextlib
 import logging
 import multiprocessing as mp
 import signal
+import time
 from pathlib import Path
 
 from ingest.document import Document
@@ -59,8 +60,11 @@ def _worker(conn, memory_bytes: int) -> None:
             path, limits = conn.recv()
         except (EOFError, OSError):
             return
+        def progress(what: str, done: int, total: int) -> None:
+            conn.send(("progress", what, done, total))
+
         try:
-            reply = ("ok", load_file(path, limits=limits))
+            reply = ("ok", load_file(path, limits=limits, progress=progress))
         except LoadError as e:
             reply = ("error", e.reason)
         except MemoryError:
@@ -82,12 +86,15 @@ class IsolatedLoader:
     """``load(path)`` -> documents, or ``LoadError`` naming what went wrong, as ``load_file`` does;
     but the parsing runs in the worker process under ``timeout_s`` and ``memory_mb``.
 
-    ``last_peak_mb``: the worker's peak resident memory after the last file (MiB), for reports."""
+    ``last_peak_mb``: the worker's peak resident memory after the last file (MiB), for reports.
+    Progress inside a file (OCR pages) is passed to ``load``'s ``progress``; each OCR page reported
+    extends the file's time by ``page_timeout_s``, so a 100-page scan is bounded per page."""
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS, *, timeout_s: float = 300.0, memory_mb: int = 2048,
-                 files_per_worker: int = 500):
+                 files_per_worker: int = 500, page_timeout_s: float = 60.0):
         self.limits = limits
         self.timeout_s = timeout_s
+        self.page_timeout_s = page_timeout_s
         self.memory_mb = memory_mb
         self.files_per_worker = files_per_worker
         self._proc = None
@@ -98,7 +105,7 @@ class IsolatedLoader:
     @classmethod
     def from_settings(cls, settings) -> IsolatedLoader:
         return cls(Limits.from_settings(settings), timeout_s=settings.file_timeout_s,
-                   memory_mb=settings.parse_memory_mb)
+                   memory_mb=settings.parse_memory_mb, page_timeout_s=settings.ocr_page_timeout_s)
 
     def _start(self) -> None:
         ctx = mp.get_context("spawn")
@@ -109,18 +116,27 @@ class IsolatedLoader:
         child.close()
         self._conn, self._served = parent, 0
 
-    def load(self, path: str | Path) -> list[Document]:
+    def load(self, path: str | Path, progress=None) -> list[Document]:
         where = str(Path(path).expanduser().absolute())
         if self._proc is None or not self._proc.is_alive():
             self._start()
         self._served += 1
         try:
             self._conn.send((str(path), self.limits))
-            if not self._conn.poll(self.timeout_s):
-                self._kill()
-                raise LoadError(where, f"parsing took longer than the {self.timeout_s:g} s per-file limit "
-                                       "(file_timeout_s); the file was skipped")
-            status, payload, peak = self._conn.recv()
+            deadline = time.monotonic() + self.timeout_s
+            page = ""
+            while True:
+                if not self._conn.poll(max(deadline - time.monotonic(), 0)):
+                    self._kill()
+                    raise LoadError(where, self._timeout_reason(page))
+                msg = self._conn.recv()
+                if msg[0] != "progress":
+                    status, payload, peak = msg
+                    break
+                _, page, done, total = msg
+                deadline = max(deadline, time.monotonic() + self.page_timeout_s)
+                if progress is not None:
+                    progress(page, done, total)
         except (EOFError, BrokenPipeError, ConnectionResetError):
             code = self._kill()
             why = "ran out of its memory limit" if code in (-signal.SIGKILL, -signal.SIGSEGV) else "died"
@@ -132,6 +148,13 @@ class IsolatedLoader:
         if status == "error":
             raise LoadError(where, payload)
         return payload
+
+    def _timeout_reason(self, page: str) -> str:
+        if page and "page" in page:
+            return (f"{page.split(': ', 1)[-1]} took longer than the {self.page_timeout_s:g} s per-page limit "
+                    "(ocr_page_timeout_s); the file was skipped")
+        return (f"parsing took longer than the {self.timeout_s:g} s per-file limit (file_timeout_s); the file was "
+                "skipped")
 
     def _kill(self) -> int | None:
         proc = self._proc

@@ -44,18 +44,20 @@ def load_doc(path: Path, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Docume
     with tempfile.TemporaryDirectory(prefix="docqa-doc-") as tmp:
         src = Path(tmp) / "in.doc"  # the bytes already read: no trouble with odd names or a changed file
         src.write_bytes(data)
-        converted = _convert(exe, src, Path(tmp), path)
+        converted = convert(exe, src, Path(tmp), path, "docx")
         doc = load_docx(path, converted, limits)
     doc.content_hash = sha256_hex(data)
     doc.meta["format"] = "doc"
     return doc
 
 
-def _convert(exe: str, src: Path, tmp: Path, path: Path) -> bytes:
+def convert(exe: str, src: Path, tmp: Path, path: Path, to: str = "docx") -> bytes:
+    """``src`` converted by LibreOffice to format ``to`` ("docx", "pdf"), headless in ``tmp`` with its
+    own profile, within ``DOC_CONVERT_TIMEOUT_S``; LoadError naming ``path`` when it fails."""
     out = tmp / "out"
     profile = (tmp / "profile").as_uri()
     cmd = [exe, "--headless", "--norestore", "--nolockcheck", "--nodefault", "--nologo",
-           f"-env:UserInstallation={profile}", "--convert-to", "docx", "--outdir", str(out), str(src)]
+           f"-env:UserInstallation={profile}", "--convert-to", to, "--outdir", str(out), str(src)]
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                                 env={**os.environ, "HOME": str(tmp)})
@@ -67,7 +69,7 @@ def _convert(exe: str, src: Path, tmp: Path, path: Path) -> bytes:
         os.killpg(proc.pid, signal.SIGKILL)  # soffice starts helper processes: end the whole group
         proc.communicate()
         raise LoadError(str(path), f"LibreOffice did not convert it within {DOC_CONVERT_TIMEOUT_S} s") from None
-    result = out / "in.docx"
+    result = out / f"{src.stem}.{to}"
     if proc.returncode != 0 or not result.is_file():
         why = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
         raise LoadError(str(path), f"LibreOffice could not convert it ({why[0][:200]}); the file may be damaged "

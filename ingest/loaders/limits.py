@@ -26,13 +26,16 @@ class Limits:
     max_unpacked_bytes: int = 128 * MIB  # DOCX parts, unpacked (max_unpacked_mb)
     max_record_bytes: int = 4 * MIB  # one JSONL line (max_record_mb)
     max_depth: int = 256  # HTML element nesting (max_html_depth)
-    max_pages: int = 5000  # PDF pages (max_pages)
+    max_pages: int = 5000  # PDF pages, image frames (max_pages)
+    # how the loaders read scans (they travel with the limits to the parser process): OCR mode, its dpi
+    ocr: str = "auto"  # auto | always | never (Settings.ocr)
+    ocr_dpi: int = 200
 
     @classmethod
     def from_settings(cls, s) -> Limits:
         return cls(max_bytes=int(s.max_file_mb * MIB), max_unpacked_bytes=int(s.max_unpacked_mb * MIB),
                    max_record_bytes=int(s.max_record_mb * MIB), max_depth=int(s.max_html_depth),
-                   max_pages=int(s.max_pages))
+                   max_pages=int(s.max_pages), ocr=str(getattr(s.ocr, "value", s.ocr)), ocr_dpi=int(s.ocr_dpi))
 
 
 DEFAULT_LIMITS = Limits()

@@ -7,6 +7,10 @@ A PDF has no paragraphs, only positioned lines, so we rebuild them with plain he
   did not end a sentence, unless it starts like a new item ("1.", "（二）", "第三条", "•");
 - wrapped Chinese lines are joined without a space, Latin ones with a space;
 - a line that is only "第X章 ..."/"第X节 ..." becomes a heading.
+Pages without a usable text layer (none, too little text for the page's area, or mojibake) are
+rendered and recognised (``ocr.py``; ``Limits.ocr``: auto | always | never), one page image at a
+time, with per-page progress; their paragraphs keep the recognition confidence. A page that fails
+to render or yields no text is reported in ``meta["warnings"]`` and the rest of the file is kept.
 Line width is measured in display cells (a Han character counts two), so the "full line" test
 works for Chinese, English and mixed text alike. Encrypted PDFs with an empty user password
 (common for vendor manuals) are opened; pypdf needs the ``cryptography`` package for AES.
@@ -42,21 +46,95 @@ _JUNK_TITLE = re.compile(r"^(?:untitled|microsoft (?:word|powerpoint) - .*|.*\.(
 
 
 def load_pdf(path: Path, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Document:
-    """A .pdf file as one Document with ``meta["pages"]`` and 1-based ``page`` on every block."""
+    """A .pdf file as one Document with ``meta["pages"]`` and 1-based ``page`` on every block
+    (``meta["ocr_pages"]``: the pages read by OCR; ``meta["warnings"]``: pages that yielded nothing)."""
     from pypdf.errors import LimitReachedError
 
     reader = _open(path, data, limits)
     try:
         pages = [_page_lines(page) for page in reader.pages]
+        scans = [i for i, page in enumerate(reader.pages) if _needs_ocr(page, pages[i], limits.ocr)]
     except LimitReachedError as e:  # pypdf's own guards: a stream inflating past 75 MB, huge arrays...
         raise LoadError(str(path), f"a PDF object exceeds pypdf's safety limit ({e}); a decompression bomb?") from None
+    meta: dict = {"pages": len(pages)}
+    confidence: dict[tuple[int, str], float] = {}
+    if scans:
+        warnings = _ocr_into(path, data, scans, pages, confidence, limits)
+        meta["ocr_pages"] = [i + 1 for i in scans]
+        if warnings:
+            meta["warnings"] = warnings
     if not any(pages):
-        raise LoadError(str(path), "no extractable text (scanned PDF? OCR is not supported)")
+        why = "no text: no text layer and OCR is off (ocr: never)" if limits.ocr == "never" else (
+            "no text found, neither in the text layer nor by OCR")
+        raise LoadError(str(path), why + _first_warnings(meta))
     pages = _drop_headers_footers(pages)
-    builder = _build_blocks(pages)
+    builder = _build_blocks(pages, confidence)
     if not builder.blocks:
-        raise LoadError(str(path), "no extractable text (scanned PDF? OCR is not supported)")
-    return file_document(path, data, "pdf", _title(reader), builder.blocks, {"pages": len(pages)})
+        raise LoadError(str(path), "no extractable text" + _first_warnings(meta))
+    return file_document(path, data, "pdf", _title(reader), builder.blocks, meta)
+
+
+def _first_warnings(meta: dict) -> str:
+    w = meta.get("warnings") or []
+    return f" ({'; '.join(w[:3])}{'; ...' if len(w) > 3 else ''})" if w else ""
+
+
+_MIN_CHARS_PER_SQ_INCH = 0.2  # an A4 page with fewer than ~20 characters of text layer is a scan
+_MOJIBAKE = re.compile(r"[\ufffd\ue000-\uf8ff\x00-\x08\x0b\x0c\x0e-\x1f]|\(cid:\d+\)")
+
+
+def _needs_ocr(page, lines: list[str], mode: str) -> bool:
+    """Whether a page is read by OCR: always; never; or (auto) when its text layer is missing, too thin
+    for the page's area, or mostly garbage (unmapped glyphs, private-use code points)."""
+    if mode == "always":
+        return True
+    if mode == "never":
+        return False
+    text = "".join(lines).replace(" ", "")
+    try:
+        box = page.mediabox
+        area = abs(float(box.width) * float(box.height)) / (72 * 72)
+    except Exception:  # noqa: BLE001 - an odd media box: judge by the text alone
+        area = 93.0  # A4 / Letter
+    if len(text) < _MIN_CHARS_PER_SQ_INCH * area:
+        return True
+    return len(_MOJIBAKE.findall(text)) > 0.1 * len(text)
+
+
+def _ocr_into(path: Path, data: bytes, scans: list[int], pages: list[list[str]],
+              confidence: dict[tuple[int, str], float], limits: Limits) -> list[str]:
+    """Replace ``pages[i]`` of the ``scans`` with their OCR paragraphs (each followed by a paragraph
+    break); returns one warning per page that failed to render or yielded no text."""
+    from ingest.loaders import ocr
+    from ingest.loaders.progress import report
+
+    warnings: list[str] = []
+    name = path.name
+    try:
+        for done, (i, image) in enumerate(ocr.render_pages(data, scans, limits.ocr_dpi), start=1):
+            report(f"{name}: OCR page {i + 1}", done - 1, len(scans))
+            if image is None:
+                warnings.append(f"page {i + 1}: could not be rendered for OCR")
+                continue
+            paras = ocr.paragraphs(ocr.recognize(image), image.width)
+            del image
+            if not paras:
+                if not pages[i]:
+                    warnings.append(f"page {i + 1}: OCR found no text")
+                continue  # a thin text layer and an empty scan: keep the text layer
+            lines: list[str] = []
+            for p in paras:
+                lines += [p.text, ""]
+                confidence[(i + 1, p.text)] = min(p.confidence, confidence.get((i + 1, p.text), 1.0))
+            pages[i] = lines
+        report(f"{name}: OCR", len(scans), len(scans))
+    except ocr.OCRUnavailable as e:
+        if not any(pages):
+            raise LoadError(str(path), f"no text layer, and {e}") from None
+        warnings.append(f"pages {', '.join(str(i + 1) for i in scans)} look scanned but were not OCR'd: {e}")
+    except Exception as e:  # noqa: BLE001 - pdfium refusing the file: keep what the text layer gave
+        warnings.append(f"OCR could not open the PDF ({type(e).__name__}: {e})")
+    return warnings
 
 
 def _open(path: Path, data: bytes, limits: Limits):
@@ -157,18 +235,21 @@ def _width(line: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line)
 
 
-def _build_blocks(pages: list[list[str]]) -> BlockBuilder:
-    """Rebuild paragraphs across lines (and across page breaks); each starts on its own page."""
+def _build_blocks(pages: list[list[str]], confidence: dict[tuple[int, str], float] | None = None) -> BlockBuilder:
+    """Rebuild paragraphs across lines (and across page breaks); each starts on its own page.
+    ``confidence``: OCR confidence of a (page, line); a paragraph gets the lowest of its lines'."""
     widths = sorted(_width(line) for lines in pages for line in lines if line)
     full = widths[int(0.95 * (len(widths) - 1))] if widths else 0
     builder = BlockBuilder(cn_heading_kind(line) for lines in pages for line in lines if line)
     pending: list[str] = []
+    conf: list[float] = []
     start_page = 1
 
     def flush() -> None:
         if pending:
-            builder.paragraph(join_lines(pending), start_page)
+            builder.paragraph(join_lines(pending), start_page, confidence=min(conf) if conf else None)
             pending.clear()
+            conf.clear()
 
     for page_no, lines in enumerate(pages, start=1):
         for line in lines:
@@ -184,6 +265,8 @@ def _build_blocks(pages: list[list[str]]) -> BlockBuilder:
             if not pending:
                 start_page = page_no
             pending.append(line)
+            if confidence and (page_no, line) in confidence:
+                conf.append(confidence[(page_no, line)])
     flush()
     return builder
 

@@ -24,7 +24,8 @@ _NAMES = {"pdf": "a PDF", "zip": "a ZIP archive", "docx": "a Word (.docx) docume
           "gzip": "a gzip archive", "7z": "a 7-Zip archive", "rar": "a RAR archive", "text": "text",
           "binary": "binary data"}
 _EXPECTED = {".pdf": "pdf", ".docx": "docx", ".doc": "ole", ".html": "text", ".htm": "text", ".md": "text",
-             ".markdown": "text", ".txt": "text", ".jsonl": "text"}
+             ".markdown": "text", ".txt": "text", ".jsonl": "text",
+             **dict.fromkeys((".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"), "image")}
 
 
 def content_kind(data: bytes) -> str:
