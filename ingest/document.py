@@ -1,9 +1,9 @@
 """The parsed form of one source document, shared by every loader and the chunkers.
 
 A loader turns a file into one or more ``Document`` objects (a JSONL file gives one per record).
-A document is an ordered list of ``Block``s: headings and paragraphs (a table row rendered as
-text is a paragraph). Chunkers never merge across a heading; every block carries the heading path
-it sits under and, for paged formats, its 1-based page number, so citations can point back.
+A document is an ordered list of ``Block``s: headings, paragraphs and tables (Markdown text).
+Chunkers never merge across a heading; every block carries the heading path it sits under and, for
+paged formats, its 1-based page number, so citations can point back.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from enum import Enum
 class BlockKind(str, Enum):
     HEADING = "heading"
     PARAGRAPH = "paragraph"
+    TABLE = "table"  # text is a Markdown table, first row the header (ingest/loaders/tables.py)
 
 
 @dataclass

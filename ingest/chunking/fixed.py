@@ -68,11 +68,22 @@ def sections_of(blocks: list[Block]) -> list[list[Block]]:
     for b in blocks:
         if b.kind == BlockKind.HEADING:
             out.append([])
+        elif b.kind == BlockKind.TABLE:  # a table is never merged with prose (tables.split cuts it)
+            out += [[b], []]
         elif b.text.strip():
             if out[-1] and out[-1][-1].article != b.article:
                 out.append([])
             out[-1].append(b)
     return [s for s in out if s]
+
+
+def table_segments(doc: Document, section: list[Block], first_ord: int, max_tokens: int, count) -> list[Unit]:
+    """A table section's segments: the table cut between rows, its header repeated in each piece."""
+    from ..loaders.tables import split
+
+    block = section[0]
+    return [segment(doc, piece, [block], section, first_ord + i) for i, piece in
+            enumerate(split(block.text, max_tokens, count))]
 
 
 def segment(doc: Document, text: str, blocks: list[Block], section: list[Block], ord_: int,
@@ -92,6 +103,9 @@ def chunk_blocks(doc: Document, *, max_tokens: int = 256, min_tokens: int = 24, 
     annotate(doc.blocks)
     units: list[Unit] = []
     for section in sections_of(doc.blocks):
+        if section[0].kind == BlockKind.TABLE:
+            units += table_segments(doc, section, len(units), max_tokens, count)
+            continue
         chunks: list[_Chunk] = []
         cur = _Chunk()
         for block in section:

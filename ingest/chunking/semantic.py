@@ -24,12 +24,12 @@ from typing import Protocol
 
 import numpy as np
 
-from ..document import Block, Document
+from ..document import Block, BlockKind, Document
 from ..sentences import split_sentences
 from ..structure import annotate
 from ..tokenize import count_tokens
 from ..units import Unit
-from .fixed import _hard_cut, _is_cjk_join, sections_of, segment
+from .fixed import _hard_cut, _is_cjk_join, sections_of, segment, table_segments
 
 
 class BoundaryScorer(Protocol):
@@ -134,9 +134,12 @@ def chunk_semantic(doc: Document, scorer: BoundaryScorer, *, threshold: float, m
     for ``fixed.chunk_blocks`` (a chunk's length is the sum of its pieces' plus one per joint)."""
     annotate(doc.blocks)
     blocks = sections_of(doc.blocks)
-    sections = [pieces_of(s, max_tokens, count) for s in blocks]
+    sections = [[] if s[0].kind == BlockKind.TABLE else pieces_of(s, max_tokens, count) for s in blocks]
     units: list[Unit] = []
     for section, pieces, scores in zip(blocks, sections, score_document(sections, scorer), strict=True):
+        if section[0].kind == BlockKind.TABLE:  # cut between rows, never merged with prose
+            units += table_segments(doc, section, len(units), max_tokens, count)
+            continue
         if section[0].article and _fits(pieces, max_tokens):
             scores = np.ones_like(scores)  # an article (numbered clause) that fits is one unit
         for chunk in merge_pieces(pieces, scores, threshold=threshold, max_tokens=max_tokens,

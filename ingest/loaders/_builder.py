@@ -133,6 +133,32 @@ class BlockBuilder:
         if text:
             self.blocks.append(Block(text, BlockKind.PARAGRAPH, self.path, page, 0, confidence=confidence))
 
+    def table(self, grid: list[list[str]], page: int | None = None) -> bool:
+        """A data table as one Markdown block; False (nothing added) when ``grid`` is layout, not data."""
+        from ingest.loaders.tables import is_data_table, markdown, normalize
+
+        rows = normalize(grid)
+        if not is_data_table(rows):
+            return False
+        self.blocks.append(Block(markdown(rows), BlockKind.TABLE, self.path, page, 0))
+        return True
+
+    def continue_table(self, grid: list[list[str]]) -> bool:
+        """Append ``grid``'s rows to the table that is the last block when it has the same columns (a
+        table running on over a page break, without its header again); False when it is not that."""
+        from ingest.loaders.tables import markdown, normalize
+
+        last = self.blocks[-1] if self.blocks else None
+        rows = normalize(grid)
+        if last is None or last.kind != BlockKind.TABLE or not rows:
+            return False
+        header = last.text.split("\n", 1)[0]
+        if header.count(" | ") + 1 != len(rows[0]) or markdown([rows[0], *rows]).split("\n", 1)[0] == header:
+            return False  # another shape, or it repeats the header: a table of its own
+        body = markdown([[f"c{j}" for j in range(len(rows[0]))], *rows]).split("\n")[2:]
+        last.text = "\n".join([last.text, *body])
+        return True
+
     def line(self, text: str, page: int | None = None) -> None:
         """A paragraph, unless it is a Chinese structure heading ("第一章 总则")."""
         kind = cn_heading_kind(text)

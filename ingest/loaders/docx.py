@@ -104,6 +104,11 @@ def _add_paragraph(builder: BlockBuilder, par) -> str:
 
 
 def _add_table(builder: BlockBuilder, table) -> None:
+    """A data table as a Markdown table block; a layout table (one row or column) as its rows' text."""
+    from ingest.loaders.tables import docx_grid
+
+    if builder.table(docx_grid(table)):
+        return
     for row in table.rows:
         cells: list[str] = []
         previous = None

@@ -155,6 +155,8 @@ class _Walker:
             elif name in _HEADINGS:
                 self._flush()
                 self.builder.heading(_inline(child), int(name[1]))
+            elif name == "table" and not child.find(_LAYOUT_IN_ROW) and self._table(child):
+                pass  # a data table: one Markdown block (tables.py)
             elif name == "tr" and not child.find(_LAYOUT_IN_ROW):
                 self._flush()
                 cells = [_inline(c) for c in child.find_all(["td", "th"], recursive=False)]
@@ -168,6 +170,12 @@ class _Walker:
                 self._flush()
             else:
                 self._walk(child)
+
+    def _table(self, table) -> bool:
+        from ingest.loaders.tables import html_grid
+
+        self._flush()
+        return self.builder.table(html_grid(table))
 
     def _flush(self) -> None:
         text = "".join(self.buf)

@@ -45,6 +45,7 @@ def _blocks_from_tokens(tokens: list) -> BlockBuilder:
     """Walk block tokens: headings, paragraphs (also inside lists/quotes), table rows, code."""
     builder = BlockBuilder()
     row: list[str] | None = None
+    grid: list[list[str]] = []
     item_prefix = ""
     i = 0
     while i < len(tokens):
@@ -58,8 +59,13 @@ def _blocks_from_tokens(tokens: list) -> BlockBuilder:
         elif tok.type == "tr_open":
             row = []
         elif tok.type == "tr_close" and row is not None:
-            builder.paragraph(" | ".join(c for c in row if c))
+            grid.append(row)
             row = None
+        elif tok.type == "table_close":
+            if not builder.table(grid):
+                for r in grid:
+                    builder.paragraph(" | ".join(c for c in r if c))
+            grid = []
         elif tok.type == "inline" and row is not None:
             row.append(_inline_text(tok))
         elif tok.type == "inline" and item_prefix:

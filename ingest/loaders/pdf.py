@@ -57,6 +57,7 @@ def load_pdf(path: Path, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Docume
     except LimitReachedError as e:  # pypdf's own guards: a stream inflating past 75 MB, huge arrays...
         raise LoadError(str(path), f"a PDF object exceeds pypdf's safety limit ({e}); a decompression bomb?") from None
     meta: dict = {"pages": len(pages)}
+    _add_tables(data, pages, set(scans))
     confidence: dict[tuple[int, str], float] = {}
     if scans:
         warnings = _ocr_into(path, data, scans, pages, confidence, limits)
@@ -72,6 +73,31 @@ def load_pdf(path: Path, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Docume
     if not builder.blocks:
         raise LoadError(str(path), "no extractable text" + _first_warnings(meta))
     return file_document(path, data, "pdf", _title(reader), builder.blocks, meta)
+
+
+def _add_tables(data: bytes, pages: list[list[str]], skip: set[int]) -> None:
+    """Put the ruled tables of text-layer pages in place (pdfplumber's table finder, ``tables.py``):
+    such a page's lines are re-read around its tables. A page pdfplumber cannot read keeps its lines."""
+    import pdfplumber
+
+    from ingest.loaders.tables import pdf_page_lines
+
+    try:
+        pdf = pdfplumber.open(io.BytesIO(data), password="")
+    except Exception:  # noqa: BLE001 - pdfminer refusing a file pypdf read: tables stay lines of text
+        return
+    with pdf:
+        for i, page in enumerate(pdf.pages):
+            if i >= len(pages) or i in skip or not pages[i]:
+                continue
+            try:
+                lines = pdf_page_lines(page, clean_line)
+            except Exception:  # noqa: BLE001 - one odd page: its text lines as pypdf read them
+                lines = None
+            finally:
+                page.close()
+            if lines is not None and any(lines):
+                pages[i] = lines
 
 
 def _first_warnings(meta: dict) -> str:
@@ -203,8 +229,10 @@ def _drop_headers_footers(pages: list[list[str]]) -> list[list[str]]:
     "... 4 ..." on page 4 count as the same running header.
     """
 
-    def edges(lines: list[str]) -> set[int]:
-        text_at = [i for i, line in enumerate(lines) if line]
+    from ingest.loaders.tables import PageTable
+
+    def edges(lines: list[str]) -> set[int]:  # a table is never a running header
+        text_at = [i for i, line in enumerate(lines) if line and not isinstance(line, PageTable)]
         return set(text_at[:_EDGE_LINES] + text_at[-_EDGE_LINES:])
 
     def mask(line: str) -> str:
@@ -238,7 +266,9 @@ def _width(line: str) -> int:
 def _build_blocks(pages: list[list[str]], confidence: dict[tuple[int, str], float] | None = None) -> BlockBuilder:
     """Rebuild paragraphs across lines (and across page breaks); each starts on its own page.
     ``confidence``: OCR confidence of a (page, line); a paragraph gets the lowest of its lines'."""
-    widths = sorted(_width(line) for lines in pages for line in lines if line)
+    from ingest.loaders.tables import PageTable
+
+    widths = sorted(_width(line) for lines in pages for line in lines if line and not isinstance(line, PageTable))
     full = widths[int(0.95 * (len(widths) - 1))] if widths else 0
     builder = BlockBuilder(cn_heading_kind(line) for lines in pages for line in lines if line)
     pending: list[str] = []
@@ -252,9 +282,20 @@ def _build_blocks(pages: list[list[str]], confidence: dict[tuple[int, str], floa
             conf.clear()
 
     for page_no, lines in enumerate(pages, start=1):
+        # a table first on its page may continue the table that ended the previous page
+        table_ran_on = bool(builder.blocks) and builder.blocks[-1].kind.value == "table" and not pending
+        first_line = next((x for x in lines if x), None)
         for line in lines:
             if not line:
                 flush()
+                continue
+            if isinstance(line, PageTable):
+                flush()
+                if table_ran_on and line is first_line and builder.continue_table(line.grid):
+                    continue  # the previous page's table, running on
+                if not builder.table(line.grid, page_no):  # layout, not data: its rows as text
+                    for row in line.grid:
+                        builder.paragraph(" ".join(c for c in row if c), page_no)
                 continue
             if cn_heading_kind(line):
                 flush()

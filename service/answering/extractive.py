@@ -81,7 +81,13 @@ def quote_article(hits: list[Hit]) -> list[Scored]:
 
 
 def evidence_sentences(text: str) -> list[str]:
-    """The sentences of a passage that are scored as evidence (the first ``MAX_SENTENCES_PER_PASSAGE``)."""
+    """The sentences of a passage that are scored as evidence (the first ``MAX_SENTENCES_PER_PASSAGE``);
+    a table's rows, each with its header ("函数名：WCHNET_Init；简要说明：库初始化"), so a quoted row
+    says what its cells are."""
+    from ingest.loaders.tables import is_markdown_table, row_sentences
+
+    if is_markdown_table(text):
+        return row_sentences(text)[:MAX_SENTENCES_PER_PASSAGE]
     return [s for part in text.split("\n") for s in _clauses(part)][:MAX_SENTENCES_PER_PASSAGE]
 
 

@@ -260,5 +260,13 @@ def passage_texts(prep: Prepared, result: AnswerResult) -> dict[int, str]:
     """Every passage the answer's [n] may point at, by number (the filter's ``evidence``): the
     prompt's passages for an LLM draft, the quoted passages for an extractive or fallback answer."""
     if prep.llm is None or result.fallback or result.refused:
-        return {int(c["n"]): c["text"] for c in result.citations}
-    return {n: h.text for n, h in enumerate(prep.passages, start=1)}
+        return {int(c["n"]): as_evidence(c["text"]) for c in result.citations}
+    return {n: as_evidence(h.text) for n, h in enumerate(prep.passages, start=1)}
+
+
+def as_evidence(text: str) -> str:
+    """A passage as the filter checks answers against it: a table also as its rows read with their
+    header ("名称：...；位定义：19-23"), which is how an answer quotes a row (``evidence_sentences``)."""
+    from ingest.loaders.tables import is_markdown_table, row_sentences
+
+    return text + "\n" + "\n".join(row_sentences(text)) if is_markdown_table(text) else text

@@ -12,6 +12,7 @@ import pytest
 
 from ingest.document import BlockKind, doc_id_for_path, sha256_hex
 from ingest.loaders import SUPPORTED_SUFFIXES, LoadError, iter_files, load_file
+from ingest.loaders.limits import Limits
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO.parent / "shared" / "data" / "documents_zh"
@@ -75,12 +76,11 @@ def test_docx_headings_tables_and_body_order(tmp_path: Path) -> None:
         "概述",
         "本报告说明 公司的经营情况。",
         "财务数据",
-        "项目 | 金额",
-        "收入 | 100万元",
+        "| 项目 | 项目 | 金额 |\n|---|---|---|\n| 收入 |  | 100万元 |",  # the merged cell repeated
         "附录",
         "表格之后的段落。",
     ]
-    assert block(doc, "收入").heading_path == ["概述", "财务数据"]
+    assert block(doc, "| 项目").heading_path == ["概述", "财务数据"]
     appendix = block(doc, "附录")
     assert (appendix.kind, appendix.level, appendix.heading_path) == (BlockKind.HEADING, 1, ["附录"])
     assert block(doc, "表格之后").heading_path == ["附录"]
@@ -99,7 +99,9 @@ def test_docx_real_standard_headings_from_style_chain() -> None:
         "确定评价范围和内容",
     ]
     assert not any("\t" in b.text or b.text.startswith("前言 II") for b in doc.blocks)  # TOC skipped
-    assert any(b.text.startswith("SF1 | SF2 | SF3") for b in doc.blocks)
+    table = next(b for b in doc.blocks if b.kind.value == "table")  # two header rows, merged cells repeated
+    assert table.text.startswith("|  |  | 提供输入的安全要素 SF1 | 提供输入的安全要素 SF2 |")
+    assert "\n| 接受输入的安全要素 | SF3 | × | × |  | × |" in table.text
 
 
 # ---------------------------------------------------------------- HTML
@@ -125,12 +127,11 @@ def test_html_main_content_headings_and_rows(tmp_path: Path) -> None:
         "身份证原件；",
         "居住证明。",
         "办理时限",
-        "事项 | 时限",
-        "首次申领 | 15个工作日",
+        "| 事项 | 时限 |\n|---|---|\n| 首次申领 | 15个工作日 |",
         "第一行",
         "第二行",
     ]
-    assert block(doc, "首次申领").heading_path == ["居住证办理", "办理时限"]
+    assert block(doc, "| 事项").heading_path == ["居住证办理", "办理时限"]
     assert block(doc, "办理时限").level == 2
 
 
@@ -187,8 +188,7 @@ def test_markdown_structure(tmp_path: Path) -> None:
     assert texts[3:] == [
         "1. 打开 设置；",
         "2. 选择 网络。",
-        "参数 | 默认值",
-        "port | 8080",
+        "| 参数 | 默认值 |\n|---|---|\n| port | 8080 |",
         "def main():\n    return 0",
     ]
     assert doc.blocks[-1].heading_path == ["安装", "配置"]
@@ -315,7 +315,8 @@ def test_pdf_without_text_is_reported_as_scanned(tmp_path: Path) -> None:
     path = tmp_path / "scan.pdf"
     with path.open("wb") as f:
         writer.write(f)
-    assert reason(path) == "no extractable text (scanned PDF? OCR is not supported)"
+    assert reason(path) == "no text found, neither in the text layer nor by OCR (page 1: OCR found no text)"
+    assert reason(path, limits=Limits(ocr="never")) == "no text: no text layer and OCR is off (ocr: never)"
 
 
 # ---------------------------------------------------------------- bad inputs
@@ -357,7 +358,7 @@ def test_bad_inputs_have_specific_reasons(tmp_path: Path) -> None:
     assert reason(tmp_path / "renamed.docx").startswith("this is a legacy Word (.doc) file named .docx")
     (tmp_path / "notole.doc").write_bytes(b"plain text named .doc")
     assert reason(tmp_path / "notole.doc").startswith("not a legacy Word (.doc) file")
-    assert reason(tmp_path / "data.xlsx").startswith("unsupported file type '.xlsx'; supported: .doc, .docx")
+    assert reason(tmp_path / "data.xlsx").startswith("unsupported file type '.xlsx'; supported: .bmp, .doc, .docx")
     assert reason(tmp_path / "missing.xyz") == "file not found"
     assert reason(tmp_path / "folder") == "is a directory, not a file"
     (tmp_path / "big.txt").write_text("正文" * 1000, encoding="utf-8")
