@@ -209,3 +209,56 @@ def write_report(out: Path, title: str, body: str) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"# {title}\n\n{body.rstrip()}\n", encoding="utf-8")
     return out
+
+
+def before_and_after(script: str, before: str) -> dict[str, list]:
+    """Run ``script --run-one CODE --home HOME --result FILE`` twice, in child processes: with the code of
+    commit ``before`` (checked out in a temporary git worktree) and with this checkout; the results
+    (JSON lists the script writes to FILE) by "before" / "after". The script's ``--run-one`` mode puts
+    CODE first on ``sys.path``, so the same measurement runs against both versions."""
+    import subprocess
+    import sys
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "before"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), before],
+                       check=True, capture_output=True)
+        try:
+            for name, code in (("before", tree), ("after", REPO)):
+                out = Path(tmp) / f"{name}.json"
+                subprocess.run([sys.executable, script, "--run-one", str(code), "--home", str(Path(tmp) / name),
+                                "--result", str(out)], check=True)
+                results[name] = json.loads(out.read_text(encoding="utf-8"))
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], capture_output=True)
+    return results
+
+
+def add_before_after_args(ap, before: str) -> None:
+    """The options of a ``before_and_after`` script: --before, --out, and the child's hidden ones."""
+    import argparse
+
+    ap.add_argument("--before", default=before, help="commit of the old version (checked out in a git worktree)")
+    ap.add_argument("--out", type=Path, default=REPORTS)
+    ap.add_argument("--run-one", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--home", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+
+
+def run_one_child(args, questions: Path, run_one) -> bool:
+    """In the child of ``before_and_after``: ``run_one(code, questions, home)`` written to --result; True
+    when this process is that child (the caller then returns)."""
+    if not args.run_one:
+        return False
+    rows = [json.loads(x) for x in questions.read_text(encoding="utf-8").splitlines()]
+    args.result.write_text(json.dumps(run_one(args.run_one, rows, args.home), ensure_ascii=False), encoding="utf-8")
+    return True
+
+
+def ensure_questions(path: Path, build) -> int:
+    """Write ``build()``'s question dicts to ``path`` (JSONL) unless it exists; the number of questions."""
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in build()), encoding="utf-8")
+    return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())

@@ -115,6 +115,28 @@ def run(pages_per_doc: int, dpi: int) -> list[dict]:
     return rows
 
 
+def memory(pages: tuple[int, ...] = (2, 12)) -> dict[int, float]:
+    """Peak resident memory (MiB) of the parser process reading image-only scans of ``pages`` pages
+    (pages of a real manual rendered at 200 dpi): flat when pages are read one image at a time."""
+    import pypdfium2 as pdfium
+
+    from ingest.loaders.isolated import IsolatedLoader
+
+    src = pdfium.PdfDocument((DATA / "pdf" / "WCHNET使用文档.pdf").read_bytes())
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in pages:
+            images = [src[i % len(src)].render(scale=200 / 72).to_pil().convert("L") for i in range(n)]
+            path = Path(tmp) / f"scan{n}.pdf"
+            images[0].save(path, save_all=True, append_images=images[1:], resolution=200)
+            del images
+            with IsolatedLoader(timeout_s=60, page_timeout_s=120) as loader:
+                loader.load(path)
+                out[n] = loader.last_peak_mb
+            print(f"{n}-page scan: parser process peak {out[n]:.0f} MiB", flush=True)
+    return out
+
+
 def summarize(rows: list[dict]) -> dict:
     def pooled(kind: str, n: str) -> float:  # total edits / total reference characters
         return sum(r[f"cer_{kind}"] * r[n] for r in rows) / max(sum(r[n] for r in rows), 1)
@@ -139,6 +161,10 @@ def write_report(rows: list[dict], summary: dict, out: Path, dpi: int) -> None:
              f"**Pooled over {summary['pages']} pages: CER zh {summary['cer_zh']:.2%}, CER all "
              f"{summary['cer_all']:.2%}; {summary['cpu_s_per_page']:.1f} CPU-s per page, "
              f"{summary['pages_per_s']:.2f} pages/s wall on {summary['cores']} cores.**", "",
+             "Memory: peak resident memory of the parser process reading an image-only scan (pages of a real "
+             "manual at 200 dpi), by page count: " + ", ".join(f"{n} pages {mb:.0f} MiB" for n, mb in
+                                                         summary.get("peak_mib_by_pages", {}).items())
+             + " (one page image at a time).", "",
              "| document | page | ref chars (zh) | CER zh | CER all | CPU-s | lowest line confidence |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -173,6 +199,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = run(args.pages_per_doc, args.dpi)
     summary = summarize(rows)
+    summary["peak_mib_by_pages"] = memory()
     print(json.dumps(summary, indent=1))
     write_report(rows, summary, args.out, args.dpi)
 

@@ -22,10 +22,8 @@ import re
 from dataclasses import dataclass
 
 from .document import Block, BlockKind
+from .numerals import to_zh, zh_numeral
 
-_DIGITS = {"零": 0, "〇": 0, "○": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7,
-           "八": 8, "九": 9}
-_UNITS = {"十": 10, "百": 100, "千": 1000}
 _NUM = "[零〇○一二三四五六七八九十百千两\\d]{1,8}"
 _CN_NUM = "[一二三四五六七八九十]{1,4}"
 
@@ -42,43 +40,13 @@ _LAW = re.compile(r"《([^《》]{2,60})》|([\u4e00-\u9fff]{2,30}?(?:法|条例
 
 
 def cn_to_int(s: str) -> int | None:
-    """"一百零二" -> 102, "十九" -> 19, "两千" -> 2000, "19" -> 19; None when it is not a number."""
-    s = s.strip()
-    if not s:
-        return None
-    if s.isdigit():
-        return int(s)
-    total, section, digit = 0, 0, None
-    for ch in s:
-        if ch in _DIGITS:
-            digit = _DIGITS[ch]
-        elif ch in _UNITS:
-            section += (1 if digit is None else digit) * _UNITS[ch]
-            digit = None
-        elif ch == "万":
-            total += (section + (digit or 0)) * 10000
-            section, digit = 0, None
-        else:
-            return None
-    return total + section + (digit or 0)
+    """"一百零二" -> 102, "十九" -> 19, "19" -> 19; None when it is not a number (``ingest.numerals``)."""
+    return zh_numeral(s.strip())
 
 
 def int_to_cn(n: int) -> str:
-    """102 -> "一百零二", 19 -> "十九", 10 -> "十", 110 -> "一百一十" (how statutes number articles)."""
-    if n <= 0:
-        return "零"
-    digits = "零一二三四五六七八九"
-    parts, zero = [], False
-    for value, unit in ((1000, "千"), (100, "百"), (10, "十"), (1, "")):
-        d = (n // value) % 10
-        if d == 0:
-            zero = bool(parts)
-            continue
-        if zero:
-            parts.append("零")
-            zero = False
-        parts.append(("" if (unit == "十" and d == 1 and not parts) else digits[d]) + unit)
-    return "".join(parts)
+    """102 -> "一百零二", 19 -> "十九": how statutes number their articles (``ingest.numerals``)."""
+    return to_zh(n)
 
 
 def article_label(n: int, sub: int | None = None) -> str:

@@ -160,16 +160,15 @@ def compose(scored: list[Scored], threshold: float) -> tuple[list[Scored], float
     return chosen, best.score
 
 
-def in_document_order(chosen: list[Scored], hits: list[Hit]) -> list[Scored]:
-    """Quoted sentences in the order the documents have them: by passage (units are numbered in
-    document order within a document), then by position in the passage."""
-    first_seen: dict[str, int] = {}
-    for h in hits:
-        first_seen.setdefault(h.doc_id, len(first_seen))
+def quote_order(chosen: list[Scored], hits: list[Hit]) -> list[Scored]:
+    """Quoted sentences grouped by passage, the passage of the best-supported sentence first (so [1]
+    is the best evidence), and within a passage in the order the document has them."""
+    first_seen: dict[int, int] = {}
+    for s in chosen:  # chosen is best first
+        first_seen.setdefault(s.hit_index, len(first_seen))
 
     def key(s: Scored):
-        h = hits[s.hit_index]
-        return first_seen[h.doc_id], h.unit_id, max(h.text.find(s.sentence), 0)
+        return first_seen[s.hit_index], max(hits[s.hit_index].text.find(s.sentence), 0)
 
     return sorted(chosen, key=key)
 

@@ -26,7 +26,7 @@ from ingest.settings import LLMFallback, Settings
 from ..llm import LLM, GenParams, LLMError, kb_llm_settings, llm_for
 from ..prompts import prompts_for
 from .citations import CitationFilter, attribute, filter_citations, is_refusal
-from .extractive import Scored, compose, in_document_order, quote_article, render, score_sentences
+from .extractive import Scored, compose, quote_article, quote_order, render, score_sentences
 from .history import condense, estimate_tokens, joined_query, truncate_history
 from .result import AnswerResult, is_chinese, refusal_message
 
@@ -196,8 +196,8 @@ def citation(n: int, h: Hit) -> dict:
 
 
 def extractive_result(prep: Prepared, **extra) -> AnswerResult:
-    """Quote the chosen evidence sentences in document order, each with its [n] (numbered as quoted)."""
-    chosen = in_document_order(prep.chosen, prep.hits)
+    """Quote the chosen evidence sentences (``quote_order``), each run with its [n] (numbered as quoted)."""
+    chosen = quote_order(prep.chosen, prep.hits)
     used = list(dict.fromkeys(s.hit_index for s in chosen))
     number_of = {hi: n for n, hi in enumerate(used, start=1)}
     return AnswerResult(answer=render(chosen, number_of),

@@ -20,11 +20,9 @@ import re
 import unicodedata
 from functools import lru_cache
 
+from ingest.numerals import zh_numeral
+
 _ARABIC = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
-_ZH_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7,
-              "八": 8, "九": 9}
-_ZH_UNITS = {"十": 10, "百": 100, "千": 1000}
-_ZH_BIG = {"万": 10_000, "亿": 100_000_000}
 _ZH_NUM = "零〇一二两三四五六七八九十百千万亿"
 # A Chinese numeral is a number when it counts something: after 第, or before a unit or classifier.
 _COUNTED = ("个月|个工作日|周年|年|月|日|号|天|周|小时|分钟|秒|岁|元|块|角|分|万|亿|倍|次|条|款|项|章|节|编|"
@@ -34,28 +32,6 @@ _ZH_NUMERAL = re.compile(rf"(?<=第)[{_ZH_NUM}]+|[{_ZH_NUM}]+(?=(?:{_COUNTED}))"
 _UNIT_AFTER = re.compile(rf"\s*({_COUNTED})")
 _LATIN_ENTITY = re.compile(r"\b(?:[A-Z]{2,}[A-Za-z0-9]*|[A-Za-z]+\d+[A-Za-z0-9]*|[A-Z][a-z]+(?:[ -][A-Z][a-z]+)*)\b")
 _PROPER_TAGS = ("nr", "ns", "nt", "nz")
-
-
-def zh_numeral(text: str) -> int | None:
-    """A Chinese numeral's value: 一百零二 -> 102, 二 -> 2, 十九 -> 19, 三千五百万 -> 35,000,000,
-    二〇一九 -> 2019 (digit by digit). None when ``text`` is not a numeral."""
-    if not text or any(ch not in _ZH_NUM for ch in text):
-        return None
-    if not any(ch in _ZH_UNITS or ch in _ZH_BIG for ch in text):  # 二〇一九: digits in a row
-        return int("".join(str(_ZH_DIGITS[ch]) for ch in text))
-    total = section = 0
-    digit = None
-    for ch in text:
-        if ch in _ZH_DIGITS:
-            digit = _ZH_DIGITS[ch]
-        elif ch in _ZH_UNITS:
-            section += (1 if digit is None else digit) * _ZH_UNITS[ch]
-            digit = None
-        else:  # 万 / 亿
-            section += digit or 0
-            total = (total + section) * _ZH_BIG[ch] if ch == "亿" else total + section * _ZH_BIG[ch]
-            section, digit = 0, None
-    return total + section + (digit or 0)
 
 
 def numbers(text: str) -> set[tuple[str, str]]:

@@ -132,7 +132,7 @@ def redact_hits(kb, hits: list[dict]) -> list[dict]:
 
 def _redact_hit(filt, hit: dict) -> dict:
     out = dict(hit)
-    for key in ("text", "title", "keyinfo", "matched_text"):
+    for key in ("text", "title", "keyinfo", "matched_text", "label"):
         if isinstance(out.get(key), str):
             out[key] = filt.redact(out[key])[0]
     if isinstance(out.get("heading_path"), list):

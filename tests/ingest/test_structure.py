@@ -175,3 +175,17 @@ def test_a_store_written_before_labels_still_opens(statutes: Path, tmp_path: Pat
         assert search(kb, "补充规定第一条", 1)[0].label == "《补充规定》第一条"
     finally:
         kb.close()
+
+
+def test_numbered_clauses_of_a_real_standard_are_units_with_labels(shared_data: Path):
+    path = shared_data / "documents_zh" / "docx" / "核电厂定期安全审查指南 第1部分：通用要求（征求意见稿）.docx"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing")
+    doc = load_file(path)[0]
+    segs = chunk_blocks(doc, max_tokens=256, min_tokens=24)
+    labels = [s.label for s in segs if s.label]
+    assert {"5.1.1", "5.1.2", "5.2.1", "6.1.2.1"} <= set(labels)
+    first = next(s for s in segs if s.label == "5.1.1")
+    assert first.text.startswith("5.1.1 一般而言") and "核电厂设计（SF1）" in first.text  # its list stays with it
+    assert "5.1.2" not in first.text  # the next clause is a unit of its own
+    assert pinpoint(doc.title, first.label) == f"《{doc.title}》 5.1.1"

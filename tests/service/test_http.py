@@ -174,6 +174,15 @@ def test_chat_answers_a_statute_question_with_citations(single):
     assert_cited_answer(body)
     assert "一个月" in body["answer"]
     assert any("劳动合同法" in c["source"] and "第十九条" in c["text"] for c in body["citations"])
+    assert body["citations"][0]["label"] == "《中华人民共和国劳动合同法》第十九条"  # the pinpoint label
+
+
+def test_a_question_naming_an_article_over_http_and_search_json_labels(single):
+    body = single.post("/v1/chat", json={"question": "劳动合同法第十九条规定了什么？"}).json()
+    assert body["answer"].startswith("第十九条 劳动合同期限三个月以上不满一年的") and not body["refused"]
+    assert [c["label"] for c in body["citations"]] == ["《中华人民共和国劳动合同法》第十九条"]
+    hits = single.post("/v1/search", json={"query": "第19条", "k": 3}).json()["hits"]
+    assert hits[0]["exact"] is True and hits[0]["label"] == "《中华人民共和国劳动合同法》第十九条"
 
 
 def test_chat_streaming_equals_the_plain_answer(single):
