@@ -21,7 +21,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPORTS, machine_line, md_table, mrr_at, recall_at, write_report  # noqa: E402
 from segmentation import (  # noqa: E402
-    NSP_DIR,
     build_long_docs,
     ensure_nsp_model,
     load_articles,
@@ -77,13 +76,13 @@ def main() -> None:
     articles = load_articles()
     eval_keys, train_keys = split_articles(articles, 150)
     docs = build_long_docs(articles, eval_keys, args.docs)
-    ensure_nsp_model(articles, train_keys, 300)
+    nsp_path, _ = ensure_nsp_model(articles, train_keys, 300)
     queries = [(q, a, split_sentences(p.text)) for d in docs for p in d.passages
                for q, a in p.qas[: args.questions_per_passage]]
     print(f"{len(docs)} documents, {sum(len(d.passages) for d in docs)} passages, {len(queries)} questions")
     rows, cost_rows = [], []
     with tempfile.TemporaryDirectory() as home:
-        base = Settings(home=Path(home), device="cpu", nsp_model=str(NSP_DIR))
+        base = Settings(home=Path(home), device="cpu", nsp_model=str(nsp_path))
         emb = shared_embedder(base.embed_model, "cpu", base.embed_batch_size)
         emb.encode_docs(["warm up"])
         for chunker, extra in CHUNKERS.items():
@@ -107,10 +106,10 @@ def main() -> None:
                 r5, mrr = evaluate(KnowledgeBase.open(name, base), queries)
                 rows.append([chunker, embed, r5, mrr])
                 print(f"  {chunker:<9} embed={embed:<7} recall@5 {r5:.3f}  MRR@10 {mrr:.3f}", flush=True)
-    _report(rows, cost_rows, len(docs), len(queries))
+    _report(rows, cost_rows, len(docs), len(queries), Settings().embed_model)
 
 
-def _report(rows, cost_rows, n_docs: int, n_q: int) -> None:
+def _report(rows, cost_rows, n_docs: int, n_q: int, embedder: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,7 +128,7 @@ def _report(rows, cost_rows, n_docs: int, n_q: int) -> None:
     fig.tight_layout()
     fig.savefig(REPORTS / "chunking_retrieval.png", dpi=110)
     body = (f"{machine_line()}\n\n{n_docs} long documents, {n_q} questions (CMRC 2018 trial + DRCD dev); embedder "
-            "all-MiniLM-L6-v2; hybrid search (dense + tantivy BM25, RRF), unit levels article+segment+sentence, "
+            f"{embedder}; hybrid search (dense + tantivy BM25, RRF), unit levels article+segment+sentence, "
             "two-level mapping and containment dedup.\n\n"
             + md_table(["chunker", "embed", "recall@5", "MRR@10"], rows)
             + "\n\nCost (seconds; ratio against embedding the same segments once):\n\n"

@@ -7,9 +7,10 @@ a PDF whose layout was lost). Chunkers compared at the same length limit:
 
 - fixed: docqa's paragraph-packing chunker (no model);
 - recursive: LangChain's RecursiveCharacterTextSplitter (bench-only baseline, the common default);
-- embedding: cosine of adjacent sentence embeddings (all-MiniLM-L6-v2), several thresholds;
-- nsp: the model trained by ``docqa finetune nsp`` (MiniLM base) on articles DISJOINT from the
-  evaluation passages (trained here on first run, cached in bench/.cache/, git-ignored).
+- embedding: cosine of adjacent sentence embeddings (--base, multilingual-e5-small by default), several
+  thresholds;
+- nsp: the model trained by ``docqa finetune nsp --base`` (the same encoder) on articles DISJOINT from
+  the evaluation passages (trained here on first run, cached in bench/.cache/, git-ignored).
 
 Pk / WindowDiff (Beeferman 1999; Pevzner & Hearst 2002): lower is better; k = half the mean
 true segment length in sentences. Run: ``python bench/segmentation.py`` (report:
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, REPORTS, data_file, machine_line, md_table, write_report  # noqa: E402
 
 CACHE = REPO / "bench" / ".cache"
-NSP_DIR = CACHE / "nsp-minilm"
+DEFAULT_BASE = "intfloat/multilingual-e5-small"
 MAX_TOKENS = 256
 
 
@@ -99,21 +100,26 @@ def write_training_files(articles: dict[str, list[Passage]], train_keys: list[st
     return out
 
 
-def ensure_nsp_model(articles, train_keys: list[str], steps: int) -> tuple[Path, str]:
+def nsp_dir(base: str) -> Path:
+    return CACHE / ("nsp-" + base.rstrip("/").split("/")[-1])
+
+
+def ensure_nsp_model(articles, train_keys: list[str], steps: int, base: str = DEFAULT_BASE) -> tuple[Path, str]:
     """Train the bench NSP model with the real CLI unless it is cached; returns (dir, CLI output)."""
-    if (NSP_DIR / "config.json").is_file():
-        meta = json.loads((NSP_DIR / "docqa_nsp.json").read_text(encoding="utf-8"))
+    folder = nsp_dir(base)
+    if (folder / "config.json").is_file():
+        meta = json.loads((folder / "docqa_nsp.json").read_text(encoding="utf-8"))
         r = meta["result"]
-        return NSP_DIR, (f"(cached) held-out accuracy {r['accuracy']:.3f} (before {r['accuracy_before']:.3f}; "
+        return folder, (f"(cached) held-out accuracy {r['accuracy']:.3f} (before {r['accuracy_before']:.3f}; "
                          f"{r['accuracy_by_kind']}) on {r['eval_examples']} pairs; {r['train_examples']} training "
                          f"pairs, {meta['recipe']['steps']} steps, {r['seconds']:.0f}s")
     files = write_training_files(articles, train_keys, CACHE / "nsp-train")
     cmd = [sys.executable, "-m", "service.cli", "finetune", "nsp", "--files", str(files), "--base",
-           "sentence-transformers/all-MiniLM-L6-v2", "--out", str(NSP_DIR), "--steps", str(steps)]
+           base, "--out", str(folder), "--steps", str(steps)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"docqa finetune nsp failed:\n{proc.stderr[-3000:]}")
-    return NSP_DIR, proc.stdout.strip().splitlines()[-1]
+    return folder, proc.stdout.strip().splitlines()[-1]
 
 
 def to_document(d: LongDoc):
@@ -218,6 +224,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=26)
     ap.add_argument("--eval-articles", type=int, default=150)
     ap.add_argument("--steps", type=int, default=300, help="NSP training steps if no cached model")
+    ap.add_argument("--base", default=DEFAULT_BASE, help="encoder for the embedding scorer and the NSP model")
     args = ap.parse_args()
     from ingest.chunking.embedding import EmbeddingScorer
     from ingest.chunking.nsp import NSPScorer
@@ -226,11 +233,11 @@ def main() -> None:
     articles = load_articles()
     eval_keys, train_keys = split_articles(articles, args.eval_articles)
     docs = build_long_docs(articles, eval_keys, args.docs)
-    nsp_dir, nsp_line = ensure_nsp_model(articles, train_keys, args.steps)
+    nsp_path, nsp_line = ensure_nsp_model(articles, train_keys, args.steps, args.base)
     n_sent = sum(len(d.sentences) for d in docs)
     print(f"{len(docs)} documents, {n_sent} sentences, {sum(len(d.passages) for d in docs)} passages; NSP: {nsp_line}")
-    emb = CachedScorer(EmbeddingScorer(Embedder("sentence-transformers/all-MiniLM-L6-v2", device="cpu")))
-    nsp = CachedScorer(NSPScorer(str(nsp_dir), device="cpu"))
+    emb = CachedScorer(EmbeddingScorer(Embedder(args.base, device="cpu")))
+    nsp = CachedScorer(NSPScorer(str(nsp_path), device="cpu"))
     rows = []
     for max_tokens in (256, 512):
         runs = [("fixed", None, 0.0), ("recursive", None, 0.0)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .verdict import finish, keep_worse_option
+
 
 @click.group()
 def finetune() -> None:
@@ -38,8 +40,10 @@ _add_training_jobs()
               help="Share of negatives taken from the same document (harder, closer to real boundaries).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@keep_worse_option
 def nsp(paths: tuple[str, ...], kb: str | None, files: tuple[str, ...], base: str, out: str, steps: int,
-        batch_size: int, max_length: int, lr: float, hard_fraction: float, seed: int, as_json: bool) -> None:
+        batch_size: int, max_length: int, lr: float, hard_fraction: float, seed: int, as_json: bool,
+        keep_worse: bool) -> None:
     """Train the NSP boundary model for `chunker: nsp` from your own documents (self-supervised).
 
     Adjacent text in a section is a positive pair; text from another document, or from far away in
@@ -52,6 +56,7 @@ def nsp(paths: tuple[str, ...], kb: str | None, files: tuple[str, ...], base: st
     from pathlib import Path
 
     from .nsp import NSPConfig, load_documents, train
+    from .verdict import settle, snapshot
 
     all_files = [*files, *paths]
     if not kb and not all_files:
@@ -61,16 +66,21 @@ def nsp(paths: tuple[str, ...], kb: str | None, files: tuple[str, ...], base: st
         click.echo(f"  skipped: {f}", err=True)
     cfg = NSPConfig(base=base, out=Path(out), steps=steps, batch_size=batch_size, max_length=max_length, lr=lr,
                     hard_fraction=hard_fraction, seed=seed, progress=sys.stderr.isatty())
+    existed = snapshot(out)
     try:
         with contextlib.redirect_stdout(sys.stderr):  # the Trainer's log lines: stdout keeps only the result
             r = train(docs, cfg)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
+    verdict = settle("nsp", out, {"accuracy": r.accuracy_before}, {"accuracy": r.accuracy, **r.accuracy_by_kind},
+                     existed=existed, keep_worse=keep_worse)
     if as_json:
         click.echo(json.dumps(r.__dict__, ensure_ascii=False, indent=2))
+        finish(verdict)
         return
     kinds = ", ".join(f"{k} {v:.3f}" for k, v in r.accuracy_by_kind.items())
     click.echo(f"NSP model -> {r.out}: held-out accuracy {r.accuracy:.3f} (before training {r.accuracy_before:.3f}; "
                f"{kinds}) on {r.eval_examples} pairs from {r.eval_docs} documents; trained on {r.train_examples} "
                f"pairs from {r.train_docs} documents in {r.seconds:.0f}s"
                + (f"; {r.added_tokens} characters added to the vocabulary" if r.added_tokens else ""))
+    finish(verdict)

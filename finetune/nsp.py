@@ -14,10 +14,12 @@ measured on text the model never saw. Any BERT encoder can be the base (the Mini
 directory the NSP chunker loads like ``bert-base-chinese``, plus ``docqa_nsp.json`` with the
 metrics and the recipe.
 
-Choose a base that knows the corpus's language. all-MiniLM-L6-v2 has an English vocabulary: its
-tokenizer maps most Chinese characters to [UNK], so they are added as new, untrained tokens
-(``extend_vocab``), and on CMRC/DRCD text 1,500 steps left held-out accuracy at chance (0.52,
-bench/reports/segmentation.md). For Chinese start from bert-base-chinese or another Chinese BERT.
+Choose a base that knows the corpus's language: multilingual-e5-small (the default embedding model,
+a 12-layer BERT whose vocabulary covers Chinese) or another Chinese BERT. all-MiniLM-L6-v2 has an
+English vocabulary: its tokenizer maps most Chinese characters to [UNK], so they are added as new,
+untrained tokens (``extend_vocab``), and on CMRC/DRCD text 1,500 steps left held-out accuracy at
+chance (0.52). When nothing had to be added, the word embeddings are frozen: for e5 they are 80% of
+the weights, and NSP learns nothing from updating them.
 """
 
 from __future__ import annotations
@@ -169,6 +171,8 @@ def train(docs: list[Document], cfg: NSPConfig) -> NSPResult:
     texts = [t for e in train_ex for t in (e.a, e.b)]
     added = extend_vocab(tok, net, texts, min_count=cfg.min_char_count) if cfg.extend_vocab else 0
     before, _ = evaluate(net, tok, eval_ex, cfg, device)
+    if not added:  # a vocabulary that already reads the corpus: its rows (e5: 250k x 384, 80% of the
+        net.bert.embeddings.word_embeddings.weight.requires_grad_(False)  # weights) need no update for NSP
     _fit(net, tok, train_ex, cfg, device)
     acc, by_kind = evaluate(net, tok, eval_ex, cfg, device)
     result = NSPResult(out=str(cfg.out), train_examples=len(train_ex), eval_examples=len(eval_ex),
@@ -188,6 +192,7 @@ def _setup(cfg: NSPConfig):
     hf_logging.set_verbosity_error()  # "newly initialized cls.seq_relationship" is the point here
     torch.manual_seed(cfg.seed)
     path = resolve_model_path(cfg.base)
+    _check_bert(cfg.base, path)
     try:
         tok = AutoTokenizer.from_pretrained(path)
         net = BertForNextSentencePrediction.from_pretrained(path, dtype=torch.float32)  # fp32 master weights
@@ -196,6 +201,22 @@ def _setup(cfg: NSPConfig):
                          "directory or an HF id in the local cache") from None
     device = pick_device(cfg.device)
     return tok, net.to(device), device
+
+
+def _check_bert(base: str, path: str) -> None:
+    """One clear line when ``base`` is no BERT-style encoder: the NSP head sits on BERT's pooler and reads
+    its segment (token type) embeddings, which GPT-, T5- or RoBERTa-style models do not have."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"base encoder {base!r} could not be loaded ({type(e).__name__}): give a local BERT "
+                         "directory or an HF id in the local cache") from None
+    kind = getattr(config, "model_type", "?")
+    if kind != "bert" or getattr(config, "type_vocab_size", 0) < 2:
+        raise ValueError(f"base {base!r} is a {kind!r} model, not a BERT encoder with two segment types: the NSP "
+                         "head needs one (multilingual-e5-small, bert-base-chinese, MiniLM ...)")
 
 
 def _fit(net, tok, examples: list[Example], cfg: NSPConfig, device: str) -> None:

@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from ..verdict import finish, keep_worse_option
+
 
 @click.command("embed")
 @click.option("--pairs", "pairs_file", type=click.Path(), default=None,
@@ -32,14 +34,16 @@ import click
               help="Add the corpus's characters the base tokenizer cannot represent ([UNK]) as new tokens "
                    "(nothing to add for an encoder that reads the language).")
 @click.option("--json", "as_json", is_flag=True)
+@keep_worse_option
 def embed(pairs_file, kb, base_model, output_dir, epochs, batch_size, learning_rate, loss, negatives,
-          rank_window, eval_fraction, max_pairs, max_seq_length, extend_vocab, as_json) -> None:
+          rank_window, eval_fraction, max_pairs, max_seq_length, extend_vocab, as_json, keep_worse) -> None:
     """Fine-tune the embedding model on your corpus; prints held-out recall/MRR/NDCG before and after.
 
     Then re-embed a KB with it: docqa reindex --kb NAME --embed-model OUTPUT
     """
     from ingest.settings import load_settings
 
+    from ..verdict import settle, snapshot
     from .data import load_pairs, pairs_from_kb, split_pairs
     from .mining import MiningConfig, mine_hard_negatives
     from .train import EmbedTrainConfig, LossKind, format_table, train
@@ -67,12 +71,16 @@ def embed(pairs_file, kb, base_model, output_dir, epochs, batch_size, learning_r
     cfg = EmbedTrainConfig(base_model=base_model or default_base,
                            output_dir=output_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                            loss=LossKind(loss), max_seq_length=max_seq_length, extend_vocab=extend_vocab)
+    existed = snapshot(output_dir)
     with contextlib.redirect_stdout(sys.stderr):  # the Trainer's log lines: stdout keeps only the result
         result = train(cfg, train_pairs, eval_pairs, corpus)
+    verdict = settle("embed", output_dir, result.before, result.after, existed=existed, keep_worse=keep_worse)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
+        finish(verdict)
         return
     click.echo(f"trained on {result.train_pairs} pairs ({result.epochs:g} epochs, lr {result.learning_rate:g}, "
                f"{result.added_tokens} new tokens), held out {result.eval_pairs}, {result.seconds:.0f}s -> "
                f"{result.output_dir}")
     click.echo(format_table(result))
+    finish(verdict)

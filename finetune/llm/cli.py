@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from ..verdict import finish, keep_worse_option
+
 
 @click.command("llm")
 @click.argument("data", nargs=-1, required=True, type=click.Path())
@@ -35,12 +37,14 @@ import click
 @click.option("--from-adapter", type=click.Path(), default=None, help="Continue from this adapter.")
 @click.option("--merge-first", is_flag=True, help="Merge --from-adapter into the base, then train a new adapter.")
 @click.option("--max-steps", default=-1, type=int, hidden=True)
+@keep_worse_option
 def llm(data, base_model, output_dir, data_format, mixes, adapter, rank, alpha, dropout, target_modules,
         learning_rate, warmup_ratio, epochs, batch_size, grad_accum, max_length, assistant_turns,
-        gradient_checkpointing, from_adapter, merge_first, max_steps) -> None:
+        gradient_checkpointing, from_adapter, merge_first, max_steps, keep_worse) -> None:
     """LoRA SFT of the LLM on DATA files (alpaca, multi-turn or chat JSON/JSONL); loss on answers only."""
     from pathlib import Path
 
+    from ..verdict import settle, snapshot
     from .data import DataFormat, load_conversations, parse_mix
     from .masking import AssistantTurns
     from .train import AdapterKind, LLMTrainConfig, train
@@ -57,12 +61,17 @@ def llm(data, base_model, output_dir, data_format, mixes, adapter, rank, alpha, 
         batch_size=batch_size, grad_accum=grad_accum, max_length=max_length,
         assistant_turns=AssistantTurns(assistant_turns), gradient_checkpointing=gradient_checkpointing,
         from_adapter=from_adapter, merge_first=merge_first, max_steps=max_steps)
+    existed = snapshot(output_dir)
     with contextlib.redirect_stdout(sys.stderr):  # the Trainer's log lines: stdout keeps only the result
         result = train(cfg)
+    verdict = settle("llm", output_dir, {"eval_loss": result.get("eval_loss_before")},
+                     {"eval_loss": result.get("eval_loss_after")}, existed=existed, keep_worse=keep_worse)
     click.echo(json.dumps(result, indent=2))
     if "eval_loss_before" in result:
         click.echo(f"held-out loss: {result['eval_loss_before']} -> {result['eval_loss_after']}")
-    click.echo(f"adapter saved to {output_dir} (vllm serve BASE --enable-lora --lora-modules NAME={output_dir})")
+    if verdict.kept:
+        click.echo(f"adapter saved to {output_dir} (vllm serve BASE --enable-lora --lora-modules NAME={output_dir})")
+    finish(verdict)
 
 
 @click.command("build-rag-sft")

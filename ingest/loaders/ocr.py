@@ -220,14 +220,17 @@ def _paragraphs_of_column(lines: list[Line]) -> list[Paragraph]:
     return out
 
 
-def render_pages(data: bytes, pages: list[int], dpi: int = DPI) -> Iterator[tuple[int, object]]:
+def render_pages(data: bytes, pages: list[int], dpi: int = DPI, before=None) -> Iterator[tuple[int, object]]:
     """(page index, PIL image) of the 0-based ``pages`` of a PDF, rendered one at a time; an image is
-    yielded as ``None`` when its page fails to render (the caller reports that page)."""
+    yielded as ``None`` when its page fails to render (the caller reports that page). ``before(index,
+    done)`` is called before each page is rendered."""
     import pypdfium2 as pdfium
 
     doc = pdfium.PdfDocument(data)  # an empty user password (vendor manuals) opens without one
     try:
-        for i in pages:
+        for done, i in enumerate(pages):
+            if before is not None:
+                before(i, done)
             try:
                 page = doc[i]
                 try:

@@ -137,8 +137,10 @@ def _ocr_into(path: Path, data: bytes, scans: list[int], pages: list[list[str]],
     warnings: list[str] = []
     name = path.name
     try:
-        for done, (i, image) in enumerate(ocr.render_pages(data, scans, limits.ocr_dpi), start=1):
-            report(f"{name}: OCR page {i + 1}", done - 1, len(scans))
+        def starting(i: int, done: int) -> None:  # told before a page is rendered: progress shows it at once
+            report(f"{name}: OCR page {i + 1}", done, len(scans))
+
+        for i, image in ocr.render_pages(data, scans, limits.ocr_dpi, before=starting):
             if image is None:
                 warnings.append(f"page {i + 1}: could not be rendered for OCR")
                 continue

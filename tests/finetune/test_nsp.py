@@ -93,3 +93,38 @@ def test_finetune_nsp_rejects_bad_input(tmp_path: Path) -> None:
     one.write_text("# 标题\n\n只有一篇文档。第二句。\n", encoding="utf-8")
     res = CliRunner().invoke(cli, ["finetune", "nsp", "--files", str(one), "--base", "x", "--out", str(tmp_path / "o")])
     assert res.exit_code != 0 and "at least 2 documents" in res.output
+
+
+def test_nsp_from_an_encoder_keeps_its_weights_and_adds_a_fresh_head(tmp_path: Path) -> None:
+    import torch
+    from transformers import BertModel
+
+    from finetune.nsp import NSPConfig, _setup
+
+    base = make_tiny_bert(tmp_path / "enc", ["第一条 本法适用于劳动合同。", "第二条 用人单位依法。"], nsp_head=False)
+    _, net, _ = _setup(NSPConfig(base=str(base), out=tmp_path / "o", device="cpu"))
+    enc = BertModel.from_pretrained(base)
+    theirs = enc.state_dict()
+    mine = {k.removeprefix("bert."): v for k, v in net.state_dict().items() if k.startswith("bert.")}
+    shared = [k for k in theirs if k in mine]
+    assert len(shared) == len(theirs) and all(torch.equal(mine[k], theirs[k]) for k in shared)
+    head = [k for k in net.state_dict() if k.startswith("cls.")]
+    assert head == ["cls.seq_relationship.weight", "cls.seq_relationship.bias"]
+
+
+def test_a_base_that_is_not_bert_gets_one_clear_line(tmp_path: Path) -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from service.cli import cli
+
+    LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=1)).save_pretrained(tmp_path / "llama")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(3):
+        text = f"# 文{i}\n\n第一句话。第二句话。第三句话。\n\n第四句话。第五句话。\n"
+        (docs / f"d{i}.md").write_text(text, encoding="utf-8")
+    res = CliRunner().invoke(cli, ["finetune", "nsp", "--files", str(docs), "--base", str(tmp_path / "llama"),
+                                   "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1 and "is a 'llama' model, not a BERT encoder" in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -193,8 +194,11 @@ def test_in_the_parser_process_each_ocr_page_extends_the_time_limit(pages, tmp_p
     ocr_page_timeout_s), and the pages are reported to the caller from the parser process."""
     from ingest.loaders.isolated import IsolatedLoader
 
-    scan = image_pdf(pages, tmp_path / "scan.pdf")
+    scan = image_pdf([*pages, pages[0]], tmp_path / "scan.pdf")
     seen = []
-    with IsolatedLoader(timeout_s=4, page_timeout_s=120) as loader:
+    with IsolatedLoader(timeout_s=6, page_timeout_s=120) as loader:
+        t0 = time.monotonic()
         doc = loader.load(scan, lambda what, done, total: seen.append(done))[0]
-    assert doc.meta["ocr_pages"] == [1, 2] and seen == [0, 1, 2]
+        took = time.monotonic() - t0
+    assert doc.meta["ocr_pages"] == [1, 2, 3] and seen == [0, 1, 2, 3]
+    assert took > 6 or pytest.skip(f"OCR of 3 pages took {took:.1f} s, under the 6 s file limit: nothing shown")
