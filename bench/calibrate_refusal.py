@@ -92,7 +92,7 @@ def score_items(kb, items: list[Item]) -> None:
     from service.answering.pipeline import prepare
 
     base = kb.settings
-    kb.settings = base.model_copy(update={"refusal_threshold": 0.0})
+    kb.settings = base.model_copy(update={"refusal_threshold": 0.0, "rerank_refusal_threshold": 0.0})
     try:
         for it in tqdm(items, desc="answer", leave=False, disable=not sys.stderr.isatty()):
             prep = prepare(kb, it.question)
@@ -213,10 +213,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dense-weights", default="",
                    help="comma list of evidence DENSE_WEIGHT values to compare (each re-scores every question "
                    "and is calibrated on its own); the report's main table uses the product's value")
-    p.add_argument("--out", type=Path, default=REPORTS / "refusal.md")
+    p.add_argument("--rerank-model", default=None,
+                   help="calibrate rerank_refusal_threshold: answer with this cross-encoder (a `docqa finetune "
+                   "rerank` output), whose best score decides refusal (report: refusal_rerank.md)")
+    p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     if args.cases < 4 or args.holdout_every < 2:
         p.error("--cases must be >= 4 and --holdout-every >= 2")
+    args.out = args.out or REPORTS / ("refusal_rerank.md" if args.rerank_model else "refusal.md")
     return args
 
 
@@ -232,13 +236,18 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         kb, _ = build_kb(passages, "cail", settings, progress=sys.stderr.isatty())
         info = {"passages": len(passages), "build_s": time.perf_counter() - t0}
+        if args.rerank_model:  # the KB reranks; prepare() then refuses on the reranker's best score
+            kb.settings = kb.settings.model_copy(update={"rerank_model": args.rerank_model})
         try:
             kb.warm_up()
             sweep = sweep_dense_weights(kb, items, [float(w) for w in args.dense_weights.split(",") if w.strip()])
             t1 = time.perf_counter()
             score_items(kb, items)
             info["answer_s"] = time.perf_counter() - t1
-            current = kb.settings.refusal_threshold
+            current = kb.settings.rerank_refusal_threshold if args.rerank_model else kb.settings.refusal_threshold
+            if args.rerank_model and kb.rerank_error:
+                print(f"error: {kb.rerank_error}", file=sys.stderr)
+                return 2
         finally:
             kb.close()
     halves = {"calibration (even cases)": [i for i in items if i.case % 2 == 0],

@@ -84,3 +84,73 @@ def nsp(paths: tuple[str, ...], kb: str | None, files: tuple[str, ...], base: st
                f"pairs from {r.train_docs} documents in {r.seconds:.0f}s"
                + (f"; {r.added_tokens} characters added to the vocabulary" if r.added_tokens else ""))
     finish(verdict)
+
+
+@finetune.command()
+@click.option("--kb", default=None, metavar="NAME", help="Mine queries, positives and hard negatives from this KB.")
+@click.option("--pairs", "pairs_file", type=click.Path(), default=None,
+              help="JSONL of {\"query\", \"pos\": [...], \"neg\": [...]} (or anchor/positive/negative).")
+@click.option("--base", default=None, metavar="ENCODER",
+              help="Encoder or cross-encoder to start from (HF id or dir); default: the KB's embedding model.")
+@click.option("--output", "output_dir", required=True, type=click.Path(), help="Output CrossEncoder directory.")
+@click.option("--epochs", default=1.0, show_default=True, type=float)
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
+@click.option("--lr", "learning_rate", default=2e-5, show_default=True, type=float)
+@click.option("--max-length", default=256, show_default=True, type=click.IntRange(16, 512))
+@click.option("--negatives", default=3, show_default=True, type=click.IntRange(1, 32),
+              help="Hard negatives mined per training query (--kb).")
+@click.option("--rank-window", default="10-100", show_default=True, help="Ranks to mine training negatives from.")
+@click.option("--eval-fraction", default=0.1, show_default=True, type=float, help="Held-out share for before/after.")
+@click.option("--max-pairs", default=None, type=int, help="Sample at most this many queries from the KB.")
+@click.option("--json", "as_json", is_flag=True)
+@keep_worse_option
+def rerank(kb, pairs_file, base, output_dir, epochs, batch_size, learning_rate, max_length, negatives, rank_window,
+           eval_fraction, max_pairs, as_json, keep_worse) -> None:
+    """Train a cross-encoder reranker (set `rerank_model: OUTPUT`); prints held-out recall@1/5 and MRR@10
+    before and after. Held-out queries are ranked against what the KB's search returns for them."""
+    import contextlib
+    import json
+    import sys
+
+    from .embed.data import load_pairs, pairs_from_kb, split_pairs
+    from .embed.mining import MiningConfig, mine_hard_negatives
+    from .rerank import RerankConfig, format_table, train
+    from .verdict import settle, snapshot
+
+    if not pairs_file and not kb:
+        raise click.UsageError("give --kb NAME, --pairs FILE, or both")
+    lo, _, hi = rank_window.partition("-")
+    if not (lo.isdigit() and hi.isdigit()):
+        raise click.UsageError(f"--rank-window must look like 10-100, got {rank_window!r}")
+    pairs = load_pairs(pairs_file) if pairs_file else []
+    kbase = None
+    if kb:
+        from ingest.kb import KnowledgeBase
+        from ingest.settings import load_settings
+
+        kbase = KnowledgeBase.open(kb, load_settings())
+        if not pairs_file:
+            pairs = pairs_from_kb(kbase, limit=max_pairs)
+    train_pairs, eval_pairs = split_pairs(pairs, eval_fraction)
+    if kbase is not None:  # the same miner and guards as `finetune embed`; held out: what serving reranks
+        train_pairs = mine_hard_negatives(kbase, train_pairs, MiningConfig(rank_lo=int(lo), rank_hi=int(hi),
+                                                                           per_query=negatives))
+        eval_pairs = mine_hard_negatives(kbase, eval_pairs, MiningConfig(rank_lo=0, rank_hi=30, per_query=19))
+    if not (base or kbase):
+        raise click.UsageError("give --base (with --pairs alone there is no KB model to start from)")
+    cfg = RerankConfig(base=base or kbase.settings.embed_model, output_dir=output_dir, epochs=epochs,
+                       batch_size=batch_size, learning_rate=learning_rate, max_length=max_length,
+                       progress=sys.stderr.isatty())
+    existed = snapshot(output_dir)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # the Trainer's log lines: stdout keeps only the result
+            result = train(cfg, train_pairs, eval_pairs)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    verdict = settle("rerank", output_dir, result.before, result.after, existed=existed, keep_worse=keep_worse)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(f"reranker -> {output_dir}: {result.train_rows} training rows, {result.eval_queries} held-out "
+                   f"queries, {result.seconds:.0f}s\n{format_table(result)}")
+    finish(verdict)

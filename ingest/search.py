@@ -45,6 +45,7 @@ class Hit:
     page: int | None = None
     dense_score: float | None = None  # cosine similarity, when the dense retriever found it
     lexical_score: float | None = None  # BM25, when the keyword retriever found it
+    rerank_score: float | None = None  # the cross-encoder's relevance in [0, 1], when the KB reranks
     matched_unit_id: int | None = None  # the unit that matched (differs from unit_id after expansion)
     matched_text: str = ""  # the matched sentence, or the article title, when expanded
     label: str = ""  # pinpoint citation: 《中华人民共和国劳动合同法》第十九条第一款 (ingest.structure)
@@ -59,7 +60,7 @@ class Hit:
                 "score": round(self.score, 6), "unit_id": self.unit_id, "level": self.level,
                 "keyinfo": self.keyinfo, "heading_path": self.heading_path, "page": self.page,
                 "matched_unit_id": self.matched_unit_id, "matched_text": self.matched_text,
-                "label": self.label, "exact": self.exact}
+                "label": self.label, "exact": self.exact, "rerank_score": self.rerank_score}
 
 
 def rrf(rankings: list[list[int]], weights: list[float], k: int = 60) -> list[tuple[int, float]]:
@@ -104,12 +105,31 @@ def search(kb: KnowledgeBase, query: str, k: int = 5, *, mode: Mode | str = Mode
         fused = lexical
     else:
         fused = rrf([[i for i, _ in dense], [i for i, _ in lexical]], [s.dense_weight, s.lexical_weight], s.rrf_k)
-    if not exact:
-        return _two_level(kb, fused, k, dict(dense), dict(lexical), allowed)
+    wanted = max(k, s.rerank_top_n) if s.rerank_model else k
     taken = {h.unit_id for h in exact}
-    rest = [h for h in _two_level(kb, fused, k + len(exact), dict(dense), dict(lexical), allowed)
+    rest = [h for h in _two_level(kb, fused, wanted + len(exact), dict(dense), dict(lexical), allowed)
             if h.unit_id not in taken]
+    if s.rerank_model:
+        rest = rerank(kb, query, rest[: s.rerank_top_n])
     return exact + rest[: k - len(exact)]
+
+
+def rerank(kb: KnowledgeBase, query: str, hits: list[Hit]) -> list[Hit]:
+    """``hits`` reordered by the KB's cross-encoder (``ingest.rerank``), each with its ``rerank_score``.
+    Unchanged when the reranker cannot be loaded: ``kb.rerank_error`` then says why (the answer is
+    marked as given without reranking)."""
+    from .rerank import RerankerUnavailable, reranker_for
+
+    try:
+        reranker = reranker_for(kb.settings)
+    except RerankerUnavailable as e:
+        kb.rerank_error = str(e)
+        return hits
+    kb.rerank_error = None
+    scores = reranker.score(query, [h.text for h in hits])
+    for h, sc in zip(hits, scores, strict=True):
+        h.rerank_score = float(sc)
+    return sorted(hits, key=lambda h: -h.rerank_score)
 
 
 def _by_label(kb: KnowledgeBase, query: str, k: int, allowed: Allowed | None) -> list[Hit]:

@@ -311,6 +311,13 @@ class Settings(BaseSettings):
     # together (a cross-encoder); an LLM backend refuses better on top of this
     # (bench/reports/answer_quality.md).
     refusal_threshold: float = Field(default=0.913, ge=0)
+    # Cross-encoder reranking (ingest/rerank.py): the rerank_top_n best fused candidates are reordered by
+    # rerank_model (a `docqa finetune rerank` output or an HF cross-encoder); a reranked KB refuses when
+    # the reranker's best score is below rerank_refusal_threshold (a probability; calibrate it with
+    # bench/calibrate_refusal.py --rerank-model). None: no reranking.
+    rerank_model: str | None = None
+    rerank_top_n: int = Field(default=20, ge=1, le=200)
+    rerank_refusal_threshold: float = Field(default=0.5, ge=0, le=1)
 
     # Compliance filter (service/compliance, prompts/compliance/README.md). GUARD by default: the
     # blocklist and the grounding check cost nothing for extractive answers (verbatim quotes are

@@ -76,6 +76,8 @@ class ChatResponse(BaseModel):
     reason: str | None = None
     query: str = ""
     evidence_score: float = 0.0
+    warnings: list[str] = Field(default_factory=list, description="What the reply was given without, e.g. "
+                                "\"answered without reranking: ...\" when the reranker could not be loaded.")
 
 
 class SearchRequest(BaseModel):

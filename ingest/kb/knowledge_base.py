@@ -109,6 +109,7 @@ class KnowledgeBase:
 
     def __init__(self, name: str, root: Path, manifest: dict, settings: Settings):
         self.name = name
+        self.rerank_error: str | None = None  # why the configured reranker is not in use (ingest.search.rerank)
         self.root = root
         self.manifest = manifest
         self.settings = with_tuned(settings.with_build(manifest.get("build", {})), manifest)

@@ -60,11 +60,14 @@ def _worker(conn, memory_bytes: int) -> None:
             path, limits = conn.recv()
         except (EOFError, OSError):
             return
+
         def progress(what: str, done: int, total: int) -> None:
             conn.send(("progress", what, done, total))
 
         try:
             reply = ("ok", load_file(path, limits=limits, progress=progress))
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the parent is gone (Ctrl-C, killed) while we reported progress: nobody to answer
         except LoadError as e:
             reply = ("error", e.reason)
         except MemoryError:
@@ -80,6 +83,8 @@ def _worker(conn, memory_bytes: int) -> None:
             conn.send((*reply, peak_mb))
         except MemoryError:
             conn.send(("error", "its parsed text is too large to hand back (parse_memory_mb)", peak_mb))
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the parent stopped waiting (Ctrl-C): exit quietly, no traceback on its terminal
 
 
 class IsolatedLoader:

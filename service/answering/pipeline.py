@@ -91,7 +91,17 @@ def prepare(kb: KnowledgeBase, question: str, history: list[dict] | None = None,
         scored = quote_article(prep.hits) or score_sentences(prep.query, prep.hits, kb.embedder)
         if cache is not None:
             cache[key] = (prep.hits, scored)
-    prep.chosen, prep.best = compose(scored, s.refusal_threshold)
+    if s.rerank_model and kb.rerank_error:
+        prep.notes.append(f"answered without reranking: {kb.rerank_error}")
+    reranked = [h.rerank_score for h in prep.hits if h.rerank_score is not None]
+    if reranked and not (scored and scored[0].exact):
+        # a reranked KB refuses on the cross-encoder's best score, then quotes the best evidence
+        if max(reranked) < s.rerank_refusal_threshold:
+            prep.chosen, prep.best = [], max(reranked)
+        else:
+            prep.chosen, prep.best = compose(scored, 0.0)[0], max(reranked)
+    else:
+        prep.chosen, prep.best = compose(scored, s.refusal_threshold)
     prep.retrieve_seconds = time.perf_counter() - t0
     return prep
 
@@ -253,6 +263,7 @@ def compliance_review(prep: Prepared, result: AnswerResult) -> AnswerResult:
                    evidence=passage_texts(prep, result))
     final.timings = {"retrieve": prep.retrieve_seconds, "generate": prep.llm_seconds,
                      "filter": time.perf_counter() - t0}
+    final.warnings = list(prep.notes)
     return final
 
 

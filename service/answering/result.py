@@ -31,6 +31,8 @@ class AnswerResult:
     # text: the guard has nothing to ground, the audit log still records it
     fixed_text: bool = False
     reason: str | None = None
+    # what the reply was given without (a reranker that failed to load, a follow-up not condensed)
+    warnings: list[str] = field(default_factory=list)
     # seconds per stage (retrieve, generate, filter), for /metrics; not part of the reply
     timings: dict = field(default_factory=dict, compare=False)
 
@@ -61,4 +63,4 @@ class AnswerResult:
     def to_dict(self) -> dict:
         return {"answer": self.answer, "citations": self.citations, "refused": self.refused,
                 "fallback": self.fallback, "reason": self.reason, "query": self.query,
-                "evidence_score": round(float(self.evidence_score), 4)}
+                "evidence_score": round(float(self.evidence_score), 4), "warnings": self.warnings}

@@ -48,9 +48,21 @@ def readyz(registry: RegistryDep):
     # An LLM that is down makes the service degraded, not unready: chat still answers (fallback
     # replies, `fallback: true`), so 200 keeps the instance in rotation; `llm` says which KB is affected.
     llm = llm_status(registry.settings, registry.names())
-    degraded = any(not v["available"] for v in llm.values())
-    return {"status": "degraded" if degraded else "ready", "kbs": registry.names(),
+    rerank = {name: st for name in registry.names() if (st := _rerank_status(registry, name)) is not None}
+    degraded = any(not v["available"] for v in llm.values()) or any(not v["available"] for v in rerank.values())
+    body = {"status": "degraded" if degraded else "ready", "kbs": registry.names(),
             "errors": dict(registry.kb_errors), "llm": llm, "evidence_cache": dict(registry.evidence)}
+    return {**body, "rerank": rerank} if rerank else body
+
+
+def _rerank_status(registry, name: str) -> dict | None:
+    """A reranker that cannot be loaded makes the service degraded, not unready: answers go on without it."""
+    from ingest.rerank import rerank_status
+
+    try:
+        return rerank_status(registry.get(name).settings)
+    except Exception:  # noqa: BLE001 - a KB that cannot be opened is reported under errors already
+        return None
 
 
 @router.get("/v1/kbs", responses=error_responses(401))

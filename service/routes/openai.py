@@ -32,7 +32,7 @@ def _text(content) -> str:
 def _extra(result: AnswerResult) -> dict:
     """docqa's fields beside OpenAI's (clients ignore fields they do not know)."""
     return {"citations": result.citations, "refused": result.refused, "fallback": result.fallback,
-            "reason": result.reason}
+            "reason": result.reason, "warnings": result.warnings}
 
 
 @router.post("/v1/chat/completions",
