@@ -55,6 +55,15 @@ def gold_units(kb, q: dict) -> list:
     return sorted(units, key=lambda u: u.level.value != "segment")
 
 
+def split_questions(kb, qas: list[dict], n_heldout: int, n_train: int) -> tuple[dict, list[dict], list[dict]]:
+    """(gold units by id(question), held-out, train): questions whose answer a unit holds, shuffled once
+    (seed 0), the first ``n_heldout`` held out and the next ``n_train`` for training."""
+    golds = {id(q): gold_units(kb, q) for q in qas}
+    kept = [q for q in qas if golds[id(q)]]
+    random.Random(0).shuffle(kept)
+    return golds, kept[:n_heldout], kept[n_heldout:n_heldout + n_train]
+
+
 def pipeline_metrics(kb, qas: list[dict], mode: str) -> dict[str, float]:
     """recall@1/5/10 and MRR@10 of ``ingest.search``: a hit is a returned passage of the question's
     document that holds the answer."""
@@ -100,10 +109,7 @@ def main() -> None:
     settings = Settings(home=work / "home")
     ingest_paths([work / "docs.jsonl"], "bench", settings, progress=False)
     kb = KnowledgeBase.open("bench", settings)
-    golds = {id(q): gold_units(kb, q) for q in q1 + q2}
-    qas = [q for q in q1 + q2 if golds[id(q)]]
-    random.Random(0).shuffle(qas)
-    held, tr = qas[:args.heldout], qas[args.heldout:args.heldout + args.train]
+    golds, held, tr = split_questions(kb, q1 + q2, args.heldout, args.train)
     embed = kb.settings.embed
     pairs = [Pair(q["question"], [golds[id(q)][0].embed_input(embed)],
                   section=(q["doc_id"], tuple(golds[id(q)][0].heading_path))) for q in tr]

@@ -18,8 +18,8 @@ Aim: +5 points recall@1.
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import random
 import statistics
 import sys
 import tempfile
@@ -53,46 +53,54 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=3e-5)
     ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--reuse", type=Path, default=None,
+                    help="the work folder of an earlier run (its KB and reranker): skip building and training")
+    ap.add_argument("--eval-questions", type=int, default=None, help="pipeline: only the first N held-out questions")
     args = ap.parse_args()
 
-    from bench.finetune_embed import gold_units, load_squad_like
+    from bench.finetune_embed import load_squad_like, split_questions
     from finetune.embed.data import Pair
     from finetune.embed.mining import MiningConfig, mine_hard_negatives
     from finetune.records import write_jsonl
-    from finetune.rerank import RerankConfig, format_table, train
+    from finetune.rerank import RerankConfig, RerankResult, format_table, train
     from ingest.kb import KnowledgeBase
     from ingest.pipeline import ingest_paths
     from ingest.search import rerank, search
     from ingest.settings import Settings
 
     t0 = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="rerank-"))
+    work = args.reuse or Path(tempfile.mkdtemp(prefix="rerank-"))
     d1, q1 = load_squad_like(DATA / "cail2019_cjrc" / "dev_ground_truth.json", args.docs, "cail")
     d2, q2 = load_squad_like(DATA / "drcd" / "DRCD_dev.json", args.docs, "drcd")
-    write_jsonl(work / "docs.jsonl", d1 + d2)
     settings = Settings(home=work / "home")
-    ingest_paths([work / "docs.jsonl"], "bench", settings, progress=False)
+    if not args.reuse:
+        write_jsonl(work / "docs.jsonl", d1 + d2)
+        ingest_paths([work / "docs.jsonl"], "bench", settings, progress=False)
     kb = KnowledgeBase.open("bench", settings)
-    golds = {id(q): gold_units(kb, q) for q in q1 + q2}
-    qas = [q for q in q1 + q2 if golds[id(q)]]
-    random.Random(0).shuffle(qas)
-    held, tr = qas[:args.heldout], qas[args.heldout:args.heldout + args.train]
+    golds, held, tr = split_questions(kb, q1 + q2, args.heldout, args.train)
     seg = {id(q): next((u for u in golds[id(q)] if u.level.value == "segment"), golds[id(q)][0]) for q in tr}
     pairs = [Pair(q["question"], [seg[id(q)].text], section=(q["doc_id"], tuple(seg[id(q)].heading_path)))
              for q in tr]
-    pairs = [p for p in mine_hard_negatives(kb, pairs, MiningConfig(rank_lo=10, rank_hi=100, per_query=args.negatives))
-             if p.neg]
+    if not args.reuse:
+        pairs = [p for p in mine_hard_negatives(kb, pairs, MiningConfig(rank_lo=10, rank_hi=100,
+                                                                        per_query=args.negatives)) if p.neg]
     # the job's own held-out table: each held-out question against what the KB's search returns for it
     eval_pairs = [Pair(q["question"], [seg_text]) for q in held
                   if (seg_text := next((u.text for u in golds[id(q)] if u.level.value == "segment"), None))]
-    eval_pairs = mine_hard_negatives(kb, eval_pairs, MiningConfig(rank_lo=0, rank_hi=30, per_query=19))
+    if not args.reuse:
+        eval_pairs = mine_hard_negatives(kb, eval_pairs, MiningConfig(rank_lo=0, rank_hi=30, per_query=19))
     print(f"KB {len(d1) + len(d2)} docs; {len(pairs)} training questions with negatives; {len(held)} held out",
           flush=True)
     out = work / "reranker"
-    res = train(RerankConfig(base=settings.embed_model, output_dir=str(out), epochs=args.epochs, batch_size=16,
-                             learning_rate=args.lr, max_length=args.max_length, progress=False), pairs, eval_pairs)
+    if args.reuse:
+        res = RerankResult(**{k: v for k, v in json.loads((out / "finetune_metrics.json").read_text("utf-8")).items()
+                              if k in RerankResult.__dataclass_fields__})
+    else:
+        res = train(RerankConfig(base=settings.embed_model, output_dir=str(out), epochs=args.epochs, batch_size=16,
+                                 learning_rate=args.lr, max_length=args.max_length, progress=False), pairs, eval_pairs)
     print(format_table(res), flush=True)
 
+    held = held[: args.eval_questions] if args.eval_questions else held
     candidates = [search(kb, q["question"], args.top_n) for q in held]
     before = metrics(ranks_of(candidates, held))
     kb.settings = kb.settings.model_copy(update={"rerank_model": str(out), "rerank_top_n": args.top_n,

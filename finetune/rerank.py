@@ -32,7 +32,7 @@ class RerankConfig:
     batch_size: int = 16
     learning_rate: float = 2e-5
     max_length: int = 256
-    warmup_ratio: float = 0.1
+    warmup_ratio: float = 0.1  # of the steps (transformers 5 takes a ratio as a float warmup_steps)
     seed: int = 0
     device: str = "auto"
     progress: bool = True
@@ -113,7 +113,7 @@ def train(cfg: RerankConfig, train_pairs: list[Pair], eval_pairs: list[Pair]) ->
     with tempfile.TemporaryDirectory() as tmp:
         args = CrossEncoderTrainingArguments(
             output_dir=tmp, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate, warmup_ratio=cfg.warmup_ratio, save_strategy="no", report_to=[],
+            learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_ratio, save_strategy="no", report_to=[],
             seed=cfg.seed, disable_tqdm=not cfg.progress, logging_steps=50,
             use_cpu=str(model.device) == "cpu")
         CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_dict(rows),
