@@ -107,14 +107,15 @@ def nsp(paths: tuple[str, ...], kb: str | None, files: tuple[str, ...], base: st
 def rerank(kb, pairs_file, base, output_dir, epochs, batch_size, learning_rate, max_length, negatives, rank_window,
            eval_fraction, max_pairs, as_json, keep_worse) -> None:
     """Train a cross-encoder reranker (set `rerank_model: OUTPUT`); prints held-out recall@1/5 and MRR@10
-    before and after. Held-out queries are ranked against what the KB's search returns for them."""
+    before and after. With --kb, held-out queries rerank what the KB's search returns for them and
+    "before" is the order served today: a reranker that would make answers worse exits with status 3."""
     import contextlib
     import json
     import sys
 
     from .embed.data import load_pairs, pairs_from_kb, split_pairs
     from .embed.mining import MiningConfig, mine_hard_negatives
-    from .rerank import RerankConfig, format_table, train
+    from .rerank import RerankConfig, format_table, held_out_from_kb, held_out_from_pairs, train
     from .verdict import settle, snapshot
 
     if not pairs_file and not kb:
@@ -135,7 +136,12 @@ def rerank(kb, pairs_file, base, output_dir, epochs, batch_size, learning_rate, 
     if kbase is not None:  # the same miner and guards as `finetune embed`; held out: what serving reranks
         train_pairs = mine_hard_negatives(kbase, train_pairs, MiningConfig(rank_lo=int(lo), rank_hi=int(hi),
                                                                            per_query=negatives))
-        eval_pairs = mine_hard_negatives(kbase, eval_pairs, MiningConfig(rank_lo=0, rank_hi=30, per_query=19))
+        if not any(p.neg for p in train_pairs):
+            raise click.ClickException(f"no hard negatives in ranks {rank_window} of the KB's search for any training "
+                                       "query: on a small KB give a lower window, e.g. --rank-window 0-50")
+        held = held_out_from_kb(kbase, eval_pairs)
+    else:
+        held = held_out_from_pairs(eval_pairs)
     if not (base or kbase):
         raise click.UsageError("give --base (with --pairs alone there is no KB model to start from)")
     cfg = RerankConfig(base=base or kbase.settings.embed_model, output_dir=output_dir, epochs=epochs,
@@ -144,7 +150,7 @@ def rerank(kb, pairs_file, base, output_dir, epochs, batch_size, learning_rate, 
     existed = snapshot(output_dir)
     try:
         with contextlib.redirect_stdout(sys.stderr):  # the Trainer's log lines: stdout keeps only the result
-            result = train(cfg, train_pairs, eval_pairs)
+            result = train(cfg, train_pairs, held, served_order=kbase is not None)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     verdict = settle("rerank", output_dir, result.before, result.after, existed=existed, keep_worse=keep_worse)

@@ -7,10 +7,14 @@ and negatives come from the KB exactly as for ``finetune embed`` (``finetune.emb
 ``mining``: the same pseudo-queries or LLM questions, the same false-negative guards), or from a
 pairs file.
 
-Held-out metrics rank each held-out query's positive among its candidates: with ``--kb``, the passages
-the KB's own hybrid search returns for it (ranks 1-30, the guard removing other correct passages),
-which is what the reranker sees when serving; with ``--pairs``, the record's negatives. Reported before
-and after training (recall@1, recall@5, MRR@10); the verdict (``finetune.verdict``) compares MRR@10.
+Held-out queries (``HeldOut``) are measured the way they will be served. With ``--kb``: the passages the
+KB's own search returns for the query (its ``rerank_top_n``, in the order the user gets today), the
+ones in the positive's section or holding it counting as relevant. **Before** is that order itself (no
+reranker, or the KB's current one), **after** the trained reranker's order of the same candidates, so a
+reranker that would make answers worse is reported as worse. With ``--pairs`` alone there is no serving
+order: before is the base's own ranking of positives and negatives (a cross-encoder base: its scores;
+an encoder base: its bi-encoder similarity, what retrieval alone would do). Recall@1/5 and MRR@10; the
+verdict (``finetune.verdict``) compares MRR@10.
 """
 
 from __future__ import annotations
@@ -39,10 +43,21 @@ class RerankConfig:
 
 
 @dataclass
+class HeldOut:
+    """One held-out query: the candidates a reranker reorders, in the order the user gets without it
+    (the KB's search order; a pairs file: positives then negatives, unordered), and which answer it."""
+
+    query: str
+    texts: list[str]
+    relevant: list[bool]
+
+
+@dataclass
 class RerankResult:
     output_dir: str
     train_rows: int
     eval_queries: int
+    baseline: str = ""  # what "before" measures
     before: dict = field(default_factory=dict)
     after: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -65,25 +80,85 @@ def load_cross_encoder(base: str, max_length: int, device: str = "auto"):
                          "encoder or cross-encoder directory, or an HF id in the local cache") from None
 
 
-def rank_metrics(model, pairs: list[Pair]) -> dict[str, float]:
-    """Recall@1/5 and MRR@10 of each pair's first positive among it and its negatives (pairs without
-    negatives are left out: there is nothing to rank against)."""
-    import torch
+def held_out_from_kb(kb, pairs: list[Pair], top_n: int | None = None) -> list[HeldOut]:
+    """Each pair's query against what the KB serves for it: its search's top ``top_n`` (the KB's
+    ``rerank_top_n``), in that order; relevant = in the positive's section or holding the positive."""
+    from ingest.search import search
 
-    ranks = []
-    for p in pairs:
-        if not p.neg:
-            continue
-        cands = [p.pos[0], *p.neg]
-        scores = model.predict([(p.query, c) for c in cands], activation_fn=torch.nn.Sigmoid(),
-                               show_progress_bar=False, convert_to_numpy=True)
-        ranks.append(1 + sum(1 for s in scores[1:] if s >= scores[0]))  # ties count against the positive
+    from .embed.data import _progress
+    from .embed.mining import overlaps, same_section
+
+    n = top_n or kb.settings.rerank_top_n
+    out = []
+    for p in _progress(pairs, "held-out candidates"):
+        hits = search(kb, p.query, k=n)
+        out.append(HeldOut(p.query, [h.text for h in hits],
+                           [same_section(p, h) or overlaps(p, h.text) for h in hits]))
+    return out
+
+
+def held_out_from_pairs(pairs: list[Pair]) -> list[HeldOut]:
+    """Positives and negatives of each pair that has negatives (nothing to rank otherwise)."""
+    return [HeldOut(p.query, [*p.pos, *p.neg], [True] * len(p.pos) + [False] * len(p.neg)) for p in pairs if p.neg]
+
+
+def rank_of(relevant: list[bool], scores=None) -> int | None:
+    """Rank of the best relevant candidate: in the given order, or by ``scores`` (ties count against
+    it, so a model that scores everything alike gains nothing). None when no candidate is relevant."""
+    if not any(relevant):
+        return None
+    if scores is None:
+        return relevant.index(True) + 1
+    best = max(float(s) for s, r in zip(scores, relevant, strict=True) if r)
+    return 1 + sum(1 for s, r in zip(scores, relevant, strict=True) if not r and float(s) >= best)
+
+
+def metrics_of(ranks: list[int | None]) -> dict[str, float]:
+    """Recall@1/5, MRR@10 over all queries (one with no relevant candidate is a miss for every
+    ranking) and the share of queries with a relevant candidate at all."""
     if not ranks:
         return {}
     n = len(ranks)
-    return {"queries": n, "recall@1": round(sum(r == 1 for r in ranks) / n, 4),
-            "recall@5": round(sum(r <= 5 for r in ranks) / n, 4),
-            "mrr@10": round(sum(1 / r for r in ranks if r <= 10) / n, 4)}
+    hit = [r for r in ranks if r is not None]
+    return {"queries": n, "recall@1": round(sum(r == 1 for r in hit) / n, 4),
+            "recall@5": round(sum(r <= 5 for r in hit) / n, 4),
+            "mrr@10": round(sum(1 / r for r in hit if r <= 10) / n, 4),
+            "answer_in_candidates": round(len(hit) / n, 4)}
+
+
+def rank_metrics(model, held: list[HeldOut]) -> dict[str, float]:
+    """The cross-encoder's ranking of each held-out query's candidates."""
+    return metrics_of([rank_of(h.relevant, cross_scores(model, h.query, h.texts)) for h in held])
+
+
+def cross_scores(model, query: str, texts: list[str]):
+    import torch
+
+    if not texts:
+        return []
+    return model.predict([(query, t) for t in texts], activation_fn=torch.nn.Sigmoid(), show_progress_bar=False,
+                         convert_to_numpy=True)
+
+
+def is_cross_encoder(model) -> bool:
+    """The loaded base already has a trained relevance head (an HF cross-encoder), not a fresh one."""
+    return any(a.endswith("ForSequenceClassification") for a in (model.model.config.architectures or []))
+
+
+def baseline(model, base: str, held: list[HeldOut], *, served_order: bool, device: str = "auto") -> tuple[str, dict]:
+    """What the user has without this reranker (see the module docstring): (description, metrics)."""
+    if served_order:
+        return "the KB's search order (what is served today)", metrics_of([rank_of(h.relevant) for h in held])
+    if is_cross_encoder(model):
+        return f"the base cross-encoder {base}", rank_metrics(model, held)
+    from ingest.embedder import Embedder
+
+    emb = Embedder(base, device=device)
+    ranks = []
+    for h in held:
+        q = emb.encode_queries([h.query])[0]
+        ranks.append(rank_of(h.relevant, (emb.encode_docs(h.texts) @ q).tolist() if h.texts else []))
+    return f"the base encoder's similarity ({base} as a bi-encoder)", metrics_of(ranks)
 
 
 def training_rows(pairs: list[Pair]) -> dict[str, list]:
@@ -96,8 +171,10 @@ def training_rows(pairs: list[Pair]) -> dict[str, list]:
     return rows
 
 
-def train(cfg: RerankConfig, train_pairs: list[Pair], eval_pairs: list[Pair]) -> RerankResult:
-    """Measure, train, measure, save (see the module docstring)."""
+def train(cfg: RerankConfig, train_pairs: list[Pair], held: list[HeldOut], *,
+          served_order: bool = False) -> RerankResult:
+    """Measure the baseline, train, measure, save (see the module docstring). ``served_order``: the
+    held-out candidates are in the order the KB serves them (``held_out_from_kb``)."""
     from datasets import Dataset
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
@@ -106,8 +183,8 @@ def train(cfg: RerankConfig, train_pairs: list[Pair], eval_pairs: list[Pair]) ->
     if not any(p.neg for p in train_pairs):
         raise ValueError("no negatives to train on: mine them from a KB (--kb) or give pairs with \"neg\"")
     model = load_cross_encoder(cfg.base, cfg.max_length, cfg.device)
-    result = RerankResult(output_dir=cfg.output_dir, train_rows=0, eval_queries=sum(1 for p in eval_pairs if p.neg))
-    result.before = rank_metrics(model, eval_pairs)
+    result = RerankResult(output_dir=cfg.output_dir, train_rows=0, eval_queries=len(held))
+    result.baseline, result.before = baseline(model, cfg.base, held, served_order=served_order, device=cfg.device)
     rows = training_rows(train_pairs)
     result.train_rows = len(rows["label"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,7 +195,7 @@ def train(cfg: RerankConfig, train_pairs: list[Pair], eval_pairs: list[Pair]) ->
             use_cpu=str(model.device) == "cpu")
         CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_dict(rows),
                             loss=BinaryCrossEntropyLoss(model)).train()
-    result.after = rank_metrics(model, eval_pairs)
+    result.after = rank_metrics(model, held)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out))
@@ -130,6 +207,6 @@ def train(cfg: RerankConfig, train_pairs: list[Pair], eval_pairs: list[Pair]) ->
 
 def format_table(result: RerankResult) -> str:
     keys = [k for k in ("recall@1", "recall@5", "mrr@10") if k in result.before and k in result.after]
-    lines = [f"{'held-out':<10} {'before':>8} {'after':>8}"]
+    lines = [f"before: {result.baseline}", f"{'held-out':<10} {'before':>8} {'after':>8}"]
     lines += [f"{k:<10} {result.before[k]:>8.4f} {result.after[k]:>8.4f}" for k in keys]
     return "\n".join(lines)

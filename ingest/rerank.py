@@ -28,6 +28,7 @@ class RerankerUnavailable(RuntimeError):
 
 class Reranker:
     def __init__(self, model: str, device: str = "auto", max_length: int = 512, batch_size: int = 32):
+        """``max_length`` caps the model's own limit (a reranker trained on 256 tokens reads 256)."""
         from sentence_transformers import CrossEncoder
 
         from .embedder import pick_device, resolve_model_path
@@ -38,8 +39,9 @@ class Reranker:
             from transformers.utils import logging as hf_logging
 
             hf_logging.set_verbosity_error()
-            self.model = CrossEncoder(resolve_model_path(model), num_labels=1, max_length=max_length,
-                                      device=pick_device(device))
+            self.model = CrossEncoder(resolve_model_path(model), num_labels=1, device=pick_device(device))
+            own = self.model.max_seq_length
+            self.model.max_seq_length = min(own, max_length) if own else max_length
         except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
             raise RerankerUnavailable(f"rerank_model {model!r} could not be loaded ({type(e).__name__}: "
                                       f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None

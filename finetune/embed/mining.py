@@ -74,7 +74,7 @@ def mine_hard_negatives(kb, pairs: list[Pair], config: MiningConfig = MiningConf
     out: list[Pair] = []
     for pair in _progress(pairs, "mine negatives"):
         hits = search(kb, pair.query, k=config.rank_hi)[config.rank_lo:config.rank_hi]
-        keep = [h for h in hits if not _same_section(pair, h) and not _overlaps(pair, h.text)]
+        keep = [h for h in hits if not same_section(pair, h) and not overlaps(pair, h.text)]
         units = kb.store.get_units([h.unit_id for h in keep])
         # exactly what the index embeds for the returned unit (the KB's `embed` setting)
         cands = [units[h.unit_id].embed_input(kb.settings.embed) for h in keep if h.unit_id in units]
@@ -85,14 +85,16 @@ def mine_hard_negatives(kb, pairs: list[Pair], config: MiningConfig = MiningConf
     return out
 
 
-def _same_section(pair: Pair, hit) -> bool:
+def same_section(pair: Pair, hit) -> bool:
+    """The hit is in the positive's own section (same document and heading path)."""
     if pair.section is None:
         return False
     doc_id, path = pair.section
     return hit.doc_id == doc_id and (not path or tuple(hit.heading_path) == path)
 
 
-def _overlaps(pair: Pair, text: str) -> bool:
+def overlaps(pair: Pair, text: str) -> bool:
+    """The text holds a positive or lies inside one."""
     t = text.strip()
     return any(t and (t in p or p.strip() in t) for p in pair.pos)
 

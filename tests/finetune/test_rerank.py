@@ -16,7 +16,8 @@ from cli_helpers import run_main
 from tiny_models import make_tiny_bert
 
 from finetune.embed.data import Pair
-from finetune.rerank import RerankConfig, load_cross_encoder, rank_metrics, train
+from finetune.rerank import RerankConfig, held_out_from_kb, held_out_from_pairs, load_cross_encoder, rank_metrics, train
+from finetune.verdict import settle
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -40,13 +41,14 @@ def test_training_changes_the_scores_and_the_saved_model_reloads(tmp_path):
     cfg = RerankConfig(base=str(tiny_base(tmp_path)), output_dir=str(tmp_path / "ce"), epochs=8, batch_size=4,
                        learning_rate=5e-3, max_length=64, device="cpu", progress=False)
     before = load_cross_encoder(cfg.base, 64, "cpu").predict([(QUERY, t) for t in texts], show_progress_bar=False)
-    result = train(cfg, pairs, pairs)
+    result = train(cfg, pairs, held_out_from_pairs(pairs))
     assert result.train_rows == 6 and set(result.before) == set(result.after) >= {"recall@1", "mrr@10"}
+    assert "bi-encoder" in result.baseline  # a fresh head is no baseline: the encoder's own similarity is
     again = load_cross_encoder(cfg.output_dir, 64, "cpu")
     after = again.predict([(QUERY, t) for t in texts], show_progress_bar=False)
     assert not np.allclose(before, after, atol=1e-4)
     assert int(np.argmax(after)) == 1  # it learned to put the expense rule first for this query
-    assert rank_metrics(again, pairs[:1])["recall@1"] == 1.0
+    assert rank_metrics(again, held_out_from_pairs(pairs[:1]))["recall@1"] == 1.0
     assert (Path(cfg.output_dir) / "finetune_metrics.json").is_file()
 
 
@@ -88,13 +90,35 @@ def test_the_query_path_reranks_with_a_trained_cross_encoder(kb_home, tmp_path):
     others = [h.text for h in hits if h.text != want]
     cfg = RerankConfig(base=str(tiny_base(tmp_path)), output_dir=str(tmp_path / "ce"), epochs=40, batch_size=4,
                        learning_rate=5e-3, max_length=64, device="cpu", progress=False)
-    train(cfg, [Pair(query, [want], others)], [])
+    right = hits[0].text
+    # held out: the same question, judged against what the KB serves today (the right passage first)
+    held = held_out_from_kb(plain, [Pair(query, [right])])
+    assert held[0].relevant[0] and sum(held[0].relevant) == 1
+    result = train(cfg, [Pair(query, [want], others)], held, served_order=True)
+    assert result.before["recall@1"] == 1.0 and result.after["recall@1"] == 0.0, result
+    verdict = settle("rerank", cfg.output_dir, result.before, result.after, existed=None, keep_worse=True)
+    assert verdict.worse and verdict.exit_code == 3  # worse than serving without it, not than a fresh head
     kb = KnowledgeBase.open("rules", load_settings(home=home, device="cpu", rerank_model=cfg.output_dir))
     reranked = search(kb, query, 5)
     order = [(h.text[:8], h.rerank_score) for h in reranked]
     assert reranked[0].text == want and all(h.rerank_score is not None for h in reranked), order
     assert [h.rerank_score for h in reranked] == sorted((h.rerank_score for h in reranked), reverse=True)
     assert {h.unit_id for h in reranked} == {h.unit_id for h in hits}  # the same candidates, reordered
+
+
+def test_finetune_rerank_from_a_kb_compares_with_the_served_order(kb_home, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DOCQA_HOME", str(kb_home / "home"))
+    out = tmp_path / "ce"
+    code, stdout, err = run_main(monkeypatch, capsys, "finetune", "rerank", "--kb", "rules", "--base",
+                                 str(tiny_base(tmp_path)), "--output", str(out), "--eval-fraction", "0.4",
+                                 "--epochs", "2", "--lr", "1e-3", "--rank-window", "0-30", "--json",
+                                 "--keep-worse")
+    assert code in (0, 3) and "Traceback" not in err, err
+    result = json.loads(stdout)
+    assert result["baseline"].startswith("the KB's search order") and result["eval_queries"] >= 1
+    assert result["before"]["queries"] == result["eval_queries"] and result["train_rows"] > 0
+    verdict = json.loads((out / "finetune_verdict.json").read_text(encoding="utf-8"))
+    assert verdict["before"] == result["before"]["mrr@10"] and verdict["worse"] == (code == 3)
 
 
 def test_a_reranker_that_cannot_load_degrades_and_answers_are_marked(kb_home, tmp_path):
