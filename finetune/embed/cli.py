@@ -16,7 +16,8 @@ from ..verdict import finish, keep_worse_option
               help="JSONL/JSON pairs: {query,pos,neg} (FlagEmbedding) or {anchor,positive}.")
 @click.option("--kb", default=None, metavar="NAME",
               help="Make pairs from this KB's units (pseudo-queries) and mine hard negatives from its index.")
-@click.option("--base-model", default=None, help="Model to fine-tune (HF id or dir); default: the KB's or MiniLM.")
+@click.option("--base-model", default=None,
+              help="Model to fine-tune (HF id or dir); default: the KB's, else multilingual-e5-small.")
 @click.option("--output", "output_dir", required=True, type=click.Path(), help="Output sentence-transformers dir.")
 @click.option("--epochs", default=None, type=float, help="Default: 2 below 10,000 pairs, else 1.")
 @click.option("--batch-size", default=32, show_default=True, type=int, help="Larger = more in-batch negatives.")

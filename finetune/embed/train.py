@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from ingest.models import E5_SMALL
+
 from .data import Pair
 
 
@@ -35,7 +37,7 @@ class LossKind(StrEnum):
 class EmbedTrainConfig:
     """Knobs of ``docqa finetune embed``; defaults follow sentence-transformers' recipes for MNRL."""
 
-    base_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    base_model: str = E5_SMALL  # the product's default embedding model (ingest.settings)
     output_dir: str = "embed-model"
     # None: 2 below 10,000 pairs, else 1. Measured on CAIL2019+DRCD with 1,000 pairs and new token
     # rows: hit@5 .483 after 1 epoch, .518 after 2 (bench/reports/finetune_embed.md); with many
@@ -85,7 +87,8 @@ KEY_METRICS = ("hit@1", "hit@5", "hit@10", "recall@5", "recall@10", "mrr@10", "n
 _EVALUATOR_NAME = {"hit": "accuracy"}
 
 
-def build_evaluator(eval_pairs: list[Pair], corpus: list[str] | None = None, name: str = "heldout"):
+def build_evaluator(eval_pairs: list[Pair], corpus: list[str] | None = None, name: str = "heldout",
+                    prompts: tuple[str, str] = ("", "")):
     """An InformationRetrievalEvaluator over the held-out pairs.
 
     The corpus is ``corpus`` (e.g. every unit of the KB, the realistic setting) plus every
@@ -108,6 +111,7 @@ def build_evaluator(eval_pairs: list[Pair], corpus: list[str] | None = None, nam
             cid(t)
     return InformationRetrievalEvaluator(
         queries=queries, corpus={v: k for k, v in texts.items()}, relevant_docs=relevant, name=name,
+        query_prompt=prompts[0] or None, corpus_prompt=prompts[1] or None,
         accuracy_at_k=[1, 5, 10], precision_recall_at_k=[1, 5, 10], mrr_at_k=[10], ndcg_at_k=[10],
         map_at_k=[10], show_progress_bar=False, batch_size=64)
 
@@ -182,11 +186,15 @@ def train(cfg: EmbedTrainConfig, train_pairs: list[Pair], eval_pairs: list[Pair]
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
+    from ingest.embedder import model_prompts
+
     if not train_pairs:
         raise ValueError("no training pairs")
     t0 = time.perf_counter()
     model = load_base(cfg)
-    evaluator = build_evaluator(eval_pairs, corpus) if eval_pairs else None
+    # e5 reads "query: ..." and "passage: ...": measured and trained as it will be served
+    query_prompt, doc_prompt = model_prompts(model)
+    evaluator = build_evaluator(eval_pairs, corpus, prompts=(query_prompt, doc_prompt)) if eval_pairs else None
     result = EmbedTrainResult(cfg.output_dir, len(train_pairs), len(eval_pairs))
     if evaluator is not None:
         result.before = summarize(evaluator(model))
@@ -202,6 +210,8 @@ def train(cfg: EmbedTrainConfig, train_pairs: list[Pair], eval_pairs: list[Pair]
         output_dir=str(Path(cfg.output_dir) / "checkpoints"), num_train_epochs=result.epochs,
         per_device_train_batch_size=min(cfg.batch_size, len(dataset)), learning_rate=result.learning_rate,
         warmup_steps=cfg.warmup_ratio, batch_sampler=BatchSamplers.NO_DUPLICATES, seed=cfg.seed,
+        prompts={k: p for k, p in (("anchor", query_prompt), ("positive", doc_prompt), ("negative", doc_prompt))
+                 if p and k in dataset.column_names} or None,
         save_strategy="no", report_to="none", logging_steps=10, disable_tqdm=not cfg.progress,
         use_cpu=model.device.type == "cpu", dataloader_drop_last=False)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)

@@ -13,8 +13,9 @@ from finetune.records import DataFormatError
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def make_tiny_st(out) -> str:
-    """A 2-layer random BERT sentence-transformers model with the MiniLM word-piece vocabulary."""
+def make_tiny_st(out, prompts: dict[str, str] | None = None) -> str:
+    """A 2-layer random BERT sentence-transformers model with the MiniLM word-piece vocabulary
+    (``prompts``: like e5's {"query": "query: ", "document": "passage: "})."""
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
@@ -33,7 +34,7 @@ def make_tiny_st(out) -> str:
     tok.save_pretrained(out / "bert")
     tr = Transformer(str(out / "bert"), max_seq_length=64)
     dim = (getattr(tr, "get_embedding_dimension", None) or tr.get_word_embedding_dimension)()
-    SentenceTransformer(modules=[tr, Pooling(dim, "mean"), Normalize()]).save(str(out / "st"))
+    SentenceTransformer(modules=[tr, Pooling(dim, "mean"), Normalize()], prompts=prompts).save(str(out / "st"))
     return str(out / "st")
 
 
@@ -78,6 +79,35 @@ def test_training_changes_weights_and_evaluates(tiny_st, tmp_path):
     assert not np.allclose(before, tuned.encode(["probe sentence about a lease"]), atol=1e-5)
     # the evaluator agrees with itself when re-run on the saved model
     assert summarize(build_evaluator(eval_pairs)(tuned)) == result.after
+
+
+@pytest.mark.slow
+def test_a_model_with_prompts_is_trained_and_measured_with_them(tmp_path, monkeypatch):
+    """e5 reads "query: ..." and "passage: ...": serving puts them there, so must training and the table."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Transformer
+
+    from finetune.embed.train import EmbedTrainConfig, train
+    from ingest.embedder import model_prompts
+
+    seen: list[str] = []  # every text the model's input module reads, its prompt in front
+    real = Transformer.preprocess
+
+    def recording(self, inputs, *args, prompt=None, **kwargs):
+        seen.extend((prompt or "") + t for t in inputs if isinstance(t, str))
+        return real(self, inputs, *args, prompt=prompt, **kwargs)
+
+    monkeypatch.setattr(Transformer, "preprocess", recording)
+    base = make_tiny_st(tmp_path, {"query": "query: ", "document": "passage: "})
+    pairs = [Pair(f"who pays the {t} fee {i}", [f"the tenant pays the {t} fee in case {i}"], [f"the {t} court {i}"])
+             for i in range(3) for t in ("water", "power", "repair", "agency", "parking", "cleaning")]
+    train_pairs, eval_pairs = split_pairs(pairs, 0.3, seed=1)
+    train(EmbedTrainConfig(base_model=base, output_dir=str(tmp_path / "out"), batch_size=6, learning_rate=5e-4,
+                           progress=False), train_pairs, eval_pairs)
+    # the training queries and passages are read only by training (the held-out ones by the table too)
+    assert {"query: " + p.query for p in train_pairs + eval_pairs} <= set(seen)
+    assert {"passage: " + t for p in train_pairs + eval_pairs for t in p.pos + p.neg} <= set(seen)
+    assert model_prompts(SentenceTransformer(str(tmp_path / "out"))) == ("query: ", "passage: ")  # kept for serving
 
 
 def test_a_few_pairs_without_negative_do_not_cost_every_hard_negative():
