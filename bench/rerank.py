@@ -51,7 +51,9 @@ def main() -> None:
     ap.add_argument("--negatives", type=int, default=3)
     ap.add_argument("--top-n", type=int, default=20)
     ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--lr", type=float, default=3e-5)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--loss", default="lce", choices=["lce", "bce"])
+    ap.add_argument("--rank-window", default="0-30", help="ranks the training negatives are mined from")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--reuse", type=Path, default=None,
@@ -83,7 +85,8 @@ def main() -> None:
     pairs = [Pair(q["question"], [seg[id(q)].text], section=(q["doc_id"], tuple(seg[id(q)].heading_path)))
              for q in tr]
     if not args.reuse:
-        pairs = [p for p in mine_hard_negatives(kb, pairs, MiningConfig(rank_lo=10, rank_hi=100,
+        lo, hi = (int(x) for x in args.rank_window.split("-"))
+        pairs = [p for p in mine_hard_negatives(kb, pairs, MiningConfig(rank_lo=lo, rank_hi=hi,
                                                                         per_query=args.negatives)) if p.neg]
     # the job's own held-out table: each held-out question against what the KB serves for it today
     held_pairs = [Pair(q["question"], [u.text], section=(q["doc_id"], tuple(u.heading_path))) for q in held
@@ -98,7 +101,7 @@ def main() -> None:
     else:
         res = train(RerankConfig(base=settings.embed_model, output_dir=str(out), epochs=args.epochs,
                                  batch_size=args.batch_size, learning_rate=args.lr, max_length=args.max_length,
-                                 progress=False), pairs, heldout, served_order=True)
+                                 loss=args.loss, progress=False), pairs, heldout, served_order=True)
     print(format_table(res), flush=True)
 
     held = held[: args.eval_questions] if args.eval_questions else held
@@ -118,8 +121,9 @@ def main() -> None:
     total = time.perf_counter() - t0
     lines = ["# Cross-encoder reranking, CAIL2019 dev + DRCD dev (bench/rerank.py)", "",
              f"KB: {len(d1)} CAIL2019 + {len(d2)} DRCD paragraphs, defaults ({settings.embed_model}, hybrid). "
-             f"Reranker: `finetune.rerank` from {settings.embed_model} with a fresh head, {res.train_rows} rows "
-             f"({len(pairs)} training questions, up to {args.negatives} mined negatives each), "
+             f"Reranker: `finetune.rerank` from {settings.embed_model} with a fresh head, loss {args.loss}, "
+             f"{res.train_rows} training rows ({len(pairs)} training questions, up to {args.negatives} negatives "
+             f"mined from ranks {args.rank_window}), "
              f"{args.epochs:g} epoch(s), batch {args.batch_size}, lr {args.lr:g}, max length {args.max_length}; "
              f"training and the job's two measurements {res.seconds:.0f}s. Held-out: {len(held)} questions.", "",
              "## Pipeline, held-out questions (hybrid top "

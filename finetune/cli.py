@@ -95,17 +95,20 @@ def nsp(paths: tuple[str, ...], kb: str | None, files: tuple[str, ...], base: st
 @click.option("--output", "output_dir", required=True, type=click.Path(), help="Output CrossEncoder directory.")
 @click.option("--epochs", default=1.0, show_default=True, type=float)
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
-@click.option("--lr", "learning_rate", default=2e-5, show_default=True, type=float)
+@click.option("--lr", "learning_rate", default=5e-5, show_default=True, type=float)
 @click.option("--max-length", default=256, show_default=True, type=click.IntRange(16, 512))
 @click.option("--negatives", default=3, show_default=True, type=click.IntRange(1, 32),
               help="Hard negatives mined per training query (--kb).")
-@click.option("--rank-window", default="10-100", show_default=True, help="Ranks to mine training negatives from.")
+@click.option("--rank-window", default="0-30", show_default=True,
+              help="Ranks to mine training negatives from: those the reranker will reorder (guards as for embed).")
+@click.option("--loss", default="lce", show_default=True, type=click.Choice(["lce", "bce"]),
+              help="lce: softmax over each query's positive and its negatives; bce: each passage labelled 1/0.")
 @click.option("--eval-fraction", default=0.1, show_default=True, type=float, help="Held-out share for before/after.")
 @click.option("--max-pairs", default=None, type=int, help="Sample at most this many queries from the KB.")
 @click.option("--json", "as_json", is_flag=True)
 @keep_worse_option
 def rerank(kb, pairs_file, base, output_dir, epochs, batch_size, learning_rate, max_length, negatives, rank_window,
-           eval_fraction, max_pairs, as_json, keep_worse) -> None:
+           loss, eval_fraction, max_pairs, as_json, keep_worse) -> None:
     """Train a cross-encoder reranker (set `rerank_model: OUTPUT`); prints held-out recall@1/5 and MRR@10
     before and after. With --kb, held-out queries rerank what the KB's search returns for them and
     "before" is the order served today: a reranker that would make answers worse exits with status 3."""
@@ -145,7 +148,7 @@ def rerank(kb, pairs_file, base, output_dir, epochs, batch_size, learning_rate, 
     if not (base or kbase):
         raise click.UsageError("give --base (with --pairs alone there is no KB model to start from)")
     cfg = RerankConfig(base=base or kbase.settings.embed_model, output_dir=output_dir, epochs=epochs,
-                       batch_size=batch_size, learning_rate=learning_rate, max_length=max_length,
+                       batch_size=batch_size, learning_rate=learning_rate, max_length=max_length, loss=loss,
                        progress=sys.stderr.isatty())
     existed = snapshot(output_dir)
     try:

@@ -2,10 +2,12 @@
 
 The model is a sentence-transformers ``CrossEncoder`` initialised from ``--base`` (an encoder such as
 multilingual-e5-small gets a fresh one-logit head; an HF cross-encoder is fine-tuned as it is), trained
-with binary cross-entropy on (query, positive) = 1 and (query, hard negative) = 0. Queries, positives
-and negatives come from the KB exactly as for ``finetune embed`` (``finetune.embed.data`` and
-``mining``: the same pseudo-queries or LLM questions, the same false-negative guards), or from a
-pairs file.
+on each query's positive against its own hard negatives with softmax cross-entropy over the group
+(localized contrastive estimation, Gao et al. 2021; ``--loss bce``: binary cross-entropy on
+(query, positive) = 1 and (query, hard negative) = 0 rows). Queries, positives and negatives come
+from the KB exactly as for ``finetune embed`` (``finetune.embed.data`` and ``mining``: the same
+pseudo-queries or LLM questions, the same false-negative guards; by default from ranks 1-30, the
+candidates the reranker will reorder), or from a pairs file.
 
 Held-out queries (``HeldOut``) are measured the way they will be served. With ``--kb``: the passages the
 KB's own search returns for the query (its ``rerank_top_n``, in the order the user gets today), the
@@ -33,10 +35,14 @@ class RerankConfig:
     base: str
     output_dir: str
     epochs: float = 1.0
-    batch_size: int = 16
-    learning_rate: float = 2e-5
+    batch_size: int = 16  # passages per step (LCE: groups of 1 + n negatives, as many as fit)
+    learning_rate: float = 5e-5  # a fresh head: 3e-5 for an epoch left BCE near the label prior (first bench run)
     max_length: int = 256
     warmup_ratio: float = 0.1  # of the steps (transformers 5 takes a ratio as a float warmup_steps)
+    # "lce": each query's positive against its own hard negatives, softmax cross-entropy over the group
+    # (localized contrastive estimation, Gao et al. 2021: the ranking a reranker is for); "bce": every
+    # (query, passage) row labelled 1/0 on its own.
+    loss: str = "lce"
     seed: int = 0
     device: str = "auto"
     progress: bool = True
@@ -162,12 +168,29 @@ def baseline(model, base: str, held: list[HeldOut], *, served_order: bool, devic
 
 
 def training_rows(pairs: list[Pair]) -> dict[str, list]:
+    """BCE rows: (query, positive) = 1, (query, each negative) = 0."""
     rows: dict[str, list] = {"query": [], "passage": [], "label": []}
     for p in pairs:
         for text, label in [(p.pos[0], 1.0), *((n, 0.0) for n in p.neg)]:
             rows["query"].append(p.query)
             rows["passage"].append(text)
             rows["label"].append(label)
+    return rows
+
+
+def group_rows(pairs: list[Pair]) -> dict[str, list]:
+    """LCE groups: query, positive, negative_1..n, one row per pair. Every row needs the same n: the
+    number of negatives most pairs have; a pair with fewer is left out, one with more gives its first n."""
+    from collections import Counter
+
+    have = Counter(len(p.neg) for p in pairs if p.neg)
+    if not have:
+        return {}
+    n = max(have, key=lambda k: (have[k], -k))
+    kept = [p for p in pairs if len(p.neg) >= n]
+    rows: dict[str, list] = {"query": [p.query for p in kept], "positive": [p.pos[0] for p in kept]}
+    for i in range(n):
+        rows[f"negative_{i + 1}"] = [p.neg[i] for p in kept]
     return rows
 
 
@@ -185,16 +208,20 @@ def train(cfg: RerankConfig, train_pairs: list[Pair], held: list[HeldOut], *,
     model = load_cross_encoder(cfg.base, cfg.max_length, cfg.device)
     result = RerankResult(output_dir=cfg.output_dir, train_rows=0, eval_queries=len(held))
     result.baseline, result.before = baseline(model, cfg.base, held, served_order=served_order, device=cfg.device)
-    rows = training_rows(train_pairs)
-    result.train_rows = len(rows["label"])
+    if cfg.loss not in ("lce", "bce"):
+        raise ValueError(f"loss must be lce or bce, got {cfg.loss!r}")
+    rows = group_rows(train_pairs) if cfg.loss == "lce" else training_rows(train_pairs)
+    result.train_rows = len(rows["query"])
+    loss = _lce_loss(model) if cfg.loss == "lce" else BinaryCrossEntropyLoss(model)
+    per_step = max(1, cfg.batch_size // (len(rows) - 1)) if cfg.loss == "lce" else cfg.batch_size
     with tempfile.TemporaryDirectory() as tmp:
         args = CrossEncoderTrainingArguments(
-            output_dir=tmp, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+            output_dir=tmp, num_train_epochs=cfg.epochs, per_device_train_batch_size=per_step,
             learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_ratio, save_strategy="no", report_to=[],
             seed=cfg.seed, disable_tqdm=not cfg.progress, logging_steps=50,
             use_cpu=str(model.device) == "cpu")
         CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_dict(rows),
-                            loss=BinaryCrossEntropyLoss(model)).train()
+                            loss=loss).train()
     result.after = rank_metrics(model, held)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -203,6 +230,18 @@ def train(cfg: RerankConfig, train_pairs: list[Pair], held: list[HeldOut], *,
     (out / "finetune_metrics.json").write_text(json.dumps({"recipe": asdict(cfg), **result.to_dict()},
                                                           ensure_ascii=False, indent=2), encoding="utf-8")
     return result
+
+
+def _lce_loss(model):
+    """Softmax cross-entropy of each query's raw scores over (positive, its negatives): the framework's
+    ranking loss without its random in-batch negatives (the candidates a reranker sees are hard ones)."""
+    from sentence_transformers.cross_encoder.losses import MultipleNegativesRankingLoss
+
+    class LocalizedContrastiveLoss(MultipleNegativesRankingLoss):
+        def get_in_batch_negatives(self, anchors, candidates):
+            return iter(())
+
+    return LocalizedContrastiveLoss(model, num_negatives=None, scale=1.0, activation_fn=None)
 
 
 def format_table(result: RerankResult) -> str:

@@ -35,14 +35,15 @@ def tiny_base(tmp_path: Path) -> Path:
     return make_tiny_bert(tmp_path / "tiny-encoder", [*DOCS.values(), QUERY], nsp_head=False)
 
 
-def test_training_changes_the_scores_and_the_saved_model_reloads(tmp_path):
+@pytest.mark.parametrize(("loss", "rows"), [("lce", 2), ("bce", 6)])  # 2 query groups; 6 labelled passages
+def test_training_changes_the_scores_and_the_saved_model_reloads(tmp_path, loss, rows):
     texts = [t.split("\n\n", 1)[1].strip() for t in DOCS.values()]
     pairs = [Pair(QUERY, [texts[1]], [texts[0], texts[2], texts[3]]), Pair("访客怎么登记", [texts[2]], [texts[4]])]
     cfg = RerankConfig(base=str(tiny_base(tmp_path)), output_dir=str(tmp_path / "ce"), epochs=8, batch_size=4,
-                       learning_rate=5e-3, max_length=64, device="cpu", progress=False)
+                       learning_rate=5e-3, max_length=64, device="cpu", progress=False, loss=loss)
     before = load_cross_encoder(cfg.base, 64, "cpu").predict([(QUERY, t) for t in texts], show_progress_bar=False)
     result = train(cfg, pairs, held_out_from_pairs(pairs))
-    assert result.train_rows == 6 and set(result.before) == set(result.after) >= {"recall@1", "mrr@10"}
+    assert result.train_rows == rows and set(result.before) == set(result.after) >= {"recall@1", "mrr@10"}
     assert "bi-encoder" in result.baseline  # a fresh head is no baseline: the encoder's own similarity is
     again = load_cross_encoder(cfg.output_dir, 64, "cpu")
     after = again.predict([(QUERY, t) for t in texts], show_progress_bar=False)
