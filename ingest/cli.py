@@ -52,6 +52,8 @@ def _echo_ingest_summary(report) -> None:
                    f"{c.get('units', 0)} units")
     else:
         click.echo(f"{r.kb}: nothing to commit; {c.get('docs', 0)} documents, {c.get('units', 0)} units as before")
+    for note in r.notices:
+        click.echo(f"note: {note}", err=True)
     if r.flagged:
         click.echo(f"{len(r.flagged)} flagged by screening (ingested; `screen: reject` refuses them):", err=True)
         for f in r.flagged:

@@ -44,6 +44,8 @@ class IngestReport:
     failures: list[Failure] = field(default_factory=list)
     # problems inside files that were ingested all the same (an OCR page that yielded no text...)
     warnings: list[Failure] = field(default_factory=list)
+    # about the KB rather than a file (documents chunked by older rules: what `docqa reindex` brings)
+    notices: list[str] = field(default_factory=list)
     # documents screening flagged (screen: flag): {"source", "doc_id", "flags": [{"kind", "match"}]}
     flagged: list[dict] = field(default_factory=list)
     seconds: float = 0.0
@@ -76,6 +78,10 @@ def ingest_paths(paths: list[str | Path], kb: str, settings: Settings, *, progre
         for path in _progress(files, progress):
             batch.add_file(path)
         batch.flush()
+        behind = writer.chunking_rules_behind()
+        if behind:
+            report.notices.append(f"some documents of {kb!r} were chunked by an older docqa; `docqa reindex --kb "
+                                  f"{kb}` re-chunks them: {behind}")
         if writer.changed:
             report.counts = writer.commit()
             report.committed = True
@@ -323,6 +329,7 @@ def reindex(kb: str, settings: Settings, build: dict, *, progress: bool = True) 
                 pending = []
         report.units += writer.put_documents(pending)
         report.updated = len(docs)
+        writer.rechunked()
         report.counts = writer.commit()
     report.seconds = time.perf_counter() - t0
     return report

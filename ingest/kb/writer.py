@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..chunking import RULES as CHUNKING_RULES
+from ..chunking import RULES_CHANGES
 from ..document import Document
 from ..settings import LexicalBackend, Settings
 from ..units import Level, Unit
@@ -109,7 +111,8 @@ class KBWriter:
         except KBNotFound:  # a new KB (or one that never committed): nothing to lose
             now = time.time()
             self.manifest = {"format_version": FORMAT_VERSION, "name": self.name, "generation": 0,
-                             "build": settings.build_settings(), "created_at": now, "updated_at": now}
+                             "build": settings.build_settings(), "created_at": now, "updated_at": now,
+                             "chunking_rules": CHUNKING_RULES}
         except KBError as e:
             self._refuse_to_replace(e)
         if rebuild:
@@ -142,6 +145,18 @@ class KBWriter:
         self.store.begin()
         self._next_id = self.store.max_unit_id() + 1
         self.changed = bool(rebuild)
+
+    def chunking_rules_behind(self) -> str | None:
+        """What re-chunking would bring, when some documents were chunked by older rules (a KB written
+        before the manifest recorded them counts as rules 1); None when the KB is current."""
+        have = int(self.manifest.get("chunking_rules", 1))
+        gains = [RULES_CHANGES[v] for v in range(have + 1, CHUNKING_RULES + 1) if v in RULES_CHANGES]
+        return "; ".join(gains) if gains else None
+
+    def rechunked(self) -> None:
+        """Every document was chunked again by the current rules (reindex)."""
+        self.manifest["chunking_rules"] = CHUNKING_RULES
+        self.changed = True
 
     def _refuse_to_replace(self, err: KBError) -> None:
         """A KB whose manifest is unreadable or gone, but whose data is on disk, is not an empty KB:

@@ -4,17 +4,20 @@ the exact lookup of a named article through a real KB."""
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from ingest.chunking import RULES as CHUNKING_RULES
 from ingest.chunking.fixed import chunk_blocks
 from ingest.document import BlockKind
 from ingest.kb import KnowledgeBase
+from ingest.kb.knowledge_base import kb_path
 from ingest.loaders import load_file
-from ingest.pipeline import ingest_paths
+from ingest.pipeline import ingest_paths, reindex
 from ingest.search import search
 from ingest.settings import load_settings
 from ingest.structure import annotate, cn_to_int, int_to_cn, parse_reference, pinpoint
@@ -150,7 +153,8 @@ def test_sentence_units_carry_their_paragraph_label_and_search_finds_a_named_art
 
 def test_a_store_written_before_labels_still_opens(statutes: Path, tmp_path: Path, embed_model):
     """A generation written before the label column existed reads labels as "" (no exact lookup) and a
-    writer adds the column when it next commits."""
+    writer adds the column when it next commits; ingesting into it says that `docqa reindex` re-chunks
+    the old documents, and after the reindex their articles are found by number."""
     settings = load_settings(home=tmp_path / "home", device="cpu")
     assert not ingest_paths([statutes / LABOR], "old", settings, progress=False).failures
     kb = KnowledgeBase.open("old", settings)
@@ -161,6 +165,10 @@ def test_a_store_written_before_labels_still_opens(statutes: Path, tmp_path: Pat
     con.execute("ALTER TABLE units DROP COLUMN label")
     con.commit()
     con.close()
+    manifest = kb_path(settings, "old") / "manifest.json"
+    assert json.loads(manifest.read_text(encoding="utf-8"))["chunking_rules"] == CHUNKING_RULES
+    old = {k: v for k, v in json.loads(manifest.read_text(encoding="utf-8")).items() if k != "chunking_rules"}
+    manifest.write_text(json.dumps(old), encoding="utf-8")  # as a release before the rules were recorded wrote it
     kb = KnowledgeBase.open("old", settings)
     try:
         hits = search(kb, "劳动合同法第十九条规定了什么", 3)
@@ -169,12 +177,23 @@ def test_a_store_written_before_labels_still_opens(statutes: Path, tmp_path: Pat
         kb.close()
     extra = tmp_path / "extra.md"
     extra.write_text("# 补充规定\n\n第一条 本规定自发布之日起施行。\n", encoding="utf-8")
-    assert not ingest_paths([extra], "old", settings, progress=False).failures
+    report = ingest_paths([extra], "old", settings, progress=False)
+    assert not report.failures and len(report.notices) == 1 and "docqa reindex --kb old" in report.notices[0]
     kb = KnowledgeBase.open("old", settings)
     try:
         assert search(kb, "补充规定第一条", 1)[0].label == "《补充规定》第一条"
+        assert not any(h.exact for h in search(kb, "劳动合同法第十九条规定了什么", 3))  # old chunks: no labels
     finally:
         kb.close()
+    reindex("old", settings, {}, progress=False)
+    assert json.loads(manifest.read_text(encoding="utf-8"))["chunking_rules"] == CHUNKING_RULES
+    kb = KnowledgeBase.open("old", settings)
+    try:
+        hits = search(kb, "劳动合同法第十九条规定了什么", 3)
+        assert hits[0].exact and hits[0].label.endswith("第十九条"), [h.label for h in hits]
+    finally:
+        kb.close()
+    assert ingest_paths([extra], "old", settings, progress=False).notices == []
 
 
 def test_numbered_clauses_of_a_real_standard_are_units_with_labels(shared_data: Path):
