@@ -28,7 +28,7 @@ from segmentation import (  # noqa: E402
     to_document,
 )
 
-CHUNKERS = {"fixed": {}, "embedding": {"similarity_threshold": 0.35}, "nsp": {"nsp_threshold": 0.5}}
+CHUNKERS = {"fixed": {}, "embedding": {"similarity_threshold": 0.84}, "nsp": {"nsp_threshold": 0.2}}  # segmentation.md
 EMBEDS = ("keyinfo", "text", "both")
 
 
@@ -86,7 +86,7 @@ def main() -> None:
         emb = shared_embedder(base.embed_model, "cpu", base.embed_batch_size)
         emb.encode_docs(["warm up"])
         for chunker, extra in CHUNKERS.items():
-            s = base.model_copy(update={"chunker": Chunker(chunker), **extra})
+            s = base.model_copy(update={"chunker": Chunker(chunker), "embed": EmbedInput.TEXT, **extra})
             emb.clear_cache()  # keyphrase MMR embeds the segments; the index then reuses those vectors
             items, t_chunk, t_key = build_units(docs, s)
             seg_texts = [u.text for _, us in items for u in us if u.level.value == "segment"]
@@ -100,8 +100,11 @@ def main() -> None:
                   f"embedding the segments {t_emb:.1f}s -> (chunk+keyinfo)/embed {ratio:.2f}")
             for embed in EMBEDS:
                 name = f"{chunker}-{embed}"
-                with KBWriter(name, s.model_copy(update={"embed": EmbedInput(embed)})) as w:
-                    w.put_documents(copy.deepcopy(items))
+                s_embed = s.model_copy(update={"embed": EmbedInput(embed)})
+                # units carry the vectors their build made: keyinfo/both units must be built for that setting
+                units = items if embed == "text" else build_units(docs, s_embed)[0]
+                with KBWriter(name, s_embed) as w:
+                    w.put_documents(copy.deepcopy(units))
                     w.commit()
                 r5, mrr = evaluate(KnowledgeBase.open(name, base), queries)
                 rows.append([chunker, embed, r5, mrr])

@@ -5,14 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from pathlib import Path
 
 import click
 
 
-def load_settings():
+def load_settings(**overrides):
     from .settings import load_settings as _load
 
-    return _load()
+    return _load(**overrides)
 
 kb_option = click.option("--kb", "kb", required=True, metavar="NAME", help="Knowledge base name.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
@@ -82,8 +83,13 @@ def _echo_ingest_summary(report) -> None:
 @click.option("--ocr", type=click.Choice(["auto", "always", "never"]), default=None,
               help="OCR of PDF pages: where the text layer is unusable (auto, the default), every page, or never. "
                    "Setting: ocr.")
+@click.option("--chunker", type=click.Choice(["fixed", "embedding", "nsp"]), default=None,
+              help="Chunker of a NEW knowledge base (a build setting: an existing KB changes it with `docqa reindex`). "
+                   "nsp needs --nsp-model.")
+@click.option("--nsp-model", default=None, metavar="DIR",
+              help="Boundary model for --chunker nsp: a directory written by `docqa finetune nsp` (or an HF id).")
 def ingest(paths: tuple[str, ...], kb: str, as_json: bool, no_progress: bool, groups: str | None,
-           meta_pairs: tuple[str, ...], ocr: str | None) -> None:
+           meta_pairs: tuple[str, ...], ocr: str | None, chunker: str | None, nsp_model: str | None) -> None:
     """Ingest files and folders (recursively) into a knowledge base, creating it if needed.
 
     Supported: .pdf (scans by OCR) .docx .doc (with LibreOffice) .html/.htm .md/.markdown .txt .jsonl and images
@@ -105,7 +111,7 @@ def ingest(paths: tuple[str, ...], kb: str, as_json: bool, no_progress: bool, gr
         meta = clean_meta(meta, "--groups/--meta")
     except MetaError as e:
         raise click.BadParameter(str(e)) from None
-    settings = load_settings(**({"ocr": ocr} if ocr else {}))
+    settings = load_settings(**({"ocr": ocr} if ocr else {}), **_chunker_overrides(kb, chunker, nsp_model))
     with _rolled_back_on_interrupt(kb):
         report = ingest_paths(list(paths), kb, settings, progress=not no_progress and sys.stderr.isatty(), meta=meta)
     if as_json:
@@ -114,6 +120,32 @@ def ingest(paths: tuple[str, ...], kb: str, as_json: bool, no_progress: bool, gr
         _echo_ingest_summary(report)
     if report.failures:
         sys.exit(1)
+
+
+def _chunker_overrides(kb: str, chunker: str | None, nsp_model: str | None) -> dict:
+    """Build settings asked for on the command line, checked before anything is read: the KB's own
+    build settings win once it exists, so a different chunker there is a mistake to say, not to ignore."""
+    want = {k: v for k, v in (("chunker", chunker), ("nsp_model", nsp_model)) if v}
+    if not want:
+        return {}
+    if want.get("chunker", "nsp") == "nsp" and not (nsp_model or load_settings().nsp_model):
+        raise click.UsageError("--chunker nsp needs --nsp-model DIR (train one with `docqa finetune nsp`)")
+    if nsp_model and ("/" in nsp_model or nsp_model.startswith(".")) and not Path(nsp_model).expanduser().exists():
+        raise click.BadParameter(f"{nsp_model} does not exist", param_hint="--nsp-model")
+    from .kb.knowledge_base import kb_path
+    from .kb.manifest import KBError, read_manifest
+
+    try:
+        build = read_manifest(kb_path(load_settings(), kb)).get("build", {})
+    except KBError:  # no such KB yet (or one that cannot be read: ingest itself says why)
+        return want
+    differ = {k: v for k, v in want.items() if build.get(k) != v}
+    if differ:
+        have = ", ".join(f"{k} {build.get(k)!r}" for k in differ)
+        args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in want.items())
+        raise click.UsageError(f"knowledge base {kb!r} is built with {have}; build settings are fixed for the life "
+                               f"of a KB: `docqa reindex --kb {kb} {args}` rebuilds it")
+    return want
 
 
 @click.command()

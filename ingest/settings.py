@@ -206,13 +206,17 @@ class Settings(BaseSettings):
     # NSP chunker: HF id (bert-base-chinese) or a directory written by `docqa finetune nsp`.
     nsp_model: str | None = None
     # Merge neighbours while P(is next) > nsp_threshold. P = softmax(logits / nsp_temperature):
-    # a temperature > 1 flattens an over-confident model so the threshold has room to act. 0.5 is the
-    # decision point the model is trained for (balanced pairs); retune per model with bench/segmentation.py.
-    nsp_threshold: float = Field(default=0.5, ge=0, le=1)
+    # a temperature > 1 flattens an over-confident model so the threshold has room to act. For a model
+    # `docqa finetune nsp` trains from e5, adjacent sentences of one passage score a median .79 and a
+    # passage join .10: 0.2 gave the best Pk/WindowDiff at 256 and 512 tokens (bench/reports/
+    # segmentation.md; 0.5 over-cuts). Retune per model with bench/segmentation.py.
+    nsp_threshold: float = Field(default=0.2, ge=0, le=1)
     nsp_temperature: float = Field(default=1.0, gt=0)
-    # Embedding chunker: merge neighbours while cosine(paragraph embeddings) > this. 0.35 gave the best
-    # Pk at both 256 and 512 tokens in bench/reports/segmentation.md (0.2 hardly cuts, 0.5 over-cuts).
-    similarity_threshold: float = Field(default=0.35, ge=-1, le=1)
+    # Embedding chunker: merge neighbours while cosine(paragraph embeddings) > this. The scale is the
+    # model's: multilingual-e5-small puts sentences of one passage at a median .89 (5th percentile .84)
+    # and a passage join at .81, so 0.84 gave the best Pk at 256 and 512 tokens (bench/reports/
+    # segmentation.md; 0.8 hardly cuts, 0.87 over-cuts). all-MiniLM-L6-v2 wants 0.35.
+    similarity_threshold: float = Field(default=0.84, ge=-1, le=1)
     # Levels indexed: articles route a query to a document, segments are the answer passages,
     # sentences give precise matches that are expanded to their segment at retrieval time.
     unit_levels: list[UnitLevel] = Field(default_factory=lambda: list(UnitLevel))

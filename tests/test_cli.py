@@ -105,6 +105,29 @@ def test_ingest_reports_each_failure_and_commits_the_rest(cli_kb) -> None:
     assert "documents 3 added" in r.stdout
 
 
+def test_ingest_build_options_make_a_new_kb_and_refuse_to_change_an_old_one(tmp_path, monkeypatch, capsys,
+                                                                            embed_model) -> None:
+    """--ocr and --chunker reach the settings; a KB's chunker is changed by reindex, never silently ignored."""
+    monkeypatch.setenv("DOCQA_HOME", str(tmp_path / "home"))
+    doc = tmp_path / "rules.md"
+    doc.write_text("# 请假制度\n\n员工请事假须提前两天申请。\n\n病假须附医院证明。\n", encoding="utf-8")
+    code, _, err = run_main(monkeypatch, capsys, "ingest", str(doc), "--kb", "k", "--chunker", "nsp", "--no-progress")
+    assert code == 2 and "--chunker nsp needs --nsp-model" in err and "Traceback" not in err
+    code, _, err = run_main(monkeypatch, capsys, "ingest", str(doc), "--kb", "k", "--chunker", "nsp", "--nsp-model",
+                            str(tmp_path / "no-such-model"), "--no-progress")
+    assert code == 2 and "no-such-model does not exist" in err
+    code, out, err = run_main(monkeypatch, capsys, "ingest", str(doc), "--kb", "k", "--chunker", "embedding",
+                              "--ocr", "never", "--no-progress")
+    assert code == 0 and "committed generation 1" in out, err
+    manifest = json.loads((tmp_path / "home" / "k" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["build"]["chunker"] == "embedding"
+    code, _, err = run_main(monkeypatch, capsys, "ingest", str(doc), "--kb", "k", "--chunker", "fixed", "--no-progress")
+    assert code == 2 and "built with chunker 'embedding'" in err and "docqa reindex --kb k --chunker fixed" in err
+    code, out, _ = run_main(monkeypatch, capsys, "ingest", str(doc), "--kb", "k", "--chunker", "embedding",
+                            "--no-progress")
+    assert code == 0 and "nothing to commit" in out  # the same chunker again is fine
+
+
 def test_search_json_fields(cli_kb, monkeypatch, capsys) -> None:
     home, docs, _ = cli_kb
     monkeypatch.setenv("DOCQA_HOME", str(home))
