@@ -133,17 +133,10 @@ def metrics_of(ranks: list[int | None]) -> dict[str, float]:
 
 
 def rank_metrics(model, held: list[HeldOut]) -> dict[str, float]:
-    """The cross-encoder's ranking of each held-out query's candidates."""
-    return metrics_of([rank_of(h.relevant, cross_scores(model, h.query, h.texts)) for h in held])
+    """The cross-encoder's ranking of each held-out query's candidates (scored as serving scores them)."""
+    from ingest.rerank import relevance
 
-
-def cross_scores(model, query: str, texts: list[str]):
-    import torch
-
-    if not texts:
-        return []
-    return model.predict([(query, t) for t in texts], activation_fn=torch.nn.Sigmoid(), show_progress_bar=False,
-                         convert_to_numpy=True)
+    return metrics_of([rank_of(h.relevant, relevance(model, h.query, h.texts)) for h in held])
 
 
 def is_cross_encoder(model) -> bool:
@@ -203,13 +196,13 @@ def train(cfg: RerankConfig, train_pairs: list[Pair], held: list[HeldOut], *,
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
     t0 = time.perf_counter()
+    if cfg.loss not in ("lce", "bce"):
+        raise ValueError(f"loss must be lce or bce, got {cfg.loss!r}")
     if not any(p.neg for p in train_pairs):
         raise ValueError("no negatives to train on: mine them from a KB (--kb) or give pairs with \"neg\"")
     model = load_cross_encoder(cfg.base, cfg.max_length, cfg.device)
     result = RerankResult(output_dir=cfg.output_dir, train_rows=0, eval_queries=len(held))
     result.baseline, result.before = baseline(model, cfg.base, held, served_order=served_order, device=cfg.device)
-    if cfg.loss not in ("lce", "bce"):
-        raise ValueError(f"loss must be lce or bce, got {cfg.loss!r}")
     rows = group_rows(train_pairs) if cfg.loss == "lce" else training_rows(train_pairs)
     result.train_rows = len(rows["query"])
     loss = _lce_loss(model) if cfg.loss == "lce" else BinaryCrossEntropyLoss(model)

@@ -51,15 +51,21 @@ class Reranker:
 
     def score(self, query: str, texts: list[str]) -> np.ndarray:
         """Relevance of each text to ``query``, in [0, 1]."""
-        if not texts:
-            return np.zeros(0, dtype=np.float32)
-        import torch
+        with _lock:  # one forward batch at a time: no oversubscribed CPU
+            return relevance(self.model, query, texts, self.batch_size)
 
-        with _lock, torch.inference_mode():  # one forward batch at a time: no oversubscribed CPU
-            out = self.model.predict([(query, t) for t in texts], batch_size=self.batch_size,
-                                     activation_fn=torch.nn.Sigmoid(), show_progress_bar=False,
-                                     convert_to_numpy=True)
-        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+def relevance(model, query: str, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    """A CrossEncoder's relevance of each text to ``query``, in [0, 1] (sigmoid of its one logit): the
+    scores serving reranks by, and what `docqa finetune rerank` measures its held-out table with."""
+    if not texts:
+        return np.zeros(0, dtype=np.float32)
+    import torch
+
+    with torch.inference_mode():
+        out = model.predict([(query, t) for t in texts], batch_size=batch_size, activation_fn=torch.nn.Sigmoid(),
+                            show_progress_bar=False, convert_to_numpy=True)
+    return np.asarray(out, dtype=np.float32).reshape(-1)
 
 
 @functools.lru_cache(maxsize=4)
