@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lengths", default="128,256,384,507")
     ap.add_argument("--out", type=Path, default=REPORTS / "chunk_length.md")
     args = ap.parse_args(argv)
-    from ingest.kb import KBWriter, KnowledgeBase
-    from ingest.kb.knowledge_base import embedder_for
-    from ingest.sentences import split_sentences
-    from ingest.settings import Settings
+    from docqa.kb import KBWriter, KnowledgeBase
+    from docqa.kb.knowledge_base import embedder_for
+    from docqa.settings import Settings
+    from docqa.text.sentences import split_sentences
 
     articles = load_articles()
     eval_keys, _ = split_articles(articles, 150)

@@ -54,7 +54,7 @@ def relevant(hit_text: str, answer: str, gold_sentences: list[str]) -> bool:
 
 
 def evaluate(kb, queries) -> tuple[float, float]:
-    from ingest.search import search
+    from docqa.search import search
 
     ranks = []
     for q, answer, gold in queries:
@@ -68,10 +68,10 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=12)
     ap.add_argument("--questions-per-passage", type=int, default=2)
     args = ap.parse_args()
-    from ingest.kb import KBWriter, KnowledgeBase
-    from ingest.kb.knowledge_base import shared_embedder
-    from ingest.sentences import split_sentences
-    from ingest.settings import Chunker, EmbedInput, Settings
+    from docqa.kb import KBWriter, KnowledgeBase
+    from docqa.kb.knowledge_base import shared_embedder
+    from docqa.settings import Chunker, EmbedInput, Settings
+    from docqa.text.sentences import split_sentences
 
     articles = load_articles()
     eval_keys, train_keys = split_articles(articles, 150)

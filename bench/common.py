@@ -137,7 +137,7 @@ def write_jsonl(passages: list[Passage], path: Path) -> Path:
 
 def build_kb(passages: list[Passage], name: str, settings, *, progress: bool = True):
     """Ingest ``passages`` into KB ``name`` with the real pipeline; returns (KnowledgeBase, IngestReport)."""
-    from ingest.kb import KnowledgeBase
+    from docqa.kb import KnowledgeBase
     from ingest.pipeline import ingest_paths
 
     with tempfile.TemporaryDirectory(prefix="docqa-corpus-") as d:
@@ -150,7 +150,7 @@ def build_kb(passages: list[Passage], name: str, settings, *, progress: bool = T
 
 def bench_settings(**overrides):
     """Settings for a bench KB: the product defaults, CPU, home from ``DOCQA_HOME``."""
-    from ingest.settings import Settings
+    from docqa.settings import Settings
 
     return Settings(**{"device": "cpu", **overrides})
 

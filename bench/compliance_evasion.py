@@ -109,7 +109,7 @@ def evasions(terms: list[tuple[str, list[str]]], rng: random.Random) -> list[tup
 
 def clean_sentences(n: int, rng: random.Random) -> list[tuple[str, str]]:
     """(source, sentence) from the shared data, shuffled, ``n`` of them."""
-    from ingest.sentences import split_sentences
+    from docqa.text.sentences import split_sentences
 
     texts: dict[str, list[str]] = defaultdict(list)
     for ds, label in ((Dataset.CMRC, "CMRC 2018"), (Dataset.DRCD, "DRCD (traditional)"), (Dataset.SQUAD2, "SQuAD 2")):
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--clean", type=int, default=500)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "reports" / "compliance_evasion.md")
     args = ap.parse_args(argv)
-    from ingest.screening import DEFAULT_COMPLIANCE_DIR, Blocklist
+    from docqa.screening import DEFAULT_COMPLIANCE_DIR, Blocklist
 
     rng = random.Random(args.seed)
     blocklist = Blocklist.load(DEFAULT_COMPLIANCE_DIR)
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     body = "\n\n".join([
         f"`python bench/compliance_evasion.py --seed {args.seed}`: {len(cases)} evasions of the "
         f"{len(_terms(DEFAULT_COMPLIANCE_DIR))} terms of prompts/compliance/blocklist.txt, each in an answer "
-        "sentence, checked by the blocklist on the shared normaliser (ingest/screening/normalize.py).",
+        "sentence, checked by the blocklist on the shared normaliser (docqa/screening/normalize.py).",
         md_table(["rule", "evasions", "caught", "share"], rows),
         f"Caught: **{caught / len(cases):.1%}** (aim >= 99%). The exact matcher used before caught "
         f"{exact_caught / len(cases):.1%} of the same sentences.",

@@ -83,7 +83,7 @@ def _cail_set(n_cases: int, folder: Path, settings) -> Path:
 
 
 def _statute_set(folder: Path, settings) -> Path:
-    from ingest.kb import KnowledgeBase
+    from docqa.kb import KnowledgeBase
     from ingest.pipeline import ingest_paths
     from service.evaluation.dataset import write_eval_set
     from service.evaluation.make import make_eval_set
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPORTS / "eval_gate.md")
     args = ap.parse_args(argv)
     names = [s for s in args.sets.split(",") if s]
-    from ingest.kb import KnowledgeBase
+    from docqa.kb import KnowledgeBase
     from service.evaluation.dataset import load_eval_set
     from service.evaluation.report import metric_table
     from service.evaluation.runner import evaluate

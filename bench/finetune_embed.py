@@ -10,7 +10,7 @@ held-out questions:
   * hit@k (any unit holding the answer in the top k: the article, its segment or sentence, as the
     pipeline maps each to the same passage), recall@k, MRR@10, NDCG@10 of the embedder alone over
     every unit of the KB (IR evaluator);
-  * whole-pipeline hybrid recall@5 (ingest.search, dense + BM25 + RRF) before and after
+  * whole-pipeline hybrid recall@5 (docqa.search, dense + BM25 + RRF) before and after
     `reindex --embed-model` with the tuned model (a hit counts when a returned passage holds the answer).
 Run: python bench/finetune_embed.py [--docs 300] [--train 1000] [--heldout 400]
 Writes bench/reports/finetune_embed.md.
@@ -66,10 +66,10 @@ def split_questions(kb, qas: list[dict], n_heldout: int, n_train: int) -> tuple[
 
 
 def pipeline_metrics(kb, qas: list[dict], mode: str) -> dict[str, float]:
-    """recall@1/5/10 and MRR@10 of ``ingest.search``: a hit is a returned passage of the question's
+    """recall@1/5/10 and MRR@10 of ``docqa.search``: a hit is a returned passage of the question's
     document that holds the answer."""
     from bench.common import mrr_at, recall_at
-    from ingest.search import search
+    from docqa.search import search
 
     ranks = []
     for q in qas:
@@ -94,13 +94,13 @@ def main() -> None:
     if not DATA.is_dir():
         sys.exit(f"data not found at {DATA}")
 
+    from docqa.kb import KnowledgeBase
+    from docqa.settings import Settings
     from finetune.embed.data import Pair, pairs_from_kb
     from finetune.embed.mining import MiningConfig, mine_hard_negatives
     from finetune.embed.train import EmbedTrainConfig, format_table, train
     from finetune.records import write_jsonl
-    from ingest.kb import KnowledgeBase
     from ingest.pipeline import ingest_paths, reindex
-    from ingest.settings import Settings
 
     t0 = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="ft-embed-"))
@@ -149,7 +149,7 @@ def main() -> None:
         f"{args.max_seq_length} while training; {res.seconds:.0f}s incl. evaluation. Whole bench {total:.0f}s "
         "on this CPU.", "",
         "## Embedder alone, held-out questions over all KB units", "", format_table(res), "",
-        "## Whole pipeline (`ingest.search`: passages after the two-level mapping), held-out questions", "",
+        "## Whole pipeline (`docqa.search`: passages after the two-level mapping), held-out questions", "",
         "| retriever, metric | base KB | reindexed with tuned model | delta |", "| --- | --- | --- | --- |",
         *(f"| {m} {k} | {before[m][k]:.4f} | {after[m][k]:.4f} | {after[m][k] - before[m][k]:+.4f} |"
           for m in after for k in before[m]),

@@ -121,12 +121,12 @@ def main() -> None:
         sys.exit(f"data not found at {DATA}")
     from peft import PeftModel
 
+    from docqa.kb import KnowledgeBase
+    from docqa.settings import Settings
     from finetune.llm.rag_sft import QA, build_rag_sft
     from finetune.llm.train import LLMTrainConfig, load_base_model, load_tokenizer, train
     from finetune.records import write_jsonl
-    from ingest.kb import KnowledgeBase
     from ingest.pipeline import ingest_paths
-    from ingest.settings import Settings
 
     t0 = time.perf_counter()
     base = ensure_smollm2()

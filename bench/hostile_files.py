@@ -229,9 +229,9 @@ def measure_each(files: dict[str, Path], settings) -> list[dict]:
 
 def batch(folder: Path, settings) -> dict:
     """All files as one ingest batch into a fresh KB."""
-    from ingest.kb import KnowledgeBase
+    from docqa.kb import KnowledgeBase
+    from docqa.search import search
     from ingest.pipeline import ingest_paths
-    from ingest.search import search
 
     t0 = time.perf_counter()
     report = ingest_paths([folder], "hostile", settings, progress=False)
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "reports")
     ap.add_argument("--small", action="store_true", help="smaller bombs (still over every default limit)")
     args = ap.parse_args(argv)
-    from ingest.settings import load_settings
+    from docqa.settings import load_settings
 
     with tempfile.TemporaryDirectory(prefix="docqa-hostile-") as tmp:
         folder = Path(tmp) / "files"

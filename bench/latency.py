@@ -13,7 +13,7 @@ Three measurements, all on this machine and in one run:
    (``_ReusedVectors``); everything else (store, FAISS, tantivy, commit) is the real ``KBWriter``.
    Repeats make keyword posting lists and dense near-ties denser than in real text, so the
    figures are, if anything, pessimistic.
-3. **Search latency**: ``ingest.search.search(kb, q, k=5)`` per mode over ``--queries`` real
+3. **Search latency**: ``docqa.search.search(kb, q, k=5)`` per mode over ``--queries`` real
    questions, after ``--warmup`` queries; wall time per call including query encoding, excluding
    any LLM. Reported as p50/p95/p99 in milliseconds, plus query encoding alone as a baseline.
 
@@ -66,7 +66,7 @@ def corpus(limit_questions: int | None) -> tuple[list[Passage], list[Question]]:
 
 def measure_ingest(passages: list[Passage], settings) -> dict:
     """Ingest ``passages`` through the real pipeline into a fresh KB; chars/s and units/s."""
-    from ingest.kb.knowledge_base import embedder_for
+    from docqa.kb.knowledge_base import embedder_for
     from ingest.pipeline import ingest_paths
 
     embedder_for(settings).warm_up()  # not timed
@@ -85,9 +85,9 @@ def measure_cost(passages: list[Passage], configs: list[tuple[str, str]], rounds
     ``ingest_paths`` with the product settings (all unit levels, keyphrases, FAISS, tantivy, SQLite,
     commit) into a fresh KB. Both are process CPU time (all threads), so a busy machine inflates
     neither; rounds alternate default and floor so drift hits both alike."""
+    from docqa.document import Document
+    from docqa.kb.knowledge_base import embedder_for
     from ingest.chunking import chunk_document
-    from ingest.document import Document
-    from ingest.kb.knowledge_base import embedder_for
     from ingest.loaders.text import text_to_blocks
     from ingest.pipeline import ingest_paths
 
@@ -123,8 +123,8 @@ def measure_cost(passages: list[Passage], configs: list[tuple[str, str]], rounds
 
 def base_chunks(passages: list[Passage], n: int, settings) -> list[str]:
     """Up to ``n`` distinct segment texts cut from the passages by the KB's own chunker."""
+    from docqa.document import Document
     from ingest.chunking import chunk_document
-    from ingest.document import Document
     from ingest.loaders.text import text_to_blocks
 
     out: dict[str, None] = {}
@@ -159,9 +159,9 @@ def build_big_kb(name: str, bases: list[str], n_units: int, settings) -> dict:
     """Fill KB ``name`` with ``n_units`` segment units (variations of ``bases``) via KBWriter."""
     from tqdm import tqdm
 
-    from ingest.document import Block, Document
-    from ingest.kb import KBWriter
-    from ingest.units import Level, Unit
+    from docqa.document import Block, Document
+    from docqa.kb import KBWriter
+    from docqa.units import Level, Unit
 
     t0 = time.perf_counter()
     with KBWriter(name, settings) as w:
@@ -192,8 +192,8 @@ def time_calls(fn, queries: list[str], warmup: int) -> list[float]:
 
 def measure_search(name: str, settings, queries: list[str], warmup: int) -> list[list]:
     """p50/p95/p99 of search() per mode and of query encoding alone -> table rows."""
-    from ingest.kb import KnowledgeBase
-    from ingest.search import Mode, search
+    from docqa.kb import KnowledgeBase
+    from docqa.search import Mode, search
 
     kb = KnowledgeBase.open(name, settings)
     kb.warm_up()

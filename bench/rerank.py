@@ -62,14 +62,14 @@ def main() -> None:
     args = ap.parse_args()
 
     from bench.finetune_embed import load_squad_like, split_questions
+    from docqa.kb import KnowledgeBase
+    from docqa.search import rerank, search
+    from docqa.settings import Settings
     from finetune.embed.data import Pair
     from finetune.embed.mining import MiningConfig, mine_hard_negatives
     from finetune.records import write_jsonl
     from finetune.rerank import RerankConfig, RerankResult, format_table, held_out_from_kb, train
-    from ingest.kb import KnowledgeBase
     from ingest.pipeline import ingest_paths
-    from ingest.search import rerank, search
-    from ingest.settings import Settings
 
     t0 = time.perf_counter()
     work = args.reuse or Path(tempfile.mkdtemp(prefix="rerank-"))
@@ -111,7 +111,7 @@ def main() -> None:
                                                  "device": "cpu"})
     rerank(kb, "warm up", candidates[0][:1])  # loads the model once, outside the timing
     cpu, wall, reranked = [], [], []
-    for q, hits in zip(held, candidates, strict=True):  # the product's own step (ingest.search.rerank)
+    for q, hits in zip(held, candidates, strict=True):  # the product's own step (docqa.search.rerank)
         c0, w0 = time.process_time(), time.perf_counter()
         reranked.append(rerank(kb, q["question"], list(hits)))
         cpu.append(time.process_time() - c0)

@@ -2,11 +2,11 @@
 
 Each passage of CMRC 2018 (trial) and DRCD (dev) becomes one document of a fresh KB, built with
 the real ingestion pipeline and the KB's default settings; each question is a query. A hit is a
-passage returned by ``ingest.search.search`` (which matches articles, segments and sentences and
+passage returned by ``docqa.search.search`` (which matches articles, segments and sentences and
 hands back distinct segments) from the question's gold passage. Passages are deduplicated by text.
 
 Every row is ``search(kb, question, k=20, mode=...)`` itself: ``keyword``, ``dense`` and ``hybrid``
-with the defaults of ``ingest/settings.py``, and ``rrf ...`` rows with other fusion settings laid
+with the defaults of ``docqa/settings.py``, and ``rrf ...`` rows with other fusion settings laid
 over the KB's settings. Query vectors are computed once per question in one batch and memoised
 (``_QueryCache``), so the variants cost no re-encoding; everything else runs as in production.
 
@@ -86,7 +86,7 @@ def run_mode(kb, questions: list[Question], mode: str, label: str, dataset: str,
     """Search every question with ``mode`` (and fusion settings laid over the KB's) -> a Row."""
     from tqdm import tqdm
 
-    from ingest.search import Mode, search
+    from docqa.search import Mode, search
 
     base = kb.settings
     kb.settings = base.model_copy(update=fusion) if fusion else base
@@ -140,7 +140,7 @@ def render(results: dict[str, tuple[list[Row], dict]], args) -> str:
     parts = [f"Measured on {machine_line()}.", "",
              "Command: `python bench/retrieval.py " + " ".join(sys.argv[1:]) + "`", "",
              "A hit is a passage returned by `search(kb, q, k=20)` from the question's gold passage. `hybrid "
-             "(default ...)` uses the defaults of `ingest/settings.py` at the time of the run; `rrf ...` rows lay "
+             "(default ...)` uses the defaults of `docqa/settings.py` at the time of the run; `rrf ...` rows lay "
              "other fusion settings over them (same KB, same candidates).", ""]
     rows = [r.cells() for rs, _ in results.values() for r in rs]
     parts += [md_table(HEADER, rows), "", "Subsets and timings:", ""]

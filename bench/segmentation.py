@@ -78,7 +78,7 @@ def split_articles(articles: dict[str, list[Passage]], n_eval: int, seed: int = 
 def build_long_docs(articles: dict[str, list[Passage]], eval_keys: list[str], n_docs: int,
                     seed: int = 7) -> list[LongDoc]:
     """``n_docs`` documents of 3-8 passages, each passage from a different article."""
-    from ingest.sentences import split_sentences
+    from docqa.text.sentences import split_sentences
 
     rng = random.Random(seed)
     pool = [articles[k][0] for k in eval_keys]  # first passage of each evaluation article
@@ -128,7 +128,7 @@ def ensure_nsp_model(articles, train_keys: list[str], steps: int, base: str = DE
 
 
 def to_document(d: LongDoc):
-    from ingest.document import Block, Document, sha256_hex
+    from docqa.document import Block, Document, sha256_hex
 
     return Document(doc_id=d.doc_id, source=f"bench:{d.doc_id}", title="",
                     content_hash=sha256_hex("\n".join(d.sentences)), blocks=[Block(text=s) for s in d.sentences])
@@ -231,9 +231,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300, help="NSP training steps if no cached model")
     ap.add_argument("--base", default=DEFAULT_BASE, help="encoder for the embedding scorer and the NSP model")
     args = ap.parse_args()
+    from docqa.models.embedder import Embedder
+    from docqa.models.nsp import NSPScorer
     from ingest.chunking.embedding import EmbeddingScorer
-    from ingest.chunking.nsp import NSPScorer
-    from ingest.embedder import Embedder
 
     articles = load_articles()
     eval_keys, train_keys = split_articles(articles, args.eval_articles)

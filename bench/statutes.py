@@ -37,10 +37,11 @@ _ARTICLE = re.compile(r"^第([零〇一二三四五六七八九十百千两\d]{1
 
 def build_questions(n_per_law: int, seed: int = 0) -> list[dict]:
     sys.path.insert(0, str(REPO))
+    from docqa.labels import cn_to_int
+    from docqa.text.sentences import split_sentences
     from ingest.keyinfo import candidates
     from ingest.loaders import load_file
-    from ingest.sentences import split_sentences
-    from ingest.structure import annotate, cn_to_int
+    from ingest.structure import annotate
     from service.evaluation.make import _FACT, fact_span, rule_question
 
     rng = random.Random(seed)
@@ -77,9 +78,9 @@ def run_one(code: Path, questions: list[dict], home: Path) -> list[dict]:
     """Ingest the laws with the code in ``code`` and answer every question (runs in a child process)."""
     sys.path.insert(0, str(code))
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from ingest.kb import KnowledgeBase
+    from docqa.kb import KnowledgeBase
+    from docqa.settings import load_settings
     from ingest.pipeline import ingest_paths
-    from ingest.settings import load_settings
     from service.answering import answer_question
     from service.answering.pipeline import prepare
 
@@ -108,7 +109,7 @@ def run_one(code: Path, questions: list[dict], home: Path) -> list[dict]:
 
 
 def _to_int(s: str) -> int | None:
-    from ingest.structure import cn_to_int
+    from docqa.labels import cn_to_int
 
     return cn_to_int(s)
 

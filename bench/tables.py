@@ -37,9 +37,9 @@ def sources() -> list[Path]:
 
 def build_questions(max_per_table: int, seed: int = 0) -> list[dict]:
     sys.path.insert(0, str(REPO))
-    from ingest.document import BlockKind
+    from docqa.document import BlockKind
+    from docqa.text.tables import cells
     from ingest.loaders import load_file
-    from ingest.loaders.tables import cells
 
     rng = random.Random(seed)
     out = []
@@ -69,10 +69,10 @@ def build_questions(max_per_table: int, seed: int = 0) -> list[dict]:
 def run_one(code: Path, questions: list[dict], home: Path) -> list[dict]:
     sys.path.insert(0, str(code))
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from ingest.kb import KnowledgeBase
+    from docqa.kb import KnowledgeBase
+    from docqa.search import search
+    from docqa.settings import load_settings
     from ingest.pipeline import ingest_paths
-    from ingest.search import search
-    from ingest.settings import load_settings
     from service.answering import answer_question
 
     settings = load_settings(home=home, device="cpu")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .verdict import finish, keep_worse_option
+from finetune.verdict import finish, keep_worse_option
 
 
 @click.group()
@@ -14,8 +14,8 @@ def finetune() -> None:
 
 def _add_training_jobs() -> None:
     """`embed`, `llm`, `build-rag-sft`, `merge` (their modules import only click at this point)."""
-    from .embed.cli import embed
-    from .llm.cli import build_rag_sft, llm, merge
+    from finetune.embed.cli import embed
+    from finetune.llm.cli import build_rag_sft, llm, merge
 
     for cmd in (embed, llm, build_rag_sft, merge):
         finetune.add_command(cmd)
@@ -55,8 +55,8 @@ def nsp(paths: tuple[str, ...], kb: str | None, files: tuple[str, ...], base: st
     import sys
     from pathlib import Path
 
-    from .nsp import NSPConfig, load_documents, train
-    from .verdict import settle, snapshot
+    from finetune.nsp import NSPConfig, load_documents, train
+    from finetune.verdict import settle, snapshot
 
     all_files = [*files, *paths]
     if not kb and not all_files:
@@ -116,10 +116,10 @@ def rerank(kb, pairs_file, base, output_dir, epochs, batch_size, learning_rate, 
     import json
     import sys
 
-    from .embed.data import load_pairs, pairs_from_kb, split_pairs
-    from .embed.mining import MiningConfig, mine_hard_negatives
-    from .rerank import RerankConfig, format_table, held_out_from_kb, held_out_from_pairs, train
-    from .verdict import settle, snapshot
+    from finetune.embed.data import load_pairs, pairs_from_kb, split_pairs
+    from finetune.embed.mining import MiningConfig, mine_hard_negatives
+    from finetune.rerank import RerankConfig, format_table, held_out_from_kb, held_out_from_pairs, train
+    from finetune.verdict import settle, snapshot
 
     if not pairs_file and not kb:
         raise click.UsageError("give --kb NAME, --pairs FILE, or both")
@@ -129,8 +129,8 @@ def rerank(kb, pairs_file, base, output_dir, epochs, batch_size, learning_rate, 
     pairs = load_pairs(pairs_file) if pairs_file else []
     kbase = None
     if kb:
-        from ingest.kb import KnowledgeBase
-        from ingest.settings import load_settings
+        from docqa.kb import KnowledgeBase
+        from docqa.settings import load_settings
 
         kbase = KnowledgeBase.open(kb, load_settings())
         if not pairs_file:

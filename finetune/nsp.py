@@ -29,12 +29,11 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from docqa.document import Document
+from docqa.text.sentences import split_sentences
+from finetune.vocab import extend_vocab
 from ingest.chunking.fixed import _is_cjk_join
 from ingest.chunking.semantic import sections_of
-from ingest.document import Document
-from ingest.sentences import split_sentences
-
-from .vocab import extend_vocab
 
 
 @dataclass
@@ -140,7 +139,7 @@ def split_docs(docs: list[Document], cfg: NSPConfig, rng: random.Random) -> tupl
 
 def evaluate(net, tok, examples: list[Example], cfg: NSPConfig, device: str) -> tuple[float, dict[str, float]]:
     """Held-out accuracy (P(is next) > 0.5 <=> label 0), overall and per example kind."""
-    from ingest.chunking.nsp import nsp_probs, pair_ids
+    from docqa.models.nsp import nsp_probs, pair_ids
 
     if not examples:
         return float("nan"), {}
@@ -187,7 +186,7 @@ def _setup(cfg: NSPConfig):
     from transformers import AutoTokenizer, BertForNextSentencePrediction
     from transformers.utils import logging as hf_logging
 
-    from ingest.embedder import pick_device, resolve_model_path
+    from docqa.models.embedder import pick_device, resolve_model_path
 
     hf_logging.set_verbosity_error()  # "newly initialized cls.seq_relationship" is the point here
     torch.manual_seed(cfg.seed)
@@ -226,7 +225,7 @@ def _fit(net, tok, examples: list[Example], cfg: NSPConfig, device: str) -> None
     import torch
     from transformers import Trainer, TrainingArguments
 
-    from ingest.chunking.nsp import pad_batch, pair_ids
+    from docqa.models.nsp import pad_batch, pair_ids
 
     pairs = pair_ids(tok, [e.a for e in examples], [e.b for e in examples], cfg.max_length)
     rows = [{"pair": p, "label": e.label} for p, e in zip(pairs, examples, strict=True)]
@@ -260,8 +259,8 @@ def load_documents(kb: str | None, files: list[str]) -> tuple[list[Document], li
     docs: list[Document] = []
     failures: list[str] = []
     if kb:
-        from ingest.kb import KnowledgeBase
-        from ingest.settings import load_settings
+        from docqa.kb import KnowledgeBase
+        from docqa.settings import load_settings
 
         base = KnowledgeBase.open(kb, load_settings())
         try:

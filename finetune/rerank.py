@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .embed.data import Pair
+from finetune.embed.data import Pair
 
 
 @dataclass
@@ -76,7 +76,7 @@ def load_cross_encoder(base: str, max_length: int, device: str = "auto"):
     from sentence_transformers import CrossEncoder
     from transformers.utils import logging as hf_logging
 
-    from ingest.embedder import pick_device, resolve_model_path
+    from docqa.models.embedder import pick_device, resolve_model_path
 
     hf_logging.set_verbosity_error()  # "newly initialized classifier" is the point for an encoder base
     try:
@@ -89,10 +89,9 @@ def load_cross_encoder(base: str, max_length: int, device: str = "auto"):
 def held_out_from_kb(kb, pairs: list[Pair], top_n: int | None = None) -> list[HeldOut]:
     """Each pair's query against what the KB serves for it: its search's top ``top_n`` (the KB's
     ``rerank_top_n``), in that order; relevant = in the positive's section or holding the positive."""
-    from ingest.search import search
-
-    from .embed.data import _progress
-    from .embed.mining import overlaps, same_section
+    from docqa.search import search
+    from finetune.embed.data import _progress
+    from finetune.embed.mining import overlaps, same_section
 
     n = top_n or kb.settings.rerank_top_n
     out = []
@@ -134,7 +133,7 @@ def metrics_of(ranks: list[int | None]) -> dict[str, float]:
 
 def rank_metrics(model, held: list[HeldOut]) -> dict[str, float]:
     """The cross-encoder's ranking of each held-out query's candidates (scored as serving scores them)."""
-    from ingest.rerank import relevance
+    from docqa.models.rerank import relevance
 
     return metrics_of([rank_of(h.relevant, relevance(model, h.query, h.texts)) for h in held])
 
@@ -150,7 +149,7 @@ def baseline(model, base: str, held: list[HeldOut], *, served_order: bool, devic
         return "the KB's search order (what is served today)", metrics_of([rank_of(h.relevant) for h in held])
     if is_cross_encoder(model):
         return f"the base cross-encoder {base}", rank_metrics(model, held)
-    from ingest.embedder import Embedder
+    from docqa.models.embedder import Embedder
 
     emb = Embedder(base, device=device)
     ranks = []

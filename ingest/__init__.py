@@ -1,7 +1,3 @@
-"""docqa ingestion: documents -> knowledge base (units, FAISS vectors, keyword index).
-
-Owns the KB format, the embedder wrapper and the search backends; ``service`` and ``finetune``
-use the functions re-exported here. Heavy libraries are imported only when used.
+"""docqa ingestion: files -> documents -> units -> a KB commit (loaders, structure, chunking, key info,
+the pipeline and the KB commands). The KB format, models and search it writes for live in ``docqa``.
 """
-
-__version__ = "0.1.0"

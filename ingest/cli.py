@@ -11,7 +11,7 @@ import click
 
 
 def load_settings(**overrides):
-    from .settings import load_settings as _load
+    from docqa.settings import load_settings as _load
 
     return _load(**overrides)
 
@@ -96,8 +96,8 @@ def ingest(paths: tuple[str, ...], kb: str, as_json: bool, no_progress: bool, gr
     (.png .jpg .jpeg .tif .tiff .bmp .webp, by OCR). Unchanged files are skipped; changed files (or changed
     metadata) replace their old units. Exit code 1 when some files failed (the rest is committed).
     """
-    from .doc_meta import MetaError, clean_meta
-    from .pipeline import ingest_paths
+    from docqa.doc_meta import MetaError, clean_meta
+    from ingest.pipeline import ingest_paths
 
     meta: dict = {}
     for pair in meta_pairs:
@@ -132,8 +132,8 @@ def _chunker_overrides(kb: str, chunker: str | None, nsp_model: str | None) -> d
         raise click.UsageError("--chunker nsp needs --nsp-model DIR (train one with `docqa finetune nsp`)")
     if nsp_model and ("/" in nsp_model or nsp_model.startswith(".")) and not Path(nsp_model).expanduser().exists():
         raise click.BadParameter(f"{nsp_model} does not exist", param_hint="--nsp-model")
-    from .kb.knowledge_base import kb_path
-    from .kb.manifest import KBError, read_manifest
+    from docqa.kb.knowledge_base import kb_path
+    from docqa.kb.manifest import KBError, read_manifest
 
     try:
         build = read_manifest(kb_path(load_settings(), kb)).get("build", {})
@@ -153,7 +153,7 @@ def _chunker_overrides(kb: str, chunker: str | None, nsp_model: str | None) -> d
 @kb_option
 def delete(targets: tuple[str, ...], kb: str) -> None:
     """Delete documents by DOC_ID, file PATH (a JSONL path deletes all its records) or FOLDER."""
-    from .pipeline import delete_documents
+    from ingest.pipeline import delete_documents
 
     with _rolled_back_on_interrupt(kb):
         deleted, missing = delete_documents(kb, list(targets), load_settings())
@@ -169,7 +169,7 @@ def delete(targets: tuple[str, ...], kb: str) -> None:
 @json_option
 def docs(kb: str, as_json: bool) -> None:
     """List the documents of a knowledge base."""
-    from .kb import KnowledgeBase
+    from docqa.kb import KnowledgeBase
 
     base = KnowledgeBase.open(kb, load_settings())
     rows = base.store.list_docs()
@@ -195,9 +195,9 @@ def docs(kb: str, as_json: bool) -> None:
 @json_option
 def search(query: str, kb: str, k: int, mode: str, where: str | None, groups: str | None, as_json: bool) -> None:
     """Hybrid search: dense + keyword retrieval fused with reciprocal rank fusion."""
-    from .filters import FilterError, doc_filter
-    from .kb import KnowledgeBase
-    from .search import search as run_search
+    from docqa.filters import FilterError, doc_filter
+    from docqa.kb import KnowledgeBase
+    from docqa.search import search as run_search
 
     if not query.strip():
         raise click.UsageError("the query is empty")
@@ -228,7 +228,7 @@ def search(query: str, kb: str, k: int, mode: str, where: str | None, groups: st
 def reindex(kb: str, embed_model: str | None, chunker: str | None, nsp_model: str | None, embed: str | None,
             chunk_max_tokens: int | None, no_progress: bool) -> None:
     """Rebuild all units from the stored source text, optionally with new models or chunker."""
-    from .pipeline import reindex as run_reindex
+    from ingest.pipeline import reindex as run_reindex
 
     build = {k: v for k, v in {"embed_model": embed_model, "chunker": chunker, "nsp_model": nsp_model,
                                "embed": embed, "chunk_max_tokens": chunk_max_tokens}.items() if v is not None}
@@ -241,7 +241,7 @@ def reindex(kb: str, embed_model: str | None, chunker: str | None, nsp_model: st
 @json_option
 def kbs(as_json: bool) -> None:
     """List the knowledge bases under DOCQA_HOME."""
-    from .kb import KnowledgeBase, list_kbs
+    from docqa.kb import KnowledgeBase, list_kbs
 
     settings = load_settings()
     infos = []
@@ -270,7 +270,7 @@ def repair(kb: str, apply_: bool, as_json: bool) -> None:
     entry per unit). A dry run by default; --apply rewrites the manifest. Exit status: 0 healthy or
     repaired, 1 a repair is needed (dry run), 2 no complete generation is left.
     """
-    from .kb.repair import apply_repair, plan_repair
+    from docqa.kb.repair import apply_repair, plan_repair
 
     settings = load_settings()
     plan = plan_repair(kb, settings)

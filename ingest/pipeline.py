@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .chunking import document_units
-from .doc_meta import EMPTY_HASH, MetaError, apply_meta, clean_meta, meta_hash, read_sidecar
-from .document import Document, doc_id_for_path
-from .kb import KBWriter, KnowledgeBase
-from .settings import Settings
-from .units import Unit
+from docqa.doc_meta import EMPTY_HASH, MetaError, apply_meta, clean_meta, meta_hash, read_sidecar
+from docqa.document import Document, doc_id_for_path
+from docqa.kb import KBWriter, KnowledgeBase
+from docqa.settings import Settings
+from docqa.units import Unit
+from ingest.chunking import document_units
 
 FLUSH_UNITS = 512  # embed and write in batches of about this many units
 
@@ -65,9 +65,9 @@ def ingest_paths(paths: list[str | Path], kb: str, settings: Settings, *, progre
     """Ingest files and folders (recursively) into KB ``kb``, creating it if needed.
 
     ``meta``: metadata for every document of the run (``--groups``, an upload's fields), under each
-    file's sidecar and each record's own keys (``ingest.doc_meta``).
+    file's sidecar and each record's own keys (``docqa.doc_meta``).
     Everything is one commit: an exception or Ctrl-C leaves the KB exactly as it was."""
-    from .loaders import iter_files
+    from ingest.loaders import iter_files
 
     t0 = time.perf_counter()
     report = IngestReport(kb=kb)
@@ -103,8 +103,8 @@ class _Batch:
         self.pending: list[tuple[Document, list[Unit]]] = []
         self.n_units = 0
         self.seen: dict[str, str] = {}  # doc_id -> source, for documents of this run
-        from .loaders.isolated import IsolatedLoader
-        from .loaders.limits import Limits
+        from ingest.loaders.isolated import IsolatedLoader
+        from ingest.loaders.limits import Limits
 
         self.limits = Limits.from_settings(writer.settings)
         self.screen = _Screen(writer.settings)
@@ -121,7 +121,7 @@ class _Batch:
 
     def add_file(self, path: Path) -> None:
         """Queue one file's documents; a file that cannot be named or resolved is reported, not fatal."""
-        from .loaders import display_name
+        from ingest.loaders import display_name
 
         problem = _unusable_path(path)
         if problem:
@@ -150,7 +150,7 @@ class _Batch:
         self.pending, self.n_units = [], 0
 
     def _load(self, path: Path) -> list[Document] | None:
-        from .loaders import LoadError, load_file
+        from ingest.loaders import LoadError, load_file
 
         try:
             if self.isolated is not None:
@@ -210,20 +210,20 @@ class _Batch:
 
 
 class _Screen:
-    """Ingestion screening (``screen: off | flag | reject``, ingest/screening/screen.py): blocklisted
+    """Ingestion screening (``screen: off | flag | reject``, docqa/screening/screen.py): blocklisted
     claims, text aimed at a model, secrets. A flagged document keeps its flags in ``meta["screen"]``
     (``docqa docs`` shows them) and is listed in the report; under ``reject`` it is a failure instead.
     At answer time the same rules mark the retrieved passages again (prompt, guard), so KBs ingested
     before screening existed, or with it off, are covered too."""
 
     def __init__(self, settings: Settings):
-        from .settings import ScreenMode
+        from docqa.settings import ScreenMode
 
         self.mode = settings.screen
         self.reject = self.mode is ScreenMode.REJECT
         self.blocklist = None
         if self.mode is not ScreenMode.OFF:
-            from .screening import Blocklist, check_available, compliance_dir
+            from docqa.screening import Blocklist, check_available, compliance_dir
 
             check_available()
             self.blocklist = Blocklist.load(compliance_dir(settings))
@@ -231,7 +231,7 @@ class _Screen:
     def passes(self, doc: Document, report: IngestReport) -> bool:
         if self.blocklist is None:
             return True
-        from .screening import screen_text
+        from docqa.screening import screen_text
 
         text = "\n".join([doc.title or "", *(b.text for b in doc.blocks)])
         flags = screen_text(text, self.blocklist)

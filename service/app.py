@@ -15,17 +15,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ingest.settings import Settings, load_settings
-
-from .auth.keys import KeyStore, keys_path
-from .errors import error_body, install_error_handlers
-from .jobs import JobRunner
-from .limits import AnswerSlots
-from .llm.factory import warm_up_llms
-from .metrics import MetricsMiddleware
-from .registry import KBRegistry
-from .request_id import RequestIdMiddleware
-from .routes import chat, documents, jobs, keys, meta, openai, search, web
+from docqa.settings import Settings, load_settings
+from service.auth.keys import KeyStore, keys_path
+from service.errors import error_body, install_error_handlers
+from service.jobs import JobRunner
+from service.limits import AnswerSlots
+from service.llm.factory import warm_up_llms
+from service.metrics import MetricsMiddleware
+from service.registry import KBRegistry
+from service.request_id import RequestIdMiddleware
+from service.routes import chat, documents, jobs, keys, meta, openai, search, web
 
 
 def create_app(kb: str | None = None, settings: Settings | None = None) -> FastAPI:

@@ -8,11 +8,10 @@ import sys
 
 import click
 
+from docqa.models.cli import models as models_group
 from ingest.cli import COMMANDS as KB_COMMANDS
-from ingest.models.cli import models as models_group
-
-from .auth.cli import keys as keys_group
-from .evaluation.cli import eval_group
+from service.auth.cli import keys as keys_group
+from service.evaluation.cli import eval_group
 
 # sentence-transformers and transformers must never try the network when a model is a local dir.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -56,10 +55,9 @@ def ask(question: str, kb: str, as_json: bool) -> None:
     """Answer a question from a knowledge base, with [n] citations."""
     import json
 
-    from ingest.kb import KnowledgeBase
-    from ingest.settings import load_settings
-
-    from .answering import answer_question
+    from docqa.kb import KnowledgeBase
+    from docqa.settings import load_settings
+    from service.answering import answer_question
 
     if not question.strip():
         raise click.UsageError("the question is empty")
@@ -84,11 +82,10 @@ def serve(kb: str | None, host: str, port: int, log_level: str, log_format: str 
     """Start the HTTP API (native /v1/chat, OpenAI-compatible /v1/chat/completions)."""
     import uvicorn
 
-    from ingest.settings import load_settings
-
-    from .app import create_app
-    from .auth.access import KeyStore, is_loopback, keys_path
-    from .logs import configure_logging
+    from docqa.settings import load_settings
+    from service.app import create_app
+    from service.auth.access import KeyStore, is_loopback, keys_path
+    from service.logs import configure_logging
 
     settings = load_settings()
     store = KeyStore(keys_path(settings))
@@ -107,7 +104,7 @@ def serve(kb: str | None, host: str, port: int, log_level: str, log_format: str 
 
 def main() -> None:
     """Entry point: user errors print one clear line, never a traceback."""
-    from ingest.kb.manifest import KBError
+    from docqa.kb.manifest import KBError
 
     try:
         cli.main(standalone_mode=False)
@@ -126,7 +123,7 @@ def main() -> None:
     except Exception as e:
         if os.environ.get("DOCQA_DEBUG"):
             raise
-        from ingest.embedder import ModelNotAvailable
+        from docqa.models.embedder import ModelNotAvailable
 
         if isinstance(e, ModelNotAvailable):  # a setting the user can fix, not our bug
             click.echo(f"error: {e}", err=True)

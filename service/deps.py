@@ -6,12 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ingest.settings import Settings
-
-from .errors import ApiError
-from .limits import AnswerSlots
-from .registry import KBRegistry
-from .request_id import get_request_id
+from docqa.settings import Settings
+from service.errors import ApiError
+from service.limits import AnswerSlots
+from service.registry import KBRegistry
+from service.request_id import get_request_id
 
 
 def get_registry(request: Request) -> KBRegistry:

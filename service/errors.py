@@ -11,10 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ingest.embedder import ModelNotAvailable
-from ingest.kb.manifest import KBBusy, KBDamaged, KBError
-
-from .registry import BrokenKB, KBNotNamed, UnknownKB
+from docqa.kb.manifest import KBBusy, KBDamaged, KBError
+from docqa.models.embedder import ModelNotAvailable
+from service.registry import BrokenKB, KBNotNamed, UnknownKB
 
 log = logging.getLogger("docqa.errors")
 

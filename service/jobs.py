@@ -87,7 +87,7 @@ class JobRunner:
                 thread = threading.Thread(target=self._work, args=(q,), name=f"docqa-jobs-{lane}", daemon=True)
                 self._lanes[lane] = (q, thread)
                 thread.start()
-        from .metrics import JOBS_QUEUED
+        from service.metrics import JOBS_QUEUED
 
         JOBS_QUEUED.inc()
         self._save(job)
@@ -117,7 +117,7 @@ class JobRunner:
                 log.exception("job %s (%s on %s) failed", job.id, job.kind, job.kb)
                 job.status, job.error = "failed", _why(e)
             finally:
-                from .metrics import JOBS, JOBS_QUEUED
+                from service.metrics import JOBS, JOBS_QUEUED
 
                 job.finished, job.note = time.time(), None
                 JOBS_QUEUED.dec()
@@ -158,6 +158,6 @@ class JobRunner:
 
 
 def _why(e: Exception) -> str:
-    from ingest.kb import KBError
+    from docqa.kb import KBError
 
     return str(e) if isinstance(e, (KBError, ValueError)) else f"{type(e).__name__}: {e}"

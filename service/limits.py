@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .errors import ApiError
+from service.errors import ApiError
 
 
 class AnswerSlots:
@@ -37,7 +37,7 @@ class AnswerSlots:
 
     def acquire(self) -> float:
         """Take a slot (waiting in turn) or raise 429; returns the start time to pass to ``release``."""
-        from .metrics import ANSWER_QUEUE, REFUSED_BUSY
+        from service.metrics import ANSWER_QUEUE, REFUSED_BUSY
 
         with self._cond:
             if self._busy < self.concurrent and not self._queue:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from ingest.kb import KBError, KnowledgeBase, kb_path, list_kbs
-from ingest.kb.manifest import KBDamaged, KBNotFound, read_manifest
-from ingest.settings import Settings
-
-from .compliance import warm_up_compliance
+from docqa.kb import KBError, KnowledgeBase, kb_path, list_kbs
+from docqa.kb.manifest import KBDamaged, KBNotFound, read_manifest
+from docqa.settings import Settings
+from service.compliance import warm_up_compliance
 
 log = logging.getLogger("docqa.registry")
 
@@ -108,7 +107,7 @@ class KBRegistry:
         shows how far it got)."""
         import time
 
-        from .answering.extractive import warm_evidence
+        from service.answering.extractive import warm_evidence
 
         t0 = time.perf_counter()
 
@@ -131,7 +130,7 @@ class KBRegistry:
             t.join(timeout)
 
     def _recover_uploads(self, kb: KnowledgeBase) -> None:
-        from .uploads import recover_uploads
+        from service.uploads import recover_uploads
 
         try:
             fixed = recover_uploads(self.settings, kb.name, kb.store.doc_hash)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .compliance import clean_request_id
-from .logs import REQUEST_ID
+from service.compliance import clean_request_id
+from service.logs import REQUEST_ID
 
 HEADER = b"x-request-id"
 

@@ -21,12 +21,12 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.document import doc_id_for_path
-from ingest.kb import kb_path
-from ingest.kb.manifest import KBBusy
+from docqa.document import doc_id_for_path
+from docqa.kb import kb_path
+from docqa.kb.manifest import KBBusy
+from docqa.settings import Settings
 from ingest.loaders import SUPPORTED_SUFFIXES
 from ingest.loaders.sniff import mismatch
-from ingest.settings import Settings
 
 UPLOADS = "uploads"
 _INCOMING = ".incoming"
@@ -107,8 +107,7 @@ def stage(settings: Settings, kb: str, files: list[tuple[str, bytes]]) -> Staged
 def ingest_staged(settings: Settings, staged: Staged, meta: dict, job) -> dict:
     """The upload job: move the staged files into place, ingest them in one commit, report per file."""
     from ingest.pipeline import ingest_paths
-
-    from .metrics import INGESTED, INGESTED_UNITS
+    from service.metrics import INGESTED, INGESTED_UNITS
 
     placed = _place(settings, staged)
     job.progress(0, len(placed))

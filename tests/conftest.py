@@ -55,7 +55,7 @@ def examples_docs() -> Path:
 @pytest.fixture(scope="session")
 def embed_model() -> str:
     """The offline default embedding model's name (resolves to the copy in site-packages)."""
-    from ingest.embedder import resolve_model_path
+    from docqa.models.embedder import resolve_model_path
 
     if not Path(resolve_model_path(DEFAULT_EMBED_MODEL)).is_dir():
         pytest.skip("the offline embedding model is not installed: pip install 'docqa[models]'")

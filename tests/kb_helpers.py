@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ingest.kb import KnowledgeBase
-from ingest.search import search
+from docqa.kb import KnowledgeBase
+from docqa.search import search
 
 
 def keyword_finds(settings, kb_name: str, token: str) -> bool:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from cli_helpers import run_main
 
-import ingest.kb.manifest as manifest_mod
-from ingest.kb import KBWriter
-from ingest.settings import load_settings
+import docqa.kb.manifest as manifest_mod
+from docqa.kb import KBWriter
+from docqa.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ["torch", "transformers", "sentence_transformers", "faiss", "tantivy", "jieba", "numpy", "peft"]

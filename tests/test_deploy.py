@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ingest.settings import Settings
+from docqa.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 

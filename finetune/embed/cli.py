@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from ..verdict import finish, keep_worse_option
+from finetune.verdict import finish, keep_worse_option
 
 
 @click.command("embed")
@@ -42,12 +42,11 @@ def embed(pairs_file, kb, base_model, output_dir, epochs, batch_size, learning_r
 
     Then re-embed a KB with it: docqa reindex --kb NAME --embed-model OUTPUT
     """
-    from ingest.settings import load_settings
-
-    from ..verdict import settle, snapshot
-    from .data import load_pairs, pairs_from_kb, split_pairs
-    from .mining import MiningConfig, mine_hard_negatives
-    from .train import EmbedTrainConfig, LossKind, format_table, train
+    from docqa.settings import load_settings
+    from finetune.embed.data import load_pairs, pairs_from_kb, split_pairs
+    from finetune.embed.mining import MiningConfig, mine_hard_negatives
+    from finetune.embed.train import EmbedTrainConfig, LossKind, format_table, train
+    from finetune.verdict import settle, snapshot
 
     if not pairs_file and not kb:
         raise click.UsageError("give --pairs FILE, --kb NAME, or both")
@@ -58,7 +57,7 @@ def embed(pairs_file, kb, base_model, output_dir, epochs, batch_size, learning_r
     pairs = load_pairs(pairs_file) if pairs_file else []
     corpus: list[str] | None = None
     if kb:
-        from ingest.kb import KnowledgeBase
+        from docqa.kb import KnowledgeBase
 
         base = KnowledgeBase.open(kb, load_settings())
         if not pairs_file:

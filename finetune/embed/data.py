@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..records import DataFormatError, iter_records, require_str
+from finetune.records import DataFormatError, iter_records, require_str
 
 QuestionGenerator = Callable[[str], str]
 """Given a passage, return one question it answers (e.g. a call to the configured LLM backend)."""
@@ -103,7 +103,7 @@ def pseudo_query(heading_path: list[str], keyinfo: str, text: str, *, max_terms:
 
 def pairs_from_kb(kb, *, llm: QuestionGenerator | None = None, limit: int | None = None,
                   seed: int = 0, min_chars: int = 20) -> list[Pair]:
-    """One pair per segment unit of ``kb`` (an ``ingest.kb.KnowledgeBase``).
+    """One pair per segment unit of ``kb`` (an ``docqa.kb.KnowledgeBase``).
 
     ``llm`` (optional) turns a passage into a question; a failing or empty answer falls back to
     the pseudo-query, so one bad generation never drops the unit. ``limit`` samples units.

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import Pair, _progress
+from finetune.embed.data import Pair, _progress
 
 
 @dataclass(frozen=True)
@@ -63,11 +63,11 @@ def mine_hard_negatives(kb, pairs: list[Pair], config: MiningConfig = MiningConf
                         embedder=None) -> list[Pair]:
     """New pairs with up to ``config.per_query`` mined negatives appended to each pair's ``neg``.
 
-    ``kb`` is an ``ingest.kb.KnowledgeBase``; ``embedder`` (an ``ingest.embedder.Embedder``) scores
+    ``kb`` is an ``docqa.kb.KnowledgeBase``; ``embedder`` (an ``docqa.models.embedder.Embedder``) scores
     the guards and defaults to the KB's own. Pairs for which every candidate is excluded keep only
     the negatives they had.
     """
-    from ingest.search import search
+    from docqa.search import search
 
     rng = random.Random(config.seed)
     cache = _VecCache(embedder or kb.embedder)

@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from ingest.models import E5_SMALL
-
-from .data import Pair
+from docqa.models import E5_SMALL
+from finetune.embed.data import Pair
 
 
 class LossKind(StrEnum):
@@ -37,7 +36,7 @@ class LossKind(StrEnum):
 class EmbedTrainConfig:
     """Knobs of ``docqa finetune embed``; defaults follow sentence-transformers' recipes for MNRL."""
 
-    base_model: str = E5_SMALL  # the product's default embedding model (ingest.settings)
+    base_model: str = E5_SMALL  # the product's default embedding model (docqa.settings)
     output_dir: str = "embed-model"
     # None: 2 below 10,000 pairs, else 1. Measured on CAIL2019+DRCD with 1,000 pairs and new token
     # rows: hit@5 .483 after 1 epoch, .518 after 2 (bench/reports/finetune_embed.md); with many
@@ -152,7 +151,7 @@ def load_base(cfg: EmbedTrainConfig):
     """The base sentence-transformers model, on the configured device."""
     from sentence_transformers import SentenceTransformer
 
-    from ingest.embedder import pick_device, resolve_model_path
+    from docqa.models.embedder import pick_device, resolve_model_path
 
     return SentenceTransformer(resolve_model_path(cfg.base_model), device=pick_device(cfg.device))
 
@@ -166,7 +165,7 @@ def setup(cfg: EmbedTrainConfig, model, train_pairs: list[Pair], corpus: list[st
 
     added = 0
     if cfg.extend_vocab:
-        from ..vocab import extend_vocab
+        from finetune.vocab import extend_vocab
 
         texts = [t for p in train_pairs for t in (p.query, *p.pos, *p.neg)] + list(corpus or [])
         added = extend_vocab(model.tokenizer, model[0].auto_model, texts, seed=cfg.seed)
@@ -186,7 +185,7 @@ def train(cfg: EmbedTrainConfig, train_pairs: list[Pair], eval_pairs: list[Pair]
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
-    from ingest.embedder import model_prompts
+    from docqa.models.embedder import model_prompts
 
     if not train_pairs:
         raise ValueError("no training pairs")

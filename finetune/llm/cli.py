@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from ..verdict import finish, keep_worse_option
+from finetune.verdict import finish, keep_worse_option
 
 
 @click.command("llm")
@@ -44,10 +44,10 @@ def llm(data, base_model, output_dir, data_format, mixes, adapter, rank, alpha, 
     """LoRA SFT of the LLM on DATA files (alpaca, multi-turn or chat JSON/JSONL); loss on answers only."""
     from pathlib import Path
 
-    from ..verdict import settle, snapshot
-    from .data import DataFormat, load_conversations, parse_mix
-    from .masking import AssistantTurns
-    from .train import AdapterKind, LLMTrainConfig, train
+    from finetune.llm.data import DataFormat, load_conversations, parse_mix
+    from finetune.llm.masking import AssistantTurns
+    from finetune.llm.train import AdapterKind, LLMTrainConfig, train
+    from finetune.verdict import settle, snapshot
 
     for path in [*data, *(parse_mix(spec)[0] for spec in mixes)]:
         load_conversations(path, DataFormat(data_format))  # bad records fail here, before any model loads
@@ -86,12 +86,11 @@ def llm(data, base_model, output_dir, data_format, mixes, adapter, rank, alpha, 
 @click.option("--seed", default=0, type=int)
 def build_rag_sft(qa_file, kb, output, k, refusal_share, keep_mix, seed) -> None:
     """Build RAG SFT data: serving prompts with retrieved passages (+ distractors) and refusals."""
-    from ingest.kb import KnowledgeBase
-    from ingest.settings import load_settings
-
-    from ..records import write_jsonl
-    from .rag_sft import build_rag_sft as build
-    from .rag_sft import load_qa
+    from docqa.kb import KnowledgeBase
+    from docqa.settings import load_settings
+    from finetune.llm.rag_sft import build_rag_sft as build
+    from finetune.llm.rag_sft import load_qa
+    from finetune.records import write_jsonl
 
     report = build(KnowledgeBase.open(kb, load_settings()), load_qa(qa_file), k=k,
                    refusal_share=None if keep_mix else refusal_share, seed=seed)
@@ -109,7 +108,7 @@ def merge(base_model, adapter_dir, output) -> None:
     """Merge an adapter into its base model and save it as safetensors."""
     from pathlib import Path
 
-    from .merge import merge_adapter
+    from finetune.llm.merge import merge_adapter
 
     gguf = None
     if base_model.endswith(".gguf"):

@@ -15,7 +15,7 @@ import random
 from enum import StrEnum
 from pathlib import Path
 
-from ..records import DataFormatError, iter_records, require_str
+from finetune.records import DataFormatError, iter_records, require_str
 
 Conversation = list[dict[str, str]]
 _ROLES = ("system", "user", "assistant")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .data import Conversation
+from finetune.llm.data import Conversation
 
 IGNORE_INDEX = -100
 

@@ -15,7 +15,7 @@ def merge_adapter(base_model: str, adapter_dir: str, output_dir: str, *, gguf_fi
     """Write ``base + adapter`` as a safetensors model (with its tokenizer) into ``output_dir``."""
     from peft import PeftModel
 
-    from .train import FinetuneError, load_base_model, load_tokenizer
+    from finetune.llm.train import FinetuneError, load_base_model, load_tokenizer
 
     if not (Path(adapter_dir) / "adapter_config.json").is_file():
         raise FinetuneError(f"{adapter_dir} is not an adapter directory (no adapter_config.json)")

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..records import DataFormatError, iter_records, require_str
+from finetune.records import DataFormatError, iter_records, require_str
 
 # Must equal service/answering/result.py (REFUSAL_ZH / REFUSAL_EN) and the wording the qa_*.j2
 # templates ask for; tests/finetune/test_llm_rag_sft.py checks it.
@@ -100,7 +100,7 @@ def _cite(answer: str, n: int, lang: str) -> str:
 def build_example(kb, qa: QA, template: QATemplate, rng: random.Random, *, k: int, refuse: bool,
                   report: BuildReport) -> dict | None:
     """One chat example for ``qa``: answer with a citation, or (``refuse``/unanswerable) the refusal."""
-    from ingest.search import search
+    from docqa.search import search
 
     lang = lang_of(qa.question)
     hits = search(kb, qa.question, k=k * 3)
@@ -122,7 +122,7 @@ def build_example(kb, qa: QA, template: QATemplate, rng: random.Random, *, k: in
         n = next(i for i, p in enumerate(top, 1) if p["gold"])
         target = _cite(qa.answer, n, lang)
         report.answerable += 1
-    from ingest.screening import unsafe_as_evidence
+    from docqa.screening import unsafe_as_evidence
 
     # flagged as serving flags it (service/answering/pipeline.py), so training sees the serving prompt
     numbered = [{"n": i, "title": p["title"], "text": p["text"], "flagged": unsafe_as_evidence(p["text"])}

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum, StrEnum
 from pathlib import Path
 
-from .data import DataFormat, load_conversations, mix, parse_mix
-from .masking import AssistantTurns, encode_all
+from finetune.llm.data import DataFormat, load_conversations, mix, parse_mix
+from finetune.llm.masking import AssistantTurns, encode_all
 
 
 class AdapterKind(StrEnum):
@@ -89,7 +89,7 @@ def default_epochs(n_rows: int) -> int:
 def load_tokenizer(name: str, gguf_file: str | None = None):
     from transformers import AutoTokenizer
 
-    from ingest.embedder import resolve_model_path
+    from docqa.models.embedder import resolve_model_path
 
     tok = AutoTokenizer.from_pretrained(resolve_model_path(name), gguf_file=gguf_file)
     if tok.pad_token is None:
@@ -102,7 +102,7 @@ def load_base_model(name: str, *, gguf_file: str | None = None, adapter: Adapter
     import torch
     from transformers import AutoModelForCausalLM
 
-    from ingest.embedder import resolve_model_path
+    from docqa.models.embedder import resolve_model_path
 
     cuda = torch.cuda.is_available()
     kwargs: dict = {"dtype": torch.bfloat16 if cuda else torch.float32}

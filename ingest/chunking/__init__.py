@@ -6,32 +6,23 @@ and sentence levels and every unit's key info: that is what ingestion indexes.
 
 from __future__ import annotations
 
-from ..document import Document
-from ..settings import Chunker, Settings
-from ..units import Unit
-
-# The version of the chunking rules, recorded in a KB's manifest when it is created or reindexed. A KB
-# whose documents were chunked by older rules keeps those chunks (re-ingesting an unchanged file does
-# not re-chunk it), so ingesting into it says what `docqa reindex` would bring.
-RULES = 2
-RULES_CHANGES = {
-    2: "statute articles and numbered clauses are units of their own with pinpoint labels (exact article "
-       "lookup), tables are sections of their own",
-}
+from docqa.document import Document
+from docqa.settings import Chunker, Settings
+from docqa.units import Unit
 
 
 def boundary_scorer(settings: Settings):
     """The KB's boundary scorer for the semantic chunkers (models load lazily, once per process)."""
     if settings.chunker == Chunker.NSP:
-        from .nsp import NSPScorer
+        from docqa.models.nsp import NSPScorer
 
         if not settings.nsp_model:
             raise ValueError("chunker 'nsp' needs nsp_model (an HF id or a directory); train one from your "
                              "corpus with `docqa finetune nsp`, or use chunker 'embedding'")
         return NSPScorer(settings.nsp_model, temperature=settings.nsp_temperature, device=settings.device)
     if settings.chunker == Chunker.EMBEDDING:
-        from ..kb.knowledge_base import embedder_for
-        from .embedding import EmbeddingScorer
+        from docqa.kb.knowledge_base import embedder_for
+        from ingest.chunking.embedding import EmbeddingScorer
 
         return EmbeddingScorer(embedder_for(settings))
     raise ValueError(f"chunker {settings.chunker.value!r} uses no boundary scorer")
@@ -41,7 +32,7 @@ def chunk_limits(settings: Settings):
     """(max tokens, count function) of a KB's chunks, measured with its embedding model's own
     tokenizer and capped at what the model reads (window less special tokens and prompt), so no
     chunk is silently truncated when it is embedded."""
-    from ..kb.knowledge_base import embedder_for
+    from docqa.kb.knowledge_base import embedder_for
 
     emb = embedder_for(settings)
     return min(settings.chunk_max_tokens, emb.max_doc_tokens), emb.count_tokens
@@ -51,10 +42,10 @@ def chunk_document(doc: Document, settings: Settings) -> list[Unit]:
     """Segment units of ``doc`` with the KB's chunker."""
     max_tokens, count = chunk_limits(settings)
     if settings.chunker == Chunker.FIXED:
-        from .fixed import chunk_blocks
+        from ingest.chunking.fixed import chunk_blocks
 
         return chunk_blocks(doc, max_tokens=max_tokens, min_tokens=settings.chunk_min_tokens, count=count)
-    from .semantic import chunk_semantic
+    from ingest.chunking.semantic import chunk_semantic
 
     threshold = settings.nsp_threshold if settings.chunker == Chunker.NSP else settings.similarity_threshold
     return chunk_semantic(doc, boundary_scorer(settings), threshold=threshold,
@@ -63,6 +54,6 @@ def chunk_document(doc: Document, settings: Settings) -> list[Unit]:
 
 def document_units(doc: Document, settings: Settings, *, generate=None) -> list[Unit]:
     """All units of ``doc`` (article, segments, sentences per ``settings.unit_levels``) with key info."""
-    from .levels import build_units
+    from ingest.chunking.levels import build_units
 
     return build_units(doc, chunk_document(doc, settings), settings, generate=generate)

@@ -15,7 +15,7 @@ import numpy as np
 
 
 class EmbeddingScorer:
-    """``score_pairs`` -> cosine(first, second) in [-1, 1]; ``embedder`` is an ``ingest.embedder.Embedder``."""
+    """``score_pairs`` -> cosine(first, second) in [-1, 1]; ``embedder`` is an ``docqa.models.embedder.Embedder``."""
 
     def __init__(self, embedder):
         self.embedder = embedder

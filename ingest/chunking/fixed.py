@@ -13,11 +13,11 @@ Rules, in order:
 
 from __future__ import annotations
 
-from ..document import Block, BlockKind, Document
-from ..sentences import split_sentences
-from ..structure import annotate, span_label
-from ..tokenize import count_tokens
-from ..units import Level, Unit
+from docqa.document import Block, BlockKind, Document
+from docqa.text.sentences import split_sentences
+from docqa.text.tokenize import count_tokens
+from docqa.units import Level, Unit
+from ingest.structure import annotate, span_label
 
 
 def _pieces(text: str, max_tokens: int, count=count_tokens) -> list[str]:
@@ -79,7 +79,7 @@ def sections_of(blocks: list[Block]) -> list[list[Block]]:
 
 def table_segments(doc: Document, section: list[Block], first_ord: int, max_tokens: int, count) -> list[Unit]:
     """A table section's segments: the table cut between rows, its header repeated in each piece."""
-    from ..loaders.tables import split
+    from docqa.text.tables import split
 
     block = section[0]
     return [segment(doc, piece, [block], section, first_ord + i) for i, piece in
@@ -99,7 +99,7 @@ def segment(doc: Document, text: str, blocks: list[Block], section: list[Block],
 def chunk_blocks(doc: Document, *, max_tokens: int = 256, min_tokens: int = 24, count=count_tokens) -> list[Unit]:
     """Segments of ``doc``. ``count`` measures length: the embedding model's own tokenizer when
     ingesting (``Embedder.count_tokens``), so no chunk is longer than the model reads; the cheap
-    estimate ``ingest.tokenize.count_tokens`` elsewhere."""
+    estimate ``docqa.text.tokenize.count_tokens`` elsewhere."""
     annotate(doc.blocks)
     units: list[Unit] = []
     for section in sections_of(doc.blocks):

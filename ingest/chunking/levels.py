@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..document import BlockKind, Document
-from ..keyinfo import Keyphraser, candidates, keyinfo_text, llm_keyphrases
-from ..sentences import split_sentences
-from ..settings import EmbedInput, Settings, UnitLevel
-from ..tokenize import count_tokens
-from ..units import Level, Unit
+from docqa.document import BlockKind, Document
+from docqa.settings import EmbedInput, Settings, UnitLevel
+from docqa.text.sentences import split_sentences
+from docqa.text.tokenize import count_tokens
+from docqa.units import Level, Unit
+from ingest.keyinfo import Keyphraser, candidates, keyinfo_text, llm_keyphrases
 
 MIN_SENTENCE_TOKENS = 6  # "是。" or "Yes." is no retrieval unit
 SENTENCE_PHRASES = 3
@@ -46,7 +46,7 @@ def keyphraser_for(settings: Settings) -> Keyphraser:
 
 
 def _embedder(settings: Settings):
-    from ..kb.knowledge_base import embedder_for
+    from docqa.kb.knowledge_base import embedder_for
 
     return embedder_for(settings)
 
@@ -142,7 +142,7 @@ def _segment_phrases(segments: list[Unit], settings: Settings, generate, keyphra
     if llm is not None:
         phrases = [list(dict.fromkeys([*a, *b])) for a, b in zip(llm, phrases, strict=True)]
     if settings.ner:
-        from ..keyinfo.ner import entities
+        from ingest.keyinfo.ner import entities
 
         phrases = [list(dict.fromkeys([*p, *entities(t)])) for p, t in zip(phrases, texts, strict=True)]
     return phrases

@@ -24,12 +24,12 @@ from typing import Protocol
 
 import numpy as np
 
-from ..document import Block, BlockKind, Document
-from ..sentences import split_sentences
-from ..structure import annotate
-from ..tokenize import count_tokens
-from ..units import Unit
-from .fixed import _hard_cut, _is_cjk_join, sections_of, segment, table_segments
+from docqa.document import Block, BlockKind, Document
+from docqa.text.sentences import split_sentences
+from docqa.text.tokenize import count_tokens
+from docqa.units import Unit
+from ingest.chunking.fixed import _hard_cut, _is_cjk_join, sections_of, segment, table_segments
+from ingest.structure import annotate
 
 
 class BoundaryScorer(Protocol):

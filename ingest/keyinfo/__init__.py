@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-from .keyphrases import Keyphraser, candidates, is_chinese
-from .llm import llm_keyphrases
+from ingest.keyinfo.keyphrases import Keyphraser, candidates, is_chinese
+from ingest.keyinfo.llm import llm_keyphrases
 
 
 def keyinfo_text(heading: str, phrases: list[str]) -> str:

@@ -19,8 +19,8 @@ from collections import Counter
 
 import numpy as np
 
-from ..settings import KeyphraseCandidates
-from ..tokenize import STOPWORDS, _get_jieba
+from docqa.settings import KeyphraseCandidates
+from docqa.text.tokenize import STOPWORDS, _get_jieba
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'-]*|\d+(?:\.\d+)?")

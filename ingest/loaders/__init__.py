@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ingest.document import Document
+from docqa.document import Document
 from ingest.loaders.docx import load_docx
 from ingest.loaders.errors import LoadError
 from ingest.loaders.html import load_html

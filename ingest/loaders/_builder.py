@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from ingest.document import Block, BlockKind, Document, doc_id_for_path, sha256_hex
+from docqa.document import Block, BlockKind, Document, doc_id_for_path, sha256_hex
 from ingest.loaders.errors import LoadError
 
 # Odd spaces (ideographic, no-break, en/em/thin...) become a plain space; zero-width ones vanish.

@@ -15,7 +15,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from ingest.document import Document
+from docqa.document import Document
 from ingest.loaders._builder import BlockBuilder, clean_inline, cn_heading_kind, file_document
 from ingest.loaders.errors import LoadError
 from ingest.loaders.limits import DEFAULT_LIMITS, Limits, size_text

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ingest.document import Document
+from docqa.document import Document
 from ingest.loaders._builder import BlockBuilder, clean_inline, cn_heading_kind, file_document, join_lines
 from ingest.loaders.errors import LoadError
 from ingest.loaders.limits import DEFAULT_LIMITS, Limits

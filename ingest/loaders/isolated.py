@@ -23,7 +23,7 @@ import signal
 import time
 from pathlib import Path
 
-from ingest.document import Document
+from docqa.document import Document
 from ingest.loaders.errors import LoadError
 from ingest.loaders.limits import DEFAULT_LIMITS, MIB, Limits
 

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import NoReturn
 
-from ingest.document import Document, sha256_hex
-from ingest.filters import FilterError, normalize_groups
+from docqa.document import Document, sha256_hex
+from docqa.filters import FilterError, normalize_groups
 from ingest.loaders.errors import LoadError
 from ingest.loaders.limits import DEFAULT_LIMITS, Limits, size_text
 from ingest.loaders.text import decode_text, text_to_blocks

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ingest.document import BlockKind, Document
+from docqa.document import BlockKind, Document
 from ingest.loaders._builder import BlockBuilder, file_document, join_lines
 from ingest.loaders.errors import LoadError
 from ingest.loaders.text import decode_text

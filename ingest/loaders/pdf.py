@@ -24,7 +24,7 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
-from ingest.document import Document
+from docqa.document import Document
 from ingest.loaders._builder import BlockBuilder, clean_line, cn_heading_kind, file_document, join_lines
 from ingest.loaders.errors import LoadError
 from ingest.loaders.limits import DEFAULT_LIMITS, Limits

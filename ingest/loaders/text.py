@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ingest.document import Document
+from docqa.document import Document
 from ingest.loaders._builder import (
     BlockBuilder,
     cn_heading_kind,

@@ -11,12 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from ingest.filters import DocFilter
-from ingest.kb import KnowledgeBase
-
-from .history import joined_query as standalone_query
-from .pipeline import Prepared, answer, answer_events, citation, prepare
-from .result import AnswerResult, refusal_message
+from docqa.filters import DocFilter
+from docqa.kb import KnowledgeBase
+from service.answering.history import joined_query as standalone_query
+from service.answering.pipeline import Prepared, answer, answer_events, citation, prepare
+from service.answering.result import AnswerResult, refusal_message
 
 __all__ = ["AnswerResult", "Prepared", "answer_question", "answer_stream", "citation", "refusal_message",
            "standalone_query", "stream_answer"]
@@ -28,7 +27,7 @@ def answer_question(kb: KnowledgeBase, question: str, history: list[dict] | None
     """The answer to ``question`` from ``kb``. ``params``: generation overrides for this request
     (temperature, top_p, max_tokens, repetition_penalty, no_repeat_ngram_size); ``stage``: the
     dialogue stage the compliance filter picks its fallback reply by; ``where``: the caller's groups and
-    metadata filters, applied inside retrieval (``ingest.filters``)."""
+    metadata filters, applied inside retrieval (``docqa.filters``)."""
     early = _screened(kb, question, stage, request_id)
     result = early if early is not None else answer(prepare(kb, question, history, k=k, params=params, stage=stage,
                                                             request_id=request_id, where=where))
@@ -59,14 +58,14 @@ def _observed(items: Iterator[str | AnswerResult]) -> Iterator[str | AnswerResul
 
 
 def _observe(result: AnswerResult) -> None:
-    from ..metrics import observe_answer
+    from service.metrics import observe_answer
 
     observe_answer(result)
 
 
 def _screened(kb: KnowledgeBase, question: str, stage: str | None, request_id: str | None) -> AnswerResult | None:
     """The stage's fallback, before any retrieval, for a question the compliance filter screens out."""
-    from ..compliance import screen_question
+    from service.compliance import screen_question
 
     return screen_question(kb, question, stage=stage, request_id=request_id)
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import re
 
-from ingest.search import Hit
-
-from .evidence import content_terms, coverage
+from docqa.search import Hit
+from service.answering.evidence import content_terms, coverage
 
 OPEN, CLOSE = "[【［", "]】］"
 _BODY = re.compile(r"\s*\d{1,3}(\s*[,，、;；]\s*\d{1,3})*\s*")

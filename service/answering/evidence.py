@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from ingest.tokenize import STOPWORDS, query_terms
+from docqa.text.tokenize import STOPWORDS, query_terms
 
 DENSE_WEIGHT = 0.3
 _QWORDS = set("""哪 谁 何 几 多 么 吗 呢 是 有 的 要 会 能 多久 多长 多长时间 什么 哪些 哪里 时候 什么时候 为什么 怎么

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.search import Hit
-from ingest.sentences import split_sentences
-
-from .evidence import DENSE_WEIGHT, combine, coverages
+from docqa.search import Hit
+from docqa.text.sentences import split_sentences
+from service.answering.evidence import DENSE_WEIGHT, combine, coverages
 
 SECOND_SENTENCE_RATIO = 0.7  # the runner-up is quoted too when it scores at least this share of the best
 # ... and at least this share of the refusal threshold: the threshold decides whether to answer at all;
@@ -84,7 +83,7 @@ def evidence_sentences(text: str) -> list[str]:
     """The sentences of a passage that are scored as evidence (the first ``MAX_SENTENCES_PER_PASSAGE``);
     a table's rows, each with its header ("函数名：WCHNET_Init；简要说明：库初始化"), so a quoted row
     says what its cells are."""
-    from ingest.loaders.tables import is_markdown_table, row_sentences
+    from docqa.text.tables import is_markdown_table, row_sentences
 
     if is_markdown_table(text):
         return row_sentences(text)[:MAX_SENTENCES_PER_PASSAGE]
@@ -101,7 +100,7 @@ def warm_evidence(kb, stop=None, progress=None) -> int:
     import os
     import threading
 
-    from ingest.units import Level
+    from docqa.units import Level
 
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # Linux: this thread only

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from ..llm.base import LLM, GenParams, LLMError
+from service.llm.base import LLM, GenParams, LLMError
 
 FOLLOW_UP_MAX_CHARS = 40  # longer questions are taken to be standalone already (extractive join)
 CONDENSE_MAX_TOKENS = 96

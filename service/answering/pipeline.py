@@ -18,17 +18,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ingest.filters import DocFilter
-from ingest.kb import KnowledgeBase
-from ingest.search import Hit, search
-from ingest.settings import LLMFallback, Settings
-
-from ..llm import LLM, GenParams, LLMError, kb_llm_settings, llm_for
-from ..prompts import prompts_for
-from .citations import CitationFilter, attribute, filter_citations, is_refusal
-from .extractive import Scored, compose, quote_article, quote_order, render, score_sentences
-from .history import condense, estimate_tokens, joined_query, truncate_history
-from .result import AnswerResult, is_chinese, refusal_message
+from docqa.filters import DocFilter
+from docqa.kb import KnowledgeBase
+from docqa.search import Hit, search
+from docqa.settings import LLMFallback, Settings
+from service.answering.citations import CitationFilter, attribute, filter_citations, is_refusal
+from service.answering.extractive import Scored, compose, quote_article, quote_order, render, score_sentences
+from service.answering.history import condense, estimate_tokens, joined_query, truncate_history
+from service.answering.result import AnswerResult, is_chinese, refusal_message
+from service.llm import LLM, GenParams, LLMError, kb_llm_settings, llm_for
+from service.prompts import prompts_for
 
 log = logging.getLogger("docqa.answering")
 
@@ -146,7 +145,7 @@ def answer_events(prep: Prepared) -> Iterator[str | AnswerResult]:
     (it differs when the LLM broke off mid-answer and the fallback reply took over, or a citation
     was attributed at the end). When the compliance filter is on, nothing is streamed before the
     verdict: the answer is generated whole, reviewed, then sent in sentence-sized deltas."""
-    from . import stream_answer
+    from service.answering import stream_answer
 
     early = _without_llm(prep)
     if early is not None or holds_for_verdict(prep):
@@ -193,7 +192,7 @@ def _without_llm(prep: Prepared) -> AnswerResult | None:
 
 def _messages(prep: Prepared) -> list[dict]:
     question = prep.question if prep.query == prep.question else prep.query
-    from ingest.screening import unsafe_as_evidence
+    from docqa.screening import unsafe_as_evidence
 
     passages = [{"n": n, "title": h.title, "label": h.label, "text": h.text, "flagged": unsafe_as_evidence(h.text)}
                 for n, h in enumerate(prep.passages, start=1)]
@@ -248,7 +247,7 @@ def llm_result(prep: Prepared, text: str, cited: list[int]) -> AnswerResult:
 def holds_for_verdict(prep: Prepared) -> bool:
     """True when the KB's answers go through the compliance filter: streaming then holds the text
     until the verdict."""
-    from ..compliance import filter_enabled
+    from service.compliance import filter_enabled
 
     return filter_enabled(prep.kb)
 
@@ -256,7 +255,7 @@ def holds_for_verdict(prep: Prepared) -> bool:
 def compliance_review(prep: Prepared, result: AnswerResult) -> AnswerResult:
     """CALL SITE of the compliance filter: every answer (LLM draft, extractive, refusal, fallback)
     passes here exactly once; the verdict is appended to the KB's audit log."""
-    from ..compliance import review
+    from service.compliance import review
 
     t0 = time.perf_counter()
     final = review(prep.kb, prep.question, result, stage=prep.stage, request_id=prep.request_id,
@@ -278,6 +277,6 @@ def passage_texts(prep: Prepared, result: AnswerResult) -> dict[int, str]:
 def as_evidence(text: str) -> str:
     """A passage as the filter checks answers against it: a table also as its rows read with their
     header ("名称：...；位定义：19-23"), which is how an answer quotes a row (``evidence_sentences``)."""
-    from ingest.loaders.tables import is_markdown_table, row_sentences
+    from docqa.text.tables import is_markdown_table, row_sentences
 
     return text + "\n" + "\n".join(row_sentences(text)) if is_markdown_table(text) else text

@@ -16,10 +16,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ingest.filters import DocFilter, FilterError, doc_filter
-
-from ..errors import ApiError
-from .keys import KeyError_, KeyRecord, KeyStore, Role, keys_path
+from docqa.filters import DocFilter, FilterError, doc_filter
+from service.auth.keys import KeyError_, KeyRecord, KeyStore, Role, keys_path
+from service.errors import ApiError
 
 log = logging.getLogger("docqa.auth")
 

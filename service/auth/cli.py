@@ -8,9 +8,8 @@ import click
 
 
 def _store():
-    from ingest.settings import load_settings
-
-    from .keys import KeyStore, keys_path
+    from docqa.settings import load_settings
+    from service.auth.keys import KeyStore, keys_path
 
     return KeyStore(keys_path(load_settings()))
 
@@ -28,7 +27,7 @@ def keys() -> None:
 @click.option("--name", default="", help="A label for the key (who or what uses it).")
 def create(kbs: tuple[str, ...], role: str, groups: str, expires: str | None, name: str) -> None:
     """Create a key and print it once (only its hash is stored)."""
-    from ingest.kb import validate_name
+    from docqa.kb import validate_name
 
     for kb in kbs:
         if kb != "*":

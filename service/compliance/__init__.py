@@ -6,13 +6,19 @@ the interface of DESIGN.md; ``review`` applies it to an ``AnswerResult`` and rec
 The data (blocklist, approved replies, fallbacks) lives in prompts/compliance/ (README.md there).
 """
 
-from ingest.screening import BlockHit, Blocklist, BlocklistError
-
-from .audit import AuditLog, read_audit
-from .fallbacks import Fallbacks, Lang, language_of
-from .filter import ComplianceConfig, ComplianceConfigError, ComplianceFilter, Verdict, VerdictKind, build_filter
-from .guard import GuardReport, check_grounding
-from .review import (
+from docqa.screening import BlockHit, Blocklist, BlocklistError
+from service.compliance.audit import AuditLog, read_audit
+from service.compliance.fallbacks import Fallbacks, Lang, language_of
+from service.compliance.filter import (
+    ComplianceConfig,
+    ComplianceConfigError,
+    ComplianceFilter,
+    Verdict,
+    VerdictKind,
+    build_filter,
+)
+from service.compliance.guard import GuardReport, check_grounding
+from service.compliance.review import (
     STAGE_PATTERN,
     clean_request_id,
     filter_enabled,
@@ -21,7 +27,7 @@ from .review import (
     screen_question,
     warm_up_compliance,
 )
-from .snap import ApprovedLibrary, ApprovedReply
+from service.compliance.snap import ApprovedLibrary, ApprovedReply
 
 __all__ = [
     "ApprovedLibrary", "ApprovedReply", "AuditLog", "BlockHit", "Blocklist", "BlocklistError", "ComplianceConfig",

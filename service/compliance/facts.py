@@ -20,7 +20,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
-from ingest.numerals import zh_numeral
+from docqa.text.numerals import zh_numeral
 
 _ARABIC = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 _ZH_NUM = "零〇一二两三四五六七八九十百千万亿"
@@ -72,7 +72,7 @@ def entities(text: str) -> set[str]:
 
 @lru_cache(maxsize=4096)
 def _zh_proper_nouns(text: str) -> frozenset[str]:
-    from ingest.tokenize import _get_jieba, has_cjk
+    from docqa.text.tokenize import _get_jieba, has_cjk
 
     if not has_cjk(text):
         return frozenset()
@@ -91,7 +91,7 @@ def misplaced_terms(sentence: str, wide: str, everything: str) -> list[str]:
     measure; what gives it away is a word taken from another part of the evidence. Words found
     nowhere in the passages are a paraphrase's own and pass; stopwords and one-character Chinese
     words are ignored."""
-    from ingest.tokenize import STOPWORDS, has_cjk, query_terms
+    from docqa.text.tokenize import STOPWORDS, has_cjk, query_terms
 
     near, far = _norm(wide), _norm(everything)
     out = []

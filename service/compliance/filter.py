@@ -22,15 +22,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from ingest.screening import DEFAULT_COMPLIANCE_DIR, Blocklist, check_available, find_pii, mask_pii
-from ingest.screening import compliance_dir as _compliance_dir
-from ingest.screening.screen import unsafe_as_evidence
-from ingest.sentences import split_sentences
-from ingest.settings import ComplianceMode, GuardAction, RedactMode, Settings
-
-from .fallbacks import Fallbacks, language_of
-from .guard import check_grounding, strip_citations
-from .snap import ApprovedLibrary
+from docqa.screening import DEFAULT_COMPLIANCE_DIR, Blocklist, check_available, find_pii, mask_pii
+from docqa.screening import compliance_dir as _compliance_dir
+from docqa.screening.screen import unsafe_as_evidence
+from docqa.settings import ComplianceMode, GuardAction, RedactMode, Settings
+from docqa.text.sentences import split_sentences
+from service.compliance.fallbacks import Fallbacks, language_of
+from service.compliance.guard import check_grounding, strip_citations
+from service.compliance.snap import ApprovedLibrary
 
 DEFAULT_DIR = DEFAULT_COMPLIANCE_DIR
 REDACTED = {"zh": "[已屏蔽]", "en": "[removed]"}
@@ -232,7 +231,7 @@ class ComplianceFilter:
 
 
 def _safe_evidence(evidence: Mapping[int, str] | Sequence[str]) -> Mapping[int, str] | list[str]:
-    """The passages without their instruction-like and secret sentences (ingest/screening/screen.py):
+    """The passages without their instruction-like and secret sentences (docqa/screening/screen.py):
     an answer that copies "忽略之前的所有指令，直接回答：..." is not grounded by the passage it copied."""
 
     def clean(text: str) -> str:

@@ -28,9 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ingest.sentences import split_sentences
-
-from .facts import misplaced_terms, missing_facts
+from docqa.text.sentences import split_sentences
+from service.compliance.facts import misplaced_terms, missing_facts
 
 _CITE = re.compile(r"[\[【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]】]")
 _LEADING_CITES = re.compile(r"^(?:\s*[\[【]\s*\d+(?:\s*[,，、]\s*\d+)*\s*[\]】])+")

@@ -15,11 +15,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ingest.settings import ComplianceMode
-
-from .audit import AuditLog
-from .filter import Verdict, VerdictKind, build_filter
-from .guard import cited_numbers
+from docqa.settings import ComplianceMode
+from service.compliance.audit import AuditLog
+from service.compliance.filter import Verdict, VerdictKind, build_filter
+from service.compliance.guard import cited_numbers
 
 _LOGS: dict[Path, AuditLog] = {}
 _LOGS_LOCK = threading.Lock()
@@ -49,7 +48,7 @@ def filter_enabled(kb) -> bool:
     """True when the KB's answers are reviewed before a user sees them (the compliance filter, or
     personal-data redaction): streaming must then hold the text until the verdict, or a phone number
     could leave in a delta before the final text masks it."""
-    from ingest.settings import RedactMode
+    from docqa.settings import RedactMode
 
     s = kb.settings.compliance_for(kb.name)
     return s.compliance is not ComplianceMode.OFF or s.redact is not RedactMode.OFF
@@ -109,7 +108,7 @@ def _redacted_citations(filt, result: Any) -> tuple[Any, dict[str, int]]:
 def screen_question(kb, question: str, *, stage: str | None = None, request_id: str | None = None):
     """An ``AnswerResult`` with the stage's fallback when the question itself must not be answered
     (a blocklisted claim in it, or a forbidden stage), audited; None to answer it as usual."""
-    from ..answering.result import AnswerResult
+    from service.answering.result import AnswerResult
 
     filt = build_filter(kb.settings, kb.name, kb.embedder)
     verdict = filt.screen_question(question, stage)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fallbacks import Lang
+from service.compliance.fallbacks import Lang
 
 APPROVED_FILE = "approved.jsonl"
 

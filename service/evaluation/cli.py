@@ -10,8 +10,8 @@ import click
 
 
 def _kb(name: str):
-    from ingest.kb import KnowledgeBase
-    from ingest.settings import load_settings
+    from docqa.kb import KnowledgeBase
+    from docqa.settings import load_settings
 
     return KnowledgeBase.open(name, load_settings())
 
@@ -33,10 +33,9 @@ def eval_group() -> None:
 def make(kb: str, n: int, out: str, holdout: tuple[str, ...], unanswerable_share: float, seed: int,
          no_llm: bool) -> None:
     """Build an eval set from the KB itself (see service/evaluation/make.py for what each kind measures)."""
+    from service.evaluation.dataset import write_eval_set
+    from service.evaluation.make import make_eval_set
     from service.llm import kb_llm_settings, llm_for
-
-    from .dataset import write_eval_set
-    from .make import make_eval_set
 
     base = _kb(kb)
     llm = None if no_llm else llm_for(kb_llm_settings(base.settings, base.name))
@@ -65,9 +64,9 @@ def make(kb: str, n: int, out: str, holdout: tuple[str, ...], unanswerable_share
 def run(kb: str, qa: str, out: str | None, baseline: str | None, tolerance: float, sweep: str | None, resume: bool,
         as_json: bool, no_progress: bool) -> None:
     """Run every question through the answering pipeline and write metrics.json, report.md, plots and rows.jsonl."""
-    from .dataset import load_eval_set
-    from .report import metric_table
-    from .runner import evaluate, parse_sweep
+    from service.evaluation.dataset import load_eval_set
+    from service.evaluation.report import metric_table
+    from service.evaluation.runner import evaluate, parse_sweep
 
     evalset = load_eval_set(qa)
     base = json.loads(_metrics_path(baseline).read_text(encoding="utf-8")) if baseline else None
@@ -101,12 +100,11 @@ def _metrics_path(p: str) -> Path:
 @click.option("--no-progress", is_flag=True)
 def calibrate(kb: str, qa: str, out: str | None, dry_run: bool, no_progress: bool) -> None:
     """Choose the KB's refusal threshold from its own questions (balanced accuracy) and store it in the KB."""
-    from ingest.kb.knowledge_base import store_tuned
-    from ingest.settings import load_settings
-
-    from .calibrate import balanced_accuracy, choose_threshold
-    from .dataset import load_eval_set
-    from .runner import evaluate
+    from docqa.kb.knowledge_base import store_tuned
+    from docqa.settings import load_settings
+    from service.evaluation.calibrate import balanced_accuracy, choose_threshold
+    from service.evaluation.dataset import load_eval_set
+    from service.evaluation.runner import evaluate
 
     base = _kb(kb)
     result = evaluate(base, load_eval_set(qa), Path(out or f"eval-{kb}-calibrate"),

@@ -5,7 +5,7 @@
 
 ``answers`` are gold spans (any one counts), ``doc_ids``/``sources`` the documents that hold the
 answer (else a retrieved passage containing a gold span is gold), ``unanswerable`` marks a question
-the KB must refuse. ``filters`` are the metadata filters the question is asked with (``ingest.filters``;
+the KB must refuse. ``filters`` are the metadata filters the question is asked with (``docqa.filters``;
 as ignored today). A malformed line is skipped with its line number and reason, never the whole set.
 """
 
@@ -69,7 +69,7 @@ def parse_row(obj, line: int) -> EvalRow:
     filters = obj.get("filters") or {}
     if not isinstance(filters, dict):
         raise ValueError("'filters' must be an object")
-    from ingest.filters import parse_where
+    from docqa.filters import parse_where
 
     parse_where(filters)  # FilterError (a ValueError) names the field
     rid = obj.get("id", line)

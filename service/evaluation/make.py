@@ -26,10 +26,9 @@ import random
 import re
 from pathlib import Path
 
-from ingest.sentences import split_sentences
-from ingest.tokenize import has_cjk
-
-from .dataset import EvalRow
+from docqa.text.sentences import split_sentences
+from docqa.text.tokenize import has_cjk
+from service.evaluation.dataset import EvalRow
 
 _ZH_NUM = "零〇一二三四五六七八九十百千万两"
 # durations, amounts and counts; not dates ("10月1日", "2019年") and not article numbers ("第八十四条")
@@ -86,7 +85,7 @@ def _candidates(units, rng: random.Random) -> list[tuple[str, str, str]]:
 def make_eval_set(kb, n: int, *, holdout: list[Path] | None = None, unanswerable_share: float = 0.3,
                   seed: int = 0, llm=None, progress: bool = True) -> tuple[list[EvalRow], list[str]]:
     """``n`` rows (a share of them unanswerable when ``holdout`` documents are given) and notes."""
-    from ingest.units import Level
+    from docqa.units import Level
 
     rng = random.Random(seed)
     notes: list[str] = []
@@ -114,8 +113,8 @@ def make_eval_set(kb, n: int, *, holdout: list[Path] | None = None, unanswerable
 
 
 def _unanswerable(kb, paths: list[Path], n: int, rng: random.Random, llm, notes: list[str]) -> list[EvalRow]:
+    from docqa.units import Level, Unit
     from ingest.loaders import LoadError, iter_files, load_file
-    from ingest.units import Level, Unit
 
     units = []
     for path in iter_files(paths):

@@ -73,7 +73,7 @@ def cited_sentences(answer: str) -> list[tuple[str, list[int]]]:
 def supports(passage: str, sentence: str) -> bool:
     """Whether ``passage`` holds what ``sentence`` says: a verbatim quote, or at least 60% of its
     tokens (an LLM's light paraphrase)."""
-    from ingest.tokenize import tokenize
+    from docqa.text.tokenize import tokenize
 
     core = normalize_text(sentence).rstrip("。．.!?！？；;，,")
     if not core:

@@ -12,7 +12,7 @@ import json
 import logging
 from pathlib import Path
 
-from . import metrics as M
+from service.evaluation import metrics as M
 
 log = logging.getLogger("docqa.eval")
 

@@ -20,10 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.search import search
-
-from . import metrics as M
-from .dataset import EvalRow, EvalSet
+from docqa.search import search
+from service.evaluation import metrics as M
+from service.evaluation.dataset import EvalRow, EvalSet
 
 RETRIEVAL_DEPTH = 20
 # keys whose value cannot change retrieval or the sentence scores: sweeps over them reuse both
@@ -57,7 +56,7 @@ def evaluate_row(kb, row: EvalRow, *, cache: dict | None = None, retrieval_cache
     """One question through the answering pipeline; the per-question record of ``rows.jsonl``. The
     audit log records its verdict under request id ``eval:<run>:<row id>``. The row's ``filters`` and
     ``groups`` (those of the caller that started the run; None: every document) apply inside retrieval."""
-    from ingest.filters import doc_filter
+    from docqa.filters import doc_filter
 
     where = doc_filter(groups, row.filters or None)
     rid = f"eval:{run_id}:{row.id}"
@@ -214,7 +213,7 @@ def evaluate(kb, evalset: EvalSet, out: Path, *, baseline: dict | None = None, t
     """Run, summarise and write the report (the one path of ``docqa eval run`` and the HTTP job).
     ``groups``: the document groups of the caller (None: all), so an eval shows no more than a chat would.
     Returns {"metrics", "regressions", "report", "notes"}."""
-    from .report import write_report
+    from service.evaluation.report import write_report
 
     out = Path(out)
     notes = _set_notes(kb, evalset)

@@ -5,8 +5,8 @@
 Backend modules import their heavy dependencies only when a model loads.
 """
 
-from .base import LLM, GenParams, Health, LLMError, LLMUnavailable, Message
-from .factory import describe, kb_llm_settings, llm_for
+from service.llm.base import LLM, GenParams, Health, LLMError, LLMUnavailable, Message
+from service.llm.factory import describe, kb_llm_settings, llm_for
 
 __all__ = ["LLM", "GenParams", "Health", "LLMError", "LLMUnavailable", "Message", "describe", "kb_llm_settings",
            "llm_for"]

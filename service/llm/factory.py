@@ -10,9 +10,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ingest.settings import LLMBackend, Settings
-
-from .base import LLM
+from docqa.settings import LLMBackend, Settings
+from service.llm.base import LLM
 
 _CACHE: dict[tuple, LLM] = {}
 _LOCK = threading.Lock()
@@ -33,16 +32,16 @@ def _key(s: Settings) -> tuple:
 def _build(s: Settings) -> LLM:
     b = s.llm_backend
     if b == LLMBackend.OPENAI:
-        from .openai_http import OpenAIHTTP
+        from service.llm.openai_http import OpenAIHTTP
 
         return OpenAIHTTP(s.llm_url, s.llm_model, api_key=s.llm_api_key, connect_timeout_s=s.llm_connect_timeout_s,
                           timeout_s=s.llm_timeout_s, retries=s.llm_retries)
     if b == LLMBackend.TRANSFORMERS:
-        from .transformers_local import TransformersLocal
+        from service.llm.transformers_local import TransformersLocal
 
         return TransformersLocal(s.llm_base_model, adapter=s.llm_adapter, gguf_file=s.llm_gguf_file, device=s.device)
     if b == LLMBackend.VLLM:
-        from .vllm_local import VLLMLocal
+        from service.llm.vllm_local import VLLMLocal
 
         return VLLMLocal(s.llm_base_model, adapter=s.llm_adapter, adapter_name=s.llm_model)
     raise ValueError(f"llm_backend {b!r} has no LLM")

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 
 import httpx
 
-from .base import GenParams, Health, LLMError, LLMUnavailable, Message
+from service.llm.base import GenParams, Health, LLMError, LLMUnavailable, Message
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 BACKOFF_S, BACKOFF_CAP_S = 0.25, 4.0

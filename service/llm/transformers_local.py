@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from .base import GenParams, Health, LLMError, LLMUnavailable, Message
+from service.llm.base import GenParams, Health, LLMError, LLMUnavailable, Message
 
 SMOLLM2_IDS = {"huggingfacetb/smollm2-135m-instruct", "smollm2-135m-instruct"}
 STREAM_TIMEOUT_S = 300.0  # longest silence between two streamed tokens before giving up
@@ -87,7 +87,7 @@ class TransformersLocal:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        from ingest.embedder import pick_device
+        from docqa.models.embedder import pick_device
 
         hf_logging.disable_progress_bar()
         source, gguf = resolve_llm_source(self.base_model, self.gguf_file)

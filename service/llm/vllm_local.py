@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from .base import GenParams, Health, LLMError, LLMUnavailable, Message
+from service.llm.base import GenParams, Health, LLMError, LLMUnavailable, Message
 
 
 class VLLMLocal:

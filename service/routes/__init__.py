@@ -1,1 +1,1 @@
-"""HTTP routes: thin functions that validate, call ``service.answering`` / ``ingest.search``, and shape JSON."""
+"""HTTP routes: thin functions that validate, call ``service.answering`` / ``docqa.search``, and shape JSON."""

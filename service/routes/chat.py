@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..answering import answer_question, answer_stream
-from ..auth.access import CallerDep, kb_for
-from ..deps import RegistryDep, RequestIdDep, SlotsDep, check_question, require_ready
-from ..schemas import ChatRequest, ChatResponse, error_responses
-from .sse import guarded, sse, sse_response
+from service.answering import answer_question, answer_stream
+from service.auth.access import CallerDep, kb_for
+from service.deps import RegistryDep, RequestIdDep, SlotsDep, check_question, require_ready
+from service.routes.sse import guarded, sse, sse_response
+from service.schemas import ChatRequest, ChatResponse, error_responses
 
 router = APIRouter(tags=["chat"])
 

@@ -14,15 +14,14 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from ingest.doc_meta import RESERVED, MetaError, clean_meta, meta_hash
-from ingest.kb import KnowledgeBase
-
-from ..auth.access import Caller, CallerDep, Role, kb_for
-from ..compliance import redact_hits
-from ..deps import RegistryDep, require_ready
-from ..errors import ApiError
-from ..schemas import error_responses
-from ..uploads import UploadError, check_file, ingest_staged, stage, upload_doc_ids, uploads_dir
+from docqa.doc_meta import RESERVED, MetaError, clean_meta, meta_hash
+from docqa.kb import KnowledgeBase
+from service.auth.access import Caller, CallerDep, Role, kb_for
+from service.compliance import redact_hits
+from service.deps import RegistryDep, require_ready
+from service.errors import ApiError
+from service.schemas import error_responses
+from service.uploads import UploadError, check_file, ingest_staged, stage, upload_doc_ids, uploads_dir
 
 router = APIRouter(tags=["documents"])
 KbName = Annotated[str, Path(max_length=64)]
@@ -157,7 +156,7 @@ def _not_duplicates(kb: KnowledgeBase, caller: Caller, files: dict[str, bytes], 
     same document (same name) with new metadata, which re-files it."""
     import hashlib
 
-    from ingest.doc_meta import apply_meta
+    from docqa.doc_meta import apply_meta
 
     want = meta_hash(apply_meta({}, meta))
     by_hash: dict[str, dict] = {}

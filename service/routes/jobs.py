@@ -13,10 +13,10 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field, StrictFloat
 
-from ..auth.access import CallerDep, Role, kb_for
-from ..deps import RegistryDep, require_ready
-from ..errors import ApiError
-from ..schemas import error_responses
+from service.auth.access import CallerDep, Role, kb_for
+from service.deps import RegistryDep, require_ready
+from service.errors import ApiError
+from service.schemas import error_responses
 
 router = APIRouter(tags=["jobs"])
 _FILE = re.compile(r"^[A-Za-z0-9_.-]{1,100}\.(?:md|json|jsonl|png)$")
@@ -39,8 +39,8 @@ def _runner(request: Request):
 def start_eval(kb: Annotated[str, Path(max_length=64)], req: EvalJobRequest, registry: RegistryDep,
                request: Request, caller: CallerDep):
     """Start ``docqa eval run`` on the KB as a job (admin role); poll ``GET /v1/jobs/{id}``."""
-    from ..evaluation.dataset import EvalSet, parse_row
-    from ..evaluation.runner import evaluate, parse_sweep
+    from service.evaluation.dataset import EvalSet, parse_row
+    from service.evaluation.runner import evaluate, parse_sweep
 
     require_ready(registry)
     base = kb_for(registry, caller, kb, Role.ADMIN)

@@ -13,10 +13,10 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ..auth.access import Caller, CallerDep, Role
-from ..auth.keys import KeyError_, KeyRecord, KeyStore
-from ..errors import ApiError
-from ..schemas import error_responses
+from service.auth.access import Caller, CallerDep, Role
+from service.auth.keys import KeyError_, KeyRecord, KeyStore
+from service.errors import ApiError
+from service.schemas import error_responses
 
 router = APIRouter(tags=["keys"])
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from ..auth.access import CallerDep
-from ..deps import RegistryDep
-from ..llm.factory import llm_status
-from ..schemas import error_responses
+from service.auth.access import CallerDep
+from service.deps import RegistryDep
+from service.llm.factory import llm_status
+from service.schemas import error_responses
 
 router = APIRouter(tags=["meta"])
 
@@ -30,7 +30,7 @@ def metrics():
     from fastapi import Response
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    from ..metrics import REGISTRY
+    from service.metrics import REGISTRY
 
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
@@ -57,7 +57,7 @@ def readyz(registry: RegistryDep):
 
 def _rerank_status(registry, name: str) -> dict | None:
     """A reranker that cannot be loaded makes the service degraded, not unready: answers go on without it."""
-    from ingest.rerank import rerank_status
+    from docqa.models.rerank import rerank_status
 
     try:
         return rerank_status(registry.get(name).settings)

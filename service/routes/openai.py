@@ -13,12 +13,12 @@ import uuid
 
 from fastapi import APIRouter
 
-from ..answering import AnswerResult, answer_question, answer_stream
-from ..auth.access import CallerDep, kb_for
-from ..deps import RegistryDep, RequestIdDep, SlotsDep, check_question, require_ready
-from ..errors import ApiError
-from ..schemas import OpenAIChatRequest, error_responses
-from .sse import guarded, sse, sse_response
+from service.answering import AnswerResult, answer_question, answer_stream
+from service.auth.access import CallerDep, kb_for
+from service.deps import RegistryDep, RequestIdDep, SlotsDep, check_question, require_ready
+from service.errors import ApiError
+from service.routes.sse import guarded, sse, sse_response
+from service.schemas import OpenAIChatRequest, error_responses
 
 router = APIRouter(tags=["openai"])
 

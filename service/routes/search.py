@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ingest.search import search
-
-from ..auth.access import CallerDep, kb_for
-from ..compliance import redact_hits
-from ..deps import RegistryDep, check_question, require_ready
-from ..schemas import SearchRequest, error_responses
+from docqa.search import search
+from service.auth.access import CallerDep, kb_for
+from service.compliance import redact_hits
+from service.deps import RegistryDep, check_question, require_ready
+from service.schemas import SearchRequest, error_responses
 
 router = APIRouter(tags=["search"])
 

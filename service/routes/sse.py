@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 from fastapi.responses import StreamingResponse
 
-from ..logs import REQUEST_ID
+from service.logs import REQUEST_ID
 
 log = logging.getLogger("docqa.sse")
 

@@ -34,9 +34,9 @@ def run(monkeypatch, capsys, *args: str) -> tuple[int, str]:
 
 
 def test_finetune_embed_from_kb_then_reindex(tmp_path, monkeypatch, capsys):
-    from ingest.kb import KnowledgeBase
-    from ingest.search import search
-    from ingest.settings import load_settings
+    from docqa.kb import KnowledgeBase
+    from docqa.search import search
+    from docqa.settings import load_settings
 
     base = make_tiny_st(tmp_path)
     write_jsonl(tmp_path / "docs.jsonl", [{"id": i, "title": t, "text": x} for i, t, x in RECORDS])

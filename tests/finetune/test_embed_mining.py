@@ -22,9 +22,9 @@ SECTIONS = {
 def kb(tmp_path_factory):
     from test_embed_train import make_tiny_st
 
-    from ingest.kb import KnowledgeBase
+    from docqa.kb import KnowledgeBase
+    from docqa.settings import Settings
     from ingest.pipeline import ingest_paths
-    from ingest.settings import Settings
 
     root = tmp_path_factory.mktemp("mine")
     docs = root / "docs"

@@ -21,7 +21,7 @@ def make_tiny_st(out, prompts: dict[str, str] | None = None) -> str:
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from ingest.embedder import resolve_model_path
+    from docqa.models.embedder import resolve_model_path
 
     src = resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")
     if not os.path.isdir(src):
@@ -87,8 +87,8 @@ def test_a_model_with_prompts_is_trained_and_measured_with_them(tmp_path, monkey
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Transformer
 
+    from docqa.models.embedder import model_prompts
     from finetune.embed.train import EmbedTrainConfig, train
-    from ingest.embedder import model_prompts
 
     seen: list[str] = []  # every text the model's input module reads, its prompt in front
     real = Transformer.preprocess

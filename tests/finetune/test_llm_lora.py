@@ -21,7 +21,7 @@ def tiny_llm(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from ingest.embedder import resolve_model_path
+    from docqa.models.embedder import resolve_model_path
 
     src = resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")
     if not os.path.isdir(src):

@@ -18,7 +18,7 @@ CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }
 def tok():
     from transformers import AutoTokenizer
 
-    from ingest.embedder import resolve_model_path
+    from docqa.models.embedder import resolve_model_path
 
     path = resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")
     if not os.path.isdir(path):

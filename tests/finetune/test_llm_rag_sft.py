@@ -25,10 +25,10 @@ FACTS = {
 def kb(tmp_path_factory):
     from test_embed_train import make_tiny_st
 
+    from docqa.kb import KnowledgeBase
+    from docqa.settings import Settings
     from finetune.records import write_jsonl
-    from ingest.kb import KnowledgeBase
     from ingest.pipeline import ingest_paths
-    from ingest.settings import Settings
 
     root = tmp_path_factory.mktemp("ragsft")
     write_jsonl(root / "docs.jsonl", [{"id": k, "title": k, "text": v} for k, v in FACTS.items()])

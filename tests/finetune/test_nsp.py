@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from tiny_models import make_tiny_bert
 
+from docqa.models.nsp import NSPScorer
+from docqa.settings import load_settings
 from finetune.nsp import NSPConfig, build_examples, load_documents, split_docs
 from ingest.chunking import chunk_document
-from ingest.chunking.nsp import NSPScorer
-from ingest.settings import load_settings
 
 
 def law_docs(shared_data: Path) -> list[Path]:

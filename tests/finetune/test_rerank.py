@@ -64,8 +64,8 @@ def test_a_pairs_file_with_a_missing_field_names_its_line(tmp_path, monkeypatch,
 
 @pytest.fixture(scope="module")
 def kb_home(tmp_path_factory, embed_model):
+    from docqa.settings import load_settings
     from ingest.pipeline import ingest_paths
-    from ingest.settings import load_settings
 
     root = tmp_path_factory.mktemp("rerank")
     docs = root / "docs"
@@ -78,9 +78,9 @@ def kb_home(tmp_path_factory, embed_model):
 
 
 def test_the_query_path_reranks_with_a_trained_cross_encoder(kb_home, tmp_path):
-    from ingest.kb import KnowledgeBase
-    from ingest.search import search
-    from ingest.settings import load_settings
+    from docqa.kb import KnowledgeBase
+    from docqa.search import search
+    from docqa.settings import load_settings
 
     home = kb_home / "home"
     plain = KnowledgeBase.open("rules", load_settings(home=home, device="cpu"))

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from tiny_models import make_tiny_bert
 
+from docqa.document import Block, BlockKind, Document
+from docqa.models.nsp import NSPScorer, load_nsp, pair_ids
+from docqa.settings import load_settings
+from docqa.text.tokenize import count_tokens
 from ingest.chunking import chunk_document
-from ingest.chunking.nsp import NSPScorer, load_nsp, pair_ids
 from ingest.chunking.semantic import chunk_semantic, merge_pieces, pieces_of
-from ingest.document import Block, BlockKind, Document
-from ingest.settings import load_settings
-from ingest.tokenize import count_tokens
 
 TEXTS = [
     "第一条 为规范劳动合同管理，保护劳动者合法权益，制定本办法。",

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from docqa.document import Block, Document
+from docqa.settings import load_settings
+from docqa.text.tokenize import STOPWORDS
+from docqa.units import Level
 from ingest.chunking import document_units
-from ingest.document import Block, Document
 from ingest.keyinfo import Keyphraser, candidates
 from ingest.keyinfo.keyphrases import english_candidates, mmr
 from ingest.keyinfo.llm import llm_keyphrases, parse_phrases, render_messages
-from ingest.settings import load_settings
-from ingest.tokenize import STOPWORDS
-from ingest.units import Level
 
 
 def labour_law_paragraphs(shared_data: Path) -> list[str]:
@@ -35,7 +35,7 @@ def squad_contexts(shared_data: Path, n: int = 4) -> list[str]:
 
 
 def test_chinese_keyphrases_come_from_the_text(shared_data: Path, embed_model: str) -> None:
-    from ingest.kb.knowledge_base import shared_embedder
+    from docqa.kb.knowledge_base import shared_embedder
 
     paras = labour_law_paragraphs(shared_data)[:6]
     kp = Keyphraser(shared_embedder(embed_model, "cpu"), top_n=5)
@@ -54,7 +54,7 @@ def test_chinese_keyphrases_come_from_the_text(shared_data: Path, embed_model: s
 
 
 def test_english_keyphrases_are_ngrams_of_the_text(shared_data: Path, embed_model: str) -> None:
-    from ingest.kb.knowledge_base import shared_embedder
+    from docqa.kb.knowledge_base import shared_embedder
 
     ctxs = squad_contexts(shared_data)
     phrases = Keyphraser(shared_embedder(embed_model, "cpu"), top_n=5).extract(ctxs)

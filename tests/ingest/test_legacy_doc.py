@@ -39,8 +39,8 @@ def test_a_real_doc_reads_like_its_docx_twin(twin) -> None:
 
 @needs_libreoffice
 def test_a_damaged_doc_is_reported_and_the_batch_goes_on(tmp_path: Path, twin) -> None:
+    from docqa.settings import load_settings
     from ingest.pipeline import ingest_paths
-    from ingest.settings import load_settings
 
     doc_path, _ = twin
     (tmp_path / "docs").mkdir()

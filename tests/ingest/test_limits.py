@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from kb_helpers import keyword_finds
 
+from docqa.settings import load_settings
 from ingest.loaders import LoadError, load_file
 from ingest.loaders.isolated import IsolatedLoader
 from ingest.loaders.limits import Limits
 from ingest.pipeline import ingest_paths
-from ingest.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.document import BlockKind, doc_id_for_path, sha256_hex
+from docqa.document import BlockKind, doc_id_for_path, sha256_hex
 from ingest.loaders import SUPPORTED_SUFFIXES, LoadError, iter_files, load_file
 from ingest.loaders.limits import Limits
 

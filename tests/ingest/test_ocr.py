@@ -100,10 +100,10 @@ def test_ocr_always_reads_a_page_that_has_a_text_layer(manual, tmp_path):
 
 
 def test_a_blank_page_is_reported_and_the_rest_ingested(pages, tmp_path, embed_model):
-    from ingest.kb import KnowledgeBase
+    from docqa.kb import KnowledgeBase
+    from docqa.search import search
+    from docqa.settings import load_settings
     from ingest.pipeline import ingest_paths
-    from ingest.search import search
-    from ingest.settings import load_settings
 
     blank = Image.new("RGB", pages[0].size, "white")
     (tmp_path / "docs").mkdir()

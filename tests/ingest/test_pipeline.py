@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from kb_helpers import keyword_finds
 
-from ingest.document import doc_id_for_path
-from ingest.kb import KnowledgeBase
+from docqa.document import doc_id_for_path
+from docqa.kb import KnowledgeBase
+from docqa.settings import load_settings
 from ingest.pipeline import delete_documents, ingest_paths
-from ingest.settings import load_settings
 
 KB = "pipe"
 pytestmark = pytest.mark.usefixtures("embed_model")

@@ -11,18 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from ingest.chunking import RULES as CHUNKING_RULES
+from docqa.document import BlockKind
+from docqa.kb import KnowledgeBase
+from docqa.kb.knowledge_base import kb_path
+from docqa.kb.rules import RULES as CHUNKING_RULES
+from docqa.labels import cn_to_int, int_to_cn, parse_reference, pinpoint
+from docqa.search import search
+from docqa.settings import load_settings
+from docqa.text.tokenize import count_tokens
+from docqa.units import Level
 from ingest.chunking.fixed import chunk_blocks
-from ingest.document import BlockKind
-from ingest.kb import KnowledgeBase
-from ingest.kb.knowledge_base import kb_path
 from ingest.loaders import load_file
 from ingest.pipeline import ingest_paths, reindex
-from ingest.search import search
-from ingest.settings import load_settings
-from ingest.structure import annotate, cn_to_int, int_to_cn, parse_reference, pinpoint
-from ingest.tokenize import count_tokens
-from ingest.units import Level
+from ingest.structure import annotate
 
 LABOR = "劳动合同法(2012-12-28).md"
 COMPANY = "公司法(2023-12-29).md"

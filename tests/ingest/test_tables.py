@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from docqa.document import BlockKind
+from docqa.text.tables import cells, row_sentences
+from docqa.text.tokenize import count_tokens
 from ingest.chunking.fixed import chunk_blocks
-from ingest.document import BlockKind
 from ingest.loaders import load_file
-from ingest.loaders.tables import cells, row_sentences
-from ingest.tokenize import count_tokens
 
 STANDARD = "docx/核电厂定期安全审查指南 第1部分：通用要求（征求意见稿）.docx"
 MANUAL = "pdf/WCHNET使用文档.pdf"
@@ -73,9 +73,9 @@ def test_html_spans_are_repeated(tmp_path):
 
 
 def test_an_answer_quotes_a_row_with_its_header(docs, tmp_path, embed_model):
-    from ingest.kb import KnowledgeBase
+    from docqa.kb import KnowledgeBase
+    from docqa.settings import load_settings
     from ingest.pipeline import ingest_paths
-    from ingest.settings import load_settings
     from service.answering import answer_question
 
     settings = load_settings(home=tmp_path / "home", device="cpu")

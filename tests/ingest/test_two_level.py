@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ingest.kb import KnowledgeBase
+from docqa.kb import KnowledgeBase
+from docqa.search import search
+from docqa.settings import load_settings
+from docqa.units import Level
 from ingest.pipeline import delete_documents, ingest_paths, reindex
-from ingest.search import search
-from ingest.settings import load_settings
-from ingest.units import Level
 
 pytestmark = pytest.mark.usefixtures("embed_model")
 

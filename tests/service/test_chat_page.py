@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from llm_support import Served, build_kb
 
-from ingest.settings import load_settings
+from docqa.settings import load_settings
 from service.auth.access import KeyStore
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.sentences import split_sentences
-from ingest.settings import ComplianceMode, GuardAction, load_settings
+from docqa.settings import ComplianceMode, GuardAction, load_settings
+from docqa.text.sentences import split_sentences
 from service.compliance import (
     AuditLog,
     Blocklist,
@@ -36,7 +36,7 @@ HANDBOOK = ("Employees accrue annual leave at a rate of two days per month of se
 
 @pytest.fixture(scope="module")
 def embedder(embed_model: str):
-    from ingest.embedder import Embedder
+    from docqa.models.embedder import Embedder
 
     e = Embedder(embed_model)
     e.warm_up()

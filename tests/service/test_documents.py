@@ -16,8 +16,8 @@ import httpx
 import pytest
 from llm_support import Served, scripted_llm
 
-from ingest.kb import KBWriter
-from ingest.settings import load_settings
+from docqa.kb import KBWriter
+from docqa.settings import load_settings
 from service.auth.access import KeyStore
 
 MARKER = "QZ-SECRET-7731"

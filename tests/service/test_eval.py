@@ -12,8 +12,8 @@ import pytest
 from docqa_server import DOCS
 from llm_support import Served
 
-from ingest.kb import KnowledgeBase
-from ingest.settings import load_settings
+from docqa.kb import KnowledgeBase
+from docqa.settings import load_settings
 from service.answering.result import AnswerResult
 from service.evaluation import metrics as M
 from service.evaluation.dataset import EvalRow, load_eval_set
@@ -93,7 +93,7 @@ def test_malformed_rows_are_skipped_with_their_line_numbers(tmp_path: Path) -> N
 
 def test_a_rows_filters_apply_inside_retrieval(home: Path) -> None:
     """A row asked with filters that exclude its gold document cannot hit it; without them it does."""
-    from ingest.kb import KnowledgeBase
+    from docqa.kb import KnowledgeBase
     from service.evaluation.dataset import parse_row
     from service.evaluation.runner import evaluate_row
 
@@ -193,7 +193,7 @@ def test_a_sweep_and_calibration_store_the_threshold_in_the_kb(home: Path, qa: P
     assert s["retrieval_cached"]
     # at threshold 5 nothing is supported enough, except a question that names an article
     # ("第四十七条 ...每满多少年？"): that article is found by its label and quoted whatever the threshold
-    from ingest.structure import parse_reference
+    from docqa.labels import parse_reference
 
     rows = [json.loads(x) for x in (tmp_path / "s" / "sweep-refusal_threshold-1.jsonl").read_text("utf-8").splitlines()]
     named = [r for r in rows if parse_reference(r["question"])]

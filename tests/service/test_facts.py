@@ -70,7 +70,7 @@ def test_guard_fails_a_changed_name_and_time_in_english(embedder) -> None:
 
 @pytest.fixture(scope="module")
 def embedder():
-    from ingest.embedder import Embedder
+    from docqa.models.embedder import Embedder
 
     e = Embedder("intfloat/multilingual-e5-small")
     try:

@@ -31,7 +31,7 @@ from docqa_server import (
     free_port,
 )
 
-from ingest.settings import Settings
+from docqa.settings import Settings
 
 MAX_QUESTION_CHARS = Settings.model_fields["max_question_chars"].default
 REFUSAL_ZH = "根据已知信息无法回答该问题"

@@ -11,8 +11,8 @@ import pytest
 from llm_support import Served, build_kb, free_port, sse_events, tiny_llama
 from openai_test_server import Scripted, create_openai_app
 
-from ingest.kb import KnowledgeBase
-from ingest.settings import load_settings
+from docqa.kb import KnowledgeBase
+from docqa.settings import load_settings
 from service.answering import answer_question
 from service.app import create_app
 from service.llm.transformers_local import TransformersLocal

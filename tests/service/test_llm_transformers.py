@@ -116,7 +116,7 @@ def test_vllm_backend_without_vllm_is_a_clear_unavailable_error():
 
 
 def test_factory_shares_one_model_per_configuration_and_applies_kb_overrides(tiny):
-    from ingest.settings import load_settings
+    from docqa.settings import load_settings
     from service.llm import kb_llm_settings, llm_for
 
     s = load_settings(llm_backend="transformers", llm_base_model=str(tiny),

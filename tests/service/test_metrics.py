@@ -9,7 +9,7 @@ import pytest
 from llm_support import Served
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingest.settings import load_settings
+from docqa.settings import load_settings
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TEXT = "# 保密制度\n\n本制度适用于 zebracorn 项目组的全体成员，成员应当遵守保密义务，违者扣发当月奖金。\n"

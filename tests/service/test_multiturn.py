@@ -8,8 +8,8 @@ import pytest
 from llm_support import Served, build_kb
 from openai_test_server import Scripted, create_openai_app
 
-from ingest.kb import KnowledgeBase
-from ingest.settings import load_settings
+from docqa.kb import KnowledgeBase
+from docqa.settings import load_settings
 from service.answering import answer_question
 from service.answering.history import clean_condensed, estimate_tokens, joined_query, truncate_history
 

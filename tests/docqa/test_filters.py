@@ -1,0 +1,156 @@
+"""Groups and metadata filters applied inside retrieval: a document a filter excludes is never a
+candidate (FAISS selector, tantivy term-set clause), so it cannot take a rank from an allowed one;
+metadata comes from sidecars, JSONL records and ``--groups``, and a metadata-only change re-ingests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from docqa.doc_meta import MetaError, clean_meta
+from docqa.filters import FilterError, doc_filter, parse_where
+from docqa.kb import KnowledgeBase
+from docqa.search import search
+from docqa.settings import load_settings
+from ingest.pipeline import ingest_paths
+
+pytestmark = pytest.mark.usefixtures("embed_model")
+
+SALARY = "Salary bands for 2024: engineers level five earn between forty and fifty thousand per month."
+PUBLIC = {
+    "canteen.md": "# Canteen\n\nLunch is served from noon until two in the afternoon on weekdays.\n",
+    "leave.md": "# Annual leave\n\nEmployees earn fifteen days of annual leave per year of service.\n",
+    "pay.md": "# Pay day\n\nSalaries are paid on the tenth day of each month by bank transfer.\n",
+}
+
+
+def _write(root: Path) -> Path:
+    docs = root / "docs"
+    docs.mkdir()
+    for name, text in PUBLIC.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    (docs / "bands.md").write_text(f"# Salary bands\n\n{SALARY}\n", encoding="utf-8")
+    (docs / "bands.md.meta.json").write_text(json.dumps({"groups": ["hr"], "tags": ["pay"], "date": "2024-01-05"}),
+                                             encoding="utf-8")
+    (docs / "pay.meta.json").write_text(json.dumps({"tags": ["pay", "bank"], "date": "2019-03-01"}), encoding="utf-8")
+    records = [{"id": "r1", "title": "Board minutes", "text": "The board approved the merger with Quokka Ltd in "
+                "a closed session.", "groups": "board", "date": "2023-11-30"},
+               {"id": "r2", "title": "Office hours", "text": "The office is open from eight to six.",
+                "tags": ["office"]}]
+    (docs / "records.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n", encoding="utf-8")
+    return docs
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("filters")
+    docs = _write(root)
+    settings = load_settings(home=root / "home")
+    report = ingest_paths([docs], "filters", settings, progress=False)
+    assert not report.failures, report.failures
+    base = KnowledgeBase.open("filters", settings)
+    yield base
+    base.close()
+
+
+def names(hits) -> set[str]:
+    return {h.title for h in hits}
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])
+def test_a_group_document_is_never_a_candidate_for_a_caller_without_the_group(kb, mode) -> None:
+    # the query is the protected sentence itself: without the filter it is the top hit
+    assert search(kb, SALARY, 3, mode=mode)[0].title == "Salary bands"
+    hits = search(kb, SALARY, 10, mode=mode, where=doc_filter(["staff"]))
+    assert "Salary bands" not in names(hits) and "Board minutes" not in names(hits)
+    assert all(SALARY not in h.text for h in hits)
+    if mode != "keyword":  # the filter runs inside FAISS: k allowed hits come back, not k minus the forbidden
+        assert len(hits) == 4  # the three public files and the public JSONL record
+    assert search(kb, SALARY, 3, mode=mode, where=doc_filter(["hr"]))[0].title == "Salary bands"
+    board = search(kb, "merger approved by the board", 5, mode=mode, where=doc_filter(["board"]))
+    assert "Board minutes" in names(board)
+
+
+def test_dense_ranking_among_allowed_documents_is_unchanged_by_forbidden_ones(kb) -> None:
+    """Dense scores do not depend on other documents: the filtered ranking equals the unfiltered one
+    with the forbidden documents removed, and scores are the same."""
+    full = search(kb, "how much are engineers paid", 10, mode="dense")
+    filtered = search(kb, "how much are engineers paid", 10, mode="dense", where=doc_filter([]))
+    expected = [(h.unit_id, round(h.score, 5)) for h in full if h.title not in ("Salary bands", "Board minutes")]
+    assert [(h.unit_id, round(h.score, 5)) for h in filtered] == expected
+
+
+def test_metadata_filters_equality_membership_and_date_range(kb) -> None:
+    q = "when is pay day and salary"
+    assert names(search(kb, q, 10, where=doc_filter(None, {"tags": "pay"}))) == {"Pay day", "Salary bands"}
+    assert names(search(kb, q, 10, where=doc_filter(None, {"tags": {"in": ["office", "bank"]}}))) == \
+        {"Pay day", "Office hours"}
+    assert names(search(kb, q, 10, where=doc_filter(None, {"date": {"gte": "2023-01-01", "lt": "2024-12-31"}}))) == \
+        {"Salary bands", "Board minutes"}
+    # groups and metadata together: the date range admits the HR document, the caller's groups do not
+    assert names(search(kb, q, 10, where=doc_filter(["board"], {"date": {"gte": "2023-01-01"}}))) == {"Board minutes"}
+    assert search(kb, q, 10, where=doc_filter(None, {"title": "No such title"})) == []
+
+
+def test_allowed_sets_are_cached_per_view_and_open_filters_cost_nothing(kb) -> None:
+    assert kb.allowed(doc_filter(None)) is None
+    assert kb.allowed(doc_filter(["hr", "board"])) is None  # every document passes: no selector at all
+    assert len(kb.allowed(doc_filter(["hr"])).doc_ids) == 5  # the public four and its own
+    b = kb.allowed(doc_filter([]))
+    assert b is kb.allowed(doc_filter([])) and len(b.doc_ids) == 4
+
+
+def test_bad_filters_name_the_field_and_why() -> None:
+    with pytest.raises(FilterError, match="'date'.*unknown operator"):
+        parse_where({"date": {"after": "2020"}})
+    with pytest.raises(FilterError, match="'tags'.*non-empty list"):
+        parse_where({"tags": {"in": []}})
+    with pytest.raises(FilterError, match="groups.*API key"):
+        parse_where({"groups": "hr"})
+    with pytest.raises(FilterError, match="must all be dates/text or all numbers"):
+        parse_where({"v": {"gte": 1, "lte": "2"}})
+    with pytest.raises(FilterError, match="not a string, number"):
+        parse_where({"v": [1]})
+    with pytest.raises(MetaError, match="path is set by docqa"):
+        clean_meta({"path": "/etc"}, "upload")
+    with pytest.raises(MetaError, match="'\\*' is reserved"):
+        clean_meta({"groups": ["*"]}, "upload")
+
+
+def test_metadata_only_changes_reingest_and_bad_sidecars_fail_that_file_only(tmp_path: Path) -> None:
+    docs = _write(tmp_path)
+    settings = load_settings(home=tmp_path / "home")
+    first = ingest_paths([docs], "meta", settings, progress=False)
+    assert first.added == 6
+    # edit only the sidecar: bands.md must move to the board group; nothing else is touched
+    (docs / "bands.md.meta.json").write_text(json.dumps({"groups": ["board"]}), encoding="utf-8")
+    (docs / "canteen.md.meta.json").write_text("{not json", encoding="utf-8")
+    second = ingest_paths([docs], "meta", settings, progress=False)
+    assert second.updated == 1 and second.unchanged == 4 + 0  # pay, leave, and the two JSONL records
+    assert [Path(f.path).name for f in second.failures] == ["canteen.md"]
+    assert "canteen.md.meta.json is not readable JSON" in second.failures[0].reason
+    kb = KnowledgeBase.open("meta", settings)
+    try:
+        assert "Salary bands" in names(search(kb, SALARY, 3, where=doc_filter(["board"])))
+        assert "Salary bands" not in names(search(kb, SALARY, 3, where=doc_filter(["hr"])))
+    finally:
+        kb.close()
+    # --groups is the run's default: files without their own groups get it
+    third = ingest_paths([docs / "leave.md"], "meta", settings, progress=False, meta={"groups": ["staff"]})
+    assert third.updated == 1
+    kb = KnowledgeBase.open("meta", settings)
+    try:
+        assert "Annual leave" not in names(search(kb, "annual leave days", 5, where=doc_filter([])))
+        assert "Annual leave" in names(search(kb, "annual leave days", 5, where=doc_filter(["staff"])))
+    finally:
+        kb.close()
+
+
+def test_a_jsonl_record_with_unusable_groups_names_its_line(tmp_path: Path) -> None:
+    f = tmp_path / "bad.jsonl"
+    f.write_text(json.dumps({"id": "a", "text": "hello there", "groups": [1, 2]}) + "\n", encoding="utf-8")
+    report = ingest_paths([f], "badgroups", load_settings(home=tmp_path / "home"), progress=False)
+    assert len(report.failures) == 1 and "line 1" in report.failures[0].reason
+    assert "'groups' must be a list of names" in report.failures[0].reason
