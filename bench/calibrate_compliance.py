@@ -173,7 +173,8 @@ def guard_scores(cases: list[Case], emb) -> dict[str, np.ndarray]:
     """Per case, the lowest sentence score of the draft (what decides the verdict), per scorer."""
     from tqdm import tqdm
 
-    from service.compliance.guard import check_grounding, draft_sentences, evidence_sentences, overlap, strip_citations
+    from docqa.text.citations import strip_citations
+    from service.compliance.guard import check_grounding, draft_sentences, evidence_sentences, overlap
 
     texts = {strip_citations(t) for c in cases for t in draft_sentences(c.draft)} | {c.draft for c in cases}
     texts |= {t for c in cases for t in evidence_sentences(dict(enumerate(c.passages, 1)))}
@@ -223,13 +224,13 @@ def run_guard(cases: list[Case], emb, default: float) -> tuple[list[str], float]
 
 
 def run_snap(emb, extra_negatives: list[str], default: float) -> tuple[list[str], float]:
-    from service.compliance.fallbacks import Lang, language_of
+    from docqa.text.language import Lang, lang_of
     from service.compliance.filter import DEFAULT_DIR
     from service.compliance.snap import ApprovedLibrary
 
     lib = ApprovedLibrary.load(DEFAULT_DIR, emb)
     cases = [json.loads(x) for x in SNAP_CASES.read_text(encoding="utf-8").split("\n") if x.strip()]
-    cases += [{"draft": d, "stage": "consult", "lang": language_of(d).value, "expect": None} for d in extra_negatives]
+    cases += [{"draft": d, "stage": "consult", "lang": lang_of(d).value, "expect": None} for d in extra_negatives]
     pos, neg, wrong_pick = [], [], 0
     for c in cases:
         m = lib.best(c["draft"], Lang(c["lang"]), c["stage"])

@@ -86,7 +86,7 @@ def generate(model, tok, examples: list[dict], max_new_tokens: int = 40) -> list
 def rates(examples: list[dict], outputs: list[str]) -> dict:
     """The before/after measures, with the rules of ``docqa eval`` (service/evaluation/metrics.py for the
     gold span, the serving refusal detector for refusals): one implementation."""
-    from service.answering.citations import is_refusal
+    from docqa.text.refusal import is_refusal
     from service.evaluation.metrics import contains_any
 
     ans = [(e, o) for e, o in zip(examples, outputs, strict=True) if e["answerable"]]

@@ -18,6 +18,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from docqa.models import E5_SMALL
+from docqa.units import Level
 
 # The build settings: recorded in a KB's manifest, fixed for the life of the KB.
 BUILD_KEYS = (
@@ -76,14 +77,6 @@ class OCRMode(StrEnum):
     AUTO = "auto"
     ALWAYS = "always"
     NEVER = "never"
-
-
-class UnitLevel(StrEnum):
-    """Levels of retrieval units (same values as ``docqa.units.Level``)."""
-
-    ARTICLE = "article"
-    SEGMENT = "segment"
-    SENTENCE = "sentence"
 
 
 class VectorIndexKind(str, Enum):
@@ -219,7 +212,7 @@ class Settings(BaseSettings):
     similarity_threshold: float = Field(default=0.84, ge=-1, le=1)
     # Levels indexed: articles route a query to a document, segments are the answer passages,
     # sentences give precise matches that are expanded to their segment at retrieval time.
-    unit_levels: list[UnitLevel] = Field(default_factory=lambda: list(UnitLevel))
+    unit_levels: list[Level] = Field(default_factory=lambda: list(Level))
     # What FAISS embeds per unit. text: best recall@5 for both fixed (0.956 vs both 0.939, keyinfo 0.895)
     # and embedding chunkers (0.965 vs 0.939, 0.912) in bench/reports/chunking_retrieval.md, MRR@10
     # within 0.011 of both; keyinfo alone loses the wording questions paraphrase. Key info still

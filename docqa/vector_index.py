@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from docqa.settings import VectorIndexKind
+
 
 class VectorIndex:
     def __init__(self, index, dim: int):
@@ -21,18 +23,21 @@ class VectorIndex:
         self.dim = dim
 
     @classmethod
-    def create(cls, dim: int, kind: str = "flat") -> VectorIndex:
+    def create(cls, dim: int, kind: VectorIndexKind | str = VectorIndexKind.FLAT) -> VectorIndex:
         import faiss
 
-        if kind == "flat":
+        try:
+            kind = VectorIndexKind(kind)
+        except ValueError:
+            names = " | ".join(k.value for k in VectorIndexKind)
+            raise ValueError(f"unknown vector index kind {kind!r} ({names})") from None
+        if kind is VectorIndexKind.FLAT:
             base = faiss.IndexFlatIP(dim)
-        elif kind == "flat_fp16":
+        elif kind is VectorIndexKind.FLAT_FP16:
             base = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
-        elif kind == "hnsw":
+        else:
             base = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
             base.hnsw.efSearch = 128
-        else:
-            raise ValueError(f"unknown vector index kind {kind!r} (flat | flat_fp16 | hnsw)")
         return cls(faiss.IndexIDMap2(base), dim)
 
     @classmethod
@@ -78,7 +83,7 @@ class VectorIndex:
         all_ids = faiss.vector_to_array(self.index.id_map)
         vecs = self.index.index.reconstruct_n(0, len(all_ids))
         keep = ~np.isin(all_ids, ids)
-        fresh = VectorIndex.create(self.dim, "hnsw")
+        fresh = VectorIndex.create(self.dim, VectorIndexKind.HNSW)
         fresh.add(all_ids[keep], vecs[keep])
         self.index = fresh.index
         return int((~keep).sum())

@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from docqa.document import Document
+from docqa.text.language import joins_without_space
 from docqa.text.sentences import split_sentences
 from finetune.vocab import extend_vocab
-from ingest.chunking.fixed import _is_cjk_join
 from ingest.chunking.semantic import sections_of
 
 
@@ -122,7 +122,7 @@ def _negative(a: str, runs: list[list[str]], ri: int, i: int, pool: list[list[st
 def _join(sents: list[str]) -> str:
     text = ""
     for s in sents:
-        text += s if not text or _is_cjk_join(text, s) else " " + s
+        text += s if not text or joins_without_space(text, s) else " " + s
     return text
 
 

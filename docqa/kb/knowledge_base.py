@@ -22,7 +22,7 @@ from docqa.filters import DocFilter
 from docqa.kb.manifest import MANIFEST, KBDamaged, KBError, gen_dir, generations_on_disk, read_manifest, validate_name
 from docqa.kb.store import UnitStore
 from docqa.models.embedder import Embedder
-from docqa.settings import Settings
+from docqa.settings import LexicalBackend, Settings
 
 _ALLOWED_CACHE = 256  # resolved filters kept per KB view (each: a set of doc ids and an array of unit ids)
 
@@ -209,13 +209,13 @@ class KnowledgeBase:
                     from docqa.lexical import open_lexical
 
                     s = self.settings
-                    if s.lexical_backend.value == "tantivy" and not (self._gdir / "lexical").is_dir():
+                    if s.lexical_backend is LexicalBackend.TANTIVY and not (self._gdir / "lexical").is_dir():
                         raise self._damaged("the keyword index", "is missing")
                     try:
                         lexical = open_lexical(s.lexical_backend.value, self._gdir / "lexical",
                                                es_url=s.es_url, es_index=self.manifest.get("es_index"),
                                                readonly=True)
-                        n = len(lexical) if s.lexical_backend.value == "tantivy" else None
+                        n = len(lexical) if s.lexical_backend is LexicalBackend.TANTIVY else None
                     except ValueError as e:  # tantivy's errors on a damaged index
                         raise self._damaged("the keyword index", f"cannot be read ({str(e)[:200]})") from None
                     expected = self._expected_units()

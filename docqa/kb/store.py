@@ -111,10 +111,6 @@ class UnitStore:
         """Every document's identity, counts and metadata (no text), ordered by source."""
         return [_doc_row(r) for r in self._q(f"SELECT {_DOC_COLS} FROM docs ORDER BY source, doc_id")]
 
-    def doc_for_hash(self, content_hash: str) -> str | None:
-        rows = self._q("SELECT doc_id FROM docs WHERE content_hash=? LIMIT 1", (content_hash,))
-        return rows[0][0] if rows else None
-
     def get_doc(self, doc_id: str) -> Document | None:
         rows = self._q("SELECT doc_id, source, title, content_hash, meta, blocks FROM docs WHERE doc_id=?", (doc_id,))
         if not rows:
@@ -197,9 +193,6 @@ class UnitStore:
             f"INSERT INTO units ({_UNIT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
             [(u.unit_id, u.doc_id, u.level.value, u.ord, u.parent_id, u.text, u.keyinfo,
               json.dumps(u.heading_path, ensure_ascii=False), u.page, u.label or None) for u in units])
-
-    def set_meta(self, doc_id: str, meta: dict) -> None:
-        self.conn.execute("UPDATE docs SET meta=? WHERE doc_id=?", (json.dumps(meta, ensure_ascii=False), doc_id))
 
     def delete_docs(self, doc_ids: list[str]) -> None:
         for d in doc_ids:

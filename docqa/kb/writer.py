@@ -213,7 +213,7 @@ class KBWriter:
         if self._vectors is None:
             from docqa.vector_index import VectorIndex
 
-            self._vectors = VectorIndex.create(self.embedder.dim, self.settings.vector_index.value)
+            self._vectors = VectorIndex.create(self.embedder.dim, self.settings.vector_index)
         return self._vectors
 
     def put_documents(self, items: list[tuple[Document, list[Unit]]], *, show_progress: bool = False) -> int:

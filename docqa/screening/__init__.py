@@ -8,12 +8,13 @@ is the data directory both use unless ``compliance_dir`` says otherwise.
 
 from pathlib import Path
 
+from docqa.resources import prompts_dir
 from docqa.screening.blocklist import BlockHit, Blocklist, BlocklistError
 from docqa.screening.normalize import Normalized, NormalizerError, check_available, normalize
 from docqa.screening.pii import PiiHit, find_pii, mask_pii
 from docqa.screening.screen import Flag, screen_text, unsafe_as_evidence
 
-DEFAULT_COMPLIANCE_DIR = Path(__file__).resolve().parents[2] / "prompts" / "compliance"
+DEFAULT_COMPLIANCE_DIR = prompts_dir() / "compliance"
 
 
 def compliance_dir(settings) -> Path:

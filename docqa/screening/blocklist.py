@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from docqa.screening.normalize import Normalized, normalize
-from docqa.text.tokenize import has_cjk
+from docqa.text.language import has_han
 
 TERMS_FILE = "blocklist.txt"
 REGEX_FILE = "blocklist_regex.txt"
@@ -70,8 +70,8 @@ class Blocklist:
                     self.rule_of.setdefault(norm, spellings[0])
         self.terms = list(self.rule_of)
         self.patterns = patterns
-        cjk = sorted((t for t in self.terms if has_cjk(t)), key=len, reverse=True)
-        latin = sorted((t for t in self.terms if not has_cjk(t)), key=len, reverse=True)
+        cjk = sorted((t for t in self.terms if has_han(t)), key=len, reverse=True)
+        latin = sorted((t for t in self.terms if not has_han(t)), key=len, reverse=True)
         self._cjk = re.compile("|".join(map(re.escape, cjk))) if cjk else None
         # whole words against Latin letters and digits only: "本产品wzbp哦" is a hit (Chinese is \w to re)
         self._latin = (re.compile(r"(?<![0-9a-z])(?:" + "|".join(map(re.escape, latin)) + r")(?![0-9a-z])")

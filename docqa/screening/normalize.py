@@ -27,7 +27,7 @@ import threading
 import unicodedata
 from dataclasses import dataclass
 
-from docqa.text.tokenize import CJK_CLASS
+from docqa.text.language import HAN_CLASS as CJK_CLASS
 
 _SOFT = r"\s\-_·•・‧∙⋅.*~|/\\+=^`'\"…‐‑‒–—―﹏～＿"
 _HARD = r"，。、；：！？,;:!?“”‘’「」『』《》〈〉()（）【】\[\]{}"

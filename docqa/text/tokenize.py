@@ -16,13 +16,13 @@ import threading
 import unicodedata
 from functools import lru_cache
 
+from docqa.text.language import HAN, HAN_CLASS
+
 # a run of CJK ideographs, or a word of any other script: letters/digits (not '_', not CJK) joined
 # by . ' - ("e.g", "notice-period", "3.5")
-_W = r"[^\W_\u3400-\u9fff\uf900-\ufaff]"
-_WORD = re.compile(rf"{_W}+(?:[.'-]{_W}+)*|[\u3400-\u9fff\uf900-\ufaff]+")
+_W = rf"[^\W_{HAN_CLASS}]"
+_WORD = re.compile(rf"{_W}+(?:[.'-]{_W}+)*|[{HAN_CLASS}]+")
 _LATIN_RUN = re.compile(rf"{_W}+")
-CJK_CLASS = "\u3400-\u9fff\uf900-\ufaff"  # Han (CJK unified ideographs, extension A, compatibility)
-_CJK = re.compile(f"[{CJK_CLASS}]")
 
 STOPWORDS = frozenset(
     """的 了 和 与 及 或 是 在 有 为 对 等 被 把 也 就 都 而 及其 之 其 该 此 这 那 个 中 上 下 以 于 由 从 向
@@ -56,7 +56,7 @@ def tokenize(text: str) -> list[str]:
     out: list[str] = []
     for m in _WORD.finditer(unicodedata.normalize("NFKC", text)):
         piece = m.group(0)
-        if _CJK.match(piece):
+        if HAN.match(piece):
             out.extend(t for t in _cut_cjk(piece) if t not in STOPWORDS)
         else:
             low = piece.lower()
@@ -68,11 +68,6 @@ def tokenize(text: str) -> list[str]:
 @lru_cache(maxsize=65536)
 def _cut_cjk(run: str) -> tuple[str, ...]:
     return tuple(_get_jieba().lcut_for_search(run))
-
-
-def has_cjk(text: str) -> bool:
-    """True when ``text`` holds a CJK ideograph (the character class the tokenizer cuts with jieba)."""
-    return _CJK.search(text) is not None
 
 
 def query_terms(text: str) -> list[str]:
@@ -87,6 +82,6 @@ def count_tokens(text: str) -> int:
     character and 1-1.5 per English word, so this tracks the embedder's real length closely
     without loading a tokenizer in the hot path of chunking.
     """
-    cjk = len(_CJK.findall(text))
+    cjk = len(HAN.findall(text))
     latin = len(_LATIN_RUN.findall(text))  # any non-CJK word, full-width "２０１９" included
     return cjk + (latin * 13 + 9) // 10

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from docqa.units import Level
 from finetune.records import DataFormatError, iter_records, require_str
 
 QuestionGenerator = Callable[[str], str]
@@ -109,7 +110,7 @@ def pairs_from_kb(kb, *, llm: QuestionGenerator | None = None, limit: int | None
     the pseudo-query, so one bad generation never drops the unit. ``limit`` samples units.
     """
     units = [u for doc in kb.store.iter_docs() for u in kb.store.units_of_doc(doc.doc_id)
-             if u.level.value == "segment" and len(u.text.strip()) >= min_chars]
+             if u.level is Level.SEGMENT and len(u.text.strip()) >= min_chars]
     if limit is not None and len(units) > limit:
         units = random.Random(seed).sample(units, limit)
     pairs: list[Pair] = []

@@ -1,8 +1,8 @@
 """`docqa finetune build-rag-sft`: RAG training data shaped exactly like serving, with refusals.
 
 For each QA pair we retrieve passages from the KB with the same hybrid search as serving and render
-the same ``prompts/qa_{zh,en}.j2`` template (same Jinja options as service/prompts.py; finetune may
-not import service, so the few lines are repeated here and a test checks they agree). Passages that
+the same ``prompts/qa_{zh,en}.j2`` template through the same renderer (``docqa.templates``), and the
+same refusal (``docqa.text.refusal``) and citation form (``docqa.text.citations.cite``). Passages that
 are not the gold one are the distractors the model must learn to ignore.
 
 ``refusal_share`` is the share of the built examples whose target is the refusal message. Questions
@@ -20,21 +20,14 @@ retrieval misses the gold passage, so the example still teaches reading rather t
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from docqa.templates import Prompts, prompts_for
+from docqa.text.citations import cite
+from docqa.text.language import lang_of
+from docqa.text.refusal import REFUSAL
 from finetune.records import DataFormatError, iter_records, require_str
-
-# Must equal service/answering/result.py (REFUSAL_ZH / REFUSAL_EN) and the wording the qa_*.j2
-# templates ask for; tests/finetune/test_llm_rag_sft.py checks it.
-REFUSAL = {"zh": "根据已知信息无法回答该问题", "en": "The known information is not sufficient to answer this question."}
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
-_CJK = re.compile(r"[\u3400-\u9fff]")
-
-
-def lang_of(text: str) -> str:
-    return "zh" if _CJK.search(text) else "en"
 
 
 @dataclass
@@ -71,33 +64,11 @@ def load_qa(path: str | Path) -> list[QA]:
     return out
 
 
-class QATemplate:
-    """Renders the serving QA prompt from ``prompts/qa_{lang}.j2`` (same Jinja options as serving)."""
-
-    def __init__(self, prompts_dir: Path | None = None):
-        from jinja2 import FileSystemLoader, StrictUndefined
-        from jinja2.sandbox import SandboxedEnvironment
-
-        self.dir = Path(prompts_dir or PROMPTS_DIR)
-        self.env = SandboxedEnvironment(loader=FileSystemLoader(str(self.dir)), undefined=StrictUndefined,
-                                        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
-                                        autoescape=False)
-
-    def messages(self, question: str, passages: list[dict], lang: str | None = None) -> list[dict]:
-        lang = lang or lang_of(question)
-        text = self.env.get_template(f"qa_{lang}.j2").render(question=question, passages=passages).strip()
-        return [{"role": "user", "content": text}]
-
-
 def _holds(text: str, qa: QA) -> bool:
     return bool(qa.answer) and qa.answer in text
 
 
-def _cite(answer: str, n: int, lang: str) -> str:
-    return f"{answer}[{n}]" if lang == "zh" else f"{answer} [{n}]"
-
-
-def build_example(kb, qa: QA, template: QATemplate, rng: random.Random, *, k: int, refuse: bool,
+def build_example(kb, qa: QA, template: Prompts, rng: random.Random, *, k: int, refuse: bool,
                   report: BuildReport) -> dict | None:
     """One chat example for ``qa``: answer with a citation, or (``refuse``/unanswerable) the refusal."""
     from docqa.search import search
@@ -120,14 +91,14 @@ def build_example(kb, qa: QA, template: QATemplate, rng: random.Random, *, k: in
             report.gold_inserted += 1
         passages = top
         n = next(i for i, p in enumerate(top, 1) if p["gold"])
-        target = _cite(qa.answer, n, lang)
+        target = cite(qa.answer, n, lang)
         report.answerable += 1
     from docqa.screening import unsafe_as_evidence
 
     # flagged as serving flags it (service/answering/pipeline.py), so training sees the serving prompt
     numbered = [{"n": i, "title": p["title"], "text": p["text"], "flagged": unsafe_as_evidence(p["text"])}
                 for i, p in enumerate(passages, 1)]
-    msgs = template.messages(qa.question, numbered, lang)
+    msgs = template.qa_messages(qa.question, numbered, lang)
     return {"id": qa.id, "messages": [*msgs, {"role": "assistant", "content": target}],
             "answerable": target != REFUSAL[lang], "answer": qa.answer}
 
@@ -159,7 +130,7 @@ def build_rag_sft(kb, qas: list[QA], *, k: int = 3, refusal_share: float | None 
 
     rng = random.Random(seed)
     kept, refuse = plan_refusals(qas, refusal_share, rng)
-    template = QATemplate(prompts_dir)
+    template = prompts_for(Path(prompts_dir) if prompts_dir else None)
     report = BuildReport(dropped_unanswerable=len(qas) - len(kept))
     for i, qa in enumerate(tqdm(kept, desc="rag-sft", leave=False, disable=not progress or None)):
         ex = build_example(kb, qa, template, rng, k=k, refuse=i in refuse, report=report)

@@ -14,6 +14,7 @@ Rules, in order:
 from __future__ import annotations
 
 from docqa.document import Block, BlockKind, Document
+from docqa.text.language import joins_without_space
 from docqa.text.sentences import split_sentences
 from docqa.text.tokenize import count_tokens
 from docqa.units import Level, Unit
@@ -34,7 +35,7 @@ def _pieces(text: str, max_tokens: int, count=count_tokens) -> list[str]:
                 cur = ""
             out.append(sent[:cut])
             sent = sent[cut:]
-        joiner = "" if _is_cjk_join(cur, sent) else " "
+        joiner = "" if joins_without_space(cur, sent) else " "
         if cur and count(cur + joiner + sent) > max_tokens:
             out.append(cur)
             cur = sent
@@ -54,10 +55,6 @@ def _hard_cut(text: str, max_tokens: int, count=count_tokens) -> int:
         else:
             hi = mid - 1
     return max(lo, 1)
-
-
-def _is_cjk_join(a: str, b: str) -> bool:
-    return bool(a) and (ord(a[-1]) > 0x2E80 or ord(b[0]) > 0x2E80)
 
 
 def sections_of(blocks: list[Block]) -> list[list[Block]]:

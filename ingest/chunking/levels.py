@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from docqa.document import BlockKind, Document
-from docqa.settings import EmbedInput, Settings, UnitLevel
+from docqa.settings import EmbedInput, Settings
 from docqa.text.sentences import split_sentences
 from docqa.text.tokenize import count_tokens
 from docqa.units import Level, Unit
@@ -59,7 +59,7 @@ def build_units(doc: Document, segments: list[Unit], settings: Settings, *, gene
     levels = set(settings.unit_levels)
     sp = _SegmentPass.run(segments, settings) if keyphraser is None else None
     phrases = _segment_phrases(segments, settings, generate, keyphraser, sp)
-    with_article = UnitLevel.ARTICLE in levels
+    with_article = Level.ARTICLE in levels
     for seg, ph in zip(segments, phrases, strict=True):
         seg.keyinfo = keyinfo_text(seg.keyinfo, ph)  # seg.keyinfo holds the heading path so far
         seg.parent_ord = 0 if with_article else None
@@ -67,7 +67,7 @@ def build_units(doc: Document, segments: list[Unit], settings: Settings, *, gene
     if with_article:
         units.append(_article(doc, phrases, sp))
     units.extend(segments)
-    if UnitLevel.SENTENCE in levels:
+    if Level.SENTENCE in levels:
         units.extend(_sentences(segments, settings, sp))
     return units
 
@@ -92,7 +92,7 @@ class _SegmentPass:
         if not emb.supports_token_states():
             return None
         sp = cls(len(segments))
-        sentences = UnitLevel.SENTENCE in set(settings.unit_levels)
+        sentences = Level.SENTENCE in set(settings.unit_levels)
         for i, st in emb.encode_docs_tokens([s.text for s in segments]):
             text = segments[i].text
             segments[i].vector = sp.vectors[i] = st.vector

@@ -25,10 +25,11 @@ from typing import Protocol
 import numpy as np
 
 from docqa.document import Block, BlockKind, Document
+from docqa.text.language import joins_without_space
 from docqa.text.sentences import split_sentences
 from docqa.text.tokenize import count_tokens
 from docqa.units import Unit
-from ingest.chunking.fixed import _hard_cut, _is_cjk_join, sections_of, segment, table_segments
+from ingest.chunking.fixed import _hard_cut, sections_of, segment, table_segments
 from ingest.structure import annotate
 
 
@@ -112,7 +113,7 @@ def join_pieces(pieces: list[Piece]) -> str:
         if cur.para != prev.para:
             text += "\n" + cur.text
         else:
-            text += ("" if _is_cjk_join(text, cur.text) else " ") + cur.text
+            text += ("" if joins_without_space(text, cur.text) else " ") + cur.text
     return text
 
 

@@ -5,13 +5,14 @@
 
 from __future__ import annotations
 
-from ingest.keyinfo.keyphrases import Keyphraser, candidates, is_chinese
+from docqa.text.language import Lang, lang_of
+from ingest.keyinfo.keyphrases import MAIN_SHARE, Keyphraser, candidates
 from ingest.keyinfo.llm import llm_keyphrases
 
 
 def keyinfo_text(heading: str, phrases: list[str]) -> str:
     """Key info string of a unit: its heading path, then its phrases."""
-    sep = "、" if any(is_chinese(p) for p in phrases) else ", "
+    sep = "、" if any(lang_of(p, min_share=MAIN_SHARE) is Lang.ZH for p in phrases) else ", "
     body = sep.join(phrases)
     if heading and body:
         return f"{heading} | {body}"

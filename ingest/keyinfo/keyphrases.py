@@ -20,19 +20,14 @@ from collections import Counter
 import numpy as np
 
 from docqa.settings import KeyphraseCandidates
+from docqa.text.language import HAN, Lang, lang_of
 from docqa.text.tokenize import STOPWORDS, _get_jieba
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'-]*|\d+(?:\.\d+)?")
 _PUNCT = re.compile(r"[.,;:!?()\[\]{}\"“”‘’/|<>]+|\s[-–—]\s|'\s|\s'")
 _TEXTRANK_POS = ("ns", "n", "vn", "v", "nr", "nt", "nz", "eng")
 N_CANDIDATES = 20
-
-
-def is_chinese(text: str) -> bool:
-    """True when CJK characters make up at least a fifth of the non-space characters."""
-    chars = len(re.sub(r"\s", "", text))
-    return chars > 0 and len(_CJK.findall(text)) * 5 >= chars
+MAIN_SHARE = 0.2  # a text is read as Chinese when Han characters are at least this share of it
 
 
 def candidates(text: str, method: KeyphraseCandidates = KeyphraseCandidates.TFIDF,
@@ -40,7 +35,7 @@ def candidates(text: str, method: KeyphraseCandidates = KeyphraseCandidates.TFID
     """Up to ``n`` (phrase, weight) candidates, best first."""
     if not text.strip():
         return []
-    if not is_chinese(text):
+    if lang_of(text, min_share=MAIN_SHARE) is not Lang.ZH:
         return english_candidates(text, n)
     _get_jieba()  # jieba initialised once, quietly
     import jieba.analyse
@@ -56,7 +51,7 @@ def candidates(text: str, method: KeyphraseCandidates = KeyphraseCandidates.TFID
 def _good_zh(word: str) -> bool:
     if word in STOPWORDS or word.isdigit():
         return False
-    return len(word) >= 2 or not _CJK.match(word)
+    return len(word) >= 2 or not HAN.match(word)
 
 
 def english_candidates(text: str, n: int = N_CANDIDATES) -> list[tuple[str, float]]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from pathlib import Path
+
+from docqa.resources import prompts_dir
 
 log = logging.getLogger(__name__)
 Generate = Callable[[list[dict]], str]
-PROMPT = Path(__file__).resolve().parents[2] / "prompts" / "keyphrases.j2"
+PROMPT = prompts_dir() / "keyphrases.j2"
 _SPLIT = re.compile(r"[\n,，、;；]+")
 MAX_PHRASE_CHARS = 24
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from docqa.document import Block, BlockKind, Document, doc_id_for_path, sha256_hex
+from docqa.text.language import is_cjk
 from ingest.loaders.errors import LoadError
 
 # Odd spaces (ideographic, no-break, en/em/thin...) become a plain space; zero-width ones vanish.
@@ -21,30 +22,10 @@ _ZERO_WIDTH = re.compile(r"[\u200b\u200c\u200d\u2060\ufeff]")
 # Unicode line breaks that str.split("\n") would not see: treat them as newlines inside text.
 _LINE_BREAKS = re.compile(r"\r\n|[\r\u0085\u2028\u2029]")
 
-_CJK_RANGES = (
-    (0x2E80, 0x2FDF),
-    (0x3000, 0x303F),
-    (0x3040, 0x30FF),
-    (0x3100, 0x312F),
-    (0x31A0, 0x31FF),
-    (0x3400, 0x4DBF),
-    (0x4E00, 0x9FFF),
-    (0xF900, 0xFAFF),
-    (0xFE30, 0xFE4F),
-    (0xFF00, 0xFFEF),
-    (0x20000, 0x2FA1F),
-)
-
 # "第一章 总则", "第三节　设立", "第二编 物权": a line that is only a Chinese structure heading.
 _CN_HEADING = re.compile(r"^第[一二三四五六七八九十百千零〇两\d]{1,6}([编章节])(?:\s*(\S.{0,40}))?$")
 _CN_RANK = {"编": 0, "章": 1, "节": 2}
 _SENTENCE_END = "。；，！？;,!?"
-
-
-def is_cjk(ch: str) -> bool:
-    """True for Han/Kana characters and CJK or full-width punctuation (no space around them)."""
-    cp = ord(ch)
-    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
 
 
 def normalize_newlines(text: str) -> str:

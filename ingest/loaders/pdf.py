@@ -24,7 +24,7 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
-from docqa.document import Document
+from docqa.document import BlockKind, Document
 from ingest.loaders._builder import BlockBuilder, clean_line, cn_heading_kind, file_document, join_lines
 from ingest.loaders.errors import LoadError
 from ingest.loaders.limits import DEFAULT_LIMITS, Limits
@@ -285,7 +285,7 @@ def _build_blocks(pages: list[list[str]], confidence: dict[tuple[int, str], floa
 
     for page_no, lines in enumerate(pages, start=1):
         # a table first on its page may continue the table that ended the previous page
-        table_ran_on = bool(builder.blocks) and builder.blocks[-1].kind.value == "table" and not pending
+        table_ran_on = bool(builder.blocks) and builder.blocks[-1].kind is BlockKind.TABLE and not pending
         first_line = next((x for x in lines if x), None)
         for line in lines:
             if not line:

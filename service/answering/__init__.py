@@ -8,11 +8,11 @@ or an LLM) comes from the KB's settings (``llm_backend``, per-KB ``kb_llm``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 from docqa.filters import DocFilter
 from docqa.kb import KnowledgeBase
+from docqa.text.citations import cited_pieces
 from service.answering.history import joined_query as standalone_query
 from service.answering.pipeline import Prepared, answer, answer_events, citation, prepare
 from service.answering.result import AnswerResult, refusal_message
@@ -72,4 +72,4 @@ def _screened(kb: KnowledgeBase, question: str, stage: str | None, request_id: s
 
 def stream_answer(result: AnswerResult) -> Iterator[str]:
     """A finished answer as deltas, one sentence (with its citation) at a time."""
-    yield from re.findall(r".+?\[\d+\]|.+$", result.answer, flags=re.S)
+    yield from cited_pieces(result.answer)

@@ -9,21 +9,12 @@ stream: text outside a bracket passes through at once, a bracket is held only un
 
 from __future__ import annotations
 
-import re
-
 from docqa.search import Hit
+from docqa.text.citations import CLOSE, OPEN, RAW_BODY, RAW_PARTIAL, marker_numbers
 from service.answering.evidence import content_terms, coverage
 
-OPEN, CLOSE = "[【［", "]】］"
-_BODY = re.compile(r"\s*\d{1,3}(\s*[,，、;；]\s*\d{1,3})*\s*")
-_PARTIAL = re.compile(r"[\d\s,，、;；]*")
 MAX_MARKER = 24
 MIN_ATTRIBUTION = 0.3  # share of the answer's content terms a passage must hold to be cited for it
-
-REFUSAL_PHRASES = ("无法回答", "没有提供足够的相关信息", "没有足够的相关信息", "未提供足够", "无法从中得到答案",
-                   "not sufficient to answer", "cannot be answered", "can't be answered", "does not contain enough",
-                   "no information about", "not enough information")
-
 
 class CitationFilter:
     """Feed text in pieces; get it back with citation markers normalised and unknown ones removed."""
@@ -46,7 +37,7 @@ class CitationFilter:
             if ch in CLOSE:
                 out.append(self._resolve(self._buf))
                 self._buf = ""
-            elif not _PARTIAL.fullmatch(self._buf[1:]) or len(self._buf) > MAX_MARKER:
+            elif not RAW_PARTIAL.fullmatch(self._buf[1:]) or len(self._buf) > MAX_MARKER:
                 held, self._buf = self._buf, ""
                 if held[-1] in OPEN:  # "[[1]": the last bracket may open a real marker
                     held, self._buf = held[:-1], held[-1]
@@ -60,9 +51,9 @@ class CitationFilter:
 
     def _resolve(self, marker: str) -> str:
         body = marker[1:-1]
-        if not _BODY.fullmatch(body):
+        if not RAW_BODY.fullmatch(body):
             return marker  # "[注]", "[a]": not a citation, leave it
-        nums = [int(x) for x in re.findall(r"\d+", body)]
+        nums = marker_numbers(body)
         keep = [n for n in nums if 1 <= n <= self.n_passages]
         for n in keep:
             if n not in self.cited:
@@ -75,12 +66,6 @@ def filter_citations(text: str, n_passages: int) -> tuple[str, list[int]]:
     f = CitationFilter(n_passages)
     clean = f.feed(text) + f.flush()
     return clean, f.cited
-
-
-def is_refusal(text: str) -> bool:
-    """The answer says the documents do not answer the question (the prompt's refusal wording)."""
-    low = text.lower()
-    return any(p in low for p in REFUSAL_PHRASES)
 
 
 def attribute(answer: str, passages: list[Hit]) -> int | None:

@@ -14,18 +14,18 @@ import re
 
 import numpy as np
 
+from docqa.text.language import HAN
 from docqa.text.tokenize import STOPWORDS, query_terms
 
 DENSE_WEIGHT = 0.3
 _QWORDS = set("""哪 谁 何 几 多 么 吗 呢 是 有 的 要 会 能 多久 多长 多长时间 什么 哪些 哪里 时候 什么时候 为什么 怎么
     怎么样 如何 多少 是否 可否 可以 哪天 哪一天 几天 情况 规定 要求 how many much long does what which""".split())
-_CJK = re.compile(r"[\u3400-\u9fff]")
 
 
 def content_terms(question: str) -> list[str]:
     """Terms of the question that an answer sentence should contain."""
     return [t for t in query_terms(question) if t not in _QWORDS and t not in STOPWORDS and
-            (len(t) > 1 or not _CJK.match(t))]
+            (len(t) > 1 or not HAN.match(t))]
 
 
 def contains(term: str, low_sentence: str) -> bool:
@@ -33,7 +33,7 @@ def contains(term: str, low_sentence: str) -> bool:
     whole words, so "hi" is not found in "this" nor "19" in "2019". A Latin word also matches its
     regular inflections ("open" in "opens", "opened", "opening"; "policy" in "policies"), which a
     question and its answer sentence rarely share verbatim."""
-    if _CJK.match(term):
+    if HAN.match(term):
         return term in low_sentence
     if term.isdigit():
         return re.search(rf"(?<![a-z0-9]){term}(?![a-z0-9])", low_sentence) is not None

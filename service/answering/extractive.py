@@ -182,6 +182,3 @@ def render(chosen: list[Scored], number_of: dict[int, int]) -> str:
     joiner = "" if any(ord(c) > 0x2E80 for c in "".join(p[:1] for p in parts)) else " "
     return joiner.join(parts)
 
-
-def top_support(scored: list[Scored]) -> float:
-    return float(np.max([s.score for s in scored])) if scored else 0.0

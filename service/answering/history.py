@@ -12,22 +12,12 @@ from __future__ import annotations
 
 import re
 
+from docqa.text.tokenize import count_tokens
 from service.llm.base import LLM, GenParams, LLMError
 
 FOLLOW_UP_MAX_CHARS = 40  # longer questions are taken to be standalone already (extractive join)
 CONDENSE_MAX_TOKENS = 96
-_CJK = re.compile(r"[\u3400-\u9fff]")
-_WORD = re.compile(r"[A-Za-z0-9_]+|[^\sA-Za-z0-9_\u3400-\u9fff]")
 _LABEL = re.compile(r"^(独立问题|改写后的问题|问题|standalone question|rewritten question|question)\s*[:：]\s*", re.I)
-
-
-def estimate_tokens(text: str) -> int:
-    """Tokens a typical LLM tokenizer makes of ``text``: one per CJK character, about 1.3 per
-    English word or punctuation mark. Cheap, model-free, and within ~20% for Qwen/Llama tokenizers,
-    which is all a budget needs."""
-    cjk = len(_CJK.findall(text))
-    other = len(_WORD.findall(text))
-    return cjk + int(other * 1.3 + 0.5)
 
 
 def truncate_history(history: list[dict] | None, budget: int) -> list[dict]:
@@ -40,7 +30,7 @@ def truncate_history(history: list[dict] | None, budget: int) -> list[dict]:
     kept: list[dict] = []
     used = 0
     for t in reversed(turns):
-        cost = estimate_tokens(t["content"]) + 4  # role markers
+        cost = count_tokens(t["content"]) + 4  # role markers
         if used + cost > budget:
             break
         kept.append(t)

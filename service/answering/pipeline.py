@@ -22,12 +22,16 @@ from docqa.filters import DocFilter
 from docqa.kb import KnowledgeBase
 from docqa.search import Hit, search
 from docqa.settings import LLMFallback, Settings
-from service.answering.citations import CitationFilter, attribute, filter_citations, is_refusal
+from docqa.templates import prompts_for
+from docqa.text.citations import cite
+from docqa.text.language import has_han
+from docqa.text.refusal import is_refusal
+from docqa.text.tokenize import count_tokens
+from service.answering.citations import CitationFilter, attribute, filter_citations
 from service.answering.extractive import Scored, compose, quote_article, quote_order, render, score_sentences
-from service.answering.history import condense, estimate_tokens, joined_query, truncate_history
-from service.answering.result import AnswerResult, is_chinese, refusal_message
+from service.answering.history import condense, joined_query, truncate_history
+from service.answering.result import AnswerResult, refusal_message
 from service.llm import LLM, GenParams, LLMError, kb_llm_settings, llm_for
-from service.prompts import prompts_for
 
 log = logging.getLogger("docqa.answering")
 
@@ -59,7 +63,7 @@ class Prepared:
         """The hits given to the LLM: best first, packed into ``context_token_budget``."""
         out, used = [], 0
         for h in self.hits:
-            cost = estimate_tokens(h.text) + 8
+            cost = count_tokens(h.text) + 8
             if out and used + cost > self.settings.context_token_budget:
                 break
             out.append(h)
@@ -221,7 +225,7 @@ def fallback_result(prep: Prepared, err: LLMError) -> AnswerResult:
     if prep.settings.llm_fallback == LLMFallback.EXTRACTIVE:
         return extractive_result(prep, fallback=True, reason=reason)
     top = prep.passages[:3]
-    notice = NOTICE_ZH if is_chinese(prep.question) else NOTICE_EN
+    notice = NOTICE_ZH if has_han(prep.question) else NOTICE_EN
     return AnswerResult(answer=notice, citations=[citation(n, h) for n, h in enumerate(top, start=1)],
                         query=prep.query, evidence_score=prep.best, fallback=True, reason=reason,
                         fixed_text=True)
@@ -238,7 +242,7 @@ def llm_result(prep: Prepared, text: str, cited: list[int]) -> AnswerResult:
         n = attribute(text, passages)
         if n is not None:
             cited = [n]
-            text = f"{text}[{n}]" if is_chinese(text) else f"{text} [{n}]"
+            text = cite(text, n)
     return AnswerResult(answer=text, citations=[citation(n, passages[n - 1]) for n in sorted(cited)],
                         query=prep.query, evidence_score=prep.best)
 

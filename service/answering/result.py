@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-REFUSAL_ZH = "根据已知信息无法回答该问题"
-REFUSAL_EN = "The known information is not sufficient to answer this question."
-_CJK = re.compile(r"[\u3400-\u9fff]")
+from docqa.text.refusal import REFUSAL_EN, REFUSAL_ZH, refusal_message
 
-
-def is_chinese(text: str) -> bool:
-    """Chinese when at least one CJK character is in the text (questions are short)."""
-    return bool(_CJK.search(text))
-
-
-def refusal_message(question: str) -> str:
-    return REFUSAL_ZH if is_chinese(question) else REFUSAL_EN
-
+__all__ = ["REFUSAL_EN", "REFUSAL_ZH", "AnswerResult", "refusal_message"]
 
 @dataclass
 class AnswerResult:

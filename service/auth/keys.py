@@ -67,9 +67,6 @@ class KeyRecord:
     def active(self) -> bool:
         return not self.revoked and not self.expired()
 
-    def allows_kb(self, kb: str) -> bool:
-        return "*" in self.kbs or kb in self.kbs
-
     def public(self) -> dict:
         d = asdict(self)
         d.pop("hash")

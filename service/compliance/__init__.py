@@ -7,8 +7,9 @@ The data (blocklist, approved replies, fallbacks) lives in prompts/compliance/ (
 """
 
 from docqa.screening import BlockHit, Blocklist, BlocklistError
+from docqa.text.language import Lang, lang_of
 from service.compliance.audit import AuditLog, read_audit
-from service.compliance.fallbacks import Fallbacks, Lang, language_of
+from service.compliance.fallbacks import Fallbacks
 from service.compliance.filter import (
     ComplianceConfig,
     ComplianceConfigError,
@@ -32,6 +33,6 @@ from service.compliance.snap import ApprovedLibrary, ApprovedReply
 __all__ = [
     "ApprovedLibrary", "ApprovedReply", "AuditLog", "BlockHit", "Blocklist", "BlocklistError", "ComplianceConfig",
     "ComplianceConfigError", "ComplianceFilter", "Fallbacks", "GuardReport", "Lang", "STAGE_PATTERN", "Verdict",
-    "VerdictKind", "build_filter", "check_grounding", "clean_request_id", "filter_enabled", "language_of",
+    "VerdictKind", "build_filter", "check_grounding", "clean_request_id", "filter_enabled", "lang_of",
     "read_audit", "redact_hits", "review", "screen_question", "warm_up_compliance",
 ]

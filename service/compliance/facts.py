@@ -72,9 +72,10 @@ def entities(text: str) -> set[str]:
 
 @lru_cache(maxsize=4096)
 def _zh_proper_nouns(text: str) -> frozenset[str]:
-    from docqa.text.tokenize import _get_jieba, has_cjk
+    from docqa.text.language import has_han
+    from docqa.text.tokenize import _get_jieba
 
-    if not has_cjk(text):
+    if not has_han(text):
         return frozenset()
 
     _get_jieba()
@@ -91,12 +92,13 @@ def misplaced_terms(sentence: str, wide: str, everything: str) -> list[str]:
     measure; what gives it away is a word taken from another part of the evidence. Words found
     nowhere in the passages are a paraphrase's own and pass; stopwords and one-character Chinese
     words are ignored."""
-    from docqa.text.tokenize import STOPWORDS, has_cjk, query_terms
+    from docqa.text.language import has_han
+    from docqa.text.tokenize import STOPWORDS, query_terms
 
     near, far = _norm(wide), _norm(everything)
     out = []
     for t in query_terms(sentence):
-        if t in STOPWORDS or (len(t) < 2 if has_cjk(t) else len(t) < 3):
+        if t in STOPWORDS or (len(t) < 2 if has_han(t) else len(t) < 3):
             continue
         if t in far and t not in near:
             out.append(t)

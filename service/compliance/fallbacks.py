@@ -8,23 +8,12 @@ universal reply covers requests with no stage or a stage the file does not know.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
+from docqa.text.language import Lang
+
 FALLBACKS_FILE = "fallbacks.yaml"
-_CJK = re.compile(r"[\u3400-\u9fff]")
-
-
-class Lang(StrEnum):
-    ZH = "zh"
-    EN = "en"
-
-
-def language_of(text: str) -> Lang:
-    """Chinese when the text has a CJK character (questions are short; one is enough)."""
-    return Lang.ZH if _CJK.search(text or "") else Lang.EN
 
 
 class FallbackError(ValueError):

@@ -26,9 +26,11 @@ from docqa.screening import DEFAULT_COMPLIANCE_DIR, Blocklist, check_available, 
 from docqa.screening import compliance_dir as _compliance_dir
 from docqa.screening.screen import unsafe_as_evidence
 from docqa.settings import ComplianceMode, GuardAction, RedactMode, Settings
+from docqa.text.citations import strip_citations
+from docqa.text.language import lang_of
 from docqa.text.sentences import split_sentences
-from service.compliance.fallbacks import Fallbacks, language_of
-from service.compliance.guard import check_grounding, strip_citations
+from service.compliance.fallbacks import Fallbacks
+from service.compliance.guard import check_grounding
 from service.compliance.snap import ApprovedLibrary
 
 DEFAULT_DIR = DEFAULT_COMPLIANCE_DIR
@@ -167,7 +169,7 @@ class ComplianceFilter:
         if self.config.mode is not ComplianceMode.OFF:
             hits = self.blocklist.find_all(text)
             if hits:
-                marker = REDACTED[language_of(text).value]
+                marker = REDACTED[lang_of(text).value]
                 parts, pos = [], 0
                 for h in hits:
                     parts += [text[pos:h.start], marker]
@@ -210,7 +212,7 @@ class ComplianceFilter:
                               public="the draft is not supported by the passages")
 
     def _snap(self, question: str, answer: str, stage: str | None) -> Verdict:
-        lang = language_of(question or answer)
+        lang = lang_of(question or answer)
         match = self.library.best(strip_citations(answer), lang, stage)
         thr = self.config.snap_threshold
         if match.reply is not None and match.score >= thr:
@@ -223,7 +225,7 @@ class ComplianceFilter:
 
     def _fallback(self, lang_text: str, stage: str | None, why: str, score: float | None = None, *,
                   public: str | None = None) -> Verdict:
-        fb = self.fallbacks.pick(stage, language_of(lang_text))
+        fb = self.fallbacks.pick(stage, lang_of(lang_text))
         which = f"fallback for stage {fb.stage!r}" if fb.stage else "universal fallback"
         return Verdict(fb.text, False, f"{why}; replied with the {which}", VerdictKind.FALLBACK,
                        stage=fb.stage, score=score,

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from docqa.text.citations import cited_numbers, leading_markers, strip_citations
+from docqa.text.language import HAN, has_han
 from docqa.text.sentences import split_sentences
 from service.compliance.facts import misplaced_terms, missing_facts
 
-_CITE = re.compile(r"[\[【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]】]")
-_LEADING_CITES = re.compile(r"^(?:\s*[\[【]\s*\d+(?:\s*[,，、]\s*\d+)*\s*[\]】])+")
 _NON_WORD = re.compile(r"[\W_]+")
 _WS = re.compile(r"\s+")
 MIN_CONTENT_CHARS = 2  # a sentence with fewer letters/digits/CJK characters than this is not checked
@@ -73,7 +73,7 @@ class GuardReport:
         kept = [s.text for s in self.sentences if s.supported]
         if not any(s.checked for s in self.sentences if s.supported):
             return ""
-        joiner = "" if any(_is_cjk(ch) for ch in "".join(kept)[:50]) else " "
+        joiner = "" if has_han("".join(kept)[:50]) else " "
         return joiner.join(kept).strip()
 
     def describe(self) -> str:
@@ -94,19 +94,6 @@ class GuardReport:
                 f"{worst.score:.3f} < {self.threshold:.3f}: {worst.text[:60]!r})")
 
 
-def _is_cjk(ch: str) -> bool:
-    return "\u3400" <= ch <= "\u9fff"
-
-
-def cited_numbers(text: str) -> list[int]:
-    """Every passage number cited in ``text``, in order, e.g. "A[1]B[2,3]" -> [1, 2, 3]."""
-    return [int(n) for m in _CITE.finditer(text) for n in re.split(r"[,，、]", m.group(1))]
-
-
-def strip_citations(text: str) -> str:
-    return _CITE.sub("", text)
-
-
 def _compact(text: str) -> str:
     return _NON_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())
 
@@ -116,10 +103,10 @@ def draft_sentences(answer: str) -> list[str]:
     out: list[str] = []
     for line in answer.split("\n"):
         for s in split_sentences(line):
-            lead = _LEADING_CITES.match(s)
+            lead = leading_markers(s)
             if lead and out:
-                out[-1] += lead.group(0).strip()
-                s = s[lead.end():].strip()
+                out[-1] += lead.strip()
+                s = s[len(lead):].strip()
             if s:
                 out.append(s)
     return out
@@ -198,7 +185,7 @@ def pair_scores(sentences: list[str], evidence: list[str], embedder) -> np.ndarr
 
 def _grams(text: str) -> set[str]:
     low = unicodedata.normalize("NFKC", text).casefold()
-    cjk = "".join(ch for ch in low if _is_cjk(ch))
+    cjk = "".join(HAN.findall(low))
     return {cjk[i: i + 2] for i in range(len(cjk) - 1)} | set(re.findall(r"[a-z0-9]{2,}", low))
 
 

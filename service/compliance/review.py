@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from docqa.settings import ComplianceMode
+from docqa.text.citations import cited_numbers
 from service.compliance.audit import AuditLog
 from service.compliance.filter import Verdict, VerdictKind, build_filter
-from service.compliance.guard import cited_numbers
 
 _LOGS: dict[Path, AuditLog] = {}
 _LOGS_LOCK = threading.Lock()
@@ -158,6 +158,3 @@ def audit_record(kb: str, question: str, result: Any, verdict: Verdict, stage: s
             "refused": bool(result.refused), "citations": [c.get("n") for c in result.citations],
             "citation_units": [c.get("unit_id") for c in result.citations]}
 
-
-def valid_stage(stage: str | None) -> bool:
-    return stage is None or bool(_STAGE.match(stage))

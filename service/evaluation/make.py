@@ -26,8 +26,8 @@ import random
 import re
 from pathlib import Path
 
+from docqa.text.language import has_han
 from docqa.text.sentences import split_sentences
-from docqa.text.tokenize import has_cjk
 from service.evaluation.dataset import EvalRow
 
 _ZH_NUM = "零〇一二三四五六七八九十百千万两"
@@ -57,7 +57,7 @@ def rule_question(sentence: str, span: str) -> str:
     """The sentence as a question about ``span`` (see the module docstring)."""
     body = sentence.rstrip("。．.!！;；")
     head = body[: body.index(span)]
-    if has_cjk(sentence):
+    if has_han(sentence):
         if span.startswith("百分之") or span.endswith(("%", "％")):
             word = "百分之多少"
         else:
@@ -142,8 +142,9 @@ def _llm_question(llm, sentence: str, span: str) -> str | None:
     """The LLM's question for (sentence, answer), or None (no LLM, or it failed: the rule question is used)."""
     if llm is None:
         return None
+    from docqa.templates import prompts_for
+    from docqa.text.language import lang_of
     from service.llm import GenParams, LLMError
-    from service.prompts import lang_of, prompts_for
 
     lang = lang_of(sentence)
     try:

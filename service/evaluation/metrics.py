@@ -11,7 +11,8 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 
-CITE = re.compile(r"\[(\d+)\]")
+from docqa.text.citations import cited_numbers, cited_pieces, strip_citations
+
 _WS = re.compile(r"\s+")
 
 # (name, higher is better): the metrics a baseline comparison gates on
@@ -34,12 +35,8 @@ def normalize_text(text: str) -> str:
     return _WS.sub("", unicodedata.normalize("NFKC", text or "")).casefold()
 
 
-def without_citations(text: str) -> str:
-    return CITE.sub("", text or "")
-
-
 def contains_any(text: str, spans: Iterable[str]) -> bool:
-    hay = normalize_text(without_citations(text))
+    hay = normalize_text(strip_citations(text))
     return any(s and normalize_text(s) in hay for s in spans)
 
 
@@ -62,9 +59,9 @@ def first_rank(retrieved: Sequence[dict], *, doc_ids: Sequence[str] = (), source
 def cited_sentences(answer: str) -> list[tuple[str, list[int]]]:
     """The answer's sentences with the citation numbers each carries ("...一个月[1]。" -> [1])."""
     out = []
-    for piece in re.findall(r".+?(?:\[\d+\])+[。．.!?！？；;]?|.+$", answer or "", flags=re.S):
-        nums = [int(n) for n in CITE.findall(piece)]
-        text = without_citations(piece).strip()
+    for piece in cited_pieces(answer or ""):
+        nums = cited_numbers(piece)
+        text = strip_citations(piece).strip()
         if text:
             out.append((text, nums))
     return out
@@ -103,7 +100,7 @@ def numbers_exact(answer: str, passages: Iterable[str]) -> bool | None:
     the answer states no number."""
     from service.compliance.facts import numbers
 
-    said = numbers(without_citations(answer))
+    said = numbers(strip_citations(answer))
     if not said:
         return None
     have: set = set()

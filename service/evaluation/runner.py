@@ -17,7 +17,6 @@ import copy
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from docqa.search import search
@@ -42,13 +41,6 @@ def with_setting(kb, key: str, value):
     view = copy.copy(kb)
     view.settings = s.with_overrides({key: value})
     return view
-
-
-@dataclass
-class RunState:
-    done: int = 0
-    total: int = 0
-    rows: list[dict] = field(default_factory=list)
 
 
 def evaluate_row(kb, row: EvalRow, *, cache: dict | None = None, retrieval_cache: dict | None = None,

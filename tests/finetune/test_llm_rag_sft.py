@@ -37,14 +37,8 @@ def kb(tmp_path_factory):
     return KnowledgeBase.open("rag", settings)
 
 
-def test_refusal_text_matches_serving():
-    from service.answering.result import REFUSAL_EN, REFUSAL_ZH
-
-    assert REFUSAL == {"zh": REFUSAL_ZH, "en": REFUSAL_EN}
-
-
 def test_examples_cite_gold_or_refuse_without_it(kb):
-    from service.prompts import Prompts
+    from docqa.templates import Prompts
 
     qas = [QA("How much is the deposit?", "800 yuan", "1", "deposit"),
            QA("How long is the lease term?", "twelve months", "2", "term"),

@@ -120,7 +120,7 @@ def test_llm_drafts_are_held_until_the_guard_verdict(server, llm_server) -> None
     scripted.queue.append("鑫利宝的起购金额为一万元[1]。")
     deltas, done = stream_chat(srv, question="鑫利宝的起购金额是多少？", kb="llm", rid="llm-ok")
     assert done["fallback"] is False and "".join(deltas) == done["answer"] == "鑫利宝的起购金额为一万元[1]。"
-    assert deltas[0] == "鑫利宝的起购金额为一万元[1]"  # held, then sent by sentence, not in the LLM's 3-char pieces
+    assert deltas[0] == "鑫利宝的起购金额为一万元[1]。"  # held, then sent by sentence, not in the LLM's 3-char pieces
     # unsupported; English because a general embedder puts any two Chinese sentences close together
     scripted.queue.append("The new metro line opens next May, and tickets will be free for a year [1].")
     deltas, done = stream_chat(srv, question="鑫利宝的起购金额是多少？", kb="llm", rid="llm-bad")

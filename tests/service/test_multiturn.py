@@ -10,16 +10,17 @@ from openai_test_server import Scripted, create_openai_app
 
 from docqa.kb import KnowledgeBase
 from docqa.settings import load_settings
+from docqa.text.tokenize import count_tokens
 from service.answering import answer_question
-from service.answering.history import clean_condensed, estimate_tokens, joined_query, truncate_history
+from service.answering.history import clean_condensed, joined_query, truncate_history
 
 HISTORY = [{"role": "user", "content": "劳动合同期限一年以上不满三年的，试用期最长多久？"},
            {"role": "assistant", "content": "试用期不得超过二个月[1]。"}]
 
 
 def test_token_estimate_counts_cjk_characters_and_english_words():
-    assert estimate_tokens("试用期") == 3
-    assert 4 <= estimate_tokens("How long is probation?") <= 7
+    assert count_tokens("试用期") == 3
+    assert 4 <= count_tokens("How long is probation?") <= 7
 
 
 def test_history_is_left_truncated_keeping_the_newest_turns():
@@ -27,7 +28,7 @@ def test_history_is_left_truncated_keeping_the_newest_turns():
     kept = truncate_history(turns, budget=80)
     assert kept and kept[-1] == turns[-1]
     assert kept == turns[-len(kept):]  # a contiguous newest suffix
-    assert sum(estimate_tokens(t["content"]) + 4 for t in kept) <= 80
+    assert sum(count_tokens(t["content"]) + 4 for t in kept) <= 80
     assert kept[0]["role"] == "user"  # never starts with an orphaned assistant turn
     assert len(truncate_history(turns, budget=10_000)) == 10
     assert truncate_history(turns, budget=0) == []

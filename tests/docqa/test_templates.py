@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.prompts import DEFAULT_DIR, Lang, PromptError, Prompts, lang_of, prompts_for
+from docqa.templates import DEFAULT_DIR, PromptError, Prompts, prompts_for
+from docqa.text.language import Lang, lang_of
 
 PASSAGES = [{"n": 1, "title": "劳动合同法", "text": "试用期不得超过二个月。", "flagged": False},
             {"n": 2, "title": "", "text": "工资不得低于百分之八十。", "flagged": False}]

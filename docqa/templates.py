@@ -16,25 +16,16 @@ The language is the question's: Chinese when it contains a CJK character, else E
 from __future__ import annotations
 
 import functools
-import re
-from enum import StrEnum
 from pathlib import Path
 
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / "prompts"
-_CJK = re.compile(r"[\u3400-\u9fff]")  # the rule of service.answering.result.is_chinese
+from docqa.resources import prompts_dir
+from docqa.text.language import Lang, lang_of
 
-
-class Lang(StrEnum):
-    ZH = "zh"
-    EN = "en"
+DEFAULT_DIR = prompts_dir()
 
 
 class PromptError(ValueError):
     """A template is missing or broken; the message names the file and line."""
-
-
-def lang_of(text: str) -> Lang:
-    return Lang.ZH if _CJK.search(text) else Lang.EN
 
 
 class Prompts:
