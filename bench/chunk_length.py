@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPORTS / "chunk_length.md")
     args = ap.parse_args(argv)
     from docqa.kb import KBWriter, KnowledgeBase
-    from docqa.kb.knowledge_base import embedder_for
+    from docqa.models.embedder import embedder_for
     from docqa.settings import Settings
     from docqa.text.sentences import split_sentences
 

@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--questions-per-passage", type=int, default=2)
     args = ap.parse_args()
     from docqa.kb import KBWriter, KnowledgeBase
-    from docqa.kb.knowledge_base import shared_embedder
+    from docqa.models.embedder import shared_embedder
     from docqa.settings import Chunker, EmbedInput, Settings
     from docqa.text.sentences import split_sentences
 

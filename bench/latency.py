@@ -66,7 +66,7 @@ def corpus(limit_questions: int | None) -> tuple[list[Passage], list[Question]]:
 
 def measure_ingest(passages: list[Passage], settings) -> dict:
     """Ingest ``passages`` through the real pipeline into a fresh KB; chars/s and units/s."""
-    from docqa.kb.knowledge_base import embedder_for
+    from docqa.models.embedder import embedder_for
     from ingest.pipeline import ingest_paths
 
     embedder_for(settings).warm_up()  # not timed
@@ -86,7 +86,7 @@ def measure_cost(passages: list[Passage], configs: list[tuple[str, str]], rounds
     commit) into a fresh KB. Both are process CPU time (all threads), so a busy machine inflates
     neither; rounds alternate default and floor so drift hits both alike."""
     from docqa.document import Document
-    from docqa.kb.knowledge_base import embedder_for
+    from docqa.models.embedder import embedder_for
     from ingest.chunking import chunk_document
     from ingest.loaders.text import text_to_blocks
     from ingest.pipeline import ingest_paths

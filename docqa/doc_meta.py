@@ -16,6 +16,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from docqa.errors import UserError
 from docqa.filters import FilterError, normalize_groups
 
 SIDECAR_SUFFIX = ".meta.json"
@@ -25,7 +26,7 @@ MAX_SIDECAR_BYTES = 64 * 1024
 RESERVED = frozenset({"format", "path", "line", "pages", "screen", "meta_hash", "upload"})
 
 
-class MetaError(ValueError):
+class MetaError(UserError):
     """Unusable metadata; the message names the file (and field)."""
 
 

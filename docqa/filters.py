@@ -22,12 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from docqa.errors import UserError
+
 RANGE_OPS = ("gt", "gte", "lt", "lte")
 MAX_CONDITIONS = 16
 MAX_VALUES = 256
 
 
-class FilterError(ValueError):
+class FilterError(UserError):
     """A filter a client sent that cannot be applied; the message names the field and why (HTTP 422)."""
 
 

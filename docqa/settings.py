@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from docqa.errors import UserError
 from docqa.models import E5_SMALL
 from docqa.units import Level
 
@@ -165,7 +166,7 @@ class _YamlSource(PydanticBaseSettingsSource):
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of setting names to values")
+            raise UserError(f"{path}: expected a mapping of setting names to values")
         return data
 
     def get_field_value(self, field, field_name):  # pragma: no cover - unused, required by ABC
@@ -383,7 +384,7 @@ class Settings(BaseSettings):
         for kb, over in v.items():
             bad = sorted(set(over) - allowed)
             if bad:
-                raise ValueError(f"kb_llm[{kb!r}]: unknown key(s) {bad}; allowed: {sorted(allowed)}")
+                raise UserError(f"kb_llm[{kb!r}]: unknown key(s) {bad}; allowed: {sorted(allowed)}")
         return v
 
     @field_validator("kb_compliance", mode="after")
@@ -392,7 +393,7 @@ class Settings(BaseSettings):
         for kb, over in v.items():
             bad = sorted(set(over) - set(COMPLIANCE_KEYS))
             if bad:
-                raise ValueError(f"kb_compliance[{kb!r}]: unknown key(s) {bad}; allowed: {list(COMPLIANCE_KEYS)}")
+                raise UserError(f"kb_compliance[{kb!r}]: unknown key(s) {bad}; allowed: {list(COMPLIANCE_KEYS)}")
         return v
 
     def with_overrides(self, over: dict[str, Any]) -> Settings:

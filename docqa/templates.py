@@ -18,13 +18,14 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from docqa.errors import UserError
 from docqa.resources import prompts_dir
 from docqa.text.language import Lang, lang_of
 
 DEFAULT_DIR = prompts_dir()
 
 
-class PromptError(ValueError):
+class PromptError(UserError):
     """A template is missing or broken; the message names the file and line."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from docqa.errors import UserError
 from docqa.settings import VectorIndexKind
 
 
@@ -30,7 +31,7 @@ class VectorIndex:
             kind = VectorIndexKind(kind)
         except ValueError:
             names = " | ".join(k.value for k in VectorIndexKind)
-            raise ValueError(f"unknown vector index kind {kind!r} ({names})") from None
+            raise UserError(f"unknown vector index kind {kind!r} ({names})") from None
         if kind is VectorIndexKind.FLAT:
             base = faiss.IndexFlatIP(dim)
         elif kind is VectorIndexKind.FLAT_FP16:

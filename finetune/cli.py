@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from docqa.errors import UserError
 from finetune.verdict import finish, keep_worse_option
 
 
@@ -70,7 +71,7 @@ def nsp(paths: tuple[str, ...], kb: str | None, files: tuple[str, ...], base: st
     try:
         with contextlib.redirect_stdout(sys.stderr):  # the Trainer's log lines: stdout keeps only the result
             r = train(docs, cfg)
-    except ValueError as e:
+    except UserError as e:
         raise click.ClickException(str(e)) from None
     verdict = settle("nsp", out, {"accuracy": r.accuracy_before}, {"accuracy": r.accuracy, **r.accuracy_by_kind},
                      existed=existed, keep_worse=keep_worse)
@@ -154,7 +155,7 @@ def rerank(kb, pairs_file, base, output_dir, epochs, batch_size, learning_rate, 
     try:
         with contextlib.redirect_stdout(sys.stderr):  # the Trainer's log lines: stdout keeps only the result
             result = train(cfg, train_pairs, held, served_order=kbase is not None)
-    except ValueError as e:
+    except UserError as e:
         raise click.ClickException(str(e)) from None
     verdict = settle("rerank", output_dir, result.before, result.after, existed=existed, keep_worse=keep_worse)
     if as_json:

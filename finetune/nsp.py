@@ -30,10 +30,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from docqa.document import Document
+from docqa.errors import UserError
 from docqa.text.language import joins_without_space
 from docqa.text.sentences import split_sentences
 from finetune.vocab import extend_vocab
-from ingest.chunking.semantic import sections_of
+from ingest.chunking import sections_of
 
 
 @dataclass
@@ -129,7 +130,7 @@ def _join(sents: list[str]) -> str:
 def split_docs(docs: list[Document], cfg: NSPConfig, rng: random.Random) -> tuple[list[Document], list[Document]]:
     """(train, held-out) documents; at least one of each when there are two or more documents."""
     if len(docs) < 2:
-        raise ValueError(f"need at least 2 documents to train an NSP model (got {len(docs)}): negatives come from "
+        raise UserError(f"need at least 2 documents to train an NSP model (got {len(docs)}): negatives come from "
                          "other documents, and accuracy is measured on held-out ones")
     order = docs[:]
     rng.shuffle(order)
@@ -165,7 +166,7 @@ def train(docs: list[Document], cfg: NSPConfig) -> NSPResult:
     train_ex = build_examples(train_docs, cfg, rng)
     eval_ex = build_examples(eval_docs, cfg, rng, negative_pool=docs)
     if not train_ex:
-        raise ValueError("no training pairs: the documents need sections with at least two sentences")
+        raise UserError("no training pairs: the documents need sections with at least two sentences")
     tok, net, device = _setup(cfg)
     texts = [t for e in train_ex for t in (e.a, e.b)]
     added = extend_vocab(tok, net, texts, min_count=cfg.min_char_count) if cfg.extend_vocab else 0
@@ -196,7 +197,7 @@ def _setup(cfg: NSPConfig):
         tok = AutoTokenizer.from_pretrained(path)
         net = BertForNextSentencePrediction.from_pretrained(path, dtype=torch.float32)  # fp32 master weights
     except OSError as e:
-        raise ValueError(f"base encoder {cfg.base!r} could not be loaded ({type(e).__name__}): give a local BERT "
+        raise UserError(f"base encoder {cfg.base!r} could not be loaded ({type(e).__name__}): give a local BERT "
                          "directory or an HF id in the local cache") from None
     device = pick_device(cfg.device)
     return tok, net.to(device), device
@@ -210,11 +211,11 @@ def _check_bert(base: str, path: str) -> None:
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:
-        raise ValueError(f"base encoder {base!r} could not be loaded ({type(e).__name__}): give a local BERT "
+        raise UserError(f"base encoder {base!r} could not be loaded ({type(e).__name__}): give a local BERT "
                          "directory or an HF id in the local cache") from None
     kind = getattr(config, "model_type", "?")
     if kind != "bert" or getattr(config, "type_vocab_size", 0) < 2:
-        raise ValueError(f"base {base!r} is a {kind!r} model, not a BERT encoder with two segment types: the NSP "
+        raise UserError(f"base {base!r} is a {kind!r} model, not a BERT encoder with two segment types: the NSP "
                          "head needs one (multilingual-e5-small, bert-base-chinese, MiniLM ...)")
 
 
@@ -268,8 +269,7 @@ def load_documents(kb: str | None, files: list[str]) -> tuple[list[Document], li
         finally:
             base.close()
     if files:
-        from ingest.loaders import iter_files, load_file
-        from ingest.loaders.errors import LoadError
+        from ingest.loaders import LoadError, iter_files, load_file
 
         for path in iter_files(files):
             try:

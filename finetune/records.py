@@ -11,8 +11,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from docqa.errors import UserError
 
-class DataFormatError(ValueError):
+
+class DataFormatError(UserError):
     """A training record the user must fix; the message starts with ``path:line:``."""
 
     def __init__(self, path: str | Path, line: int, reason: str):

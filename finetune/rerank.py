@@ -27,6 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from docqa.errors import UserError
 from finetune.embed.data import Pair
 
 
@@ -82,7 +83,7 @@ def load_cross_encoder(base: str, max_length: int, device: str = "auto"):
     try:
         return CrossEncoder(resolve_model_path(base), num_labels=1, max_length=max_length, device=pick_device(device))
     except (OSError, ValueError) as e:
-        raise ValueError(f"base {base!r} could not be loaded as a cross-encoder ({type(e).__name__}): give a local "
+        raise UserError(f"base {base!r} could not be loaded as a cross-encoder ({type(e).__name__}): give a local "
                          "encoder or cross-encoder directory, or an HF id in the local cache") from None
 
 
@@ -196,9 +197,9 @@ def train(cfg: RerankConfig, train_pairs: list[Pair], held: list[HeldOut], *,
 
     t0 = time.perf_counter()
     if cfg.loss not in ("lce", "bce"):
-        raise ValueError(f"loss must be lce or bce, got {cfg.loss!r}")
+        raise UserError(f"loss must be lce or bce, got {cfg.loss!r}")
     if not any(p.neg for p in train_pairs):
-        raise ValueError("no negatives to train on: mine them from a KB (--kb) or give pairs with \"neg\"")
+        raise UserError("no negatives to train on: mine them from a KB (--kb) or give pairs with \"neg\"")
     model = load_cross_encoder(cfg.base, cfg.max_length, cfg.device)
     result = RerankResult(output_dir=cfg.output_dir, train_rows=0, eval_queries=len(held))
     result.baseline, result.before = baseline(model, cfg.base, held, served_order=served_order, device=cfg.device)

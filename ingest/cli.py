@@ -132,8 +132,7 @@ def _chunker_overrides(kb: str, chunker: str | None, nsp_model: str | None) -> d
         raise click.UsageError("--chunker nsp needs --nsp-model DIR (train one with `docqa finetune nsp`)")
     if nsp_model and ("/" in nsp_model or nsp_model.startswith(".")) and not Path(nsp_model).expanduser().exists():
         raise click.BadParameter(f"{nsp_model} does not exist", param_hint="--nsp-model")
-    from docqa.kb.knowledge_base import kb_path
-    from docqa.kb.manifest import KBError, read_manifest
+    from docqa.kb.manifest import KBError, kb_path, read_manifest
 
     try:
         build = read_manifest(kb_path(load_settings(), kb)).get("build", {})

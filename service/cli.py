@@ -103,8 +103,10 @@ def serve(kb: str | None, host: str, port: int, log_level: str, log_format: str 
 
 
 def main() -> None:
-    """Entry point: user errors print one clear line, never a traceback."""
-    from docqa.kb.manifest import KBError
+    """Entry point: user errors print one clear line, never a traceback (``docqa.errors``)."""
+    from pydantic import ValidationError
+
+    from docqa.errors import Unavailable, UserError
 
     try:
         cli.main(standalone_mode=False)
@@ -117,17 +119,12 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted: nothing was committed, the knowledge base is as it was", err=True)
         sys.exit(130)
-    except (KBError, ValueError, OSError) as e:  # KeyError_ (keys file) is a ValueError
+    except (UserError, Unavailable, ValidationError, OSError) as e:  # the user's to fix (a bad setting too)
         click.echo(f"error: {_one_line(e)}", err=True)
         sys.exit(2)
-    except Exception as e:
+    except Exception as e:  # a bug in docqa, a plain ValueError included
         if os.environ.get("DOCQA_DEBUG"):
             raise
-        from docqa.models.embedder import ModelNotAvailable
-
-        if isinstance(e, ModelNotAvailable):  # a setting the user can fix, not our bug
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
         click.echo(f"internal error: {type(e).__name__}: {e} (set DOCQA_DEBUG=1 for details)", err=True)
         sys.exit(70)
 

@@ -11,8 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from docqa.errors import Unavailable, UserError
 from docqa.kb.manifest import KBBusy, KBDamaged, KBError
-from docqa.models.embedder import ModelNotAvailable
 from service.registry import BrokenKB, KBNotNamed, UnknownKB
 
 log = logging.getLogger("docqa.errors")
@@ -104,9 +104,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _kb_not_named(_: Request, exc: KBNotNamed):
         return JSONResponse(error_body(422, str(exc), "invalid_request_error"), status_code=422)
 
-    @app.exception_handler(ModelNotAvailable)
-    async def _no_model(_: Request, exc: ModelNotAvailable):  # an operator problem, told plainly
+    @app.exception_handler(Unavailable)
+    async def _unavailable(_: Request, exc: Unavailable):  # a model or server down: an operator problem, told plainly
+        log.error("unavailable: %s", exc)
         return JSONResponse(error_body(503, str(exc), "unavailable"), status_code=503)
+
+    @app.exception_handler(UserError)
+    async def _user(_: Request, exc: UserError):  # the request asked for something docqa cannot do as asked
+        return JSONResponse(error_body(422, str(exc), "invalid_request_error"), status_code=422)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):

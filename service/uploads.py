@@ -22,18 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from docqa.document import doc_id_for_path
+from docqa.errors import UserError
 from docqa.kb import kb_path
 from docqa.kb.manifest import KBBusy
 from docqa.settings import Settings
-from ingest.loaders import SUPPORTED_SUFFIXES
-from ingest.loaders.sniff import mismatch
+from ingest.loaders import SUPPORTED_SUFFIXES, mismatch
 
 UPLOADS = "uploads"
 _INCOMING = ".incoming"
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
 
 
-class UploadError(ValueError):
+class UploadError(UserError):
     """A file a client sent that cannot be taken: ``status`` 413 (too big), 415 (type) or 422."""
 
     def __init__(self, status: int, message: str):
@@ -145,7 +145,7 @@ def ingest_staged(settings: Settings, staged: Staged, meta: dict, job) -> dict:
               "added": report.added, "updated": report.updated, "unchanged": report.unchanged,
               "units": report.units, "committed": report.committed, "generation": report.generation}
     if len(failed) == len(staged.names):
-        raise ValueError("no file could be ingested: " + "; ".join(f"{n}: {_public_reason(r, settings)}"
+        raise UserError("no file could be ingested: " + "; ".join(f"{n}: {_public_reason(r, settings)}"
                                                                     for n, r in failed.items()))
     return result
 

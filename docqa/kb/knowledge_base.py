@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from docqa.filters import DocFilter
-from docqa.kb.manifest import MANIFEST, KBDamaged, KBError, gen_dir, generations_on_disk, read_manifest, validate_name
+from docqa.kb.manifest import KBDamaged, KBError, gen_dir, kb_path, read_manifest
 from docqa.kb.store import UnitStore
-from docqa.models.embedder import Embedder
+from docqa.models.embedder import embedder_for
 from docqa.settings import LexicalBackend, Settings
 
 _ALLOWED_CACHE = 256  # resolved filters kept per KB view (each: a set of doc ids and an array of unit ids)
@@ -44,25 +44,6 @@ class Allowed:
         return self._selector[0][0]
 
 
-_EMBEDDERS: dict[tuple[str, str], Embedder] = {}
-_EMBEDDERS_LOCK = threading.Lock()
-
-
-def shared_embedder(model: str, device: str, batch_size: int = 64, backend: str = "torch") -> Embedder:
-    """One embedder per (model, device, backend) in a process, shared by every KB that uses it."""
-    backend = getattr(backend, "value", backend)
-    with _EMBEDDERS_LOCK:
-        key = (model, device, backend)
-        if key not in _EMBEDDERS:
-            _EMBEDDERS[key] = Embedder(model, device=device, batch_size=batch_size, backend=backend)
-        return _EMBEDDERS[key]
-
-
-def embedder_for(settings: Settings) -> Embedder:
-    """The shared embedder of a KB's settings (model, device, batch size, backend)."""
-    return shared_embedder(settings.embed_model, settings.device, settings.embed_batch_size, settings.embed_backend)
-
-
 def with_tuned(settings: Settings, manifest: dict) -> Settings:
     """``settings`` with the values ``docqa eval calibrate`` stored in the manifest (``tuned``), except
     where the configuration sets the key explicitly (docqa.yaml, DOCQA_*): an operator's word wins."""
@@ -72,36 +53,6 @@ def with_tuned(settings: Settings, manifest: dict) -> Settings:
         return settings
     return settings.with_overrides({k: v for k, v in values.items()
                                     if k in type(settings).model_fields and k not in settings.model_fields_set})
-
-
-def store_tuned(name: str, settings: Settings, values: dict, why: str) -> dict:
-    """Record tuned run-time settings in KB ``name``'s manifest (under the write lock), so every reader,
-    the server included, uses them from its next request. Returns the ``tuned`` entry."""
-    import time
-
-    from docqa.kb.manifest import write_manifest
-    from docqa.kb.writer import KBWriter
-
-    root = kb_path(settings, name)
-    with KBWriter.lock_only(name, settings):
-        manifest = read_manifest(root)
-        old = (manifest.get("tuned") or {}).get("values") or {}
-        manifest["tuned"] = {"values": {**old, **values}, "why": why, "at": time.time()}
-        write_manifest(root, manifest)
-    return manifest["tuned"]
-
-
-def kb_path(settings: Settings, name: str) -> Path:
-    return settings.home / validate_name(name)
-
-
-def list_kbs(settings: Settings) -> list[str]:
-    """Every KB under the home folder: those with a manifest, and those whose manifest is gone
-    but whose data is still on disk (listed so that they are reported as broken, not forgotten)."""
-    if not settings.home.is_dir():
-        return []
-    return sorted(p.name for p in settings.home.iterdir()
-                  if (p / MANIFEST).is_file() or (p.is_dir() and generations_on_disk(p)))
 
 
 class KnowledgeBase:
@@ -212,7 +163,7 @@ class KnowledgeBase:
                     if s.lexical_backend is LexicalBackend.TANTIVY and not (self._gdir / "lexical").is_dir():
                         raise self._damaged("the keyword index", "is missing")
                     try:
-                        lexical = open_lexical(s.lexical_backend.value, self._gdir / "lexical",
+                        lexical = open_lexical(s.lexical_backend, self._gdir / "lexical",
                                                es_url=s.es_url, es_index=self.manifest.get("es_index"),
                                                readonly=True)
                         n = len(lexical) if s.lexical_backend is LexicalBackend.TANTIVY else None

@@ -11,6 +11,12 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from docqa.errors import UserError
+
+if TYPE_CHECKING:
+    from docqa.settings import Settings
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -18,7 +24,7 @@ _GEN = re.compile(r"gen-(\d{6,})")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class KBError(Exception):
+class KBError(UserError):
     """A knowledge-base level problem the user can act on (unknown KB, bad name, locked...)."""
 
 
@@ -114,3 +120,16 @@ def fsync_dir(path: Path) -> None:
 
 def gen_dir(kb_dir: Path, generation: int) -> Path:
     return kb_dir / f"gen-{generation:06d}"
+
+
+def kb_path(settings: Settings, name: str) -> Path:
+    return settings.home / validate_name(name)
+
+
+def list_kbs(settings: Settings) -> list[str]:
+    """Every KB under the home folder: those with a manifest, and those whose manifest is gone
+    but whose data is still on disk (listed so that they are reported as broken, not forgotten)."""
+    if not settings.home.is_dir():
+        return []
+    return sorted(p.name for p in settings.home.iterdir()
+                  if (p / MANIFEST).is_file() or (p.is_dir() and generations_on_disk(p)))

@@ -142,7 +142,7 @@ def _check_lexical(path: Path, units: int, check: GenerationCheck) -> None:
 
 def plan_repair(name: str, settings: Settings) -> RepairPlan:
     """Check the manifest and every generation on disk; choose the newest complete one."""
-    from docqa.kb.knowledge_base import kb_path
+    from docqa.kb.manifest import kb_path
 
     root = kb_path(settings, name)
     manifest, problem = None, None

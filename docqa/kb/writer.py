@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 from docqa.document import Document
-from docqa.kb.knowledge_base import embedder_for, kb_path
 from docqa.kb.manifest import (
     FORMAT_VERSION,
     MANIFEST,
@@ -39,12 +38,14 @@ from docqa.kb.manifest import (
     fsync_dir,
     gen_dir,
     generations_on_disk,
+    kb_path,
     read_manifest,
     write_manifest,
 )
 from docqa.kb.rules import RULES as CHUNKING_RULES
 from docqa.kb.rules import RULES_CHANGES
 from docqa.kb.store import UnitStore
+from docqa.models.embedder import embedder_for
 from docqa.settings import LexicalBackend, Settings
 from docqa.units import Level, Unit
 
@@ -140,7 +141,7 @@ class KBWriter:
         self._pick_es_index(bool(rebuild), old)
         from docqa.lexical import open_lexical
 
-        self.lexical = open_lexical(self.settings.lexical_backend.value, self.gdir / "lexical",
+        self.lexical = open_lexical(self.settings.lexical_backend, self.gdir / "lexical",
                                     es_url=self.settings.es_url, es_index=self.manifest.get("es_index"))
         self.store.begin()
         self._next_id = self.store.max_unit_id() + 1
@@ -379,3 +380,18 @@ def _link_tree(src: Path, dst: Path) -> None:
                 os.link(f, dst / f.name)
             except OSError:
                 shutil.copy2(f, dst / f.name)
+
+
+def store_tuned(name: str, settings: Settings, values: dict, why: str) -> dict:
+    """Record tuned run-time settings in KB ``name``'s manifest (under the write lock), so every reader,
+    the server included, uses them from its next request. Returns the ``tuned`` entry."""
+    import time
+
+
+    root = kb_path(settings, name)
+    with KBWriter.lock_only(name, settings):
+        manifest = read_manifest(root)
+        old = (manifest.get("tuned") or {}).get("values") or {}
+        manifest["tuned"] = {"values": {**old, **values}, "why": why, "at": time.time()}
+        write_manifest(root, manifest)
+    return manifest["tuned"]

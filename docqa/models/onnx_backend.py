@@ -27,12 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from docqa.errors import Unavailable
+
 FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx"}
 BOUNDS = {"onnx": (0.9999, 0.9999), "onnx-int8": (0.98, 0.95)}  # (mean, min) cosine vs torch
 RECORD = "docqa_onnx.json"
 
 
-class OnnxExportError(RuntimeError):
+class OnnxExportError(Unavailable):
     pass
 
 

@@ -19,10 +19,12 @@ import threading
 
 import numpy as np
 
+from docqa.errors import Unavailable
+
 _lock = threading.Lock()
 
 
-class RerankerUnavailable(RuntimeError):
+class RerankerUnavailable(Unavailable):
     """The configured reranker could not be loaded (the reason is the message)."""
 
 

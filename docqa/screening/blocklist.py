@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from docqa.errors import UserError
 from docqa.screening.normalize import Normalized, normalize
 from docqa.text.language import has_han
 
@@ -28,7 +29,7 @@ TERMS_FILE = "blocklist.txt"
 REGEX_FILE = "blocklist_regex.txt"
 
 
-class BlocklistError(ValueError):
+class BlocklistError(UserError):
     """A blocklist file that cannot be used (bad regex); names the file and line."""
 
 

@@ -27,6 +27,7 @@ import threading
 import unicodedata
 from dataclasses import dataclass
 
+from docqa.errors import Unavailable
 from docqa.text.language import HAN_CLASS as CJK_CLASS
 
 _SOFT = r"\s\-_·•・‧∙⋅.*~|/\\+=^`'\"…‐‑‒–—―﹏～＿"
@@ -39,7 +40,7 @@ _SEPS = re.compile(rf"[{_SOFT}{_HARD}]+")
 _WS = re.compile(r"\s+")
 
 
-class NormalizerError(RuntimeError):
+class NormalizerError(Unavailable):
     """The normaliser cannot work (OpenCC missing or its data unreadable): a start-up error."""
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from docqa.errors import UserError
 from docqa.units import Level
 from finetune.records import DataFormatError, iter_records, require_str
 
@@ -130,7 +131,7 @@ def pairs_from_kb(kb, *, llm: QuestionGenerator | None = None, limit: int | None
 def split_pairs(pairs: list[Pair], eval_fraction: float, *, seed: int = 0) -> tuple[list[Pair], list[Pair]]:
     """A shuffled (train, held-out) split; the held-out part measures the model before and after."""
     if not 0 <= eval_fraction < 1:
-        raise ValueError(f"eval fraction must be in [0, 1), got {eval_fraction}")
+        raise UserError(f"eval fraction must be in [0, 1), got {eval_fraction}")
     shuffled = list(pairs)
     random.Random(seed).shuffle(shuffled)
     n_eval = int(round(len(shuffled) * eval_fraction))

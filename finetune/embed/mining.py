@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from docqa.errors import UserError
 from finetune.embed.data import Pair, _progress
 
 
@@ -39,9 +40,9 @@ class MiningConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.rank_lo < self.rank_hi:
-            raise ValueError(f"rank window must satisfy 0 <= lo < hi, got {self.rank_lo}-{self.rank_hi}")
+            raise UserError(f"rank window must satisfy 0 <= lo < hi, got {self.rank_lo}-{self.rank_hi}")
         if self.per_query < 1:
-            raise ValueError("per_query must be at least 1")
+            raise UserError("per_query must be at least 1")
 
 
 class _VecCache:

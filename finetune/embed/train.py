@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from docqa.errors import UserError
 from docqa.models import E5_SMALL
 from finetune.embed.data import Pair
 
@@ -188,7 +189,7 @@ def train(cfg: EmbedTrainConfig, train_pairs: list[Pair], eval_pairs: list[Pair]
     from docqa.models.embedder import model_prompts
 
     if not train_pairs:
-        raise ValueError("no training pairs")
+        raise UserError("no training pairs")
     t0 = time.perf_counter()
     model = load_base(cfg)
     # e5 reads "query: ..." and "passage: ...": measured and trained as it will be served

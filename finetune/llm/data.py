@@ -15,6 +15,7 @@ import random
 from enum import StrEnum
 from pathlib import Path
 
+from docqa.errors import UserError
 from finetune.records import DataFormatError, iter_records, require_str
 
 Conversation = list[dict[str, str]]
@@ -112,7 +113,7 @@ def parse_mix(spec: str) -> tuple[str, float]:
     except ValueError:
         value = -1.0
     if not sep or not path or value <= 0:
-        raise ValueError(f"--mix expects FILE:RATIO with RATIO > 0 (e.g. general.json:1 for 1:1), got {spec!r}")
+        raise UserError(f"--mix expects FILE:RATIO with RATIO > 0 (e.g. general.json:1 for 1:1), got {spec!r}")
     return path, value
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from docqa.errors import UserError
 from finetune.llm.data import Conversation
 
 IGNORE_INDEX = -100
@@ -29,7 +30,7 @@ class AssistantTurns(StrEnum):
     LAST = "last"
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError):
     """The tokenizer's chat template cannot be used for masked SFT."""
 
 

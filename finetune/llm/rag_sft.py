@@ -23,6 +23,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from docqa.errors import UserError
 from docqa.templates import Prompts, prompts_for
 from docqa.text.citations import cite
 from docqa.text.language import lang_of
@@ -108,7 +109,7 @@ def plan_refusals(qas: list[QA], share: float | None, rng: random.Random) -> tup
     if share is None:
         return list(qas), set()
     if not 0 <= share <= 1:
-        raise ValueError(f"refusal share must be in [0, 1], got {share}")
+        raise UserError(f"refusal share must be in [0, 1], got {share}")
     ans = [i for i, q in enumerate(qas) if q.answer]
     una = [i for i, q in enumerate(qas) if not q.answer]
     if share >= 1:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum, StrEnum
 from pathlib import Path
 
+from docqa.errors import UserError
 from finetune.llm.data import DataFormat, load_conversations, mix, parse_mix
 from finetune.llm.masking import AssistantTurns, encode_all
 
@@ -36,7 +37,7 @@ class AdapterKind(StrEnum):
     QLORA = "qlora"
 
 
-class FinetuneError(RuntimeError):
+class FinetuneError(UserError, RuntimeError):
     """A problem the user can fix (wrong hardware for an option, no data...)."""
 
 

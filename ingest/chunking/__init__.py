@@ -7,8 +7,12 @@ and sentence levels and every unit's key info: that is what ingestion indexes.
 from __future__ import annotations
 
 from docqa.document import Document
+from docqa.errors import UserError
 from docqa.settings import Chunker, Settings
 from docqa.units import Unit
+from ingest.chunking.fixed import sections_of
+
+__all__ = ["boundary_scorer", "chunk_document", "chunk_limits", "document_units", "sections_of"]
 
 
 def boundary_scorer(settings: Settings):
@@ -17,11 +21,11 @@ def boundary_scorer(settings: Settings):
         from docqa.models.nsp import NSPScorer
 
         if not settings.nsp_model:
-            raise ValueError("chunker 'nsp' needs nsp_model (an HF id or a directory); train one from your "
+            raise UserError("chunker 'nsp' needs nsp_model (an HF id or a directory); train one from your "
                              "corpus with `docqa finetune nsp`, or use chunker 'embedding'")
         return NSPScorer(settings.nsp_model, temperature=settings.nsp_temperature, device=settings.device)
     if settings.chunker == Chunker.EMBEDDING:
-        from docqa.kb.knowledge_base import embedder_for
+        from docqa.models.embedder import embedder_for
         from ingest.chunking.embedding import EmbeddingScorer
 
         return EmbeddingScorer(embedder_for(settings))
@@ -32,7 +36,7 @@ def chunk_limits(settings: Settings):
     """(max tokens, count function) of a KB's chunks, measured with its embedding model's own
     tokenizer and capped at what the model reads (window less special tokens and prompt), so no
     chunk is silently truncated when it is embedded."""
-    from docqa.kb.knowledge_base import embedder_for
+    from docqa.models.embedder import embedder_for
 
     emb = embedder_for(settings)
     return min(settings.chunk_max_tokens, emb.max_doc_tokens), emb.count_tokens

@@ -46,7 +46,7 @@ def keyphraser_for(settings: Settings) -> Keyphraser:
 
 
 def _embedder(settings: Settings):
-    from docqa.kb.knowledge_base import embedder_for
+    from docqa.models.embedder import embedder_for
 
     return embedder_for(settings)
 

@@ -8,8 +8,10 @@ the keyphrases usually carry the names already.
 
 from __future__ import annotations
 
+from docqa.errors import Unavailable
 
-class NERUnavailable(RuntimeError):
+
+class NERUnavailable(Unavailable):
     pass
 
 

@@ -27,9 +27,10 @@ from ingest.loaders.limits import DEFAULT_LIMITS, Limits, size_text
 from ingest.loaders.markdown import load_markdown
 from ingest.loaders.pdf import load_pdf
 from ingest.loaders.progress import reporting
+from ingest.loaders.sniff import mismatch
 from ingest.loaders.text import load_txt
 
-__all__ = ["SUPPORTED_SUFFIXES", "Limits", "LoadError", "iter_files", "load_file"]
+__all__ = ["SUPPORTED_SUFFIXES", "Limits", "LoadError", "iter_files", "load_file", "mismatch"]
 
 _LOADERS: dict[str, Callable[[Path, bytes, Limits], Document | list[Document]]] = {
     ".pdf": load_pdf,

@@ -1,9 +1,8 @@
-"""Shared text clean-up and the heading-path bookkeeping every loader uses.
+"""The heading-path bookkeeping every loader uses.
 
-Loaders only decide *what* is a heading or a paragraph; ``BlockBuilder`` cleans the text, drops
-empty blocks and keeps the stack of enclosing headings, so ``heading_path`` means the same thing
-for every format. Clean-up is deliberately light: no NFKC (full-width punctuation is kept), but
-``\\u3000``/``\\xa0`` and other odd spaces become plain spaces and runs of spaces collapse.
+Loaders only decide *what* is a heading or a paragraph; ``BlockBuilder`` cleans the text (``clean.py``),
+drops empty blocks and keeps the stack of enclosing headings, so ``heading_path`` means the same thing
+for every format.
 """
 
 from __future__ import annotations
@@ -13,63 +12,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from docqa.document import Block, BlockKind, Document, doc_id_for_path, sha256_hex
-from docqa.text.language import is_cjk
+from ingest.loaders.clean import clean_code, clean_inline, clean_line
 from ingest.loaders.errors import LoadError
-
-# Odd spaces (ideographic, no-break, en/em/thin...) become a plain space; zero-width ones vanish.
-_SPACES = re.compile(r"[ \t\f\v\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
-_ZERO_WIDTH = re.compile(r"[\u200b\u200c\u200d\u2060\ufeff]")
-# Unicode line breaks that str.split("\n") would not see: treat them as newlines inside text.
-_LINE_BREAKS = re.compile(r"\r\n|[\r\u0085\u2028\u2029]")
+from ingest.loaders.tables import is_data_table, markdown, normalize
 
 # "第一章 总则", "第三节　设立", "第二编 物权": a line that is only a Chinese structure heading.
 _CN_HEADING = re.compile(r"^第[一二三四五六七八九十百千零〇两\d]{1,6}([编章节])(?:\s*(\S.{0,40}))?$")
 _CN_RANK = {"编": 0, "章": 1, "节": 2}
 _SENTENCE_END = "。；，！？;,!?"
-
-
-def normalize_newlines(text: str) -> str:
-    """\\r\\n, \\r, U+0085, U+2028 and U+2029 all become \\n."""
-    return _LINE_BREAKS.sub("\n", text)
-
-
-def clean_line(text: str) -> str:
-    """One line: odd spaces to ' ', runs collapsed, zero-width characters dropped, stripped."""
-    return _SPACES.sub(" ", _ZERO_WIDTH.sub("", text)).strip()
-
-
-def join_lines(lines: Iterable[str]) -> str:
-    """Join lines that were wrapped inside one paragraph.
-
-    Chinese/Japanese text is written without spaces, so a break next to a CJK character is joined
-    with nothing; Latin text gets one space, and an end-of-line hyphen before a lower-case letter is
-    treated as a word split ("infor-" + "mation").
-    """
-    out = ""
-    for raw in lines:
-        line = clean_line(raw)
-        if not line:
-            continue
-        if not out:
-            out = line
-        elif out.endswith("-") and len(out) > 1 and out[-2].isalpha() and line[0].islower():
-            out = out[:-1] + line
-        elif is_cjk(out[-1]) or is_cjk(line[0]):
-            out += line
-        else:
-            out += " " + line
-    return out
-
-
-def clean_inline(text: str) -> str:
-    """A paragraph or heading as one line (internal line breaks joined with ``join_lines``)."""
-    return join_lines(normalize_newlines(text).split("\n"))
-
-
-def clean_code(text: str) -> str:
-    """A code block: keep line structure and indentation, drop trailing spaces and blank edges."""
-    lines = [_ZERO_WIDTH.sub("", ln).rstrip() for ln in normalize_newlines(text).split("\n")]
-    return "\n".join(lines).strip("\n")
 
 
 def cn_heading_kind(line: str) -> str | None:
@@ -116,8 +66,6 @@ class BlockBuilder:
 
     def table(self, grid: list[list[str]], page: int | None = None) -> bool:
         """A data table as one Markdown block; False (nothing added) when ``grid`` is layout, not data."""
-        from ingest.loaders.tables import is_data_table, markdown, normalize
-
         rows = normalize(grid)
         if not is_data_table(rows):
             return False
@@ -127,8 +75,6 @@ class BlockBuilder:
     def continue_table(self, grid: list[list[str]]) -> bool:
         """Append ``grid``'s rows to the table that is the last block when it has the same columns (a
         table running on over a page break, without its header again); False when it is not that."""
-        from ingest.loaders.tables import markdown, normalize
-
         last = self.blocks[-1] if self.blocks else None
         rows = normalize(grid)
         if last is None or last.kind != BlockKind.TABLE or not rows:

@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 
 from docqa.document import Document
-from ingest.loaders._builder import BlockBuilder, clean_inline, cn_heading_kind, file_document, join_lines
+from ingest.loaders._builder import BlockBuilder, cn_heading_kind, file_document
+from ingest.loaders.clean import clean_inline, join_lines
 from ingest.loaders.errors import LoadError
 from ingest.loaders.limits import DEFAULT_LIMITS, Limits
 

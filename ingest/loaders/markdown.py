@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 from docqa.document import BlockKind, Document
-from ingest.loaders._builder import BlockBuilder, file_document, join_lines
+from ingest.loaders._builder import BlockBuilder, file_document
+from ingest.loaders.clean import join_lines
 from ingest.loaders.errors import LoadError
 from ingest.loaders.text import decode_text
 

@@ -26,7 +26,9 @@ import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ingest.loaders._builder import cn_heading_kind, join_lines
+from docqa.errors import Unavailable
+from ingest.loaders._builder import cn_heading_kind
+from ingest.loaders.clean import join_lines
 
 DPI = 200  # render resolution for OCR (the recognition model reads 48-pixel-high lines)
 _NEW_ITEM = re.compile(
@@ -67,7 +69,7 @@ def _engine():
     return RapidOCR()
 
 
-class OCRUnavailable(RuntimeError):
+class OCRUnavailable(Unavailable):
     """The OCR package is not installed."""
 
 

@@ -25,7 +25,8 @@ from collections import Counter
 from pathlib import Path
 
 from docqa.document import BlockKind, Document
-from ingest.loaders._builder import BlockBuilder, clean_line, cn_heading_kind, file_document, join_lines
+from ingest.loaders._builder import BlockBuilder, cn_heading_kind, file_document
+from ingest.loaders.clean import clean_line, join_lines
 from ingest.loaders.errors import LoadError
 from ingest.loaders.limits import DEFAULT_LIMITS, Limits
 
@@ -187,6 +188,8 @@ def _open(path: Path, data: bytes, limits: Limits):
         raise LoadError(str(path), "PDF is encrypted; install the 'cryptography' package to open it") from None
     except NotImplementedError as e:
         raise LoadError(str(path), f"PDF uses an unsupported encryption ({e})") from None
+    except LoadError:
+        raise
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise LoadError(str(path), f"not a valid PDF: {e or type(e).__name__} (truncated or corrupt?)") from None
     return reader

@@ -13,7 +13,7 @@ table and is read as text by the loader.
 
 from __future__ import annotations
 
-from ingest.loaders._builder import clean_inline
+from ingest.loaders.clean import clean_inline
 
 MAX_SPAN = 1000  # a colspan/rowspan beyond this is broken markup, not a table
 

@@ -12,13 +12,8 @@ import re
 from pathlib import Path
 
 from docqa.document import Document
-from ingest.loaders._builder import (
-    BlockBuilder,
-    cn_heading_kind,
-    file_document,
-    join_lines,
-    normalize_newlines,
-)
+from ingest.loaders._builder import BlockBuilder, cn_heading_kind, file_document
+from ingest.loaders.clean import join_lines, normalize_newlines
 from ingest.loaders.errors import LoadError
 
 _BOMS = (

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 
 from docqa.filters import DocFilter
 from docqa.kb import KnowledgeBase
-from docqa.text.citations import cited_pieces
 from service.answering.history import joined_query as standalone_query
 from service.answering.pipeline import Prepared, answer, answer_events, citation, prepare
-from service.answering.result import AnswerResult, refusal_message
+from service.answering.result import AnswerResult, refusal_message, stream_answer
 
 __all__ = ["AnswerResult", "Prepared", "answer_question", "answer_stream", "citation", "refusal_message",
            "standalone_query", "stream_answer"]
@@ -68,8 +67,3 @@ def _screened(kb: KnowledgeBase, question: str, stage: str | None, request_id: s
     from service.compliance import screen_question
 
     return screen_question(kb, question, stage=stage, request_id=request_id)
-
-
-def stream_answer(result: AnswerResult) -> Iterator[str]:
-    """A finished answer as deltas, one sentence (with its citation) at a time."""
-    yield from cited_pieces(result.answer)

@@ -30,7 +30,7 @@ from docqa.text.tokenize import count_tokens
 from service.answering.citations import CitationFilter, attribute, filter_citations
 from service.answering.extractive import Scored, compose, quote_article, quote_order, render, score_sentences
 from service.answering.history import condense, joined_query, truncate_history
-from service.answering.result import AnswerResult, refusal_message
+from service.answering.result import AnswerResult, refusal_message, stream_answer
 from service.llm import LLM, GenParams, LLMError, kb_llm_settings, llm_for
 
 log = logging.getLogger("docqa.answering")
@@ -149,8 +149,6 @@ def answer_events(prep: Prepared) -> Iterator[str | AnswerResult]:
     (it differs when the LLM broke off mid-answer and the fallback reply took over, or a citation
     was attributed at the end). When the compliance filter is on, nothing is streamed before the
     verdict: the answer is generated whole, reviewed, then sent in sentence-sized deltas."""
-    from service.answering import stream_answer
-
     early = _without_llm(prep)
     if early is not None or holds_for_verdict(prep):
         result = compliance_review(prep, early) if early is not None else answer(prep)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from docqa.text.citations import cited_pieces
 from docqa.text.refusal import REFUSAL_EN, REFUSAL_ZH, refusal_message
 
-__all__ = ["REFUSAL_EN", "REFUSAL_ZH", "AnswerResult", "refusal_message"]
+__all__ = ["REFUSAL_EN", "REFUSAL_ZH", "AnswerResult", "refusal_message", "stream_answer"]
+
 
 @dataclass
 class AnswerResult:
@@ -53,3 +56,8 @@ class AnswerResult:
         return {"answer": self.answer, "citations": self.citations, "refused": self.refused,
                 "fallback": self.fallback, "reason": self.reason, "query": self.query,
                 "evidence_score": round(float(self.evidence_score), 4), "warnings": self.warnings}
+
+
+def stream_answer(result: AnswerResult) -> Iterator[str]:
+    """A finished answer as deltas, one sentence (with its citation) at a time."""
+    yield from cited_pieces(result.answer)

@@ -29,6 +29,8 @@ from datetime import date
 from enum import IntEnum
 from pathlib import Path
 
+from docqa.errors import UserError
+
 _KEY = re.compile(r"^dqa_([0-9a-f]{8})_([A-Za-z0-9_-]{20,100})$")
 
 
@@ -42,10 +44,10 @@ class Role(IntEnum):
         try:
             return cls[name.strip().upper()]
         except KeyError:
-            raise ValueError(f"unknown role {name!r}: reader, editor or admin") from None
+            raise UserError(f"unknown role {name!r}: reader, editor or admin") from None
 
 
-class KeyError_(ValueError):
+class KeyError_(UserError):
     """A key file or a key operation that cannot be done (the message says why)."""
 
 

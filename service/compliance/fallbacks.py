@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from docqa.errors import UserError
 from docqa.text.language import Lang
 
 FALLBACKS_FILE = "fallbacks.yaml"
 
 
-class FallbackError(ValueError):
+class FallbackError(UserError):
     """A fallbacks file that cannot be used; the message names the file and the entry."""
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from docqa.errors import UserError
 from docqa.screening import DEFAULT_COMPLIANCE_DIR, Blocklist, check_available, find_pii, mask_pii
 from docqa.screening import compliance_dir as _compliance_dir
 from docqa.screening.screen import unsafe_as_evidence
@@ -46,7 +47,7 @@ class VerdictKind(StrEnum):
     SKIPPED = "skipped"  # not checked (filter off; a refusal in guard mode)
 
 
-class ComplianceConfigError(ValueError):
+class ComplianceConfigError(UserError):
     """Compliance data that cannot be used (a fallback that is itself blocklisted, a bad file)."""
 
 

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from docqa.errors import UserError
 from service.compliance.fallbacks import Lang
 
 APPROVED_FILE = "approved.jsonl"
 
 
-class ApprovedLibraryError(ValueError):
+class ApprovedLibraryError(UserError):
     """An approved-replies file that cannot be used; the message names the file and line."""
 
 

@@ -10,6 +10,8 @@ does not simply teach the KB to answer everything). Ties go to the lower thresho
 
 from __future__ import annotations
 
+from docqa.errors import UserError
+
 
 def balanced_accuracy(records: list[dict], threshold: float) -> tuple[float, float, float]:
     """(balanced accuracy, answered share of answerable, refused share of unanswerable) at ``threshold``."""
@@ -24,7 +26,7 @@ def choose_threshold(records: list[dict]) -> tuple[float, tuple[float, float, fl
     """The threshold with the best balanced accuracy, and that accuracy (with its two parts)."""
     scored = [r for r in records if r.get("outcome") != "fallback" or r["evidence_score"] > 0]
     if not any(r["unanswerable"] for r in scored) or all(r["unanswerable"] for r in scored):
-        raise ValueError("calibration needs both answerable and unanswerable questions in the set "
+        raise UserError("calibration needs both answerable and unanswerable questions in the set "
                          "(docqa eval make --holdout makes unanswerable ones)")
     values = sorted({round(r["evidence_score"], 5) for r in scored})
     candidates = [values[0] - 1e-4] + [(a + b) / 2 for a, b in zip(values, values[1:], strict=False)] + \

@@ -100,7 +100,7 @@ def _metrics_path(p: str) -> Path:
 @click.option("--no-progress", is_flag=True)
 def calibrate(kb: str, qa: str, out: str | None, dry_run: bool, no_progress: bool) -> None:
     """Choose the KB's refusal threshold from its own questions (balanced accuracy) and store it in the KB."""
-    from docqa.kb.knowledge_base import store_tuned
+    from docqa.kb.writer import store_tuned
     from docqa.settings import load_settings
     from service.evaluation.calibrate import balanced_accuracy, choose_threshold
     from service.evaluation.dataset import load_eval_set

@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from docqa.errors import UserError
+
 
 @dataclass
 class EvalRow:
@@ -49,37 +51,37 @@ def _strings(value, name: str) -> list[str]:
     if isinstance(value, str):
         return [value]
     if not isinstance(value, list) or not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in value):
-        raise ValueError(f"'{name}' must be a string or a list of strings")
+        raise UserError(f"'{name}' must be a string or a list of strings")
     return [str(x) for x in value]
 
 
 def parse_row(obj, line: int) -> EvalRow:
     if not isinstance(obj, dict):
-        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+        raise UserError(f"expected a JSON object, got {type(obj).__name__}")
     q = obj.get("question")
     if not isinstance(q, str) or not q.strip():
-        raise ValueError("'question' must be a non-empty string")
+        raise UserError("'question' must be a non-empty string")
     unans = obj.get("unanswerable", False)
     if not isinstance(unans, bool):
-        raise ValueError("'unanswerable' must be true or false")
+        raise UserError("'unanswerable' must be true or false")
     history = obj.get("history") or []
     if not isinstance(history, list) or not all(isinstance(t, dict) and isinstance(t.get("content"), str)
                                                 and t.get("role") in ("user", "assistant") for t in history):
-        raise ValueError("'history' must be a list of {\"role\": \"user\"|\"assistant\", \"content\": str}")
+        raise UserError("'history' must be a list of {\"role\": \"user\"|\"assistant\", \"content\": str}")
     filters = obj.get("filters") or {}
     if not isinstance(filters, dict):
-        raise ValueError("'filters' must be an object")
+        raise UserError("'filters' must be an object")
     from docqa.filters import parse_where
 
     parse_where(filters)  # FilterError (a ValueError) names the field
     rid = obj.get("id", line)
     if isinstance(rid, bool) or not isinstance(rid, (str, int)):
-        raise ValueError("'id' must be a string or an integer")
+        raise UserError("'id' must be a string or an integer")
     row = EvalRow(id=str(rid), question=q.strip(), answers=_strings(obj.get("answers"), "answers"),
                   doc_ids=_strings(obj.get("doc_ids"), "doc_ids"), sources=_strings(obj.get("sources"), "sources"),
                   unanswerable=unans, history=history, filters=filters, line=line)
     if unans and row.answers:
-        raise ValueError("an unanswerable question cannot have 'answers'")
+        raise UserError("an unanswerable question cannot have 'answers'")
     return row
 
 
@@ -89,9 +91,9 @@ def load_eval_set(path: str | Path) -> EvalSet:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ValueError(f"eval set {path} not found") from None
+        raise UserError(f"eval set {path} not found") from None
     except UnicodeDecodeError as e:
-        raise ValueError(f"eval set {path} is not UTF-8 ({e})") from None
+        raise UserError(f"eval set {path} is not UTF-8 ({e})") from None
     rows: list[EvalRow] = []
     skipped: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
@@ -113,7 +115,7 @@ def load_eval_set(path: str | Path) -> EvalSet:
         rows.append(row)
     if not rows:
         why = f"; {len(skipped)} malformed line(s), the first: line {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
-        raise ValueError(f"eval set {path} has no usable rows{why}")
+        raise UserError(f"eval set {path} has no usable rows{why}")
     return EvalSet(rows, skipped, str(path))
 
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from docqa.errors import UserError
 from docqa.search import search
 from service.evaluation import metrics as M
 from service.evaluation.dataset import EvalRow, EvalSet
@@ -37,7 +38,7 @@ def with_setting(kb, key: str, value):
     """A shallow copy of the KB view whose settings have ``key`` = ``value`` (validated)."""
     s = kb.settings
     if key not in type(s).model_fields:
-        raise ValueError(f"unknown setting {key!r}")
+        raise UserError(f"unknown setting {key!r}")
     view = copy.copy(kb)
     view.settings = s.with_overrides({key: value})
     return view
@@ -189,13 +190,13 @@ def parse_sweep(spec: str | None) -> tuple[str, list] | None:
         return None
     key, sep, values = spec.partition("=")
     if not sep or not key.strip() or not values.strip():
-        raise ValueError(f"--set expects KEY=V1,V2,... (got {spec!r})")
+        raise UserError(f"--set expects KEY=V1,V2,... (got {spec!r})")
     out = []
     for v in values.split(","):
         try:
             out.append(int(v) if v.strip().lstrip("-").isdigit() else float(v))
         except ValueError:
-            raise ValueError(f"--set {key}: {v!r} is not a number") from None
+            raise UserError(f"--set {key}: {v!r} is not a number") from None
     return key.strip(), out
 
 

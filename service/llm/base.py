@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
+from docqa.errors import Unavailable
+
 Message = dict[str, str]
 
 
-class LLMError(RuntimeError):
+class LLMError(Unavailable):
     """One generation failed (bad response, server-side error after the retries)."""
 
 

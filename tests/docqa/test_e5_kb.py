@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from docqa.kb import KnowledgeBase
-from docqa.kb.knowledge_base import embedder_for
 from docqa.models import E5_SMALL, built_model_dir
+from docqa.models.embedder import embedder_for
 from docqa.search import search
 from docqa.settings import load_settings
 from docqa.units import Level

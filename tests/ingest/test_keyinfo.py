@@ -35,7 +35,7 @@ def squad_contexts(shared_data: Path, n: int = 4) -> list[str]:
 
 
 def test_chinese_keyphrases_come_from_the_text(shared_data: Path, embed_model: str) -> None:
-    from docqa.kb.knowledge_base import shared_embedder
+    from docqa.models.embedder import shared_embedder
 
     paras = labour_law_paragraphs(shared_data)[:6]
     kp = Keyphraser(shared_embedder(embed_model, "cpu"), top_n=5)
@@ -54,7 +54,7 @@ def test_chinese_keyphrases_come_from_the_text(shared_data: Path, embed_model: s
 
 
 def test_english_keyphrases_are_ngrams_of_the_text(shared_data: Path, embed_model: str) -> None:
-    from docqa.kb.knowledge_base import shared_embedder
+    from docqa.models.embedder import shared_embedder
 
     ctxs = squad_contexts(shared_data)
     phrases = Keyphraser(shared_embedder(embed_model, "cpu"), top_n=5).extract(ctxs)

@@ -13,7 +13,7 @@ import pytest
 
 from docqa.document import BlockKind
 from docqa.kb import KnowledgeBase
-from docqa.kb.knowledge_base import kb_path
+from docqa.kb.manifest import kb_path
 from docqa.kb.rules import RULES as CHUNKING_RULES
 from docqa.labels import cn_to_int, int_to_cn, parse_reference, pinpoint
 from docqa.search import search

@@ -53,6 +53,15 @@ def server(tmp_path_factory: pytest.TempPathFactory, gated):
         yield srv
 
 
+def until(pred, what: str, timeout: float = 30.0) -> None:
+    """Poll ``pred`` until it holds (a busy machine may take its time; no fixed sleep can know how long)."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:g} s for {what}")
+        time.sleep(0.02)
+
+
 QUESTION = {"question": "Visitors to the Lisbon office must do what?", "kb": "docs"}
 
 
@@ -68,7 +77,7 @@ def test_a_full_server_answers_429_with_retry_after_and_recovers(server, gated) 
     w = threading.Thread(target=lambda: waited.update(r=httpx.post(f"{server.url}/v1/chat", json=QUESTION,
                                                                      timeout=60)))
     w.start()
-    time.sleep(0.3)  # the second request is now in the waiting line (its one place)
+    until(lambda: "docqa_answers_waiting 1.0" in httpx.get(f"{server.url}/metrics").text, "the second request to wait")
     third = httpx.post(f"{server.url}/v1/chat/completions", timeout=60,
                        json={"messages": [{"role": "user", "content": QUESTION["question"]}], "kb": "docs"})
     assert third.status_code == 429 and int(third.headers["retry-after"]) >= 1
@@ -105,7 +114,7 @@ def test_waiting_requests_get_their_slot_in_arrival_order() -> None:
                 order.append(i)
         threads.append(threading.Thread(target=take))
         threads[-1].start()
-        time.sleep(0.05)  # arrive in order 0, 1, 2, 3
+        until(lambda i=i: slots.stats()["waiting"] == i + 1, f"request {i} to wait")  # arrive in order 0, 1, 2, 3
     slots.release(first)
     for t in threads:
         t.join(timeout=10)

@@ -54,6 +54,11 @@ def servers(kb_home: Path) -> Iterator[dict[str, DocqaServer]]:
         for s in both.values():
             s.wait_ready()
         yield both
+        # after every test of the module, whatever their order: no request made a server log an
+        # exception (i.e. no 500)
+        for name, s in both.items():
+            if "Traceback" in s.log():
+                pytest.fail(f"the {name} server logged a traceback:\n{s.log()[-3000:]}")
     finally:
         for s in both.values():
             s.stop()
@@ -454,12 +459,6 @@ def test_server_logs_are_json_lines_carrying_the_request_id_and_no_question_text
     assert access["trace-4711-abc"]["route"] == "/v1/chat" and access["trace-4711-abc"]["status"] == 200
     assert access["trace-4712-bad"]["status"] == 422 and access["trace-4711-abc"]["ms"] > 0
     assert question not in servers["single"].log() and "试用期" not in servers["single"].log()
-
-
-def test_no_traceback_in_the_server_logs(servers, single, multi):
-    """Runs last: no request above made either server log an exception (i.e. no 500)."""
-    for s in servers.values():
-        assert "Traceback" not in s.log(), s.log()[-3000:]
 
 
 def test_the_openapi_schema_holds_under_fuzzing(servers, tmp_path):

@@ -66,7 +66,8 @@ def test_requests_stages_outcomes_and_causes_are_counted(server) -> None:
 
 
 def test_no_label_carries_a_kb_name_or_text(server) -> None:
-    httpx.post(f"{server.url}/v1/chat", json={"question": "zebracorn 的保密义务是什么？"}, timeout=60)
+    assert httpx.post(f"{server.url}/v1/chat", json={"question": "zebracorn 的保密义务是什么？"}, timeout=60).is_success
     body = httpx.get(f"{server.url}/metrics", timeout=30).text
+    assert 'route="/v1/chat"' in body and "docqa_answers_total" in body  # the request was counted
     for secret in ("secretkb", "zebracorn", "保密"):
         assert secret not in body
