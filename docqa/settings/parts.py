@@ -1,184 +1,41 @@
-"""Settings of docqa and of one knowledge base, in one place.
-
-Values come, in increasing priority, from the defaults below, a ``docqa.yaml`` (the file named by
-``DOCQA_CONFIG``, else ``./docqa.yaml`` if present) and ``DOCQA_*`` environment variables.
-When a knowledge base is created its *build* settings (models, chunker, tokenizer) are written into
-its manifest; reopening the KB uses those, so a KB always searches with the models it was built
-with. Changing them needs ``docqa reindex``.
-"""
+"""The settings by concern. ``docqa.settings.Settings`` is composed of these parts with the same flat keys,
+so ``docqa.yaml`` and ``DOCQA_*`` name a setting as before (``embed_model``, ``DOCQA_EMBED_MODEL``); code
+that needs only one concern can name its part."""
 
 from __future__ import annotations
 
-import os
-from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, Field, field_validator
 
 from docqa.errors import UserError
 from docqa.models import E5_SMALL
-from docqa.units import Level
-
-# The build settings: recorded in a KB's manifest, fixed for the life of the KB.
-BUILD_KEYS = (
-    "embed_model",
-    "chunker",
-    "chunk_max_tokens",
-    "chunk_min_tokens",
-    "nsp_model",
-    "nsp_threshold",
-    "nsp_temperature",
-    "similarity_threshold",
-    "unit_levels",
-    "embed",
-    "keyphrases",
-    "keyphrase_candidates",
-    "ner",
-    "segment_pass",
-    "vector_index",
-    "lexical_backend",
+from docqa.settings.enums import (
+    Chunker,
+    ComplianceMode,
+    EmbedBackend,
+    EmbedInput,
+    GuardAction,
+    KeyphraseCandidates,
+    LexicalBackend,
+    LLMBackend,
+    LLMFallback,
+    OCRMode,
+    RedactMode,
+    ScreenMode,
+    VectorIndexKind,
 )
-
-
-class Chunker(StrEnum):
-    """How a document is cut into segments (see ingest/chunking and bench/reports/segmentation.md).
-
-    fixed: paragraphs packed up to the length limit; no model, fastest, cuts blind to topic.
-    embedding: cut where adjacent paragraphs' embeddings are dissimilar; reuses the KB's embedder.
-    nsp: cut where a BERT next-sentence-prediction model says B does not follow A; needs a model
-    (``docqa finetune nsp`` trains one from your corpus), the most accurate boundaries.
-    """
-
-    FIXED = "fixed"
-    EMBEDDING = "embedding"
-    NSP = "nsp"
-
-
-class EmbedInput(StrEnum):
-    """What is embedded per unit: level-1 key info, level-2 text, or both in one vector."""
-
-    KEYINFO = "keyinfo"
-    TEXT = "text"
-    BOTH = "both"
-
-
-class KeyphraseCandidates(StrEnum):
-    """Chinese keyphrase candidates: jieba TF-IDF (fast) or TextRank (POS-filtered, ~5x slower)."""
-
-    TFIDF = "tfidf"
-    TEXTRANK = "textrank"
-
-
-class OCRMode(StrEnum):
-    """OCR of PDF pages (ingest/loaders/ocr.py): where the text layer is unusable, on every page, or never.
-    Image files are always recognised (OCR is the only way to read them)."""
-
-    AUTO = "auto"
-    ALWAYS = "always"
-    NEVER = "never"
-
-
-class VectorIndexKind(str, Enum):
-    FLAT = "flat"  # exact float32 inner product
-    # Exhaustive like flat, vectors stored as float16: half the memory and disk, and 2.8x faster per
-    # query because a flat scan is memory-bound (100k x 384 dims, 1 query: 4.7 ms vs 13.0 ms on the
-    # 2-core box). Cosine scores move by ~1e-3, below any ranking decision. The default.
-    FLAT_FP16 = "flat_fp16"
-    HNSW = "hnsw"  # approximate, sub-linear; for millions of units
-
-
-class EmbedBackend(StrEnum):
-    """What runs the embedding model's encoder on CPU (docqa/models/onnx_backend.py). ``torch``: the model
-    as loaded; ``onnx``: the same float32 graph in onnxruntime; ``onnx-int8``: its weights quantised
-    to int8 (dynamic quantisation). Exported once and cached beside the model, verified against torch.
-    On CUDA the torch backend is always used."""
-
-    TORCH = "torch"
-    ONNX = "onnx"
-    ONNX_INT8 = "onnx-int8"
-
-
-class LexicalBackend(str, Enum):
-    TANTIVY = "tantivy"
-    ELASTICSEARCH = "elasticsearch"
-
-
-class ComplianceMode(StrEnum):
-    """What the compliance filter (service/compliance) does with a draft answer. Every mode but OFF
-    also applies the blocklist and writes the audit log."""
-
-    OFF = "off"  # no filter, no audit log: only for KBs whose answers need no review
-    GUARD = "guard"  # the draft must be grounded in the passages it was given (pick for open answers)
-    SNAP = "snap"  # the user only ever gets an approved reply (pick for scripted service desks)
-
-
-class GuardAction(StrEnum):
-    FALLBACK = "fallback"  # any unsupported sentence -> the stage's fallback reply (strict)
-    DROP = "drop"  # unsupported sentences are removed; fallback only when none is left
-
-
-class RedactMode(StrEnum):
-    OFF = "off"
-    MASK = "mask"  # personal data in answers, citations and search hits is masked (138****5678)
-    REFUSE = "refuse"  # an answer holding personal data becomes the fallback; citations and hits are masked
-
-
-class ScreenMode(StrEnum):
-    OFF = "off"
-    FLAG = "flag"  # flagged documents are ingested and reported (summary, docqa docs)
-    REJECT = "reject"  # flagged documents are reported and not ingested
-
+from docqa.units import Level
 
 COMPLIANCE_KEYS = ("compliance", "guard_threshold", "guard_action", "snap_threshold", "compliance_dir", "audit_log",
                    "redact")
 
 
-class LLMBackend(StrEnum):
-    """Who writes the answer (service/llm). ``extractive`` quotes evidence sentences and needs no LLM;
-    ``openai`` calls any OpenAI-compatible server (``vllm serve ... --enable-lora``: the adapter is the
-    model name); ``transformers`` and ``vllm`` run the model in-process (CPU/CUDA; GPU engine)."""
+class BuildSettings(BaseModel):
+    """The build settings: recorded in a KB's manifest when it is created, fixed for its life (``docqa reindex``
+    changes them)."""
 
-    EXTRACTIVE = "extractive"
-    OPENAI = "openai"
-    TRANSFORMERS = "transformers"
-    VLLM = "vllm"
-
-
-class LLMFallback(StrEnum):
-    """What the user gets when the LLM fails: the extractive answer from the same evidence (cited,
-    grounded), or only the notice that the answering model is unavailable plus the passages."""
-
-    EXTRACTIVE = "extractive"
-    NOTICE = "notice"
-
-
-class _YamlSource(PydanticBaseSettingsSource):
-    """Reads docqa.yaml (flat keys, same names as the settings)."""
-
-    def __call__(self) -> dict[str, Any]:
-        path = os.environ.get("DOCQA_CONFIG") or ("docqa.yaml" if Path("docqa.yaml").is_file() else "")
-        if not path:
-            return {}
-        import yaml
-
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: expected a mapping of setting names to values")
-        return data
-
-    def get_field_value(self, field, field_name):  # pragma: no cover - unused, required by ABC
-        return None, field_name, False
-
-
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DOCQA_", extra="ignore")
-
-    home: Path = Field(default=Path("~/.docqa"), description="Where knowledge bases live.")
-
-    # --- build settings (recorded in the manifest) ---
     embed_model: str = Field(
         default=E5_SMALL,
         description="HF id or local sentence-transformers dir. multilingual-e5-small (reads Chinese and "
@@ -229,7 +86,10 @@ class Settings(BaseSettings):
     vector_index: VectorIndexKind = VectorIndexKind.FLAT_FP16
     lexical_backend: LexicalBackend = LexicalBackend.TANTIVY
 
-    # --- run-time settings ---
+
+class RuntimeSettings(BaseModel):
+    """Where and how the models run, and the scale-out keyword server."""
+
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
     # onnx-int8 by default: the fastest backend whose recall@5 stays within one point of float32
     # (bench/reports/retrieval_onnx.md: hybrid R@5 CMRC .996 vs .995, DRCD .995 vs .995; dense .972 vs
@@ -237,6 +97,12 @@ class Settings(BaseSettings):
     # int8 export embeds unlike torch, or a host without onnxruntime, falls back to torch.
     embed_backend: EmbedBackend = EmbedBackend.ONNX_INT8
     embed_batch_size: int = Field(default=64, ge=1)
+    es_url: str | None = None
+
+
+class ParseSettings(BaseModel):
+    """Per-file limits of the parsers and OCR (ingest/loaders)."""
+
     max_file_mb: float = Field(default=50.0, gt=0)
     # Per-file resource limits (ingest/loaders/limits.py): a hostile or broken file is reported as
     # breaking one of them, within seconds and bounded memory, and the batch goes on.
@@ -255,7 +121,10 @@ class Settings(BaseSettings):
     ocr: OCRMode = OCRMode.AUTO
     ocr_dpi: int = Field(default=200, ge=72, le=600, description="render resolution of pages for OCR")
     ocr_page_timeout_s: float = Field(default=60.0, gt=0, description="wall time to recognise one page")
-    es_url: str | None = None
+
+
+class RetrievalSettings(BaseModel):
+    """Retrieval, reranking and the refusal decision."""
 
     # Retrieval: candidates per retriever, then weighted reciprocal rank fusion.
     dense_k: int = Field(default=50, ge=1)
@@ -272,28 +141,6 @@ class Settings(BaseSettings):
     rrf_k: int = Field(default=10, ge=1)
     dense_weight: float = Field(default=1.0, ge=0)
     lexical_weight: float = Field(default=1.0, ge=0)
-
-    # Answering
-    max_question_chars: int = Field(default=2000, ge=1)
-    # HTTP request bodies above this get 413 before they are parsed: a chat history of 100 turns of
-    # 20,000 characters (the schema's caps) is ~6 MB of UTF-8 Chinese, so 8 MB refuses only abuse.
-    max_request_mb: float = Field(default=8.0, gt=0)
-    # POST /v1/kbs/{kb}/documents: the whole multipart body (each file is also held to max_file_mb)
-    log_format: Literal["json", "text"] = Field(default="json", description="docqa serve's log lines")
-    # Answers in progress at once (retrieval + generation); more wait up to answer_wait_s for a slot,
-    # and past max_waiting_answers or that wait a request gets 429 with Retry-After.
-    max_concurrent_answers: int = Field(default=8, ge=1)
-    warm_evidence: bool = Field(default=True, description="docqa serve encodes the KBs' evidence sentences "
-                                "into the embedder's cache in a low-priority background thread at start-up")
-    max_waiting_answers: int = Field(default=64, ge=0)
-    answer_wait_s: float = Field(default=30.0, ge=0)
-    max_upload_mb: float = Field(default=128.0, gt=0)
-    max_upload_files: int = Field(default=100, ge=1, description="files in one upload request")
-    upload_lock_wait_s: float = Field(default=600.0, ge=0, description="how long an upload job waits for a KB "
-                                      "another writer holds before it fails")
-    # API keys (service/auth): hashes only, written by `docqa keys create`. No active key in the file =
-    # loopback-only mode: the server refuses to bind a non-loopback address.
-    keys_file: Path | None = Field(default=None, description="default: $DOCQA_HOME/keys.json")
     answer_k: int = Field(default=5, ge=1, le=50)
     # Refuse when the best evidence sentence's support score (service/answering/evidence.py) is
     # below this. Calibrated by bench/calibrate_refusal.py on CAIL2019 dev (answerable questions vs
@@ -318,6 +165,35 @@ class Settings(BaseSettings):
     rerank_model: str | None = None
     rerank_top_n: int = Field(default=20, ge=1, le=200)
     rerank_refusal_threshold: float = Field(default=0.5, ge=0, le=1)
+
+
+class ServerSettings(BaseModel):
+    """The HTTP server: request limits, concurrency, uploads, API keys, logs."""
+
+    max_question_chars: int = Field(default=2000, ge=1)
+    # HTTP request bodies above this get 413 before they are parsed: a chat history of 100 turns of
+    # 20,000 characters (the schema's caps) is ~6 MB of UTF-8 Chinese, so 8 MB refuses only abuse.
+    max_request_mb: float = Field(default=8.0, gt=0)
+    log_format: Literal["json", "text"] = Field(default="json", description="docqa serve's log lines")
+    # Answers in progress at once (retrieval + generation); more wait up to answer_wait_s for a slot,
+    # and past max_waiting_answers or that wait a request gets 429 with Retry-After.
+    max_concurrent_answers: int = Field(default=8, ge=1)
+    warm_evidence: bool = Field(default=True, description="docqa serve encodes the KBs' evidence sentences "
+                                "into the embedder's cache in a low-priority background thread at start-up")
+    max_waiting_answers: int = Field(default=64, ge=0)
+    answer_wait_s: float = Field(default=30.0, ge=0)
+    # POST /v1/kbs/{kb}/documents: the whole multipart body (each file is also held to max_file_mb)
+    max_upload_mb: float = Field(default=128.0, gt=0)
+    max_upload_files: int = Field(default=100, ge=1, description="files in one upload request")
+    upload_lock_wait_s: float = Field(default=600.0, ge=0, description="how long an upload job waits for a KB "
+                                      "another writer holds before it fails")
+    # API keys (service/auth): hashes only, written by `docqa keys create`. No active key in the file =
+    # loopback-only mode: the server refuses to bind a non-loopback address.
+    keys_file: Path | None = Field(default=None, description="default: $DOCQA_HOME/keys.json")
+
+
+class ComplianceSettings(BaseModel):
+    """The compliance filter, personal-data redaction and ingestion screening."""
 
     # Compliance filter (service/compliance, prompts/compliance/README.md). GUARD by default: the
     # blocklist and the grounding check cost nothing for extractive answers (verbatim quotes are
@@ -345,6 +221,19 @@ class Settings(BaseSettings):
     screen: ScreenMode = ScreenMode.FLAG
     # Per-KB overrides of the compliance keys above, e.g. {"hotline": {"compliance": "snap"}}.
     kb_compliance: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("kb_compliance", mode="after")
+    @classmethod
+    def _known_compliance_keys(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for kb, over in v.items():
+            bad = sorted(set(over) - set(COMPLIANCE_KEYS))
+            if bad:
+                raise UserError(f"kb_compliance[{kb!r}]: unknown key(s) {bad}; allowed: {list(COMPLIANCE_KEYS)}")
+        return v
+
+
+class LLMSettings(BaseModel):
+    """LLM answering (service/llm); per-KB overrides of these keys go in ``kb_llm``."""
 
     # LLM answering (service/llm). Per-KB overrides of these keys go in ``kb_llm`` (below).
     llm_backend: LLMBackend = LLMBackend.EXTRACTIVE
@@ -386,56 +275,3 @@ class Settings(BaseSettings):
             if bad:
                 raise UserError(f"kb_llm[{kb!r}]: unknown key(s) {bad}; allowed: {sorted(allowed)}")
         return v
-
-    @field_validator("kb_compliance", mode="after")
-    @classmethod
-    def _known_compliance_keys(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        for kb, over in v.items():
-            bad = sorted(set(over) - set(COMPLIANCE_KEYS))
-            if bad:
-                raise UserError(f"kb_compliance[{kb!r}]: unknown key(s) {bad}; allowed: {list(COMPLIANCE_KEYS)}")
-        return v
-
-    def with_overrides(self, over: dict[str, Any]) -> Settings:
-        """These settings with ``over`` laid over them, validated like any setting (strings become their
-        enums, bounds are checked): the one way every per-KB, tuned or swept value is applied."""
-        if not over:
-            return self
-        checked = self.model_validate({**self.model_dump(), **over}).model_dump(include=set(over))
-        return self.model_copy(update=checked)
-
-    def compliance_for(self, name: str) -> Settings:
-        """These settings with the KB's ``kb_compliance`` overrides applied (validated)."""
-        return self.with_overrides(self.kb_compliance.get(name) or {})
-
-    @field_validator("home", mode="after")
-    @classmethod
-    def _expand_home(cls, v: Path) -> Path:
-        return Path(os.path.expanduser(str(v))).resolve()
-
-    @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
-                                   file_secret_settings):
-        return (init_settings, env_settings, _YamlSource(settings_cls), file_secret_settings)
-
-    def build_settings(self) -> dict[str, Any]:
-        return {k: _plain(getattr(self, k)) for k in BUILD_KEYS}
-
-    def with_build(self, build: dict[str, Any]) -> Settings:
-        """These settings with a KB's recorded build settings laid over them."""
-        known = {k: v for k, v in build.items() if k in type(self).model_fields}
-        if build and "segment_pass" not in build:  # a KB built before the segment pass embedded unit by unit
-            known["segment_pass"] = False
-        return self.with_overrides(known)
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, Enum):
-        return v.value
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    return v
-
-
-def load_settings(**overrides: Any) -> Settings:
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
