@@ -245,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
             score_items(kb, items)
             info["answer_s"] = time.perf_counter() - t1
             current = kb.settings.rerank_refusal_threshold if args.rerank_model else kb.settings.refusal_threshold
-            if args.rerank_model and kb.rerank_error:
-                print(f"error: {kb.rerank_error}", file=sys.stderr)
+            if args.rerank_model and kb.reranker_error:
+                print(f"error: {kb.reranker_error}", file=sys.stderr)
                 return 2
         finally:
             kb.close()

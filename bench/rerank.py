@@ -116,7 +116,7 @@ def main() -> None:
         reranked.append(rerank(kb, q["question"], list(hits)))
         cpu.append(time.process_time() - c0)
         wall.append(time.perf_counter() - w0)
-    assert kb.rerank_error is None, kb.rerank_error
+    assert kb.reranker_error is None, kb.reranker_error
     after = metrics(ranks_of(reranked, held))
     total = time.perf_counter() - t0
     lines = ["# Cross-encoder reranking, CAIL2019 dev + DRCD dev (bench/rerank.py)", "",

@@ -116,16 +116,11 @@ def search(kb: KnowledgeBase, query: str, k: int = 5, *, mode: Mode | str = Mode
 
 def rerank(kb: KnowledgeBase, query: str, hits: list[Hit]) -> list[Hit]:
     """``hits`` reordered by the KB's cross-encoder (``docqa.models.rerank``), each with its ``rerank_score``.
-    Unchanged when the reranker cannot be loaded: ``kb.rerank_error`` then says why (the answer is
+    Unchanged when the reranker cannot be loaded: ``kb.reranker_error`` then says why (the answer is
     marked as given without reranking)."""
-    from docqa.models.rerank import RerankerUnavailable, reranker_for
-
-    try:
-        reranker = reranker_for(kb.settings)
-    except RerankerUnavailable as e:
-        kb.rerank_error = str(e)
+    reranker = kb.reranker()
+    if reranker is None:
         return hits
-    kb.rerank_error = None
     scores = reranker.score(query, [h.text for h in hits])
     for h, sc in zip(hits, scores, strict=True):
         h.rerank_score = float(sc)

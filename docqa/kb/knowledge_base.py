@@ -11,6 +11,7 @@ Readers only ever see a committed generation. See ``writer.py`` for how a new on
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -60,7 +61,6 @@ class KnowledgeBase:
 
     def __init__(self, name: str, root: Path, manifest: dict, settings: Settings):
         self.name = name
-        self.rerank_error: str | None = None  # why the configured reranker is not in use (docqa.search.rerank)
         self.root = root
         self.manifest = manifest
         self.settings = with_tuned(settings.with_build(manifest.get("build", {})), manifest)
@@ -74,6 +74,8 @@ class KnowledgeBase:
         self.embedder = embedder_for(self.settings)
         self._docs: list[dict] | None = None
         self._allowed: OrderedDict = OrderedDict()  # DocFilter -> Allowed | None, most recent last
+        self._reranker: tuple | None = None  # (Reranker | None, why not | None), once per view
+        self._owns_store = True
 
     @classmethod
     def open(cls, name: str, settings: Settings) -> KnowledgeBase:
@@ -200,6 +202,48 @@ class KnowledgeBase:
                 self._allowed.popitem(last=False)
         return result
 
+    def with_settings(self, over: dict) -> KnowledgeBase:
+        """A view of the same generation with ``over`` laid over its settings (validated): what a sweep of
+        ``docqa eval run --set`` answers with. It shares the generation's read-only store and indexes
+        (loaded once, here) and has its own lock, filter cache, embedder and reranker."""
+        _ = self.vectors, self.lexical
+        view = copy.copy(self)
+        view.settings = self.settings.with_overrides(over)
+        view._lock = threading.Lock()
+        view._allowed = OrderedDict()
+        view._reranker = None
+        view._owns_store = False  # closing the view leaves the store to this view
+        view.embedder = embedder_for(view.settings)
+        return view
+
+    def reranker(self):
+        """This view's cross-encoder (``docqa.models.rerank``): None when none is configured or it cannot be
+        loaded (``reranker_error`` then says why). Tried once per view: a generation keeps its outcome,
+        and the view of the next generation (or another ``rerank_model``) tries again."""
+        if self._reranker is None:
+            with self._lock:
+                if self._reranker is None:
+                    self._reranker = self._load_reranker()
+        return self._reranker[0]
+
+    @property
+    def reranker_error(self) -> str | None:
+        """Why the configured reranker is not in use (None: none configured, or it loaded)."""
+        if not self.settings.rerank_model:
+            return None
+        self.reranker()
+        return self._reranker[1]
+
+    def _load_reranker(self) -> tuple:
+        if not self.settings.rerank_model:
+            return None, None
+        from docqa.models.rerank import RerankerUnavailable, load_reranker
+
+        try:
+            return load_reranker(self.settings.rerank_model, self.settings.device), None
+        except RerankerUnavailable as e:
+            return None, str(e)
+
     def warm_up(self) -> None:
         """Load everything a query needs, so the first request is not the slow one."""
         self.embedder.warm_up()
@@ -212,4 +256,5 @@ class KnowledgeBase:
                 "build": m.get("build", {}), "created_at": m.get("created_at"), "updated_at": m.get("updated_at")}
 
     def close(self) -> None:
-        self.store.close()
+        if self._owns_store:
+            self.store.close()

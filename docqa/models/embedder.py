@@ -145,6 +145,8 @@ class Embedder:
         self.device = device
         self.backend = getattr(backend, "value", backend)
         self.batch_size = batch_size
+        # what it was loaded with: its identity in caches (``backend`` may fall back to torch at warm-up)
+        self.load_key = (model, device, self.backend, batch_size)
         self._model = None
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -339,18 +341,14 @@ def _one_torch_thread():
                 torch.set_num_threads(_threads_saved)
 
 
-_EMBEDDERS: dict[tuple[str, str], Embedder] = {}
-_EMBEDDERS_LOCK = threading.Lock()
-
-
 def shared_embedder(model: str, device: str, batch_size: int = 64, backend: str = "torch") -> Embedder:
-    """One embedder per (model, device, backend) in a process, shared by every KB that uses it."""
+    """One embedder per load (model, device, backend, batch size) in a process, shared by every KB that
+    loads it so (``docqa.models.cache``)."""
+    from docqa.models.cache import MODELS
+
     backend = getattr(backend, "value", backend)
-    with _EMBEDDERS_LOCK:
-        key = (model, device, backend)
-        if key not in _EMBEDDERS:
-            _EMBEDDERS[key] = Embedder(model, device=device, batch_size=batch_size, backend=backend)
-        return _EMBEDDERS[key]
+    return MODELS.get("embedder", (model, device, backend, batch_size),
+                      lambda: Embedder(model, device=device, batch_size=batch_size, backend=backend))
 
 
 def embedder_for(settings: Settings) -> Embedder:

@@ -16,16 +16,12 @@ still less than embedding the same text (bench/reports/segmentation.md).
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from docqa.errors import UserError
 from docqa.models.embedder import ModelNotAvailable, pick_device, resolve_model_path
 
 DEFAULT_MAX_LENGTH = 128  # tokens per pair: ~60 characters either side of the boundary
-_MODELS: dict[tuple[str, str], tuple] = {}
-_LOCK = threading.Lock()
 
 
 def pair_ids(tokenizer, firsts: list[str], seconds: list[str], max_length: int) -> list[tuple[list[int], list[int]]]:
@@ -46,28 +42,31 @@ def pair_ids(tokenizer, firsts: list[str], seconds: list[str], max_length: int) 
 
 
 def load_nsp(model: str, device: str = "auto") -> tuple:
-    """(tokenizer, model, device) for ``model``, loaded once per process and kept in eval mode."""
-    dev = pick_device(device)
-    key = (model, dev)
-    with _LOCK:
-        if key not in _MODELS:
-            import torch
-            from transformers import AutoTokenizer, BertForNextSentencePrediction
-            from transformers.utils import logging as hf_logging
+    """(tokenizer, model, device) for ``model``, loaded once per process (``docqa.models.cache``) and kept in
+    eval mode."""
+    from docqa.models.cache import MODELS
 
-            hf_logging.disable_progress_bar()
-            path = resolve_model_path(model)
-            try:
-                tok = AutoTokenizer.from_pretrained(path)
-                dtype = torch.float16 if dev.startswith("cuda") else torch.float32  # fp16 CPU kernels are slow
-                net = BertForNextSentencePrediction.from_pretrained(path, dtype=dtype).to(dev).eval()
-            except OSError as e:
-                raise ModelNotAvailable(
-                    f"NSP model {model!r} could not be loaded ({e.__class__.__name__}). Give a local directory "
-                    "written by `docqa finetune nsp` (or a BERT with an NSP head, such as bert-base-chinese, "
-                    "already in the local HF cache).") from e
-            _MODELS[key] = (tok, net, dev)
-        return _MODELS[key]
+    dev = pick_device(device)
+
+    def load() -> tuple:
+        import torch
+        from transformers import AutoTokenizer, BertForNextSentencePrediction
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        path = resolve_model_path(model)
+        try:
+            tok = AutoTokenizer.from_pretrained(path)
+            dtype = torch.float16 if dev.startswith("cuda") else torch.float32  # fp16 CPU kernels are slow
+            net = BertForNextSentencePrediction.from_pretrained(path, dtype=dtype).to(dev).eval()
+        except OSError as e:
+            raise ModelNotAvailable(
+                f"NSP model {model!r} could not be loaded ({e.__class__.__name__}). Give a local directory "
+                "written by `docqa finetune nsp` (or a BERT with an NSP head, such as bert-base-chinese, "
+                "already in the local HF cache).") from e
+        return tok, net, dev
+
+    return MODELS.get("nsp", (model, dev), load)
 
 
 class NSPScorer:

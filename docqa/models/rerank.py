@@ -8,13 +8,12 @@ where one is available. Scores are probabilities (sigmoid of the single logit), 
 refuses on the reranker's top score (``rerank_refusal_threshold``, calibrated by
 bench/calibrate_refusal.py) instead of the evidence score.
 
-A model that fails to load does not stop answering: ``load_error`` says why (``/readyz`` shows it as
-degraded) and the answer is marked as given without reranking.
+A model that fails to load does not stop answering: the KB view's ``reranker_error`` says why (``/readyz``
+shows it as degraded) and the answer is marked as given without reranking.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 
 import numpy as np
@@ -70,31 +69,10 @@ def relevance(model, query: str, texts: list[str], batch_size: int = 32) -> np.n
     return np.asarray(out, dtype=np.float32).reshape(-1)
 
 
-@functools.lru_cache(maxsize=4)
-def _load(model: str, device: str) -> Reranker | str:
-    try:
-        return Reranker(model, device)
-    except RerankerUnavailable as e:
-        return str(e)
+def load_reranker(model: str, device: str = "auto") -> Reranker:
+    """The reranker ``model``, loaded once per process (``docqa.models.cache``). Raises
+    ``RerankerUnavailable`` when it cannot be loaded; the failure is not cached here (a served KB
+    generation keeps it for its life, so the next generation tries again)."""
+    from docqa.models.cache import MODELS
 
-
-def reranker_for(settings) -> Reranker | None:
-    """The KB's reranker (loaded once per process); None when none is configured. Raises
-    ``RerankerUnavailable`` when it is configured but cannot be loaded."""
-    if not settings.rerank_model:
-        return None
-    r = _load(settings.rerank_model, settings.device)
-    if isinstance(r, str):
-        raise RerankerUnavailable(r)
-    return r
-
-
-def rerank_status(settings) -> dict | None:
-    """``/readyz``'s view: None without a reranker, else its model and whether it loaded (with why not)."""
-    if not settings.rerank_model:
-        return None
-    try:
-        reranker_for(settings)
-        return {"model": settings.rerank_model, "available": True, "top_n": settings.rerank_top_n}
-    except RerankerUnavailable as e:
-        return {"model": settings.rerank_model, "available": False, "error": str(e)}
+    return MODELS.get("reranker", (model, device), lambda: Reranker(model, device))

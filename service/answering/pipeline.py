@@ -94,8 +94,8 @@ def prepare(kb: KnowledgeBase, question: str, history: list[dict] | None = None,
         scored = quote_article(prep.hits) or score_sentences(prep.query, prep.hits, kb.embedder)
         if cache is not None:
             cache[key] = (prep.hits, scored)
-    if s.rerank_model and kb.rerank_error:
-        prep.notes.append(f"answered without reranking: {kb.rerank_error}")
+    if s.rerank_model and kb.reranker_error:
+        prep.notes.append(f"answered without reranking: {kb.reranker_error}")
     reranked = [h.rerank_score for h in prep.hits if h.rerank_score is not None]
     if reranked and not (scored and scored[0].exact):
         # a reranked KB refuses on the cross-encoder's best score, then quotes the best evidence

@@ -14,9 +14,10 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from docqa.filters import DocFilter, FilterError, doc_filter
+from docqa.kb import KnowledgeBase
 from service.auth.keys import KeyError_, KeyRecord, KeyStore, Role, keys_path
 from service.errors import ApiError
 
@@ -95,8 +96,8 @@ def is_loopback(host: str) -> bool:
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
-__all__ = ["LOOPBACK", "Caller", "CallerDep", "KeyError_", "KeyRecord", "KeyStore", "Role", "get_caller",
-           "is_loopback", "keys_path"]
+__all__ = ["LOOPBACK", "AdminKB", "Caller", "CallerDep", "EditorKB", "KeyError_", "KeyRecord", "KeyStore", "ReaderKB",
+           "Role", "get_caller", "is_loopback", "kb_dep", "keys_path"]
 
 
 def kb_for(registry, caller: Caller, name: str | None, role: Role = Role.READER):
@@ -107,3 +108,18 @@ def kb_for(registry, caller: Caller, name: str | None, role: Role = Role.READER)
     kb = registry.get(name)
     caller.require(role, kb.name)
     return kb
+
+
+def kb_dep(role: Role):
+    """A dependency: the KB named by the route's ``{kb}`` path parameter, checked for the caller and ``role``
+    (``kb_for``)."""
+
+    def dep(kb: Annotated[str, Path(max_length=64)], request: Request, caller: CallerDep) -> KnowledgeBase:
+        return kb_for(request.app.state.registry, caller, kb, role)
+
+    return dep
+
+
+ReaderKB = Annotated[KnowledgeBase, Depends(kb_dep(Role.READER))]  # the {kb} of the path, readable by the caller
+EditorKB = Annotated[KnowledgeBase, Depends(kb_dep(Role.EDITOR))]  # ... that the caller may change
+AdminKB = Annotated[KnowledgeBase, Depends(kb_dep(Role.ADMIN))]  # ... that the caller administers

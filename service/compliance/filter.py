@@ -258,9 +258,10 @@ def _data_stamp(directory: Path) -> tuple:
 
 
 def build_filter(settings: Settings, kb: str, embedder) -> ComplianceFilter:
-    """The filter for KB ``kb`` (cached per configuration, embedder and data-file version)."""
+    """The filter for KB ``kb`` (cached per configuration, the embedder's load parameters and the data files'
+    version)."""
     config = ComplianceConfig.from_settings(settings, kb)
-    key = (kb, config, id(embedder), _data_stamp(config.directory))
+    key = (kb, config, getattr(embedder, "load_key", None), _data_stamp(config.directory))
     with _CACHE_LOCK:
         f = _CACHE.get(key)
         if f is None:

@@ -13,7 +13,6 @@ refusal threshold, guard and snap settings, the LLM's): only the answer step run
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from collections.abc import Callable
@@ -35,13 +34,11 @@ def answer_only(key: str) -> bool:
 
 
 def with_setting(kb, key: str, value):
-    """A shallow copy of the KB view whose settings have ``key`` = ``value`` (validated)."""
-    s = kb.settings
-    if key not in type(s).model_fields:
+    """A view of the KB's generation whose settings have ``key`` = ``value`` (validated), with its own
+    lock, caches and models (``KnowledgeBase.with_settings``)."""
+    if key not in type(kb.settings).model_fields:
         raise UserError(f"unknown setting {key!r}")
-    view = copy.copy(kb)
-    view.settings = s.with_overrides({key: value})
-    return view
+    return kb.with_settings({key: value})
 
 
 def evaluate_row(kb, row: EvalRow, *, cache: dict | None = None, retrieval_cache: dict | None = None,

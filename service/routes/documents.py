@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from docqa.doc_meta import RESERVED, MetaError, clean_meta, meta_hash
 from docqa.kb import KnowledgeBase
-from service.auth.access import Caller, CallerDep, Role, kb_for
+from service.auth.access import Caller, CallerDep, EditorKB, ReaderKB
 from service.compliance import redact_hits
 from service.deps import RegistryDep, require_ready
 from service.errors import ApiError
@@ -53,19 +53,17 @@ def _find(kb: KnowledgeBase, caller: Caller, doc_id: str) -> dict:
 
 
 @router.get("/v1/kbs/{kb}/documents", responses=error_responses(401, 403, 404, 422, 503))
-def list_documents(kb: KbName, registry: RegistryDep, caller: CallerDep,
-                   offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=500)] = 50):
+def list_documents(base: ReaderKB, caller: CallerDep, offset: Annotated[int, Query(ge=0)] = 0,
+                   limit: Annotated[int, Query(ge=1, le=500)] = 50):
     """The documents the caller may read, ordered by source, a page at a time."""
-    base = kb_for(registry, caller, kb)
     docs = _visible(base, caller)
     return {"kb": base.name, "total": len(docs), "offset": offset, "limit": limit,
             "documents": [_public(d) for d in docs[offset: offset + limit]]}
 
 
 @router.get("/v1/kbs/{kb}/documents/{doc_id}", responses=error_responses(401, 403, 404, 503))
-def get_document(kb: KbName, doc_id: DocId, registry: RegistryDep, caller: CallerDep):
+def get_document(base: ReaderKB, doc_id: DocId, caller: CallerDep):
     """One document's metadata and its parsed text (redacted as citations are)."""
-    base = kb_for(registry, caller, kb)
     d = _find(base, caller, doc_id)
     doc = base.store.get_doc(doc_id)
     text = "\n".join(b.text for b in doc.blocks) if doc is not None else ""
@@ -73,11 +71,10 @@ def get_document(kb: KbName, doc_id: DocId, registry: RegistryDep, caller: Calle
 
 
 @router.delete("/v1/kbs/{kb}/documents/{doc_id}", responses=error_responses(401, 403, 404, 409, 503))
-def delete_document(kb: KbName, doc_id: DocId, registry: RegistryDep, caller: CallerDep):
+def delete_document(base: EditorKB, doc_id: DocId, registry: RegistryDep, caller: CallerDep):
     """Delete a document (editor role): one commit; 409 while another writer holds the KB."""
     from ingest.pipeline import delete_documents
 
-    base = kb_for(registry, caller, kb, Role.EDITOR)
     d = _find(base, caller, doc_id)
     deleted, _ = delete_documents(base.name, [doc_id], registry.settings)
     source = FsPath(d["source"].split("#", 1)[0])
@@ -90,7 +87,7 @@ def delete_document(kb: KbName, doc_id: DocId, registry: RegistryDep, caller: Ca
              responses={200: {"description": "Every file is already in the KB with the same content and metadata: "
                                              "nothing to do (no job)."},
                         **error_responses(401, 403, 404, 413, 415, 422, 503)})
-def upload_documents(kb: KbName, request: Request, registry: RegistryDep, caller: CallerDep,
+def upload_documents(base: EditorKB, request: Request, registry: RegistryDep, caller: CallerDep,
                      files: Annotated[list[UploadFile], File(description="One or more documents.")],
                      groups: Annotated[str | None, Form(description=GROUPS_DOC)] = None,
                      meta: Annotated[str | None, Form(description=META_DOC)] = None):
@@ -99,7 +96,6 @@ def upload_documents(kb: KbName, request: Request, registry: RegistryDep, caller
     Checked first, all or nothing: names made safe, type by content, size per file; a file identical
     (content and metadata) to a document the caller can already read is not ingested again."""
     require_ready(registry)
-    base = kb_for(registry, caller, kb, Role.EDITOR)
     settings = registry.settings
     run_meta = _upload_meta(groups, meta, caller)
     if len(files) > settings.max_upload_files:

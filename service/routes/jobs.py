@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field, StrictFloat
 
-from service.auth.access import CallerDep, Role, kb_for
+from service.auth.access import AdminKB, CallerDep, Role
 from service.deps import RegistryDep, require_ready
 from service.errors import ApiError
 from service.schemas import error_responses
@@ -36,14 +36,12 @@ def _runner(request: Request):
 
 
 @router.post("/v1/kbs/{kb}/eval", status_code=202, responses=error_responses(401, 403, 404, 413, 422, 503))
-def start_eval(kb: Annotated[str, Path(max_length=64)], req: EvalJobRequest, registry: RegistryDep,
-               request: Request, caller: CallerDep):
+def start_eval(base: AdminKB, req: EvalJobRequest, registry: RegistryDep, request: Request, caller: CallerDep):
     """Start ``docqa eval run`` on the KB as a job (admin role); poll ``GET /v1/jobs/{id}``."""
     from service.evaluation.dataset import EvalSet, parse_row
     from service.evaluation.runner import evaluate, parse_sweep
 
     require_ready(registry)
-    base = kb_for(registry, caller, kb, Role.ADMIN)
     rows, skipped = [], []
     for i, obj in enumerate(req.rows, start=1):
         try:

@@ -57,10 +57,13 @@ def readyz(registry: RegistryDep):
 
 def _rerank_status(registry, name: str) -> dict | None:
     """A reranker that cannot be loaded makes the service degraded, not unready: answers go on without it."""
-    from docqa.models.rerank import rerank_status
-
     try:
-        return rerank_status(registry.get(name).settings)
+        kb = registry.get(name)
+        if not kb.settings.rerank_model:
+            return None
+        if kb.reranker_error:
+            return {"model": kb.settings.rerank_model, "available": False, "error": kb.reranker_error}
+        return {"model": kb.settings.rerank_model, "available": True, "top_n": kb.settings.rerank_top_n}
     except Exception:  # noqa: BLE001 - a KB that cannot be opened is reported under errors already
         return None
 

@@ -63,7 +63,7 @@ def test_a_pairs_file_with_a_missing_field_names_its_line(tmp_path, monkeypatch,
 
 
 @pytest.fixture(scope="module")
-def kb_home(tmp_path_factory, embed_model):
+def kb_home(tmp_path_factory, e5_model):
     from docqa.settings import load_settings
     from ingest.pipeline import ingest_paths
 
@@ -105,6 +105,31 @@ def test_the_query_path_reranks_with_a_trained_cross_encoder(kb_home, tmp_path):
     assert reranked[0].text == want and all(h.rerank_score is not None for h in reranked), order
     assert [h.rerank_score for h in reranked] == sorted((h.rerank_score for h in reranked), reverse=True)
     assert {h.unit_id for h in reranked} == {h.unit_id for h in hits}  # the same candidates, reordered
+
+
+def test_a_reranker_that_failed_is_tried_again_by_the_next_view_never_per_request(kb_home, tmp_path):
+    """#22: the outcome of loading a reranker belongs to the served generation's view (not to a request,
+    not to the process): the view that failed keeps saying why; the next view (a new generation, or a
+    sweep's ``with_settings``) tries again and reranks once the model is there."""
+    from docqa.kb import KnowledgeBase
+    from docqa.search import search
+    from docqa.settings import load_settings
+
+    home, model = kb_home / "home", tmp_path / "ce-later"
+    query = "员工每年有几天带薪年假？"
+    first = KnowledgeBase.open("rules", load_settings(home=home, device="cpu", rerank_model=str(model)))
+    assert first.reranker() is None and "ce-later" in first.reranker_error
+    assert all(h.rerank_score is None for h in search(first, query, 5))  # answered without reranking
+    load_cross_encoder(str(tiny_base(tmp_path)), 64, "cpu").save(str(model))  # the model arrives
+    assert "ce-later" in first.reranker_error  # the failed view keeps its outcome: no flip per request
+    sweep = first.with_settings({"rerank_top_n": 3})
+    assert sweep.reranker() is not None and sweep.reranker_error is None and sweep._lock is not first._lock
+    hits = search(sweep, query, 5)
+    assert all(h.rerank_score is not None for h in hits[:3]), [h.rerank_score for h in hits]
+    sweep.close()  # a sweep's view shares the store: closing it leaves the generation's view working
+    assert search(first, query, 1) and first.reranker_error
+    again = KnowledgeBase.open("rules", load_settings(home=home, device="cpu", rerank_model=str(model)))
+    assert again.reranker() is not None and again.reranker_error is None
 
 
 def test_finetune_rerank_from_a_kb_compares_with_the_served_order(kb_home, tmp_path, monkeypatch, capsys):
