@@ -2,11 +2,12 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help quickstart test lint bench install
+.PHONY: help quickstart test test-fast lint bench install
 
 help:
 	@echo "make quickstart  install, ingest examples/docs, serve, ask two questions over HTTP (the main job)"
 	@echo "make test        install, then run the whole test suite (PYTEST_ARGS='-k ...' to narrow)"
+	@echo "make test-fast   the suite without the tests marked slow (under 2 minutes once installed)"
 	@echo "make lint        ruff check ."
 	@echo "make bench       run the benchmark scripts in bench/ (reports under bench/reports/), then the eval gate"
 	@echo "make install     only the idempotent set-up (.venv, torch 2.13.0 CPU, docqa[dev,models])"
@@ -19,6 +20,9 @@ quickstart:
 
 test:
 	bash deploy/install.sh && bash deploy/install_test_tools.sh && HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast:
+	bash deploy/install.sh && HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint:
 	.venv/bin/ruff check .

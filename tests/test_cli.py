@@ -17,6 +17,8 @@ import docqa.kb.manifest as manifest_mod
 from docqa.kb import KBWriter
 from docqa.settings import load_settings
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ["torch", "transformers", "sentence_transformers", "faiss", "tantivy", "jieba", "numpy", "peft"]
 

@@ -26,6 +26,8 @@ from docqa.settings import load_settings
 from docqa.units import Level
 from ingest.pipeline import ingest_paths, reindex
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "examples" / "docs"
 FILES = ["劳动合同法(2012-12-28).md", "docqa-operations-handbook.md"]

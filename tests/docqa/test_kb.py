@@ -29,7 +29,7 @@ KB = "atomic"
 OLD = "第一条 本制度适用于 zebracorn 项目组的全体成员，成员应当遵守保密义务。"
 NEW = "第二条 quokkaflux 项目的预算由财务部统一审批，任何人不得超支。"
 
-pytestmark = pytest.mark.usefixtures("embed_model")
+pytestmark = [pytest.mark.usefixtures("embed_model"), pytest.mark.slow]  # slow: left out of `make test-fast`
 
 
 def write(folder: Path, name: str, text: str) -> Path:

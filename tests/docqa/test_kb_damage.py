@@ -34,7 +34,7 @@ FIRST = "第一条 本制度适用于 zebracorn 项目组的全体成员，成�
 SECOND = "第二条 quokkaflux 项目的预算由财务部统一审批，任何人不得超支。"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # the smallest encoder: these tests are about files
 
-pytestmark = pytest.mark.usefixtures("embed_model")
+pytestmark = [pytest.mark.usefixtures("embed_model"), pytest.mark.slow]  # slow: left out of `make test-fast`
 
 
 def _settings(home: Path):

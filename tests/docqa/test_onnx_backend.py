@@ -19,6 +19,8 @@ pytest.importorskip("onnxscript", reason="onnxscript (a docqa dependency) is not
 
 from docqa.models.embedder import Embedder
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 TEXTS = ["the contract term is two years", "backups are kept for thirty days", "a", "hello world " * 20]
 
 

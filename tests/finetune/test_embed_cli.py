@@ -14,6 +14,8 @@ from test_embed_train import make_tiny_st
 
 from finetune.records import write_jsonl
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # Rare characters (鲲鹏鳐鲟鳌) are [UNK] to MiniLM's vocabulary; each record holds some of them.

@@ -9,6 +9,8 @@ import pytest
 
 from finetune.llm.train import AdapterKind, FinetuneError, LLMTrainConfig, load_base_model, train
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

@@ -19,6 +19,8 @@ from finetune.embed.data import Pair
 from finetune.rerank import RerankConfig, held_out_from_kb, held_out_from_pairs, load_cross_encoder, rank_metrics, train
 from finetune.verdict import settle
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DOCS = {

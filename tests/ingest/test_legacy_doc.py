@@ -11,6 +11,8 @@ import pytest
 from ingest.loaders import LoadError, load_file
 from ingest.loaders.legacy_doc import NO_LIBREOFFICE, soffice
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 NAME = "核电厂定期安全审查指南 第1部分：通用要求（征求意见稿）"
 needs_libreoffice = pytest.mark.skipif(soffice() is None, reason="LibreOffice is not installed "
                                        "(deploy/install_test_tools.sh installs libreoffice-writer-nogui)")

@@ -21,6 +21,8 @@ pytest.importorskip("rapidocr_onnxruntime", reason="OCR needs rapidocr-onnxrunti
 pdfium = pytest.importorskip("pypdfium2", reason="rendering pages needs pypdfium2 (a core dependency)")
 from PIL import Image  # noqa: E402 - after the skip: Pillow comes with the OCR dependencies
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 MANUAL = "WCHNET使用文档.pdf"
 STANDARD = "核电厂定期安全评价 第12部分：设计（征求意见稿20230317）.docx"
 

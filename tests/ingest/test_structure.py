@@ -25,6 +25,8 @@ from ingest.loaders import load_file
 from ingest.pipeline import ingest_paths, reindex
 from ingest.structure import annotate
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 LABOR = "劳动合同法(2012-12-28).md"
 COMPANY = "公司法(2023-12-29).md"
 

@@ -14,6 +14,8 @@ from docqa.text.tokenize import count_tokens
 from ingest.chunking.fixed import chunk_blocks
 from ingest.loaders import load_file
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 STANDARD = "docx/核电厂定期安全审查指南 第1部分：通用要求（征求意见稿）.docx"
 MANUAL = "pdf/WCHNET使用文档.pdf"
 

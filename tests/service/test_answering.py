@@ -13,6 +13,8 @@ from docqa.kb import KnowledgeBase
 from docqa.settings import load_settings
 from service.answering import answer_question, stream_answer
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 REFUSAL_ZH = "根据已知信息无法回答该问题"
 _CJK = re.compile(r"[\u3400-\u9fff]")
 

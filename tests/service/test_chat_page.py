@@ -15,8 +15,9 @@ from docqa.settings import load_settings
 from service.auth.access import KeyStore
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
-                                "(deploy/install_test_tools.sh installs it; make test runs that)")
+pytestmark = [pytest.mark.slow,  # left out of `make test-fast`
+              pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
+                                "(deploy/install_test_tools.sh installs it; make test runs that)")]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ from service.evaluation import metrics as M
 from service.evaluation.dataset import EvalRow, load_eval_set
 from service.evaluation.runner import record, summarize
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 KB = "sample"
 LAW = DOCS / "劳动合同法(2012-12-28).md"

@@ -33,6 +33,8 @@ from docqa_server import (
 
 from docqa.settings import Settings
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 MAX_QUESTION_CHARS = Settings.model_fields["max_question_chars"].default
 REFUSAL_ZH = "根据已知信息无法回答该问题"
 STATUTE_Q = LOADING_QUESTION  # answered by 劳动合同法 第十九条

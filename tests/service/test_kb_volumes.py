@@ -18,6 +18,8 @@ import pytest
 from docqa_server import LAW, LOADING_QUESTION, NOTES, DocqaServer, cli, docqa_cmd, docqa_env
 from mount_helpers import in_mount_ns, mount_ns_prefix
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 
 @pytest.fixture
 def home_copy(kb_home: Path, tmp_path: Path) -> Path:

@@ -11,6 +11,8 @@ from llm_support import lora_adapter, smollm2_gguf, tiny_llama
 from service.llm import GenParams, LLMUnavailable
 from service.llm.transformers_local import TransformersLocal, resolve_llm_source
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 MESSAGES = [{"role": "user", "content": "劳动合同期限一年的，试用期最长多久？"}]
 
 

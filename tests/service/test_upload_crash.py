@@ -13,7 +13,7 @@ import httpx
 import pytest
 from docqa_server import BUILD_ENV, DocqaServer, cli
 
-pytestmark = pytest.mark.usefixtures("embed_model")
+pytestmark = [pytest.mark.usefixtures("embed_model"), pytest.mark.slow]  # slow: left out of `make test-fast`
 
 
 def _big_markdown() -> bytes:

