@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from docqa.text.language import HAN_CLASS
 from docqa.text.numerals import to_zh, zh_numeral
 
 NUM = "[零〇○一二三四五六七八九十百千两\\d]{1,8}"
@@ -17,7 +18,7 @@ CN_NUM = "[一二三四五六七八九十]{1,4}"
 
 _REF = re.compile(rf"第\s*({NUM})\s*条(?:\s*之\s*({CN_NUM}|\d{{1,2}}))?(?:\s*第\s*({NUM})\s*款)?"
                   rf"(?:\s*第\s*({NUM})\s*项)?")
-_LAW = re.compile(r"《([^《》]{2,60})》|([\u4e00-\u9fff]{2,30}?(?:法|条例|办法|规定|规则|细则|决定|通知|解释|准则))"
+_LAW = re.compile(rf"《([^《》]{{2,60}})》|([{HAN_CLASS}]{{2,30}}?(?:法|条例|办法|规定|规则|细则|决定|通知|解释|准则))"
                   r"(?=\s*第)")
 
 
