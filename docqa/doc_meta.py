@@ -67,6 +67,25 @@ def clean_meta(meta: dict, where: str) -> dict:
     return out
 
 
+def outside_groups(groups, writable: frozenset[str] | None) -> str | None:
+    """Why a writer that may file documents only in ``writable`` (None: anywhere) may not file, replace or
+    delete a document readable by ``groups`` (None or empty: every caller of the KB); None when it may.
+
+    The rule (README, "Security model"): a writer restricted to groups keeps documents inside them. A
+    document with no groups is KB-wide, readable by every key of the KB, so only a writer that is not
+    restricted (an admin, a key whose groups are '*', the local CLI) may publish, replace or delete one."""
+    if writable is None:
+        return None
+    mine = ", ".join(sorted(writable)) or "none"
+    if not groups:
+        return ("a document without groups is readable by every caller of the knowledge base; this API key may "
+                f"only file documents in its groups ({mine})")
+    other = sorted(set(groups) - writable)
+    if other:
+        return f"groups {', '.join(other)} are not among this API key's groups ({mine})"
+    return None
+
+
 def apply_meta(doc_meta: dict, overlay: dict) -> dict:
     """A document's metadata with ``overlay`` (sidecar over run defaults) under its own keys, stamped
     with ``meta_hash``."""

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from docqa.doc_meta import EMPTY_HASH, MetaError, apply_meta, clean_meta, meta_hash, read_sidecar
+from docqa.doc_meta import EMPTY_HASH, MetaError, apply_meta, clean_meta, meta_hash, outside_groups, read_sidecar
 from docqa.document import Document, doc_id_for_path
 from docqa.kb import KBWriter, KnowledgeBase
 from docqa.settings import Settings
@@ -61,11 +61,14 @@ class IngestReport:
 
 
 def ingest_paths(paths: list[str | Path], kb: str, settings: Settings, *, progress: bool = True,
-                 meta: dict | None = None) -> IngestReport:
+                 meta: dict | None = None, writable_groups: frozenset[str] | None = None) -> IngestReport:
     """Ingest files and folders (recursively) into KB ``kb``, creating it if needed.
 
     ``meta``: metadata for every document of the run (``--groups``, an upload's fields), under each
     file's sidecar and each record's own keys (``docqa.doc_meta``).
+    ``writable_groups``: the groups the writer may file documents in (an upload by a group-restricted API
+    key); a document whose final groups leave them, or that would replace or remove one outside them, is
+    a failure of its own (``docqa.doc_meta.outside_groups``). None: any (the CLI, an admin).
     Everything is one commit: an exception or Ctrl-C leaves the KB exactly as it was."""
     from ingest.loaders import iter_files
 
@@ -73,7 +76,8 @@ def ingest_paths(paths: list[str | Path], kb: str, settings: Settings, *, progre
     report = IngestReport(kb=kb)
     files = list(iter_files(paths))
     report.files = len(files)
-    with KBWriter(kb, settings) as writer, _Batch(writer, report, clean_meta(meta or {}, "--groups/--meta")) as batch:
+    with KBWriter(kb, settings) as writer, _Batch(writer, report, clean_meta(meta or {}, "--groups/--meta"),
+                                                  writable_groups) as batch:
         batch.page_progress = _PageProgress() if progress else None
         for path in _progress(files, progress):
             batch.add_file(path)
@@ -96,8 +100,10 @@ def ingest_paths(paths: list[str | Path], kb: str, settings: Settings, *, progre
 class _Batch:
     """Documents of one ingest run waiting to be embedded and written (every ``FLUSH_UNITS``)."""
 
-    def __init__(self, writer: KBWriter, report: IngestReport, meta: dict | None = None):
+    def __init__(self, writer: KBWriter, report: IngestReport, meta: dict | None = None,
+                 writable: frozenset[str] | None = None):
         self.writer = writer
+        self.writable = writable
         self.meta = meta or {}  # the run's metadata defaults
         self.report = report
         self.pending: list[tuple[Document, list[Unit]]] = []
@@ -141,6 +147,10 @@ class _Batch:
         self._drop_vanished_records(path, docs)
         for doc in docs:
             doc.meta = apply_meta(doc.meta, overlay)
+            why = self._not_writable(doc)
+            if why:
+                self.report.failures.append(Failure(doc.source, why))
+                continue
             self._add_doc(doc)
         if self.n_units >= FLUSH_UNITS:
             self.flush()
@@ -206,7 +216,25 @@ class _Batch:
         if all(d.source == source for d in docs):
             return  # one document per file: replaced by doc_id as usual
         stale = set(self.writer.store.doc_ids_for_source(source)) - {d.doc_id for d in docs}
+        if self.writable is not None:
+            kept = {i for i in stale if outside_groups(self.writer.store.doc_groups(i)[1], self.writable)}
+            for i in sorted(kept):
+                self.report.failures.append(Failure(f"{source}#{i}", "this record is gone from the file but belongs "
+                                                    "to groups this API key may not change: it is kept"))
+            stale -= kept
         self.report.removed += self.writer.delete_docs(sorted(stale))
+
+    def _not_writable(self, doc: Document) -> str | None:
+        """Why this run's writer may not file ``doc`` (its groups, or those of the document it replaces)."""
+        if self.writable is None:
+            return None
+        why = outside_groups(doc.meta.get("groups"), self.writable)
+        if why:
+            return why
+        exists, old = self.writer.store.doc_groups(doc.doc_id)
+        if exists and outside_groups(old, self.writable):
+            return f"it would replace a document this API key may not change ({outside_groups(old, self.writable)})"
+        return None
 
 
 class _Screen:

@@ -104,8 +104,9 @@ def stage(settings: Settings, kb: str, files: list[tuple[str, bytes]]) -> Staged
     return Staged(kb, folder, [n for n, _ in files])
 
 
-def ingest_staged(settings: Settings, staged: Staged, meta: dict, job) -> dict:
-    """The upload job: move the staged files into place, ingest them in one commit, report per file."""
+def ingest_staged(settings: Settings, staged: Staged, meta: dict, job, *, writable=None) -> dict:
+    """The upload job: move the staged files into place, ingest them in one commit, report per file (and per
+    record of a JSONL file). ``writable``: the groups the uploader may file documents in (None: any)."""
     from ingest.pipeline import ingest_paths
     from service.metrics import INGESTED, INGESTED_UNITS
 
@@ -115,7 +116,8 @@ def ingest_staged(settings: Settings, staged: Staged, meta: dict, job) -> dict:
     try:
         while True:
             try:
-                report = ingest_paths([p for p, _ in placed], staged.kb, settings, progress=False, meta=meta)
+                report = ingest_paths([p for p, _ in placed], staged.kb, settings, progress=False, meta=meta,
+                                      writable_groups=writable)
                 break
             except KBBusy:
                 if time.monotonic() >= deadline:
@@ -127,9 +129,13 @@ def ingest_staged(settings: Settings, staged: Staged, meta: dict, job) -> dict:
     except BaseException:
         _restore(placed)
         raise
-    failed = {}
+    failed, records = {}, {}
     for f in report.failures:
-        failed[Path(f.path.split("#", 1)[0]).name] = f.reason
+        name, _, record = f.path.partition("#")
+        if record:  # one record of a JSONL file: the file and its other records stand
+            records.setdefault(Path(name).name, []).append({"record": record, "reason": f.reason})
+        else:
+            failed[Path(name).name] = f.reason
     _restore([(p, prev) for p, prev in placed if p.name in failed])  # a failed replacement keeps the old file
     _discard([prev for p, prev in placed if p.name not in failed])
     shutil.rmtree(staged.folder, ignore_errors=True)
@@ -140,7 +146,8 @@ def ingest_staged(settings: Settings, staged: Staged, meta: dict, job) -> dict:
     INGESTED_UNITS.inc(report.units)
     ids = staged.doc_ids(settings)
     result = {"documents": [{"name": n, "doc_id": ids[n], "status": "failed" if n in failed else "ingested",
-                             **({"reason": _public_reason(failed[n], settings)} if n in failed else {})}
+                             **({"reason": _public_reason(failed[n], settings)} if n in failed else {}),
+                             **({"records_failed": records[n]} if n in records else {})}
                             for n in staged.names],
               "added": report.added, "updated": report.updated, "unchanged": report.unchanged,
               "units": report.units, "committed": report.committed, "generation": report.generation}

@@ -93,6 +93,13 @@ class UnitStore:
         rows = self._q("SELECT json_extract(meta, '$.meta_hash') FROM docs WHERE doc_id=?", (doc_id,))
         return rows[0][0] if rows else None
 
+    def doc_groups(self, doc_id: str) -> tuple[bool, list[str]]:
+        """(whether the document exists, its groups: [] for a KB-wide document)."""
+        rows = self._q("SELECT json_extract(meta, '$.groups') FROM docs WHERE doc_id=?", (doc_id,))
+        if not rows:
+            return False, []
+        return True, json.loads(rows[0][0]) if rows[0][0] else []
+
     def doc_ids_for_source(self, source: str) -> list[str]:
         """Documents from this file: the file itself, or the records of a JSONL file ("path#id").
 

@@ -190,6 +190,11 @@ class ServerSettings(BaseModel):
     # API keys (service/auth): hashes only, written by `docqa keys create`. No active key in the file =
     # loopback-only mode: the server refuses to bind a non-loopback address.
     keys_file: Path | None = Field(default=None, description="default: $DOCQA_HOME/keys.json")
+    # Loopback-only mode trusts every local connection, so a request a reverse proxy on the same host relays
+    # (it carries Forwarded / X-Forwarded-* / X-Real-IP / Via) would reach every KB as an admin: such a
+    # request is refused with 403 unless this is set. Behind a proxy, configure API keys instead.
+    loopback_trust_proxy: bool = Field(default=False, description="in loopback-only mode (no API keys), also "
+                                       "trust requests relayed by a local reverse proxy")
 
 
 class ComplianceSettings(BaseModel):

@@ -39,6 +39,19 @@ class Caller:
         except FilterError as e:
             raise ApiError(422, f"filters: {e}") from None
 
+    @property
+    def writable_groups(self) -> frozenset[str] | None:
+        """The groups this caller may file documents in: None for any (including none, i.e. KB-wide
+        documents) — loopback mode, an admin, or a key whose groups are '*'; else exactly its groups."""
+        return None if self.groups is None or self.role >= Role.ADMIN else frozenset(self.groups)
+
+    def may_write(self, groups) -> str | None:
+        """Why this caller may not file (or replace, or delete) a document readable by ``groups``; None when
+        it may (``docqa.doc_meta.outside_groups``)."""
+        from docqa.doc_meta import outside_groups
+
+        return outside_groups(groups, self.writable_groups)
+
     def may_see(self, kb: str) -> bool:
         return self.kbs is None or kb in self.kbs
 
@@ -53,6 +66,8 @@ class Caller:
 
 
 LOOPBACK = Caller(None, Role.ADMIN, None, None)
+# headers a reverse proxy adds: a request carrying one did not start on this host
+_PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "via")
 
 
 def get_caller(request: Request) -> Caller:
@@ -63,6 +78,12 @@ def get_caller(request: Request) -> Caller:
         log.error("%s", e)
         raise ApiError(503, "the server's keys file is unreadable; see the server log", "unavailable") from None
     if not keyed:
+        relayed = sorted(h for h in _PROXY_HEADERS if h in request.headers)
+        if relayed and not request.app.state.registry.settings.loopback_trust_proxy:
+            log.warning("auth: refused a request relayed by a proxy (%s) in loopback-only mode", ", ".join(relayed))
+            raise ApiError(403, "this server has no API keys (loopback-only mode) and does not trust requests "
+                                f"relayed by a proxy (the request carries {', '.join(relayed)}): create an API key "
+                                "(`docqa keys create`), or set loopback_trust_proxy", "permission_denied")
         return LOOPBACK
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

@@ -76,6 +76,9 @@ def delete_document(base: EditorKB, doc_id: DocId, registry: RegistryDep, caller
     from ingest.pipeline import delete_documents
 
     d = _find(base, caller, doc_id)
+    why = caller.may_write((d.get("meta") or {}).get("groups"))
+    if why:
+        raise ApiError(403, f"this API key may not delete document {doc_id!r}: {why}", "permission_denied")
     deleted, _ = delete_documents(base.name, [doc_id], registry.settings)
     source = FsPath(d["source"].split("#", 1)[0])
     if deleted and source.parent == uploads_dir(registry.settings, base.name).resolve() and "#" not in d["source"]:
@@ -112,13 +115,20 @@ def upload_documents(base: EditorKB, request: Request, registry: RegistryDep, ca
         raise ApiError(e.status, str(e), "unsupported_media_type" if e.status == 415 else "invalid_request_error") \
             from None
     ids = upload_doc_ids(settings, base.name, list(checked))
+    for name, doc_id in ids.items():  # uploading a name again replaces that document: the caller must own it
+        exists, groups = base.store.doc_groups(doc_id)
+        why = caller.may_write(groups) if exists else None
+        if why:
+            raise ApiError(403, f"{name}: a document of this name exists and this API key may not replace it: {why}",
+                           "permission_denied")
     new, dup = _not_duplicates(base, caller, checked, run_meta, ids)
     dups = [{"name": n, "status": "duplicate", "doc_id": d} for n, d in dup.items()]
     if not new:
         return JSONResponse({"kb": base.name, "job_id": None, "status": "unchanged", "documents": dups})
     staged = stage(settings, base.name, list(new.items()))
     job = request.app.state.jobs.submit("ingest", base.name, staged.folder,
-                                        lambda job: ingest_staged(settings, staged, run_meta, job),
+                                        lambda job: ingest_staged(settings, staged, run_meta, job,
+                                                                  writable=caller.writable_groups),
                                         total=len(new), owner=caller.key_id)
     return JSONResponse({"kb": base.name, "job_id": job.id, "status": job.status, "url": f"/v1/jobs/{job.id}",
                          "documents": [{"name": n, "doc_id": ids[n], "status": "queued"} for n in new] + dups},
@@ -137,11 +147,12 @@ def _upload_meta(groups: str | None, meta: str | None, caller: Caller) -> dict:
         raise ApiError(422, f"meta is not valid JSON ({e})") from None
     except MetaError as e:
         raise ApiError(422, str(e)) from None
-    own = set(out.get("groups") or [])
-    if caller.groups is not None and own and not own & set(caller.groups):
-        # an editor may not file a document where it could never read it back (nor plant one in another group)
-        raise ApiError(403, "the documents' groups must include one of this API key's groups "
-                            f"({', '.join(caller.groups) or 'none'})", "permission_denied")
+    writable = caller.writable_groups
+    if writable is not None and not out.get("groups"):
+        out["groups"] = sorted(writable)  # a group-restricted editor files into its own groups by default
+    why = caller.may_write(out.get("groups"))
+    if why:  # an editor may not plant a document in another group, nor publish one to the whole KB
+        raise ApiError(403, f"these documents may not be filed so: {why}", "permission_denied")
     return out
 
 

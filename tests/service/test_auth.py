@@ -170,3 +170,25 @@ def test_keys_over_http_never_exceed_the_admins_own_rights(keyed) -> None:
     assert _call(srv, "DELETE", f"/v1/keys/{other_kb}", scoped).status_code == 404  # outside its KBs
     assert _call(srv, "DELETE", f"/v1/keys/{rec['id']}", scoped).json()["record"]["status"] == "revoked"
     assert _call(srv, "POST", "/v1/search", new_key, {"query": "访客", "kb": "a"}).status_code == 401
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_loopback_mode_does_not_trust_a_request_relayed_by_a_proxy(tmp_path: Path, trust: bool) -> None:
+    """#23 item 6: with no API keys every local connection is an admin, so a reverse proxy on the same host
+    would open every KB to the network. A relayed request (forwarding headers) is refused unless the
+    operator opts in with loopback_trust_proxy."""
+    from service.app import create_app
+
+    (tmp_path / "home").mkdir()
+    settings = load_settings(home=tmp_path / "home", loopback_trust_proxy=trust)
+    with Served(create_app(settings=settings)) as srv:
+        srv.wait_ready(timeout=60)
+        assert httpx.get(f"{srv.url}/v1/kbs", timeout=30).status_code == 200  # a local caller, as before
+        for header in ({"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"}, {"X-Real-IP": "10.1.2.3"},
+                       {"Via": "1.1 nginx"}):
+            r = httpx.get(f"{srv.url}/v1/kbs", headers=header, timeout=30)
+            if trust:
+                assert r.status_code == 200, r.text
+            else:
+                assert r.status_code == 403 and "relayed by a proxy" in r.json()["error"]["message"], r.text
+        assert httpx.get(f"{srv.url}/healthz", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 200

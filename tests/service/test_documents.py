@@ -33,7 +33,7 @@ def llm():
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, llm, embed_model: str):
+def served(tmp_path_factory: pytest.TempPathFactory, llm, e5_model: str):
     from ingest.pipeline import ingest_paths
     from service.app import create_app
 
@@ -182,7 +182,10 @@ def test_upload_rights_and_groups(served) -> None:
     md = [("x.md", "# 文\n\n内容。\n".encode())]
     assert upload(srv, keys["hr"], md).status_code == 403  # a reader may not upload
     r = upload(srv, keys["editor-hr"], md, groups="finance")
-    assert r.status_code == 403 and "must include one of this API key's groups" in r.json()["error"]["message"]
+    assert r.status_code == 403 and "groups finance are not among this API key's groups (hr)" in \
+        r.json()["error"]["message"]
+    r = upload(srv, keys["editor-hr"], md, groups="hr,finance")  # one foreign group is one too many
+    assert r.status_code == 403 and "finance" in r.json()["error"]["message"]
     r = upload(srv, keys["editor-hr"], md, meta="[1]")
     assert r.status_code == 422 and "JSON object" in r.json()["error"]["message"]
     r = upload(srv, keys["editor-hr"], md, meta=json.dumps({"path": "/etc"}))
@@ -203,3 +206,48 @@ def test_an_upload_waits_for_another_writer_and_delete_gets_409(served) -> None:
     assert wait_job(srv, keys["editor-hr"], r.json()["job_id"])["status"] == "done"
     names = {d["name"] for d in call(srv, "GET", "/v1/kbs/docs/documents", keys["hr"]).json()["documents"]}
     assert {"locked.md", "pay.md"} <= names
+
+
+def _names(srv, key: str) -> set[str]:
+    return {d["name"] for d in call(srv, "GET", "/v1/kbs/docs/documents?limit=500", key).json()["documents"]}
+
+
+def test_a_group_editor_cannot_plant_or_publish_outside_its_groups(served) -> None:
+    """#23 items 1 and 2: a group-restricted editor files documents only inside its groups, whatever way a
+    file names groups (the form, a JSONL record's own keys), defaults to its groups, and may not replace or
+    delete a document that reaches beyond them (a KB-wide one included); an admin may."""
+    srv, keys, _, _ = served
+    records = [{"id": "plant", "text": "工资条由财务部每月五日发放。", "groups": ["staff"]},
+               {"id": "own", "text": "人事档案每年核对一次。", "groups": ["hr"]},
+               {"id": "public", "text": "全员大会每季度召开一次。", "groups": []}]
+    body = "\n".join(json.dumps(r, ensure_ascii=False) for r in records).encode()
+    r = upload(srv, keys["editor-hr"], [("hr-notes.jsonl", body)])
+    assert r.status_code == 202, r.text
+    job = wait_job(srv, keys["editor-hr"], r.json()["job_id"])
+    assert job["status"] == "done", job
+    entry = job["result"]["documents"][0]
+    assert entry["status"] == "ingested" and job["result"]["added"] == 1
+    why = {f["record"]: f["reason"] for f in entry["records_failed"]}
+    assert "groups staff are not among this API key's groups (hr)" in why["plant"]
+    assert "readable by every caller" in why["public"]
+    staff_sees, hr_sees = _names(srv, keys["staff"]), _names(srv, keys["hr"])
+    assert "hr-notes.jsonl" not in staff_sees and "hr-notes.jsonl" in hr_sees  # only "own", in hr
+    # no groups given: the editor's own groups, not the whole KB
+    r = upload(srv, keys["editor-hr"], [("hr-memo.md", "# 备忘\n\n年度体检安排在十月。\n".encode())])
+    assert r.status_code == 202 and wait_job(srv, keys["editor-hr"], r.json()["job_id"])["status"] == "done"
+    assert "hr-memo.md" not in _names(srv, keys["staff"]) and "hr-memo.md" in _names(srv, keys["hr"])
+    # a document of two groups, and a KB-wide one, filed by the admin
+    for name, groups in (("shared.md", "hr,staff"), ("notice.md", None)):
+        form = {"groups": groups} if groups else {}
+        r = upload(srv, keys["admin"], [(name, f"# {name}\n\n共同规定第{len(name)}条。\n".encode())], **form)
+        assert r.status_code == 202 and wait_job(srv, keys["admin"], r.json()["job_id"])["status"] == "done"
+    listing = call(srv, "GET", "/v1/kbs/docs/documents?limit=500", keys["editor-staff"]).json()["documents"]
+    ids = {d["name"]: d["doc_id"] for d in listing}
+    assert {"shared.md", "notice.md"} <= set(ids)  # the staff editor can read both ...
+    for name in ("shared.md", "notice.md"):  # ... but neither replace nor delete them
+        r = call(srv, "DELETE", f"/v1/kbs/docs/documents/{ids[name]}", keys["editor-staff"])
+        assert r.status_code == 403, r.text
+        r = upload(srv, keys["editor-staff"], [(name, "# 改\n\n改过的内容。\n".encode())], groups="staff")
+        assert r.status_code == 403 and "may not replace it" in r.json()["error"]["message"]
+    assert "改过的内容" not in call(srv, "GET", f"/v1/kbs/docs/documents/{ids['notice.md']}", keys["staff"]).text
+    assert call(srv, "DELETE", f"/v1/kbs/docs/documents/{ids['notice.md']}", keys["admin"]).status_code == 200
