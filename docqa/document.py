@@ -101,3 +101,12 @@ def sha256_hex(data: bytes | str) -> str:
 def doc_id_for_path(abs_path: str) -> str:
     """Stable id of a file document: 16 hex chars of the SHA-256 of its absolute path."""
     return sha256_hex(abs_path)[:16]
+
+
+def public_source(source: str) -> str:
+    """Where a document came from, as any caller is told it: the file's name ("rules.jsonl#r7" for a
+    JSONL record), never the server's folders (``source`` itself is the absolute path the KB keeps)."""
+    i = source.find(".jsonl#")
+    if i >= 0:
+        return source[: i + 6].replace("\\", "/").rsplit("/", 1)[-1] + source[i + 6:]
+    return source.replace("\\", "/").rsplit("/", 1)[-1]

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
+from docqa.document import public_source
 from docqa.filters import DocFilter
 from docqa.kb import KnowledgeBase
 from docqa.kb.knowledge_base import Allowed
@@ -54,9 +55,11 @@ class Hit:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def public(self) -> dict:
-        """The fields promised by ``docqa search --json`` and ``POST /v1/search``."""
-        return {"doc_id": self.doc_id, "source": self.source, "title": self.title, "text": self.text,
+    def public(self, *, server_paths: bool = False) -> dict:
+        """The fields promised by ``POST /v1/search`` and ``docqa search --json``. ``source`` is the file's name
+        (``docqa.document.public_source``), never the server's folders; the CLI, run by the operator on the
+        server, asks for the full path with ``server_paths``."""
+        return {"doc_id": self.doc_id, "source": self.source if server_paths else public_source(self.source), "title": self.title, "text": self.text,
                 "score": round(self.score, 6), "unit_id": self.unit_id, "level": self.level,
                 "keyinfo": self.keyinfo, "heading_path": self.heading_path, "page": self.page,
                 "matched_unit_id": self.matched_unit_id, "matched_text": self.matched_text,

@@ -207,7 +207,7 @@ def search(query: str, kb: str, k: int, mode: str, where: str | None, groups: st
         raise click.BadParameter(str(e), param_hint="--filter") from None
     hits = run_search(KnowledgeBase.open(kb, load_settings()), query, k, mode=mode, where=flt)
     if as_json:
-        _echo_json([h.public() for h in hits])
+        _echo_json([h.public(server_paths=True) for h in hits])
         return
     for i, h in enumerate(hits, 1):
         where = h.label or " > ".join(h.heading_path) or h.title

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from docqa.document import public_source
 from docqa.filters import DocFilter
 from docqa.kb import KnowledgeBase
 from docqa.search import Hit, search
@@ -202,7 +203,7 @@ def _messages(prep: Prepared) -> list[dict]:
 
 
 def citation(n: int, h: Hit) -> dict:
-    return {"n": n, "doc_id": h.doc_id, "source": h.source, "title": h.title, "text": h.text,
+    return {"n": n, "doc_id": h.doc_id, "source": public_source(h.source), "title": h.title, "text": h.text,
             "unit_id": h.unit_id, "page": h.page, "heading_path": h.heading_path, "label": h.label}
 
 

@@ -251,3 +251,16 @@ def test_a_group_editor_cannot_plant_or_publish_outside_its_groups(served) -> No
         assert r.status_code == 403 and "may not replace it" in r.json()["error"]["message"]
     assert "改过的内容" not in call(srv, "GET", f"/v1/kbs/docs/documents/{ids['notice.md']}", keys["staff"]).text
     assert call(srv, "DELETE", f"/v1/kbs/docs/documents/{ids['notice.md']}", keys["admin"]).status_code == 200
+
+
+def test_hits_and_citations_name_documents_without_the_servers_paths(served) -> None:
+    """#23 item 5: a caller learns a document's name, never where the server keeps it."""
+    srv, keys, home, _ = served
+    q = {"query": "访客进入办公室要做什么", "kb": "docs", "k": 5}
+    hits = call(srv, "POST", "/v1/search", keys["staff"], json=q).json()["hits"]
+    assert hits and "visitors.md" in {h["source"] for h in hits}
+    answer = call(srv, "POST", "/v1/chat", keys["staff"], json={"question": "访客要做什么？", "kb": "docs"}).json()
+    cited = [c["source"] for c in answer["citations"]]
+    assert cited and "visitors.md" in cited
+    for source in [h["source"] for h in hits] + cited:
+        assert "/" not in source and str(home) not in source, source
