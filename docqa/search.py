@@ -59,7 +59,8 @@ class Hit:
         """The fields promised by ``POST /v1/search`` and ``docqa search --json``. ``source`` is the file's name
         (``docqa.document.public_source``), never the server's folders; the CLI, run by the operator on the
         server, asks for the full path with ``server_paths``."""
-        return {"doc_id": self.doc_id, "source": self.source if server_paths else public_source(self.source), "title": self.title, "text": self.text,
+        source = self.source if server_paths else public_source(self.source)
+        return {"doc_id": self.doc_id, "source": source, "title": self.title, "text": self.text,
                 "score": round(self.score, 6), "unit_id": self.unit_id, "level": self.level,
                 "keyinfo": self.keyinfo, "heading_path": self.heading_path, "page": self.page,
                 "matched_unit_id": self.matched_unit_id, "matched_text": self.matched_text,

@@ -110,3 +110,24 @@ def test_ingestion_flags_or_rejects_the_planted_document(tmp_path: Path, embed_m
     rejected = ingest_paths([src], "reject", load_settings(home=tmp_path / "h", screen="reject", **kw), progress=False)
     assert rejected.added == 1 and len(rejected.failures) == 1
     assert "rejected by screening (screen: reject): instruction" in rejected.failures[0].reason
+
+
+@pytest.mark.parametrize(("written", "masked"), [
+    ("110105 19491231 002X", "110105 ******** **2X"),  # groups, as people type them
+    ("110105-19491231-002X", "110105-********-**2X"),
+    ("1101051949\n1231002X", "110105****\n******2X"),  # split across a line break
+    ("１１０１０５１９４９１２３１００２Ｘ", "１１０１０５**********２Ｘ"),  # full-width digits
+    ("110105491231002", "110105*******02"),  # a first-generation 15-digit ID
+])
+def test_resident_ids_are_found_however_they_are_written(written: str, masked: str) -> None:
+    """#23 item 3."""
+    text = f"客户李四的身份证号码是{written}，请核对。"
+    assert [h.kind for h in find_pii(text)] == ["id_card"]
+    assert mask_pii(text) == f"客户李四的身份证号码是{masked}，请核对。"
+
+
+@pytest.mark.parametrize("text", ["订单号 123456789012345 已发货", "编号 991231 19491231 002X",  # no such region
+                                  "批次 110105 19491331 0021", "1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8",
+                                  "价格 110105 元，库存 19491231 件，共 002 箱"])
+def test_numbers_that_are_not_ids_are_left_alone(text: str) -> None:
+    assert not [h for h in find_pii(text) if h.kind == "id_card"], find_pii(text)
