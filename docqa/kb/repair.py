@@ -93,6 +93,11 @@ def _check_store(path: Path, check: GenerationCheck) -> int | None:
     if not path.is_file():
         check.problems.append("store.sqlite is missing")
         return None
+    incomplete = ("an incomplete generation: a writer stopped while writing it (store.sqlite holds an unfinished "
+                  "transaction)")
+    if any(path.with_name(path.name + end).is_file() for end in ("-journal", "-wal")):
+        check.problems.append(incomplete)
+        return None
     try:
         conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
         try:
@@ -104,8 +109,8 @@ def _check_store(path: Path, check: GenerationCheck) -> int | None:
                             "units": conn.execute("SELECT COUNT(*) FROM units").fetchone()[0]}
         finally:
             conn.close()
-    except sqlite3.Error as e:
-        check.problems.append(f"store.sqlite cannot be read ({e})")
+    except sqlite3.Error as e:  # a hot journal read-only reads as "attempt to write a readonly database"
+        check.problems.append(incomplete if "readonly" in str(e) else f"store.sqlite cannot be read ({e})")
         return None
     return int(check.counts["units"])
 

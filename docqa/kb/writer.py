@@ -33,6 +33,7 @@ from docqa.kb.manifest import (
     FORMAT_VERSION,
     MANIFEST,
     KBBusy,
+    KBDamaged,
     KBError,
     KBNotFound,
     fsync_dir,
@@ -130,6 +131,11 @@ class KBWriter:
         self._vectors = None
         if old and not rebuild:
             odir = gen_dir(self.root, old)
+            missing = [f for f in ("store.sqlite", "vectors.faiss") if not (odir / f).is_file()]
+            if missing:  # the manifest names a generation that is not (all) there: not an empty KB either
+                where = "the folder" if not odir.is_dir() else f"{' and '.join(missing)} of the folder"
+                raise KBDamaged(f"knowledge base {self.name!r}: {where} of generation {old} ({odir.name}) is missing; "
+                                f"run `docqa repair --kb {self.name}` to find the newest complete generation")
             src = UnitStore(odir / "store.sqlite", readonly=True)
             src.backup_to(self.gdir / "store.sqlite")
             src.close()

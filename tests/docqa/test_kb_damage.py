@@ -242,3 +242,23 @@ cp {q(str(mnt / KB / "manifest.json"))} {q(str(out / "manifest.json"))}
     assert (out / "after").read_text() == (out / "before").read_text()
     assert json.loads((out / "manifest.json").read_text())["generation"] == 2
     assert "quokkaflux" in (out / "search").read_text()
+
+
+def test_ingest_into_a_kb_whose_manifest_names_a_missing_generation_names_repair(home: Path) -> None:
+    """#23 item 8: not an internal error ("unable to open database file"), the damaged-KB refusal."""
+    MANIFEST_DAMAGE["missing generation"](home / KB / "manifest.json")
+    doc = home.parent / "third.txt"
+    doc.write_text("A third note about pangolin audits.\n", encoding="utf-8")
+    proc = docqa(home, "ingest", str(doc), "--kb", KB, "--no-progress")
+    err = one_line_error(proc)
+    assert proc.returncode == 2 and "generation 7 (gen-000007) is missing" in err and "docqa repair --kb dmg" in err
+    assert read_manifest(home / KB)["generation"] == 7  # nothing written
+
+
+def test_repair_names_a_half_written_generation(home: Path) -> None:
+    """#23 item 8: a generation a writer left mid-transaction is 'incomplete', not a read-only database error."""
+    (_gen(home, 2) / "store.sqlite-journal").write_bytes(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + b"\x00" * 504)
+    report = json.loads(docqa(home, "repair", "--kb", KB, "--json").stdout)
+    problems = json.dumps(report, ensure_ascii=False)
+    assert "an incomplete generation" in problems and "readonly" not in problems, problems
+    assert report["chosen_generation"] == 1
