@@ -214,7 +214,8 @@ def measure_each(files: dict[str, Path], settings) -> list[dict]:
         t0 = time.perf_counter()
         try:
             docs = loader.load(path)
-            verdict, reason = "ingested", f"{len(docs)} document(s)"
+            bad = getattr(docs, "failures", [])  # a JSONL file: its bad records are rejected one by one
+            verdict, reason = ("rejected", bad[0][1]) if bad else ("ingested", f"{len(docs)} document(s)")
         except LoadError as e:
             verdict, reason = "rejected", e.reason
         seconds = time.perf_counter() - t0

@@ -144,7 +144,11 @@ class _Batch:
         docs = self._load(path)
         if docs is None:
             return
-        self._drop_vanished_records(path, docs)
+        bad = getattr(docs, "failures", [])  # JSONL records that could not be read: each a failure of its own
+        for lineno, reason in bad:
+            self.report.failures.append(Failure(f"{path}#line {lineno}", reason))
+        if not bad:  # with a record unreadable, its id is unknown: keep the file's stored records
+            self._drop_vanished_records(path, docs)
         for doc in docs:
             doc.meta = apply_meta(doc.meta, overlay)
             why = self._not_writable(doc)

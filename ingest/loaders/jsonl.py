@@ -2,8 +2,10 @@
 
 Records are split on ``"\\n"`` only. ``str.splitlines()`` would also split on U+2028, U+2029
 and U+0085, which JSON allows unescaped inside strings, and so cut real records in half.
-A bad line fails the whole file with its line number: half-ingesting a corpus silently is worse
-than telling the user which line to fix.
+A bad line (invalid JSON, a missing field, over ``max_record_mb``, a duplicate id) is a failure of
+its own, reported with its line number, and the file's other records are ingested: one broken record
+must not drop a corpus, and nothing is dropped silently (``RecordFailures.failures``). A file with no
+usable record fails whole.
 """
 
 from __future__ import annotations
@@ -21,6 +23,17 @@ from ingest.loaders.text import decode_text, text_to_blocks
 _RESERVED = ("id", "title", "text")  # the rest of a record is metadata (``groups``: who may read it)
 
 
+class RecordFailures(list):
+    """The documents of a JSONL file, with ``failures``: (line, reason) of each record that could not be read."""
+
+    def __init__(self, docs: list[Document], failures: list[tuple[int, str]]):
+        super().__init__(docs)
+        self.failures = failures
+
+    def __reduce__(self):  # through the parser process's pipe, failures and all
+        return (RecordFailures, (list(self), self.failures))
+
+
 def load_jsonl(path: Path, data: bytes, limits: Limits = DEFAULT_LIMITS) -> list[Document]:
     """Every non-blank line is a record: ``id`` and ``text`` required, ``title`` optional.
 
@@ -29,21 +42,29 @@ def load_jsonl(path: Path, data: bytes, limits: Limits = DEFAULT_LIMITS) -> list
     """
     text = decode_text(path, data)
     docs: list[Document] = []
+    failures: list[tuple[int, str]] = []
     first_line: dict[str, int] = {}
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip(" \t\r"):
             continue
-        if len(line) * 4 > limits.max_record_bytes and len(line.encode("utf-8")) > limits.max_record_bytes:
-            _fail(path, lineno, f"the record is {size_text(len(line.encode('utf-8')))}, over the "
-                                f"{size_text(limits.max_record_bytes, limit=True)} record-size limit (max_record_mb)")
-        doc = _record_document(path, lineno, line)
-        if doc.doc_id in first_line:
-            _fail(path, lineno, f"duplicate id {doc.doc_id!r} (first used on line {first_line[doc.doc_id]})")
+        try:
+            if len(line) * 4 > limits.max_record_bytes and len(line.encode("utf-8")) > limits.max_record_bytes:
+                _fail(path, lineno, f"the record is {size_text(len(line.encode('utf-8')))}, over the "
+                                    f"{size_text(limits.max_record_bytes, limit=True)} record-size limit "
+                                    "(max_record_mb)")
+            doc = _record_document(path, lineno, line)
+            if doc.doc_id in first_line:
+                _fail(path, lineno, f"duplicate id {doc.doc_id!r} (first used on line {first_line[doc.doc_id]})")
+        except LoadError as e:
+            failures.append((lineno, e.reason))
+            continue
         first_line[doc.doc_id] = lineno
         docs.append(doc)
     if not docs:
-        raise LoadError(str(path), "no records found (only blank lines)")
-    return docs
+        raise LoadError(str(path), failures[0][1] if len(failures) == 1 else
+                        f"no usable record: {len(failures)} bad, the first {failures[0][1]}" if failures else
+                        "no records found (only blank lines)")
+    return RecordFailures(docs, failures) if failures else docs
 
 
 def _record_document(path: Path, lineno: int, line: str) -> Document:

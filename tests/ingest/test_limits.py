@@ -61,12 +61,13 @@ def test_each_hostile_file_is_reported_by_its_limit_and_the_batch_goes_on(hostil
     t0 = time.monotonic()
     report = ingest_paths([hostile_dir], "hostile", settings, progress=False)
     took = time.monotonic() - t0
-    reasons = {Path(f.path).name: f.reason for f in report.failures}
+    reasons = {Path(f.path.split("#")[0]).name: f.reason for f in report.failures}
     assert set(reasons) == set(HOSTILE), reasons
     for name, (_, words) in HOSTILE.items():
         for w in words:
             assert w in reasons[name], (name, reasons[name])
-    assert report.committed and report.added == 1
+    # the good file, and the short record on line 2 of long.jsonl: one bad record does not drop its file
+    assert report.committed and report.added == 2
     assert keyword_finds(settings, "hostile", "quokkaflux")
     assert took < 120, f"the batch took {took:.0f}s"  # a hang, not a speed target: limits are checked up front
 

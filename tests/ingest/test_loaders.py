@@ -264,9 +264,16 @@ def test_jsonl_records_split_on_newline_only(tmp_path: Path) -> None:
     ],
 )
 def test_jsonl_errors_name_the_line(tmp_path: Path, content: str, expected: str) -> None:
+    """#23 item 9: a bad record is a failure of its own, with its line; the file's other records load."""
     path = tmp_path / "bad.jsonl"
     path.write_text(content, encoding="utf-8")
-    assert reason(path).startswith(expected)
+    good = [ln for ln in content.split("\n") if ln.startswith('{"id": 1, "text": "')]
+    if not good:  # no usable record: the file fails, naming the line
+        assert reason(path).startswith(expected)
+        return
+    docs = load_file(path)
+    assert [d.doc_id for d in docs] == ["1"]
+    assert [why for _, why in docs.failures] and docs.failures[0][1].startswith(expected), docs.failures
 
 
 # ---------------------------------------------------------------- PDF
