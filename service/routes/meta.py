@@ -39,19 +39,29 @@ def metrics():
 def readyz(registry: RegistryDep):
     """200 once every served KB is open and its models are loaded; 503 before (readiness).
 
-    KBs that failed to load are listed under ``errors`` (the others are served); 503 with
-    ``status: error`` only when none could be loaded."""
+    A KB that is broken — it failed to load at start, or its files were damaged since — makes the status
+    ``degraded``: it is listed under ``errors`` with the reason and under ``repair`` with the command, and
+    requests to it get 503, while the others are served. The code stays 200: a Kubernetes readiness probe
+    that failed would take the healthy KBs' traffic out of rotation too. 503 with ``status: error`` only
+    when no KB could be loaded."""
     if registry.error:
         return JSONResponse({"status": "error", "error": registry.error}, status_code=503)
     if not registry.ready:
         return JSONResponse({"status": "loading"}, status_code=503)
     # An LLM that is down makes the service degraded, not unready: chat still answers (fallback
     # replies, `fallback: true`), so 200 keeps the instance in rotation; `llm` says which KB is affected.
-    llm = llm_status(registry.settings, registry.names())
-    rerank = {name: st for name in registry.names() if (st := _rerank_status(registry, name)) is not None}
-    degraded = any(not v["available"] for v in llm.values()) or any(not v["available"] for v in rerank.values())
-    body = {"status": "degraded" if degraded else "ready", "kbs": registry.names(),
-            "errors": dict(registry.kb_errors), "llm": llm, "evidence_cache": dict(registry.evidence)}
+    names = registry.names()
+    llm = llm_status(registry.settings, names)
+    rerank = {name: st for name in names if (st := _rerank_status(registry, name)) is not None}
+    errors = dict(registry.kb_errors)
+    for name in names:  # damaged since start-up, or broken now
+        if name not in errors and (st := registry.status(name))["status"] == "broken":
+            errors[name] = st["error"]
+    degraded = bool(errors) or any(not v["available"] for v in llm.values()) or \
+        any(not v["available"] for v in rerank.values())
+    body = {"status": "degraded" if degraded else "ready", "kbs": names, "errors": errors,
+            "repair": {name: f"docqa repair --kb {name}" for name in errors}, "llm": llm,
+            "evidence_cache": dict(registry.evidence)}
     return {**body, "rerank": rerank} if rerank else body
 
 

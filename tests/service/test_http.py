@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from docqa_server import (
+    BUILD_ENV,
     LAW,
     LAW_FILES,
     LOADING_QUESTION,
@@ -131,6 +132,26 @@ def test_readyz_is_503_while_loading_then_200(servers, single):
     assert r.status_code == 200 and r.json()["status"] == "ready" and r.json()["kbs"] == [LAW]
 
 
+def test_a_kb_damaged_after_start_makes_readyz_degraded(kb_home, multi):
+    """#23 item 7: readiness reports a KB broken since start-up, not only one broken at start."""
+    import shutil
+
+    late = kb_home.parent / "src-late"
+    late.mkdir(exist_ok=True)
+    (late / "late.md").write_text("# 晚到的制度\n\n夜班人员须在二十二点前签到。\n", encoding="utf-8")
+    try:
+        assert cli(kb_home, "ingest", str(late), "--kb", "late", "--no-progress", env=BUILD_ENV).exit_code == 0
+        ready = multi.get("/readyz").json()
+        assert "late" in ready["kbs"] and "late" not in ready["errors"]
+        (kb_home / "late" / "manifest.json").write_text("{not json", encoding="utf-8")
+        r = multi.get("/readyz")
+        assert r.status_code == 200 and r.json()["status"] == "degraded", r.text
+        assert "late" in r.json()["errors"] and r.json()["repair"]["late"] == "docqa repair --kb late"
+    finally:
+        shutil.rmtree(kb_home / "late", ignore_errors=True)
+        shutil.rmtree(late, ignore_errors=True)
+
+
 def test_healthz(single):
     assert single.get("/healthz").json() == {"status": "ok"}
     r = single.head("/healthz")  # load balancers probe with HEAD
@@ -145,9 +166,12 @@ def test_kbs_lists_the_served_knowledge_bases(single, multi):
 
 
 def test_a_broken_kb_does_not_take_the_others_down(multi):
-    ready = multi.get("/readyz").json()
-    assert ready["status"] == "ready" and set(ready["kbs"]) == {LAW, NOTES, BROKEN}
+    ready = multi.get("/readyz")
+    assert ready.status_code == 200  # the healthy KBs stay in rotation ...
+    ready = ready.json()  # ... and the probe's body names the broken one and the way out
+    assert ready["status"] == "degraded" and set(ready["kbs"]) >= {LAW, NOTES, BROKEN}
     assert set(ready["errors"]) == {BROKEN} and "unreadable" in ready["errors"][BROKEN]
+    assert ready["repair"] == {BROKEN: "docqa repair --kb broken"}
     listed = {k["name"]: k for k in multi.get("/v1/kbs").json()["kbs"]}
     assert "unreadable" in listed[BROKEN]["error"] and listed[LAW]["counts"]["docs"] == len(LAW_FILES)
     assert listed[BROKEN]["status"] == "broken" and listed[LAW]["status"] == "ok"
