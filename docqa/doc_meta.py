@@ -71,15 +71,21 @@ def outside_groups(groups, writable: frozenset[str] | None) -> str | None:
     """Why a writer that may file documents only in ``writable`` (None: anywhere) may not file, replace or
     delete a document readable by ``groups`` (None or empty: every caller of the KB); None when it may.
 
-    The rule (README, "Security model"): a writer restricted to groups keeps documents inside them. A
-    document with no groups is KB-wide, readable by every key of the KB, so only a writer that is not
-    restricted (an admin, a key whose groups are '*', the local CLI) may publish, replace or delete one."""
+    The rule (README, "Security model"): a writer keeps documents inside what it reads. A key with groups
+    files documents only in those groups; a document with no groups is KB-wide, readable by every key of the
+    KB, so a key with groups may not publish, replace or delete one. A key without groups reads only KB-wide
+    documents and writes only those. Unrestricted writers (an admin, a key whose groups are '*', the local
+    CLI) may do either."""
     if writable is None:
         return None
-    mine = ", ".join(sorted(writable)) or "none"
+    mine = ", ".join(sorted(writable))
     if not groups:
+        if not writable:  # a key without groups: the KB-wide documents are its own
+            return None
         return ("a document without groups is readable by every caller of the knowledge base; this API key may "
                 f"only file documents in its groups ({mine})")
+    if not writable:
+        return f"this API key has no groups: it may only file documents without groups (not {', '.join(groups)})"
     other = sorted(set(groups) - writable)
     if other:
         return f"groups {', '.join(other)} are not among this API key's groups ({mine})"

@@ -41,8 +41,9 @@ class Caller:
 
     @property
     def writable_groups(self) -> frozenset[str] | None:
-        """The groups this caller may file documents in: None for any (including none, i.e. KB-wide
-        documents) — loopback mode, an admin, or a key whose groups are '*'; else exactly its groups."""
+        """The groups this caller may file documents in: None for any (KB-wide documents included) —
+        loopback mode, an admin, or a key whose groups are '*'; else exactly its groups (none: a key that
+        reads and writes only KB-wide documents)."""
         return None if self.groups is None or self.role >= Role.ADMIN else frozenset(self.groups)
 
     def may_write(self, groups) -> str | None:

@@ -148,7 +148,7 @@ def _upload_meta(groups: str | None, meta: str | None, caller: Caller) -> dict:
     except MetaError as e:
         raise ApiError(422, str(e)) from None
     writable = caller.writable_groups
-    if writable is not None and not out.get("groups"):
+    if writable and not out.get("groups"):
         out["groups"] = sorted(writable)  # a group-restricted editor files into its own groups by default
     why = caller.may_write(out.get("groups"))
     if why:  # an editor may not plant a document in another group, nor publish one to the whole KB

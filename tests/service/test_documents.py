@@ -51,6 +51,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, llm, e5_model: str):
             "hr": store.create(role="reader", kbs=["docs"], groups=["hr"])[0],
             "editor-hr": store.create(role="editor", kbs=["docs"], groups=["hr"])[0],
             "editor-staff": store.create(role="editor", kbs=["docs"], groups=["staff"])[0],
+            "editor-public": store.create(role="editor", kbs=["docs"])[0],  # no groups: KB-wide documents
             "admin": store.create(role="admin", kbs=["*"], groups=["*"])[0]}
     kb_llm = {"docs": {"llm_backend": "openai", "llm_url": f"{llm_srv.url}/v1", "llm_model": "scripted",
                        "llm_retries": 0}}
@@ -250,6 +251,13 @@ def test_a_group_editor_cannot_plant_or_publish_outside_its_groups(served) -> No
         r = upload(srv, keys["editor-staff"], [(name, "# 改\n\n改过的内容。\n".encode())], groups="staff")
         assert r.status_code == 403 and "may not replace it" in r.json()["error"]["message"]
     assert "改过的内容" not in call(srv, "GET", f"/v1/kbs/docs/documents/{ids['notice.md']}", keys["staff"]).text
+    # a key without groups reads only KB-wide documents, and writes only those
+    r = upload(srv, keys["editor-public"], [("canteen.md", "# 食堂\n\n食堂午餐供应时间为十一点半。\n".encode())],
+               groups="hr")
+    assert r.status_code == 403 and "has no groups" in r.json()["error"]["message"]
+    r = upload(srv, keys["editor-public"], [("canteen.md", "# 食堂\n\n食堂午餐供应时间为十一点半。\n".encode())])
+    assert r.status_code == 202 and wait_job(srv, keys["editor-public"], r.json()["job_id"])["status"] == "done"
+    assert "canteen.md" in _names(srv, keys["staff"])  # KB-wide, as its editor reads it
     assert call(srv, "DELETE", f"/v1/kbs/docs/documents/{ids['notice.md']}", keys["admin"]).status_code == 200
 
 
