@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictStr,
+    StringConstraints,
+)
 
 
 def _no_lone_surrogates(text: str) -> str:
@@ -22,10 +32,23 @@ def _no_lone_surrogates(text: str) -> str:
 # Free text from a client: strict (a number or list is not coerced to text) and valid Unicode.
 Text = Annotated[StrictStr, AfterValidator(_no_lone_surrogates)]
 
+
+def _whole(v):
+    """JSON Schema's "integer" is any whole number, 3.0 included; a string, a bool or 3.5 is not one."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
+        raise ValueError("must be a whole number")
+    return int(v)
+
+
+# A count from a client: what the schema calls an integer (3 or 3.0), nothing coerced from text.
+Whole = Annotated[int, BeforeValidator(_whole)]
+# A filter's field name: 1-64 characters of valid Unicode (docqa.filters checks the rest).
+FilterField = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64), AfterValidator(_no_lone_surrogates)]
+
 FILTERS_DOC = ("Metadata filters, applied inside retrieval: {field: value} (equality; a list field contains it), "
                "{field: {\"in\": [...]}} (any of), {field: {\"gte\"|\"gt\"|\"lte\"|\"lt\": date or number}} (range). "
                "Fields: title, source, doc_id, or any metadata key (tags, date, version, a JSONL record's keys).")
-Filters = dict[str, Any] | None
+Filters = dict[FilterField, Any] | None
 
 GEN_FIELDS = ("temperature", "top_p", "max_tokens", "repetition_penalty", "no_repeat_ngram_size")
 
@@ -46,9 +69,9 @@ class ChatRequest(BaseModel):
                                           "answers with this stage's fallback reply when it rejects a draft.")
     temperature: StrictFloat | None = Field(default=None, ge=0, le=2, description="LLM sampling; default: the KB's.")
     top_p: StrictFloat | None = Field(default=None, gt=0, le=1)
-    max_tokens: StrictInt | None = Field(default=None, ge=1, le=8192)
+    max_tokens: Whole | None = Field(default=None, ge=1, le=8192)
     repetition_penalty: StrictFloat | None = Field(default=None, gt=0, le=2)
-    no_repeat_ngram_size: StrictInt | None = Field(default=None, ge=0, le=20, description="transformers backend only.")
+    no_repeat_ngram_size: Whole | None = Field(default=None, ge=0, le=20, description="transformers backend only.")
 
     def gen_params(self) -> dict:
         """The generation overrides this request sets (None = the KB's default)."""
@@ -84,7 +107,7 @@ class SearchRequest(BaseModel):
     query: Text = Field(min_length=1)
     kb: str | None = None
     filters: Filters = Field(default=None, description=FILTERS_DOC)
-    k: StrictInt = Field(default=5, ge=1, le=100)
+    k: Whole = Field(default=5, ge=1, le=100)
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
 
 
@@ -110,8 +133,8 @@ class OpenAIChatRequest(BaseModel):
     filters: Filters = Field(default=None, description="docqa extension: " + FILTERS_DOC)
     temperature: StrictFloat | None = Field(default=None, ge=0, le=2)
     top_p: StrictFloat | None = Field(default=None, gt=0, le=1)
-    max_tokens: StrictInt | None = Field(default=None, ge=1, le=8192)
-    max_completion_tokens: StrictInt | None = Field(default=None, ge=1, le=8192, description="OpenAI's newer name.")
+    max_tokens: Whole | None = Field(default=None, ge=1, le=8192)
+    max_completion_tokens: Whole | None = Field(default=None, ge=1, le=8192, description="OpenAI's newer name.")
     repetition_penalty: StrictFloat | None = Field(default=None, gt=0, le=2, description="vLLM extension.")
     stage: str | None = Field(default=None, max_length=32, pattern=r"^[a-z][a-z0-9_]{0,31}$",
                               description="docqa extension: dialogue stage (see /v1/chat).")

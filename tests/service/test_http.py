@@ -152,6 +152,20 @@ def test_a_kb_damaged_after_start_makes_readyz_degraded(kb_home, multi):
         shutil.rmtree(late, ignore_errors=True)
 
 
+def test_the_schema_and_the_server_agree_on_numbers_and_filter_names(single):
+    """#23 item 11: a whole number written 3.0 is the schema's integer (accepted); text, booleans and 3.5
+    are not; a filter field name must be 1-64 characters of valid Unicode, a lone surrogate one included."""
+    ok = single.post("/v1/search", json={"query": "试用期", "k": 3.0})
+    assert ok.status_code == 200 and 1 <= len(ok.json()["hits"]) <= 3
+    for k in ("3", 3.5, True):
+        assert_error(single.post("/v1/search", json={"query": "试用期", "k": k}), 422, "k")
+    assert_error(single.post("/v1/search", json={"query": "试用期", "filters": {"": "x"}}), 422, "filters")
+    raw = '{"query": "\u8bd5\u7528\u671f", "filters": {"\\ud800": "x"}}'
+    r = single.post("/v1/search", content=raw.encode(), headers={"content-type": "application/json"})
+    assert_error(r, 422, "filters")
+    assert single.post("/v1/search", json={"query": "试用期", "filters": {"tags": "x"}}).status_code == 200
+
+
 def test_healthz(single):
     assert single.get("/healthz").json() == {"status": "ok"}
     r = single.head("/healthz")  # load balancers probe with HEAD
