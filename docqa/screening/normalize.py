@@ -9,7 +9,7 @@ characters between the letters. The rules and the text they are matched against 
 2. NFKC (full-width letters, digits and punctuation become ASCII) and case folding;
 3. traditional -> simplified Chinese with OpenCC's own package (``opencc``, config ``t2s``);
 4. between two CJK characters, "soft" separators (whitespace, dashes, dots, middle dots, slashes,
-   underscores, asterisks, pipes, tildes...) are removed; "hard" ones (，。、；：！？ quotes and brackets)
+   underscores, asterisks, pipes, tildes, and any emoji or other symbol: "稳💰赚不赔") are removed; "hard" ones (，。、；：！？ quotes and brackets)
    only inside a run whose inner characters are single CJK characters set apart by separators ("稳，赚，
    不，赔", "零、风、险"): between words they are real punctuation ("不保本，保息另计" must not read as
    保本保息);
@@ -86,9 +86,17 @@ def check_available() -> None:
     _t2s()
 
 
+def _symbol(c: str) -> bool:
+    """An emoji or another symbol (categories So, Sk, Sm, Sc, and emoji variation selectors): between two
+    CJK characters it is a soft separator ("稳💰赚不赔" reads as 稳赚不赔)."""
+    return unicodedata.category(c) in ("So", "Sk", "Sm", "Sc") or "\ufe00" <= c <= "\ufe0f"
+
+
 def normalize(text: str) -> Normalized:
     chars, index = _fold(text)
     chars = _simplified(chars)
+    if any(ord(c) > 0x2000 and _symbol(c) for c in chars):
+        chars = ["·" if _symbol(c) else c for c in chars]  # one character for one: the index still holds
     keep = [True] * len(chars)
     joined = "".join(chars)
     for m in _SPACED_RUN.finditer(joined):

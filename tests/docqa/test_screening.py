@@ -131,3 +131,16 @@ def test_resident_ids_are_found_however_they_are_written(written: str, masked: s
                                   "价格 110105 元，库存 19491231 件，共 002 箱"])
 def test_numbers_that_are_not_ids_are_left_alone(text: str) -> None:
     assert not [h for h in find_pii(text) if h.kind == "id_card"], find_pii(text)
+
+
+@pytest.mark.parametrize("evasion", ["本产品稳💰赚不赔", "稳★赚☆不♥赔，欢迎购买", "保本❤️保息"])
+def test_an_emoji_or_symbol_inside_a_term_is_a_soft_separator(evasion: str) -> None:
+    """#23 item 4 (one of its evasions): symbols between CJK characters do not hide a term."""
+    hit = Blocklist.load(DEFAULT_COMPLIANCE_DIR).find(evasion)
+    assert hit is not None and hit.describe().startswith("blocklist term")
+
+
+def test_symbols_between_words_do_not_join_them() -> None:
+    bl = Blocklist.load(DEFAULT_COMPLIANCE_DIR)
+    assert bl.find("好😊谢谢，收益不保证，风险自担") is None
+    assert normalize("returns 💰 guaranteed").text == "returns · guaranteed"  # Latin words stay apart
