@@ -9,7 +9,8 @@ characters between the letters. The rules and the text they are matched against 
 2. NFKC (full-width letters, digits and punctuation become ASCII) and case folding;
 3. traditional -> simplified Chinese with OpenCC's own package (``opencc``, config ``t2s``);
 4. between two CJK characters, "soft" separators (whitespace, dashes, dots, middle dots, slashes,
-   underscores, asterisks, pipes, tildes, and any emoji or other symbol: "稳💰赚不赔") are removed; "hard" ones (，。、；：！？ quotes and brackets)
+   underscores, asterisks, pipes, tildes, and any emoji or other symbol: "稳💰赚不赔") are
+   removed; "hard" ones (，。、；：！？ quotes and brackets)
    only inside a run whose inner characters are single CJK characters set apart by separators ("稳，赚，
    不，赔", "零、风、险"): between words they are real punctuation ("不保本，保息另计" must not read as
    保本保息);
