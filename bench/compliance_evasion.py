@@ -65,6 +65,9 @@ def _fullwidth(s: str) -> str:
     return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else ("\u3000" if c == " " else c) for c in s)
 
 
+SYMBOLS = ["💰", "★", "☆", "♥", "❤️", "✓", "👍", "©", "→", "※", "＄", "♦", "🔥", "💯"]
+
+
 def evasions(terms: list[tuple[str, list[str]]], rng: random.Random) -> list[tuple[str, str, str]]:
     """(rule, term, evaded sentence) for every rule that applies to every term."""
     import opencc
@@ -104,6 +107,16 @@ def evasions(terms: list[tuple[str, list[str]]], rng: random.Random) -> list[tup
         for alias in aliases:
             put("pinyin initials", term, alias)
             put("pinyin initials", term, alias.upper())
+    # the classes added for #23 draw from a generator of their own, so the cases above stay as they were
+    rng = random.Random(23)
+    for term, _ in terms:
+        if CJK.search(term):
+            for _ in range(2):  # an emoji or other symbol inside the term
+                put("symbols inside", term, "".join(c + rng.choice(SYMBOLS) for c in term[:-1]) + term[-1])
+        else:
+            for sep in rng.sample(["-", ".", " ", "_", "*", "·"], 5):  # "G-U-A-R-A-N-T-E-E-D returns"
+                w = max(term.split(" "), key=len)
+                put("spelled-out letters", term, term.replace(w, sep.join(w.upper() if rng.random() < .5 else w), 1))
     return out
 
 

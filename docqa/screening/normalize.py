@@ -14,7 +14,8 @@ characters between the letters. The rules and the text they are matched against 
    only inside a run whose inner characters are single CJK characters set apart by separators ("稳，赚，
    不，赔", "零、风、险"): between words they are real punctuation ("不保本，保息另计" must not read as
    保本保息);
-5. other whitespace runs become one space (Latin phrases match whole words).
+5. a word spelled out in single Latin letters ("G-U-A-R-A-N-T-E-E-D", "g u a r a n t e e d") is joined;
+6. other whitespace runs become one space (Latin phrases match whole words).
 
 ``Normalized.span(start, end)`` maps a match in the normalised text back to the original text, so a
 rule can redact exactly what it matched. A normaliser that cannot load OpenCC raises
@@ -31,13 +32,16 @@ from dataclasses import dataclass
 from docqa.errors import Unavailable
 from docqa.text.language import HAN_CLASS as CJK_CLASS
 
-_SOFT = r"\s\-_·•・‧∙⋅.*~|/\\+=^`'\"…‐‑‒–—―﹏～＿"
+_SOFT = r"\s\-_·•・‧∙⋅.*~|/\\+=^`'\"…‐‑‒–—―﹏～＿※〃"
 _HARD = r"，。、；：！？,;:!?“”‘’「」『』《》〈〉()（）【】\[\]{}"
 _SOFT_BETWEEN_CJK = re.compile(rf"(?<=[{CJK_CLASS}])[{_SOFT}]+(?=[{CJK_CLASS}])")
 # c0 S c1 S ... S cn with every inner character single (a separator on both sides): "计划稳，赚，不，赔，欢迎"
 _SPACED_RUN = re.compile(rf"[{CJK_CLASS}](?:[{_SOFT}{_HARD}]+[{CJK_CLASS}](?=[{_SOFT}{_HARD}]))+"
                          rf"[{_SOFT}{_HARD}]+[{CJK_CLASS}]")
 _SEPS = re.compile(rf"[{_SOFT}{_HARD}]+")
+# a word spelled out in single Latin letters with separators: "G-U-A-R-A-N-T-E-E-D", "g u a r a n t e e d"
+_SPACED_LATIN = re.compile(r"(?<![a-z0-9])[a-z](?:[\s\-_.·*/]+[a-z'](?![a-z0-9])){3,}")
+_LATIN_SEPS = re.compile(r"[\s\-_.·*/]+")
 _WS = re.compile(r"\s+")
 
 
@@ -96,7 +100,7 @@ def _symbol(c: str) -> bool:
 def normalize(text: str) -> Normalized:
     chars, index = _fold(text)
     chars = _simplified(chars)
-    if any(ord(c) > 0x2000 and _symbol(c) for c in chars):
+    if any(not c.isalnum() and _symbol(c) for c in chars):
         chars = ["·" if _symbol(c) else c for c in chars]  # one character for one: the index still holds
     keep = [True] * len(chars)
     joined = "".join(chars)
@@ -107,6 +111,10 @@ def normalize(text: str) -> Normalized:
     for m in _SOFT_BETWEEN_CJK.finditer(joined):
         for i in range(m.start(), m.end()):
             keep[i] = False
+    for m in _SPACED_LATIN.finditer(joined):
+        for sep in _LATIN_SEPS.finditer(joined, m.start(), m.end()):
+            for i in range(sep.start(), sep.end()):
+                keep[i] = False
     out_c: list[str] = []
     out_i: list[int] = []
     prev_space = True  # also trims leading whitespace

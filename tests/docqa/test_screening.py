@@ -144,3 +144,17 @@ def test_symbols_between_words_do_not_join_them() -> None:
     bl = Blocklist.load(DEFAULT_COMPLIANCE_DIR)
     assert bl.find("好😊谢谢，收益不保证，风险自担") is None
     assert normalize("returns 💰 guaranteed").text == "returns · guaranteed"  # Latin words stay apart
+
+
+@pytest.mark.parametrize("evasion", ["G-U-A-R-A-N-T-E-E-D returns", "g u a r a n t e e d returns on every plan",
+                                     "We offer G.U.A.R.A.N.T.E.E.D returns"])
+def test_a_word_spelled_out_in_single_letters_is_read_as_the_word(evasion: str) -> None:
+    """#23 item 4 (spaced English letters)."""
+    hit = Blocklist.load(DEFAULT_COMPLIANCE_DIR).find(evasion)
+    assert hit is not None and "guaranteed return" in hit.describe()
+
+
+def test_ordinary_initials_are_not_blocked() -> None:
+    bl = Blocklist.load(DEFAULT_COMPLIANCE_DIR)
+    for text in ("Plan A, B or C. See section a.", "I am a U.S. citizen", "the U.S.A. and e.g. i.e."):
+        assert bl.find(text) is None, text
