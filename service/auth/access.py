@@ -44,7 +44,9 @@ class Caller:
         """The groups this caller may file documents in: None for any (KB-wide documents included) —
         loopback mode, an admin, or a key whose groups are '*'; else exactly its groups (none: a key that
         reads and writes only KB-wide documents)."""
-        return None if self.groups is None or self.role >= Role.ADMIN else frozenset(self.groups)
+        if self.groups is None or "*" in self.groups or self.role >= Role.ADMIN:
+            return None
+        return frozenset(self.groups)
 
     def may_write(self, groups) -> str | None:
         """Why this caller may not file (or replace, or delete) a document readable by ``groups``; None when

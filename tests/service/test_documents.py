@@ -52,6 +52,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, llm, e5_model: str):
             "editor-hr": store.create(role="editor", kbs=["docs"], groups=["hr"])[0],
             "editor-staff": store.create(role="editor", kbs=["docs"], groups=["staff"])[0],
             "editor-public": store.create(role="editor", kbs=["docs"])[0],  # no groups: KB-wide documents
+            "editor-all": store.create(role="editor", kbs=["docs"], groups=["*"])[0],
             "admin": store.create(role="admin", kbs=["*"], groups=["*"])[0]}
     kb_llm = {"docs": {"llm_backend": "openai", "llm_url": f"{llm_srv.url}/v1", "llm_model": "scripted",
                        "llm_retries": 0}}
@@ -258,6 +259,9 @@ def test_a_group_editor_cannot_plant_or_publish_outside_its_groups(served) -> No
     r = upload(srv, keys["editor-public"], [("canteen.md", "# 食堂\n\n食堂午餐供应时间为十一点半。\n".encode())])
     assert r.status_code == 202 and wait_job(srv, keys["editor-public"], r.json()["job_id"])["status"] == "done"
     assert "canteen.md" in _names(srv, keys["staff"])  # KB-wide, as its editor reads it
+    # an editor whose groups are '*' is not restricted: it may replace a document of two groups
+    r = upload(srv, keys["editor-all"], [("shared.md", "# 共同\n\n共同规定已修订。\n".encode())], groups="hr,staff")
+    assert r.status_code == 202 and wait_job(srv, keys["editor-all"], r.json()["job_id"])["status"] == "done"
     assert call(srv, "DELETE", f"/v1/kbs/docs/documents/{ids['notice.md']}", keys["admin"]).status_code == 200
 
 
