@@ -65,6 +65,7 @@ def _fullwidth(s: str) -> str:
     return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else ("\u3000" if c == " " else c) for c in s)
 
 
+FILLERS = "又也还就都可真很更"
 SYMBOLS = ["💰", "★", "☆", "♥", "❤️", "✓", "👍", "©", "→", "※", "＄", "♦", "🔥", "💯"]
 
 
@@ -113,6 +114,12 @@ def evasions(terms: list[tuple[str, list[str]]], rng: random.Random) -> list[tup
         if CJK.search(term):
             for _ in range(2):  # an emoji or other symbol inside the term
                 put("symbols inside", term, "".join(c + rng.choice(SYMBOLS) for c in term[:-1]) + term[-1])
+            if len(term) >= 4:
+                for _ in range(3):  # one character slipped in ("保本又保息")
+                    i = rng.randint(1, len(term) - 1)
+                    put("inserted character", term, term[:i] + rng.choice(FILLERS) + term[i:])
+                for _ in range(3):  # in a sentence of its own each time
+                    put("reversed order", term, term[::-1])
         else:
             for sep in rng.sample(["-", ".", " ", "_", "*", "·"], 5):  # "G-U-A-R-A-N-T-E-E-D returns"
                 w = max(term.split(" "), key=len)

@@ -23,10 +23,13 @@ from pathlib import Path
 
 from docqa.errors import UserError
 from docqa.screening.normalize import Normalized, normalize
-from docqa.text.language import has_han
+from docqa.text.language import HAN_CLASS, has_han
 
 TERMS_FILE = "blocklist.txt"
 REGEX_FILE = "blocklist_regex.txt"
+
+
+MIN_VARIANT_CHARS = 4  # terms this long also match reversed or with one character slipped in
 
 
 class BlocklistError(UserError):
@@ -74,6 +77,15 @@ class Blocklist:
         cjk = sorted((t for t in self.terms if has_han(t)), key=len, reverse=True)
         latin = sorted((t for t in self.terms if not has_han(t)), key=len, reverse=True)
         self._cjk = re.compile("|".join(map(re.escape, cjk))) if cjk else None
+        # a claim of 4+ characters still reads as that claim with one character slipped in ("保本又保息") or
+        # written backwards ("赔不赚稳"): each variant maps back to its term
+        self._variant_of: dict[str, str] = {}
+        variants: list[str] = []
+        for t in (t for t in cjk if len(t) >= MIN_VARIANT_CHARS and re.fullmatch(f"[{HAN_CLASS}]+", t)):
+            variants += [re.escape(t[:i]) + f"[{HAN_CLASS}]" + re.escape(t[i:]) for i in range(1, len(t))]
+            variants.append(re.escape(t[::-1]))
+            self._variant_of[t[::-1]] = t
+        self._cjk_variants = re.compile("|".join(variants)) if variants else None
         # whole words against Latin letters and digits only: "本产品wzbp哦" is a hit (Chinese is \w to re)
         self._latin = (re.compile(r"(?<![0-9a-z])(?:" + "|".join(map(re.escape, latin)) + r")(?![0-9a-z])")
                        if latin else None)
@@ -100,16 +112,29 @@ class Blocklist:
 
     def _hits(self, text: str, norm: Normalized, first_only: bool) -> list[BlockHit]:
         out: list[BlockHit] = []
-        for kind, rx in (("term", self._cjk), ("term", self._latin), *(("regex", r) for r in self._regexes)):
+        for kind, rx in (("term", self._cjk), ("term", self._latin), ("variant", self._cjk_variants),
+                         *(("regex", r) for r in self._regexes)):
             if rx is None:
                 continue
             for m in rx.finditer(norm.text):
                 start, end = norm.span(m.start(), m.end())
-                rule = self.rule_of.get(m.group(0), m.group(0)) if kind == "term" else rx.pattern
-                out.append(BlockHit(kind, rule, text[start:end], start, end))
+                if kind == "variant":
+                    rule, kind_ = self.rule_of.get(self._term_of_variant(m.group(0)), m.group(0)), "term"
+                else:
+                    rule, kind_ = (self.rule_of.get(m.group(0), m.group(0)) if kind == "term" else rx.pattern), kind
+                out.append(BlockHit(kind_, rule, text[start:end], start, end))
                 if first_only:
                     return out
         return out
+
+    def _term_of_variant(self, found: str) -> str:
+        """The term a variant match stands for: reversed, or with one character slipped in."""
+        if found in self._variant_of:
+            return self._variant_of[found]
+        for i in range(1, len(found) - 1):
+            if found[:i] + found[i + 1:] in self.rule_of:
+                return found[:i] + found[i + 1:]
+        return found
 
     def find(self, text: str) -> BlockHit | None:
         """The first rule ``text`` breaks, or None. Terms are checked before regexes."""

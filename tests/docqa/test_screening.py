@@ -158,3 +158,18 @@ def test_ordinary_initials_are_not_blocked() -> None:
     bl = Blocklist.load(DEFAULT_COMPLIANCE_DIR)
     for text in ("Plan A, B or C. See section a.", "I am a U.S. citizen", "the U.S.A. and e.g. i.e."):
         assert bl.find(text) is None, text
+
+
+@pytest.mark.parametrize(("evasion", "term"), [("本产品保本又保息", "保本保息"), ("这是无风险的高收益产品", "无风险高收益"),
+                                               ("赔不赚稳，放心买", "稳赚不赔"), ("益收证保", "保证收益")])
+def test_a_long_claim_with_a_character_slipped_in_or_reversed_is_caught(evasion: str, term: str) -> None:
+    """#23 item 4 (inserted character, reversed order): terms of four or more characters."""
+    hit = Blocklist.load(DEFAULT_COMPLIANCE_DIR).find(evasion)
+    assert hit is not None and hit.rule == term, hit
+
+
+def test_short_terms_and_two_insertions_are_left_to_the_exact_rules() -> None:
+    bl = Blocklist.load(DEFAULT_COMPLIANCE_DIR)
+    assert bl.find("赚稳的人不多") is None  # a two-character term is never matched backwards
+    assert bl.find("收益有一定保障") is None and bl.find("本产品不保本，保息另计") is None
+    assert bl.find("稳定赚钱不赔本") is None  # two characters slipped in: not the claim any more
