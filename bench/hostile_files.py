@@ -64,8 +64,9 @@ def _repeat_deflate(prefix: bytes, chunk: bytes, times: int, suffix: bytes, *, w
 # ----------------------------------------------------------------------------- builders
 
 
-def docx_zip_bomb(path: Path, unpacked: int = 2 * 2**30) -> Path:
-    """A DOCX whose word/document.xml inflates to ``unpacked`` bytes (honest zip directory)."""
+def docx_zip_bomb(path: Path, unpacked: int = 2 * 2**30, *, declared: int | None = None) -> Path:
+    """A DOCX whose word/document.xml inflates to ``unpacked`` bytes; its zip headers say so, or,
+    with ``declared``, under-state the part's size as that many bytes (a lying zip directory)."""
     para = f'<w:p><w:r><w:t>{"炸" * 40}</w:t></w:r></w:p>'.encode()
     chunk = para * (MIB // len(para))
     prefix = f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document xmlns:w="{_W}"><w:body>'.encode()
@@ -86,7 +87,7 @@ def docx_zip_bomb(path: Path, unpacked: int = 2 * 2**30) -> Path:
     }
     out, central = io.BytesIO(), io.BytesIO()
     entries = [(n, zlib.compress(b, 9)[2:-4], zlib.crc32(b), len(b)) for n, b in parts.items()]
-    entries.append(("word/document.xml", data, crc, size))
+    entries.append(("word/document.xml", data, crc, size if declared is None else declared))
     for name, comp, crc_, usize in entries:
         offset = out.tell()
         fname = name.encode()
@@ -185,6 +186,7 @@ def build_all(folder: Path, *, small: bool = False) -> dict[str, Path]:
     s = 8 if small else 1
     files = {
         "docx zip bomb": docx_zip_bomb(folder / "bomb.docx", (2 * 2**30) // s),
+        "docx lying zip directory": docx_zip_bomb(folder / "liar.docx", (3 * 2**29) // s, declared=4000),
         "pdf flate bomb": pdf_flate_bomb(folder / "flate-bomb.pdf", 2**30 // s),
         "html 10k deep": deep_html(folder / "deep.html", 10_000),
         "jsonl 47.7 MiB record": jsonl_long_record(folder / "long-line.jsonl", 47.7 if not small else 6.0),

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 from docqa.document import Document
@@ -30,14 +32,25 @@ _MAX_PARTS = 10_000  # zip entries; a real document has tens to a few hundred
 
 
 def _check_unpacked_size(path: Path, data: bytes, limits: Limits) -> None:
-    """Refuse a zip bomb from the zip directory alone, before anything is inflated. ``zipfile`` stops
-    inflating an entry at the size the directory declares (and then fails its CRC check), so a
-    directory that lies about sizes cannot make python-docx unpack more than this either."""
+    """Refuse a zip bomb before python-docx inflates anything: first from the zip directory (too
+    many parts, declared sizes over ``max_unpacked_mb``), then by inflating each part in 1 MiB steps
+    to one byte past the size its directory declares. The second check is needed because
+    ``zipfile.ZipFile.read`` inflates an entry in one call of up to 1 GiB of output and only then cuts
+    it to the declared size: a directory that under-states a part (4,000 bytes declared, 1.5 GiB in the
+    stream) would cost a gigabyte of memory before the CRC check fails."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             infos = z.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
+            _check_declared(path, infos, limits)
+            for info in infos:
+                _check_stream(path, data, info)
+    except LoadError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error, NotImplementedError) as e:
         raise LoadError(str(path), f"not a valid DOCX (zip) file: {e}") from None
+
+
+def _check_declared(path: Path, infos: list[zipfile.ZipInfo], limits: Limits) -> None:
     if len(infos) > _MAX_PARTS:
         raise LoadError(str(path), f"the zip holds {len(infos):,} parts, over the {_MAX_PARTS:,}-part limit of a DOCX")
     total = sum(i.file_size for i in infos)
@@ -47,6 +60,33 @@ def _check_unpacked_size(path: Path, data: bytes, limits: Limits) -> None:
         raise LoadError(str(path), f"unpacks to {size_text(total)} ({part}), over the "
                                    f"{size_text(limits.max_unpacked_bytes, limit=True)} unpacked-size limit "
                                    "(max_unpacked_mb); a zip bomb?")
+
+
+def _check_stream(path: Path, data: bytes, info: zipfile.ZipInfo, step: int = 2**20) -> None:
+    """Inflate one part's raw stream in bounded steps; longer than its declared size is a zip bomb."""
+    if info.compress_type == zipfile.ZIP_STORED:
+        return  # a stored part is read as its declared length, never more
+    if info.compress_type != zipfile.ZIP_DEFLATED:
+        raise LoadError(str(path), f"{info.filename} is compressed with zip method {info.compress_type}; a DOCX "
+                                   "holds stored or deflated parts only")
+    head = data[info.header_offset:info.header_offset + 30]
+    if len(head) < 30 or head[:4] != b"PK\x03\x04":
+        raise LoadError(str(path), f"not a valid DOCX (zip) file: no local header for {info.filename}")
+    name_len, extra_len = struct.unpack("<HH", head[26:30])
+    begin = info.header_offset + 30 + name_len + extra_len
+    raw = memoryview(data)[begin:begin + info.compress_size]
+    inflate, seen, at = zlib.decompressobj(-15), 0, 0
+    while not inflate.eof:
+        if inflate.unconsumed_tail:
+            piece = inflate.unconsumed_tail
+        elif at < len(raw):
+            piece, at = raw[at:at + step], at + step
+        else:
+            return  # a truncated stream: zipfile reports it when the part is read
+        seen += len(inflate.decompress(piece, step))
+        if seen > info.file_size:
+            raise LoadError(str(path), f"the zip directory declares {info.file_size} bytes for {info.filename}, "
+                                       "but its stream inflates past that: a zip bomb (refused unread)")
 
 
 def load_docx(path: Path, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Document:

@@ -4,9 +4,9 @@ Two layers, so a hostile file (a zip bomb, a 50 MB single-line JSONL, HTML neste
 claiming ten million pages) costs seconds and bounded memory, and the batch goes on:
 
 1. the loaders check what they can see cheaply before the expensive step: a DOCX's unpacked size
-   from its zip directory (``zipfile`` never inflates an entry past the size its directory declares,
-   so this bounds inflation too), a JSONL record's size before ``json.loads``, the nesting depth of
-   a parsed HTML tree before it is walked, a PDF's page count from its page tree before any page is
+   from its zip directory, then each part inflated in 1 MiB steps to one byte past its declared size
+   (a directory that under-states a part is a zip bomb), a JSONL record's size before ``json.loads``,
+   the nesting depth of a parsed HTML tree before it is walked, a PDF's page count from its page tree before any page is
    read; each breach is a ``LoadError`` naming the limit and its setting;
 2. ``ingest.loaders.isolated`` parses each file in a child process with an address-space cap and a
    wall-time limit: whatever the loaders cannot foresee (a parser that loops, a stream that

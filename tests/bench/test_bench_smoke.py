@@ -121,10 +121,10 @@ def test_hostile_files_bench_rejects_every_hostile_file_and_keeps_the_good_one(t
     result = _bench("hostile_files").main(["--small", "--out", str(tmp_path)])
     verdicts = {r["file"]: r["verdict"] for r in result["rows"]}
     assert verdicts.pop("good file") == "ingested"
-    assert set(verdicts.values()) == {"rejected"} and len(verdicts) == 7
-    assert result["batch"]["good_file_found"] and len(result["batch"]["failures"]) == 7
+    assert set(verdicts.values()) == {"rejected"} and len(verdicts) == 8
+    assert result["batch"]["good_file_found"] and len(result["batch"]["failures"]) == 8
     report = (tmp_path / "hostile_files.md").read_text(encoding="utf-8")
-    assert "Aim met" in report and "| docx zip bomb |" in report
+    assert "Aim met" in report and "| docx zip bomb |" in report and "| docx lying zip directory |" in report
 
 
 def test_compliance_evasion_bench_counts_by_rule(shared_data, tmp_path):

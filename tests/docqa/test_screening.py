@@ -160,8 +160,9 @@ def test_ordinary_initials_are_not_blocked() -> None:
         assert bl.find(text) is None, text
 
 
-@pytest.mark.parametrize(("evasion", "term"), [("本产品保本又保息", "保本保息"), ("这是无风险的高收益产品", "无风险高收益"),
-                                               ("赔不赚稳，放心买", "稳赚不赔"), ("益收证保", "保证收益")])
+@pytest.mark.parametrize(("evasion", "term"), [
+    ("本产品保本又保息", "保本保息"), ("这是无风险的高收益产品", "无风险高收益"),
+    ("赔不赚稳，放心买", "稳赚不赔"), ("益收证保", "保证收益")])
 def test_a_long_claim_with_a_character_slipped_in_or_reversed_is_caught(evasion: str, term: str) -> None:
     """#23 item 4 (inserted character, reversed order): terms of four or more characters."""
     hit = Blocklist.load(DEFAULT_COMPLIANCE_DIR).find(evasion)

@@ -32,6 +32,9 @@ pytestmark = pytest.mark.usefixtures("embed_model")
 # file name -> (builder, words the reason must contain)
 HOSTILE = {
     "bomb.docx": (lambda p: hostile.docx_zip_bomb(p, 200 * 2**20), ["unpacked-size limit", "max_unpacked_mb"]),
+    # the zip directory says 4,000 bytes; the stream inflates to 256 MiB
+    "liar.docx": (lambda p: hostile.docx_zip_bomb(p, 256 * 2**20, declared=4000),
+                  ["word/document.xml", "declares 4000 bytes", "a zip bomb"]),
     "flate.pdf": (lambda p: hostile.pdf_flate_bomb(p, 256 * 2**20), ["safety limit", "decompression bomb"]),
     "deep.html": (lambda p: hostile.deep_html(p, 10_000), ["nested more than 256 deep", "max_html_depth"]),
     "long.jsonl": (lambda p: hostile.jsonl_long_record(p, 5.0), ["line 1", "record-size limit", "max_record_mb"]),
