@@ -15,6 +15,9 @@ Metadata conditions (``parse_where``), on ``title``, ``source``, ``doc_id`` or a
     {"department": "hr"}                          equality (for a list value: the list contains it)
     {"tags": {"in": ["leave", "pay"]}}            set membership (any of)
     {"date": {"gte": "2020-01-01", "lt": "2024"}} range; ISO dates compare as text, numbers as numbers
+
+A condition only narrows: ``{"groups": "hr"}`` keeps the hr documents among those the key already sees
+(it never widens the key's groups, so it tells a caller nothing about documents it may not see).
 """
 
 from __future__ import annotations
@@ -87,13 +90,27 @@ def parse_where(where: dict | None) -> tuple[Condition, ...]:
     for name, spec in sorted(where.items()):
         if not isinstance(name, str) or not name or len(name) > 64:
             raise FilterError(f"filter field {name!r} is not a field name (1-64 characters)")
-        if name == "groups":
-            raise FilterError("'groups' cannot be filtered on: the API key decides which groups a caller sees")
         if isinstance(spec, dict):
             out.append(_operator_condition(name, spec))
         else:
             out.append(Condition(name, "eq", (_scalar(name, spec),)))
     return tuple(out)
+
+
+def json_schema() -> dict:
+    """The JSON Schema of a ``filters`` object: exactly what ``parse_where`` accepts, so an API schema
+    built from it promises no more and no less than the server does."""
+    scalar = {"type": ["string", "number", "boolean"]}
+    field = {"type": "string", "minLength": 1, "maxLength": 64}
+
+    value = {"anyOf": [
+        scalar,
+        {"type": "object", "required": ["in"], "additionalProperties": False,
+         "properties": {"in": {"type": "array", "items": scalar, "minItems": 1, "maxItems": MAX_VALUES}}},
+        {"type": "object", "minProperties": 1, "additionalProperties": False,
+         "properties": {op: {"type": ["string", "number"]} for op in RANGE_OPS}}]}
+    return {"type": "object", "maxProperties": MAX_CONDITIONS, "propertyNames": field,
+            "additionalProperties": value}
 
 
 def _operator_condition(name: str, spec: dict) -> Condition:
@@ -106,9 +123,9 @@ def _operator_condition(name: str, spec: dict) -> Condition:
             raise FilterError(f"filter {name!r}: 'in' has {len(vals)} values, over the limit of {MAX_VALUES}")
         return Condition(name, "in", tuple(_scalar(name, v) for v in vals))
     if ops and ops <= set(RANGE_OPS):
+        # text bounds compare with text values, numbers with numbers: mixed bounds, like an empty range,
+        # are a valid filter that nothing passes
         bounds = tuple((op, _scalar(name, spec[op], allow_bool=False)) for op in RANGE_OPS if op in spec)
-        if len({type(b) is str for _, b in bounds}) > 1:
-            raise FilterError(f"filter {name!r}: range bounds must all be dates/text or all numbers")
         return Condition(name, "range", bounds=bounds)
     raise FilterError(f"filter {name!r}: unknown operator(s) {sorted(ops)}; use 'in', or 'gt', 'gte', 'lt', 'lte'")
 

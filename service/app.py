@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from docqa.settings import Settings, load_settings
+from service import openapi as deployment_openapi
 from service.auth.keys import KeyStore, keys_path
 from service.errors import error_body, install_error_handlers
 from service.jobs import JobRunner
@@ -57,6 +58,7 @@ def create_app(kb: str | None = None, settings: Settings | None = None) -> FastA
     for module in (meta, chat, openai, search, jobs, documents, keys, web):
         app.include_router(module.router)
     web.mount_static(app)
+    deployment_openapi.install(app, settings, registry)  # the schema states this deployment's limits and KBs
     return app
 
 

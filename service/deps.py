@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from docqa.settings import Settings
 from service.errors import ApiError
 from service.limits import AnswerSlots
+from service.openapi import is_blank
 from service.registry import KBRegistry
 from service.request_id import get_request_id
 
@@ -31,13 +32,17 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]  # X-Request-ID, or a new id
 
 
+def check_length(text: str, settings: Settings, what: str) -> None:
+    if len(text) > settings.max_question_chars:
+        raise ApiError(422, f"the {what} is {len(text)} characters, over the limit of {settings.max_question_chars}")
+
+
 def check_question(question: str, settings: Settings, what: str = "question") -> str:
-    q = question.strip()
-    if not q:
+    """The question, stripped; the rules are those the OpenAPI schema states (service/openapi.py)."""
+    check_length(question, settings, what)
+    if is_blank(question):
         raise ApiError(422, f"the {what} is empty")
-    if len(q) > settings.max_question_chars:
-        raise ApiError(422, f"the {what} is {len(q)} characters, over the limit of {settings.max_question_chars}")
-    return q
+    return question.strip()
 
 
 def require_ready(registry: KBRegistry) -> None:

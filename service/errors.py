@@ -65,6 +65,8 @@ def _http_error(exc: StarletteHTTPException) -> tuple[int, str]:
         why = "it is not UTF-8" if isinstance(cause, UnicodeDecodeError) else \
             "it is nested too deeply" if isinstance(cause, RecursionError) else "it could not be decoded"
         return 422, f"malformed JSON body: {why}"
+    if exc.status_code == 400:  # Starlette's other parse failures (a broken multipart body): 422 like JSON's
+        return 422, f"malformed request body: {exc.detail}"
     return exc.status_code, str(exc.detail)
 
 

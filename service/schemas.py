@@ -14,7 +14,10 @@ from pydantic import (
     StrictFloat,
     StrictStr,
     StringConstraints,
+    WithJsonSchema,
 )
+
+from docqa import filters as filter_rules
 
 
 def _no_lone_surrogates(text: str) -> str:
@@ -40,15 +43,23 @@ def _whole(v):
     return int(v)
 
 
-# A count from a client: what the schema calls an integer (3 or 3.0), nothing coerced from text.
-Whole = Annotated[int, BeforeValidator(_whole)]
+def whole(ge: int, le: int):
+    """A count from a client in [ge, le]: what the schema calls an integer (3 or 3.0), nothing coerced
+    from text. The range comes before the validator so that the schema states it as minimum/maximum
+    (after it, pydantic writes non-standard "ge"/"le" that schema-driven clients ignore)."""
+    return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_whole)]
+
+
+MaxTokens = whole(1, 8192)
 # A filter's field name: 1-64 characters of valid Unicode (docqa.filters checks the rest).
 FilterField = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64), AfterValidator(_no_lone_surrogates)]
 
 FILTERS_DOC = ("Metadata filters, applied inside retrieval: {field: value} (equality; a list field contains it), "
                "{field: {\"in\": [...]}} (any of), {field: {\"gte\"|\"gt\"|\"lte\"|\"lt\": date or number}} (range). "
                "Fields: title, source, doc_id, or any metadata key (tags, date, version, a JSONL record's keys).")
-Filters = dict[FilterField, Any] | None
+# validated by docqa.filters (messages naming the field); the schema states the same rules
+Filters = Annotated[dict[FilterField, Any] | None,
+                    WithJsonSchema({"anyOf": [filter_rules.json_schema(), {"type": "null"}]})]
 
 GEN_FIELDS = ("temperature", "top_p", "max_tokens", "repetition_penalty", "no_repeat_ngram_size")
 
@@ -69,9 +80,9 @@ class ChatRequest(BaseModel):
                                           "answers with this stage's fallback reply when it rejects a draft.")
     temperature: StrictFloat | None = Field(default=None, ge=0, le=2, description="LLM sampling; default: the KB's.")
     top_p: StrictFloat | None = Field(default=None, gt=0, le=1)
-    max_tokens: Whole | None = Field(default=None, ge=1, le=8192)
+    max_tokens: MaxTokens | None = None
     repetition_penalty: StrictFloat | None = Field(default=None, gt=0, le=2)
-    no_repeat_ngram_size: Whole | None = Field(default=None, ge=0, le=20, description="transformers backend only.")
+    no_repeat_ngram_size: whole(0, 20) | None = Field(default=None, description="transformers backend only.")
 
     def gen_params(self) -> dict:
         """The generation overrides this request sets (None = the KB's default)."""
@@ -107,7 +118,7 @@ class SearchRequest(BaseModel):
     query: Text = Field(min_length=1)
     kb: str | None = None
     filters: Filters = Field(default=None, description=FILTERS_DOC)
-    k: Whole = Field(default=5, ge=1, le=100)
+    k: whole(1, 100) = 5
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
 
 
@@ -133,8 +144,8 @@ class OpenAIChatRequest(BaseModel):
     filters: Filters = Field(default=None, description="docqa extension: " + FILTERS_DOC)
     temperature: StrictFloat | None = Field(default=None, ge=0, le=2)
     top_p: StrictFloat | None = Field(default=None, gt=0, le=1)
-    max_tokens: Whole | None = Field(default=None, ge=1, le=8192)
-    max_completion_tokens: Whole | None = Field(default=None, ge=1, le=8192, description="OpenAI's newer name.")
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = Field(default=None, description="OpenAI's newer name.")
     repetition_penalty: StrictFloat | None = Field(default=None, gt=0, le=2, description="vLLM extension.")
     stage: str | None = Field(default=None, max_length=32, pattern=r"^[a-z][a-z0-9_]{0,31}$",
                               description="docqa extension: dialogue stage (see /v1/chat).")

@@ -1,6 +1,9 @@
 """``POST /v1/chat/completions``: OpenAI-compatible chat, so existing clients and SDKs work.
 
-The last user message is the question, earlier user/assistant messages the history. The KB is the
+The last user message with text is the question, earlier user/assistant messages the history;
+messages after it (a tool's output, an assistant's draft) are not read, and a warning says so.
+A user message holds its text in one piece (a string or one text part) within ``max_question_chars``:
+the rules the deployment's OpenAPI schema states (service/openapi.py). The KB is the
 ``kb`` extension field, else ``model`` when it names a KB, else the server's only KB. Citations
 travel in an extra top-level ``citations`` field (and in the last chunk when streaming), with
 ``refused``; OpenAI clients ignore fields they do not know.
@@ -15,8 +18,9 @@ from fastapi import APIRouter
 
 from service.answering import AnswerResult, answer_question, answer_stream
 from service.auth.access import CallerDep, kb_for
-from service.deps import RegistryDep, RequestIdDep, SlotsDep, check_question, require_ready
+from service.deps import RegistryDep, RequestIdDep, SlotsDep, check_length, require_ready
 from service.errors import ApiError
+from service.openapi import is_blank
 from service.routes.sse import guarded, sse, sse_response
 from service.schemas import OpenAIChatRequest, error_responses
 
@@ -29,10 +33,30 @@ def _text(content) -> str:
     return content or ""
 
 
-def _extra(result: AnswerResult) -> dict:
+def _conversation(req: OpenAIChatRequest, settings) -> tuple[str, list[dict], list[str]]:
+    """(question, history, warnings) from the message list, or a 422 naming the message at fault."""
+    msgs = [(m.role, _text(m.content)) for m in req.messages]
+    for i, m in enumerate(req.messages):
+        if m.role != "user":
+            continue
+        if isinstance(m.content, list) and sum(p.type == "text" for p in m.content) > 1:
+            raise ApiError(422, f"messages[{i}]: a user message holds its text in one piece (a string or one "
+                                "text part), not several text parts")
+        check_length(msgs[i][1], settings, f"user message messages[{i}]")
+    at = next((i for i in range(len(msgs) - 1, -1, -1) if msgs[i][0] == "user" and not is_blank(msgs[i][1])), None)
+    if at is None:
+        raise ApiError(422, "no user message with text: the last one is the question")
+    history = [{"role": r, "content": c} for r, c in msgs[:at] if r in ("user", "assistant") and not is_blank(c)]
+    after = [r for r, _ in msgs[at + 1:]]
+    warnings = [f"answered messages[{at}], the last user message; the {len(after)} message(s) after it "
+                f"({', '.join(after)}) were not read"] if after else []
+    return msgs[at][1].strip(), history, warnings
+
+
+def _extra(result: AnswerResult, warnings: list[str]) -> dict:
     """docqa's fields beside OpenAI's (clients ignore fields they do not know)."""
     return {"citations": result.citations, "refused": result.refused, "fallback": result.fallback,
-            "reason": result.reason, "warnings": result.warnings}
+            "reason": result.reason, "warnings": [*warnings, *result.warnings]}
 
 
 @router.post("/v1/chat/completions",
@@ -43,11 +67,7 @@ def _extra(result: AnswerResult) -> dict:
 def chat_completions(req: OpenAIChatRequest, registry: RegistryDep, request_id: RequestIdDep, caller: CallerDep,
                      slots: SlotsDep):
     require_ready(registry)
-    msgs = [(m.role, _text(m.content)) for m in req.messages]
-    if msgs[-1][0] != "user":
-        raise ApiError(422, "the last message must have role 'user' (it is the question)")
-    question = check_question(msgs[-1][1], registry.settings, "last user message")
-    history = [{"role": r, "content": c} for r, c in msgs[:-1] if r in ("user", "assistant")]
+    question, history, warnings = _conversation(req, registry.settings)
     kb_name = req.kb or (req.model if req.model in registry.names() else None)
     kb = kb_for(registry, caller, kb_name)
     opts = {"params": req.gen_params(), "stage": req.stage, "request_id": request_id,
@@ -56,7 +76,7 @@ def chat_completions(req: OpenAIChatRequest, registry: RegistryDep, request_id: 
     if not req.stream:
         with slots.slot():
             result = answer_question(kb, question, history, **opts)
-        extra = _extra(result)
+        extra = _extra(result, warnings)
         return {"id": cid, "object": "chat.completion", "created": created, "model": req.model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer},
                              "finish_reason": "stop"}],
@@ -79,7 +99,7 @@ def chat_completions(req: OpenAIChatRequest, registry: RegistryDep, request_id: 
             if isinstance(item, str):
                 yield chunk({"content": item})
             else:  # the final result: its `answer` is authoritative when it differs from the deltas
-                yield chunk({}, "stop", answer=item.answer, **_extra(item))
+                yield chunk({}, "stop", answer=item.answer, **_extra(item, warnings))
         yield sse("[DONE]")
 
     # OpenAI's own streams report a failure as a `data: {"error": ...}` event; [DONE] still ends it

@@ -314,6 +314,36 @@ def test_openai_refusal_and_content_parts(single):
     assert body["refused"] is True and body["citations"] == []
 
 
+def test_openai_answers_the_last_user_message_and_says_what_came_after_it(single):
+    """A conversation may end with a tool's output or an assistant's draft (agent frameworks send
+    both): the last user message with text is the question, and the reply says what was not read."""
+    plain = single.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": STATUTE_Q}]}).json()
+    body = single.post("/v1/chat/completions", json={"messages": [
+        {"role": "user", "content": STATUTE_Q}, {"role": "user", "content": "   "},
+        {"role": "assistant", "content": None}, {"role": "tool", "content": "{\"ok\": 1}"}]}).json()
+    assert body["choices"][0]["message"]["content"] == plain["choices"][0]["message"]["content"]
+    assert body["citations"] == plain["citations"]
+    assert any("messages[0]" in w and "3 message(s) after it (user, assistant, tool) were not read" in w
+               for w in body["warnings"]), body["warnings"]
+
+
+def test_the_openapi_schema_states_the_deployments_rules(single, multi):
+    """What the server checks, the schema says: the question-length limit, a KB to name on a server
+    with several, range keywords JSON Schema knows (minimum/maximum, not pydantic's ge/le)."""
+    one, many = single.get("/openapi.json").json(), multi.get("/openapi.json").json()
+    text = json.dumps(one)
+    assert '"ge":' not in text and '"le":' not in text
+    for schema in (one, many):
+        models = schema["components"]["schemas"]
+        assert models["ChatRequest"]["properties"]["question"]["maxLength"] == MAX_QUESTION_CHARS
+        assert models["SearchRequest"]["properties"]["query"]["maxLength"] == MAX_QUESTION_CHARS
+        assert "contains" in models["OpenAIChatRequest"]["properties"]["messages"]
+    for name in ("ChatRequest", "SearchRequest", "OpenAIChatRequest"):
+        assert "kb" not in one["components"]["schemas"][name].get("required", [])
+        assert "kb" in many["components"]["schemas"][name]["required"]
+    assert f'"{LAW}"' not in json.dumps(many)  # the KBs' names are not published
+
+
 # --- search -----------------------------------------------------------------------------------
 
 def test_search_returns_hits_with_the_promised_fields(single):
@@ -377,10 +407,14 @@ BAD_REQUESTS = [  # (path, JSON body, status, words the message must contain)
     ("/v1/chat", {"question": "试用期", "kb": NOTES}, 404, ["serves only", LAW]),
     ("/v1/chat/completions", {"messages": []}, 422, ["messages"]),
     ("/v1/chat/completions", {}, 422, ["messages", "required"]),
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "试用期"},
-                                           {"role": "assistant", "content": "x"}]}, 422, ["last message", "user"]),
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "  "}]}, 422, ["empty"]),
-    ("/v1/chat/completions", {"messages": [{"role": "user"}]}, 422, ["empty"]),
+    ("/v1/chat/completions", {"messages": [{"role": "tool"}]}, 422, ["no user message with text"]),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "  "}]}, 422, ["no user message with text"]),
+    ("/v1/chat/completions", {"messages": [{"role": "user"}]}, 422, ["no user message with text"]),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": LONG}, {"role": "user", "content": "x"}]},
+     422, ["messages[0]", "limit"]),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"},
+                                                                         {"type": "text", "text": "b"}]}]},
+     422, ["one piece"]),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": LONG}]}, 422, ["limit"]),
     ("/v1/chat/completions", {"messages": [{"role": "robot", "content": "x"}]}, 422, ["role"]),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": {"text": "x"}}]}, 422, ["content"]),
@@ -505,16 +539,19 @@ def test_the_openapi_schema_holds_under_fuzzing(servers, tmp_path):
     """Issue #9: schemathesis generates requests from /openapi.json (valid and invalid: wrong types,
     "yes" for a boolean, lone surrogates, boundary numbers) for every operation, on both servers. No
     5xx, every response in its declared status, content type and schema, and every schema-violating
-    request rejected. Left out: ``positive_data_acceptance``, because some schema-valid requests are
-    rightly refused by rules JSON Schema cannot state (the last message must be the user's; with
-    several KBs the request must name one), each with a 4xx saying so. A fixed seed: CI fails on the
-    same cases a developer can replay."""
+    request rejected, and every schema-valid one accepted (``positive_data_acceptance``: the schema
+    states the deployment's rules, service/openapi.py). A fixed seed: CI fails on the same cases a
+    developer can replay."""
     st = Path(sys.executable).with_name("schemathesis")
     if not st.is_file():
         pytest.skip("schemathesis is not installed (it is in the dev extra that deploy/install.sh installs)")
+    # a schema-violating body over max_request_mb is rightly refused by its size (413) before it is read
+    (tmp_path / "schemathesis.toml").write_text(
+        '[checks.negative_data_rejection]\nexpected-statuses = ["400", "401", "403", "404", "405", "406", "409", '
+        '"413", "415", "422", "428", "429"]\n', encoding="utf-8")
     for name, server in servers.items():
         proc = subprocess.run([str(st), "run", f"{server.url}/openapi.json", "--checks", "all",
-                               "--exclude-checks", "positive_data_acceptance", "--max-examples", "15",
+                               "--max-examples", "15",
                                "--seed", "9", "--workers", "1"],
                               capture_output=True, text=True, timeout=900, env={**os.environ, "NO_COLOR": "1"},
                               cwd=tmp_path)  # its cache folder (.schemathesis/) stays out of the checkout

@@ -1,0 +1,85 @@
+"""The OpenAPI schema of this deployment: FastAPI's, plus the rules that depend on settings and KBs.
+
+A client (or a schema fuzzer) that sends a schema-valid request must not get a 422, so the schema
+states every rule the server checks, including those pydantic models cannot know when they are
+defined: the question-length limit (``max_question_chars``), that a server with several KBs (or none
+yet) needs the request to name one, and the shape of an OpenAI message list docqa can answer (at
+least one user message with text; a user message holds its text in one piece, within the limit).
+The schema is rebuilt on each call from a cached base, so a KB created later is reflected.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+# Text with a character that is not whitespace (Python's ``\S``: what the server checks).
+NOT_BLANK = r"\S"
+_NOT_BLANK = re.compile(NOT_BLANK)
+
+
+def is_blank(text: str) -> bool:
+    """The server's reading of the schema's ``pattern: \\S``."""
+    return not _NOT_BLANK.search(text)
+
+
+def install(app: FastAPI, settings, registry) -> None:
+    base: dict = {}
+
+    def openapi() -> dict:
+        if not base:
+            base.update(get_openapi(title=app.title, version=app.version, description=app.description,
+                                    routes=app.routes))
+        return deployment_schema(base, settings.max_question_chars, kb_required=registry.default_name() is None)
+
+    app.openapi = openapi
+
+
+def deployment_schema(base: dict, max_chars: int, *, kb_required: bool) -> dict:
+    """``base`` with this deployment's rules. The KBs' names are not listed (an enum would tell any
+    caller which KBs exist): with several, ``kb`` is required (an OpenAI client may also name the KB
+    as its ``model``, which the schema leaves unstated)."""
+    schema = copy.deepcopy(base)
+    models = schema["components"]["schemas"]
+    question = {"maxLength": max_chars, "pattern": NOT_BLANK}
+    models["ChatRequest"]["properties"]["question"].update(question)
+    models["SearchRequest"]["properties"]["query"].update(question)
+    _openai_messages(models, max_chars)
+    if kb_required:
+        for name in ("ChatRequest", "SearchRequest", "OpenAIChatRequest"):
+            kb = models[name]["properties"]["kb"]
+            kb.pop("anyOf", None)
+            kb.pop("default", None)
+            kb.update(type="string", minLength=1, description="Required: this server serves several knowledge "
+                      "bases (or none yet)." + (" An OpenAI client may name it as the model instead."
+                                                  if name.startswith("OpenAI") else ""))
+            models[name]["required"] = sorted({*models[name].get("required", []), "kb"})
+    return schema
+
+
+def _openai_messages(models: dict, max_chars: int) -> None:
+    text_part = {"type": "object", "properties": {"type": {"const": "text"}}, "required": ["type"]}
+    # a user message: its text within the limit, in one piece (a string, or at most one text part)
+    user_content = {"anyOf": [
+        {"type": "string", "maxLength": max_chars},
+        {"type": "array", "contains": text_part, "minContains": 0, "maxContains": 1,
+         "items": {"type": "object", "properties": {
+             "text": {"anyOf": [{"type": "string", "maxLength": max_chars}, {"type": "null"}]}}}},
+        {"type": "null"}]}
+    message = models["OpenAIMessage"]
+    message["if"] = {"properties": {"role": {"const": "user"}}, "required": ["role"]}
+    message["then"] = {"properties": {"content": user_content}}
+    # ... and the list holds at least one user message with text (the question)
+    question = {"type": "object", "required": ["role", "content"], "properties": {
+        "role": {"const": "user"},
+        "content": {"anyOf": [
+            {"type": "string", "pattern": NOT_BLANK},
+            {"type": "array", "contains": {"type": "object", "required": ["type", "text"], "properties": {
+                "type": {"const": "text"}, "text": {"type": "string", "pattern": NOT_BLANK}}}}]}}}
+    messages = models["OpenAIChatRequest"]["properties"]["messages"]
+    messages["contains"] = question
+    messages["description"] = ("The conversation. The last user message with text is the question; earlier "
+                               "user and assistant messages are its history.")
