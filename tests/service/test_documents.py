@@ -127,8 +127,21 @@ def test_bad_filters_are_422_naming_the_field(served) -> None:
     srv, keys, _, _ = served
     r = call(srv, "POST", "/v1/search", keys["staff"], json={"query": "访客", "filters": {"date": {"after": 1}}})
     assert r.status_code == 422 and "'date'" in r.json()["error"]["message"]
-    r = call(srv, "POST", "/v1/chat", keys["staff"], json={"question": "访客", "filters": {"groups": "hr"}})
-    assert r.status_code == 422 and "API key decides" in r.json()["error"]["message"]
+    r = call(srv, "POST", "/v1/search", keys["staff"], json={"query": "访客", "filters": {"date": None}})
+    assert r.status_code == 422 and "'date'" in r.json()["error"]["message"]
+
+
+def test_a_groups_filter_narrows_and_never_widens(served) -> None:
+    """``{"groups": "hr"}`` keeps the hr documents among those the key sees: nothing for a key without
+    hr (so it cannot even tell whether hr documents exist), only hr's for a key with it."""
+    srv, keys, _, _ = served
+    body = {"query": QUESTIONS[0], "kb": "docs", "filters": {"groups": "hr"}}
+    r = call(srv, "POST", "/v1/search", keys["staff"], json=body)
+    assert r.status_code == 200 and r.json()["hits"] == []
+    hits = call(srv, "POST", "/v1/search", keys["hr"], json=body).json()["hits"]
+    assert hits and "仅人力资源部可见" in hits[0]["text"]
+    r = call(srv, "POST", "/v1/chat", keys["staff"], json={"question": QUESTIONS[0], "filters": {"groups": "hr"}})
+    assert r.status_code == 200 and "仅人力资源部可见" not in r.text
 
 
 def test_upload_real_files_then_list_read_search_and_delete(served, shared_data: Path) -> None:
