@@ -124,7 +124,59 @@ def evasions(terms: list[tuple[str, list[str]]], rng: random.Random) -> list[tup
             for sep in rng.sample(["-", ".", " ", "_", "*", "·"], 5):  # "G-U-A-R-A-N-T-E-E-D returns"
                 w = max(term.split(" "), key=len)
                 put("spelled-out letters", term, term.replace(w, sep.join(w.upper() if rng.random() < .5 else w), 1))
+    _sound_evasions(terms, put)
     return out
+
+
+def common_chars_by_sound() -> dict[str, list[str]]:
+    """Toneless syllable -> common characters with it (single-character words of jieba's dictionary
+    seen 2,000+ times), so homophone evasions use characters people actually type."""
+    import jieba
+    from pypinyin import lazy_pinyin
+
+    by_sound: dict[str, list[str]] = defaultdict(list)
+    for line in (Path(jieba.__file__).parent / "dict.txt").read_text(encoding="utf-8").split("\n"):
+        parts = line.split()
+        if len(parts) >= 2 and len(parts[0]) == 1 and CJK.match(parts[0]) and int(parts[1]) >= 2000:
+            by_sound[lazy_pinyin(parts[0])[0]].append(parts[0])
+    return by_sound
+
+
+def _initial(s: str) -> str:
+    return s[:2] if s.startswith(("zh", "ch", "sh")) else s[:1]
+
+
+def _sound_evasions(terms, put) -> None:
+    """Claims written by sound (#23), from a generator of their own: homophone characters, the claim
+    in pinyin (whole, or one or two syllables of it), one character swapped for one whose syllable
+    starts the same way ("稳挣不赔")."""
+    from pypinyin import lazy_pinyin
+
+    rng = random.Random(2323)
+    by_sound = common_chars_by_sound()
+    long_terms = [t for t, _ in terms if CJK.search(t) and len(t) >= 4]
+    for term in long_terms:
+        sounds = lazy_pinyin(term)
+        for _ in range(3):  # one or two characters replaced by common homophones
+            chars = list(term)
+            for i in rng.sample(range(len(term)), rng.choice([1, 2])):
+                options = [c for c in by_sound.get(sounds[i], []) if c != term[i]]
+                if options:
+                    chars[i] = rng.choice(options)
+            put("homophones", term, "".join(chars))
+        for _ in range(3):  # pinyin: whole, with a separator, or mixed into the characters
+            how = rng.choice(["whole", "mixed"])
+            if how == "whole":
+                text = rng.choice([" ", "-", "·", " "]).join(s.capitalize() if rng.random() < .3 else s for s in sounds)
+            else:
+                picks = set(rng.sample(range(len(term)), rng.choice([1, 2])))
+                text = "".join(sounds[i] if i in picks else c for i, c in enumerate(term))
+            put("pinyin spelled out", term, text)
+        for _ in range(3):  # one syllable off, same initial
+            i = rng.randrange(len(term))
+            near = [c for snd, cs in by_sound.items() if snd != sounds[i] and _initial(snd) == _initial(sounds[i])
+                    for c in cs]
+            put("near homophone", term, term[:i] + rng.choice(near) + term[i + 1:])
 
 
 def clean_sentences(n: int, rng: random.Random) -> list[tuple[str, str]]:
@@ -216,9 +268,10 @@ def main(argv: list[str] | None = None) -> dict:
         if blocked else "No clean sentence was blocked.",
         ("Missed evasions:\n\n" + "\n".join(f"- {r}: {s!r}" for r, _, s in missed[:30])) if missed else
         "No evasion was missed.",
-        "Not generated, and not caught today: separators between the letters of an English word "
-        "(\"g-u-a-r-a-n-t-e-e-d\"), homophones and split characters (\"穏\", \"禾急\"); the blocklist's "
-        "regexes and aliases are the place for those a deployment actually sees.",
+        "Not generated, and not caught today: split characters (\"禾急\" for 稳), homophones and pinyin of "
+        "terms shorter than four characters (by rule: two or "
+        "three syllables alike are common in clean text); the blocklist's regexes and aliases are the place for "
+        "those a deployment actually sees.",
     ])
     write_report(args.out, "Blocklist evasions vs the normaliser", body)
     print(json.dumps({k: v for k, v in result.items() if k != "per_rule"}, indent=1))

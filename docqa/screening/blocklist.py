@@ -8,6 +8,9 @@ Two files in the compliance directory (prompts/compliance/README.md):
 - ``blocklist_regex.txt``: one Python regex a line, searched case-insensitively. Pick a regex when
   wording varies ("保证您的本金安全" / "承诺收益"); a term when it does not.
 
+Chinese terms of four or more characters also match with one character slipped in, reversed, and by
+sound (``docqa.screening.sounds``: homophones, pinyin, one near-miss syllable).
+
 Rules and text both go through ``docqa.screening.normalize`` (traditional -> simplified, full-width,
 case, zero-width characters and separators between Chinese characters), so "稳-赚-不-赔", "穩賺不賠"
 and "保·本·保·息" are caught, and a hit's ``start``/``end`` are offsets in the ORIGINAL text, so a
@@ -23,6 +26,7 @@ from pathlib import Path
 
 from docqa.errors import UserError
 from docqa.screening.normalize import Normalized, normalize
+from docqa.screening.sounds import SoundIndex
 from docqa.text.language import HAN_CLASS, has_han
 
 TERMS_FILE = "blocklist.txt"
@@ -30,6 +34,7 @@ REGEX_FILE = "blocklist_regex.txt"
 
 
 MIN_VARIANT_CHARS = 4  # terms this long also match reversed or with one character slipped in
+NEGATORS = "[不没无非未别莫勿否]"  # a character slipped in that negates is not the claim
 
 
 class BlocklistError(UserError):
@@ -82,10 +87,13 @@ class Blocklist:
         self._variant_of: dict[str, str] = {}
         variants: list[str] = []
         for t in (t for t in cjk if len(t) >= MIN_VARIANT_CHARS and re.fullmatch(f"[{HAN_CLASS}]+", t)):
-            variants += [re.escape(t[:i]) + f"[{HAN_CLASS}]" + re.escape(t[i:]) for i in range(1, len(t))]
+            # ... but not a negation: "不保本不保息" is the disclaimer, not the claim
+            variants += [re.escape(t[:i]) + f"(?!{NEGATORS})[{HAN_CLASS}]" + re.escape(t[i:]) for i in range(1, len(t))]
             variants.append(re.escape(t[::-1]))
             self._variant_of[t[::-1]] = t
         self._cjk_variants = re.compile("|".join(variants)) if variants else None
+        # ... and read aloud: homophones, pinyin, one near-miss syllable ("稳转不赔", "wen zhuan bu pei", "稳挣不赔")
+        self._sounds = SoundIndex(cjk)
         # whole words against Latin letters and digits only: "本产品wzbp哦" is a hit (Chinese is \w to re)
         self._latin = (re.compile(r"(?<![0-9a-z])(?:" + "|".join(map(re.escape, latin)) + r")(?![0-9a-z])")
                        if latin else None)
@@ -125,6 +133,11 @@ class Blocklist:
                 out.append(BlockHit(kind_, rule, text[start:end], start, end))
                 if first_only:
                     return out
+        for term, s, e in self._sounds.find(norm.text):
+            start, end = norm.span(s, e)
+            out.append(BlockHit("term", self.rule_of.get(term, term), text[start:end], start, end))
+            if first_only:
+                return out
         return out
 
     def _term_of_variant(self, found: str) -> str:

@@ -174,3 +174,23 @@ def test_short_terms_and_two_insertions_are_left_to_the_exact_rules() -> None:
     assert bl.find("赚稳的人不多") is None  # a two-character term is never matched backwards
     assert bl.find("收益有一定保障") is None and bl.find("本产品不保本，保息另计") is None
     assert bl.find("稳定赚钱不赔本") is None  # two characters slipped in: not the claim any more
+
+
+@pytest.mark.parametrize(("evasion", "match"), [
+    ("本产品稳转不赔，欢迎购买", "稳转不赔"),  # homophone: 转 for 赚
+    ("本产品稳挣不赔", "稳挣不赔"),  # one syllable off with the same initial: zheng for zhuan
+    ("this plan is wen zhuan bu pei!", "wen zhuan bu pei"), ("本产品稳zhuan不赔", "稳zhuan不赔"),
+    ("Wen-Zhuan-Bu-Pei", "Wen-Zhuan-Bu-Pei"), ("wenzhuanbupei哦", "wenzhuanbupei"),
+    ("本案保证shengsu", "保证shengsu"), ("包本包息的产品", "包本包息")])
+def test_a_long_claim_written_by_sound_is_caught(blocklist: Blocklist, evasion: str, match: str) -> None:
+    """#23 item 4 (homophones, pinyin): the claim read aloud, its span in the original text."""
+    hit = blocklist.find(evasion)
+    assert hit is not None and hit.match == match, hit
+
+
+@pytest.mark.parametrize("clean", [
+    "这笔账要算清楚", "他为人稳重不怕困难", "收益与风险并存", "保本型产品已于2018年退出市场", "Wen is a common surname",
+    "a long bang", "本产品不保本不保息"])
+def test_clean_text_that_sounds_partly_alike_is_not_blocked(blocklist: Blocklist, clean: str) -> None:
+    """Two or three syllables alike are common; four in a row, one at most off, are the claim."""
+    assert blocklist.find(clean) is None, blocklist.find(clean)
