@@ -26,6 +26,43 @@ _add_training_jobs()
 
 
 @finetune.command()
+@click.option("--clean", "clean", multiple=True, required=True, metavar="PATH[@even|@odd]",
+              help="Text the check must pass (your own documents): .md .txt .html, JSON or JSONL. Repeatable.")
+@click.option("--dir", "directory", default=None, type=click.Path(file_okay=False),
+              help="Compliance directory with claims.yaml; the model is written there (default: compliance_dir).")
+@click.option("--encoder", default=None, help="Encoder (default: the embed_model setting).")
+@click.option("--seed", default=13, show_default=True)
+@click.option("--max-false", default=0.002, show_default=True, help="Held-out false-flag rate the threshold allows.")
+@click.option("--clean-limit", default=8000, show_default=True, help="Clean sentences and clauses used at most.")
+@click.option("--source", "sources", multiple=True, metavar="SET=LICENSE",
+              help="Data set and its license, for the model card (repeatable).")
+def claims(clean, directory, encoder, seed, max_false, clean_limit, sources) -> None:
+    """Train the claim check (paraphrases of forbidden claims) from claims.yaml and clean text."""
+    import shlex
+    import sys as _sys
+    from pathlib import Path
+
+    from docqa.screening import compliance_dir
+    from docqa.settings import load_settings
+    from finetune.claims import train_claims, write_card
+
+    settings = load_settings()
+    where = Path(directory) if directory else compliance_dir(settings)
+    if not (where / "claims.yaml").is_file():
+        raise UserError(f"{where} has no claims.yaml: write the forbidden claims there first")
+    command = "docqa finetune claims " + shlex.join(_sys.argv[3:] if len(_sys.argv) > 3 else [])
+    card = train_claims(where, list(clean), encoder=encoder or settings.embed_model,
+                        backend=getattr(settings.embed_backend, "value", settings.embed_backend),
+                        device=settings.device, seed=seed, clean_limit=clean_limit, max_false=max_false,
+                        command=command)
+    write_card(where, card, dict(s.split("=", 1) for s in sources if "=" in s))
+    h = card["figures"]["held_out"]
+    click.echo(f"threshold {card['figures']['threshold']:.4f}; held out: claims caught {h['claims_caught']:.1%} "
+               f"of {h['n_claims']}, fine flagged {h['fine_flagged']:.1%} of {h['n_fine']}, clean flagged "
+               f"{h['clean_flagged']:.2%} of {h['n_clean']}; wrote {where / 'claims_model.json'}")
+
+
+@finetune.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--kb", default=None, metavar="NAME", help="Train on the stored text of this knowledge base.")
 @click.option("--files", "files", multiple=True, type=click.Path(), help="Files or folders to train on (repeatable; "

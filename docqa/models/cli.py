@@ -49,6 +49,23 @@ def build(out: Path | None, source: Path | None, force: bool) -> None:
                    f"{res.mean_cosine:.5f}, min {res.min_cosine:.5f})")
     if out is None:
         _prepare_backend(target)
+        _verify_claim_check()
+
+
+def _verify_claim_check() -> None:
+    """The shipped claim-check model (prompts/compliance/claims_model.json) on the encoder just built:
+    it must load and tell a claim from a disclaimer, or the install fails here, not at the first answer."""
+    from docqa.screening import DEFAULT_COMPLIANCE_DIR
+    from docqa.screening.claims import load_claim_check
+
+    check = load_claim_check(DEFAULT_COMPLIANCE_DIR)
+    if check is None:
+        return
+    claim, fine = "我们保证您的本金绝对安全，收益一定到手。", "本产品不保证收益，投资有风险。"
+    if check.find(claim) is None or check.find(fine) is not None:
+        raise ModelsError(f"the claim-check model {DEFAULT_COMPLIANCE_DIR / 'claims_model.json'} does not work with "
+                          f"{check.model.encoder} as built: retrain it with `docqa finetune claims`")
+    click.echo(f"claim check: ready ({check.model.encoder}, threshold {check.model.threshold:.3f})")
 
 
 def _prepare_backend(target: Path) -> None:

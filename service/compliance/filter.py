@@ -3,7 +3,8 @@
 Order of checks (prompts/compliance/README.md for the data files):
 
 1. mode ``off`` -> the draft as is.
-2. blocklist hit (terms, regexes) -> fallback, in every mode.
+2. blocklist hit (terms, regexes) -> fallback, in every mode; then the claim check (a forbidden claim of
+   claims.yaml in other words, ``claim_check``) -> fallback.
 3. ``guard``: every sentence grounded and every [n] a given passage -> the draft; otherwise the
    fallback (``guard_action: fallback``) or the draft without its unsupported sentences
    (``guard_action: drop``; fallback when nothing is left).
@@ -25,6 +26,7 @@ from pathlib import Path
 from docqa.errors import UserError
 from docqa.screening import DEFAULT_COMPLIANCE_DIR, Blocklist, check_available, find_pii, mask_pii
 from docqa.screening import compliance_dir as _compliance_dir
+from docqa.screening.claims import load_claim_check
 from docqa.screening.screen import unsafe_as_evidence
 from docqa.settings import ComplianceMode, GuardAction, RedactMode, Settings
 from docqa.text.citations import strip_citations
@@ -80,6 +82,8 @@ class ComplianceConfig:
     directory: Path
     audit_path: Path | None
     redact: RedactMode = RedactMode.MASK
+    claim_check: bool = True
+    device: str = "cpu"
 
     @classmethod
     def from_settings(cls, settings: Settings, kb: str) -> ComplianceConfig:
@@ -92,7 +96,8 @@ class ComplianceConfig:
             audit = None
         else:
             audit = Path(s.audit_log.replace("{kb}", kb)).expanduser().resolve()
-        return cls(s.compliance, s.guard_threshold, s.guard_action, s.snap_threshold, directory, audit, s.redact)
+        return cls(s.compliance, s.guard_threshold, s.guard_action, s.snap_threshold, directory, audit, s.redact,
+                   s.claim_check, s.device)
 
 
 class ComplianceFilter:
@@ -108,6 +113,9 @@ class ComplianceFilter:
         self.blocklist = Blocklist.load(config.directory)
         self.fallbacks = Fallbacks.load(config.directory) if config.mode is not ComplianceMode.OFF else None
         self.library = ApprovedLibrary.load(config.directory, embedder)
+        # the claim check loads its own encoder (the one its model was trained on; shared with KBs that use it)
+        self.claims = load_claim_check(config.directory, config.device) \
+            if config.mode is not ComplianceMode.OFF and config.claim_check else None
         self._validate()
 
     def _validate(self) -> None:
@@ -116,9 +124,10 @@ class ComplianceFilter:
         texts = [(f"fallbacks.yaml {w}", t) for w, t in (self.fallbacks.texts() if self.fallbacks else [])]
         texts += [(f"approved.jsonl {r.id}", r.text) for r in self.library.replies]
         for where, text in texts:
-            hit = self.blocklist.find(text)
+            hit = self.blocklist.find(text) or (self.claims.find(text) if self.claims else None)
             if hit:
-                raise ComplianceConfigError(f"{self.config.directory}: {where} breaks the blocklist ({hit.describe()})")
+                raise ComplianceConfigError(f"{self.config.directory}: {where} breaks the blocklist or the claim "
+                                            f"check ({hit.describe()})")
         if self.config.mode is ComplianceMode.SNAP and not self.library.replies:
             raise ComplianceConfigError(f"{self.config.directory}: snap mode needs approved.jsonl with replies")
 
@@ -139,6 +148,10 @@ class ComplianceFilter:
         if hit:
             return self._fallback(question or answer, stage, hit.describe(),
                                   public=f"the draft breaks the blocklist ({hit.kind})")
+        claim = self.claims.find(answer) if self.claims else None
+        if claim:
+            return self._fallback(question or answer, stage, claim.describe(),
+                                  public=f"the draft makes a forbidden claim ({claim.name})")
         if mode is ComplianceMode.GUARD:
             return self._pii(question, self._guard(question, answer, evidence, stage), stage)
         return self._snap(question, answer, stage)

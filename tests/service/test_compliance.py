@@ -105,6 +105,19 @@ def test_blocklist_hit_falls_back_in_every_mode(embedder, tmp_path: Path) -> Non
 # ---------------------------------------------------------------- guard
 
 
+def test_a_grounded_draft_that_makes_a_forbidden_claim_in_other_words_gets_the_fallback(
+        embedder, tmp_path: Path, e5_model: str) -> None:
+    """#23 item 4: a leaflet in the KB says it, the draft quotes it, grounding passes it; the claim check
+    (claims.yaml, claims_model.json) does not. ``claim_check: false`` turns it off."""
+    leaflet = "产品说明：本计划的本金一分都少不了，回报也是板上钉钉的。"
+    draft = "本计划的本金一分都少不了，回报也是板上钉钉的[1]。"
+    v = make_filter(embedder, tmp_path, ComplianceMode.GUARD).check("这个计划安全吗？", draft, [leaflet], "consult")
+    assert v.fallback and v.reason.startswith("claim check:") and "forbidden claim" in v.public_reason
+    assert "本金" not in v.public_reason  # the client is never told what was matched
+    off = make_filter(embedder, tmp_path, ComplianceMode.GUARD, claim_check=False)
+    assert off.claims is None and off.check("这个计划安全吗？", draft, [leaflet], "consult").passed
+
+
 def test_guard_passes_quotes_without_a_model_call(embedder, tmp_path: Path) -> None:
     draft = f"劳动合同期限三个月以上不满一年的，试用期不得超过一个月[1]；{WAGES[4:]}[2]"
     rep = check_grounding(draft, [LAW, WAGES], embedder, threshold=0.99)
