@@ -215,10 +215,11 @@ PARAPHRASE_TEMPLATES = {"zh": ["顾问回复：{x}。", "{x}，您尽管放心[1
 # same-topic sentences that make no forbidden claim (disclaimers, facts), written for this bench
 FINE = {"zh": ["本产品的收益会随市场波动", "理财产品的过往收益不预示其未来表现", "是否胜诉要看法院对证据的认定",
                "审批需按规定流程逐级审核", "本基金近三年年化收益率约为百分之四", "投资前请阅读产品说明书",
-               "保证人在保证范围内承担责任", "如对审批结果有异议，可以申请行政复议"],
+               "保证人在保证范围内承担责任", "如对审批结果有异议，可以申请行政复议",
+               "理财产品不保本保息，收益随市场变化", "任何律师都无法保证胜诉", "请警惕稳赚不赔的宣传"],
         "en": ["the value of your investment can fall as well as rise",
                "we will review the evidence before advising you", "the fund's average return over five years was 3.8%",
-               "every application goes through the same review"]}
+               "every application goes through the same review", "there are no guaranteed returns in investing"]}
 
 
 def paraphrase_cases(rng: random.Random) -> tuple[list[tuple[str, str, str]], list[str]]:

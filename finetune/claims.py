@@ -6,9 +6,9 @@ Data, all split before anything is fitted, and the threshold chosen on the held-
   EXAMPLE (every wording of one example is on the same side), a fifth held out;
 - hard negatives: the ``fine`` clauses (disclaimers, negations, same-topic facts), framed the same way;
 - clean text: sentences (and their clauses) of the files given with ``--clean`` (.md .txt .html, JSON,
-  JSONL or YAML: every string of 8+ characters), split by record or file; ``PATH@even`` / ``PATH@odd`` keep
-  every other top-level record of a JSON file, or paragraph of a SQuAD-style one (the other half stays
-  unseen for a report).
+  JSONL or YAML: every string of 8+ characters; .py: docstrings; a folder: its files), split by record;
+  ``PATH@even`` / ``PATH@odd`` keep every other top-level record of a JSON file, or paragraph of a
+  SQuAD-style one (the other half stays unseen for a report).
 
 A logistic classifier on the encoder's normalised vectors (class-balanced, L2, full-batch gradient
 descent: seconds; the fine clauses weigh four times), its threshold the lowest probability at which
@@ -31,8 +31,10 @@ import click
 import numpy as np
 
 from docqa.screening.claims import CLAIMS_FILE, ClaimModel, disclaims, pieces
+from docqa.text.language import lang_of
 
 HELD_OUT = 5  # one in five examples / records
+READABLE = (".md", ".txt", ".html", ".htm", ".json", ".jsonl", ".yaml", ".yml", ".py")
 
 
 def _held_out(key: str) -> bool:
@@ -93,9 +95,21 @@ def read_clean(spec: str) -> list[tuple[str, list[str]]]:
     path = Path(path_text)
     if half not in ("", "even", "odd"):
         raise click.BadParameter(f"{spec}: the part after @ is 'even' or 'odd'")
+    if path.is_dir():  # the readable files directly inside it
+        return [r for f in sorted(path.iterdir()) if f.suffix in READABLE and f.is_file() for r in read_clean(str(f))]
     if not path.is_file():
-        raise click.BadParameter(f"{path}: no such file")
+        raise click.BadParameter(f"{path}: no such file or folder")
     text = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix == ".py":  # docstrings: English prose (the standard library's, for one)
+        import ast
+
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            return []
+        docs = [ast.get_docstring(n) for n in ast.walk(tree)
+                if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+        return [(f"{path.name}#{i}", [d]) for i, d in enumerate(docs) if d]
     if path.suffix in (".json", ".jsonl"):
         try:
             data = json.loads(text)
@@ -208,12 +222,18 @@ def train_claims(directory: Path, clean: list[str], *, encoder: str, backend: st
     # the operating point: clean text flagged at most max_false of the time (what a user of an ordinary answer
     # would meet); the same-topic fine clauses are reported, not fitted to (they are the hard trade-off)
     threshold = pick_threshold(p[held & (kind == "clean")], max_false)
+    # ... and per language where it has held-out clean text of its own: English and Chinese sentences sit at
+    # different distances from the claims, and one threshold would be set by the language with more text
+    langs = np.array([lang_of(r[0]).value for r in rows])
+    thresholds = {lang: pick_threshold(p[held & (kind == "clean") & (langs == lang)], max_false)
+                  for lang in ("zh", "en") if (held & (kind == "clean") & (langs == lang)).sum() >= 100}
+    cut = np.array([thresholds.get(lang, threshold) for lang in langs])
 
     def rate(mask) -> float:
-        return float((p[mask] >= threshold).mean()) if mask.any() else float("nan")
+        return float((p[mask] >= cut[mask]).mean()) if mask.any() else float("nan")
 
     figures = {
-        "threshold": threshold,
+        "threshold": threshold, "thresholds": thresholds,
         "held_out": {"claims_caught": rate(held & (y == 1)), "fine_flagged": rate(held & (kind == "fine")),
                      "clean_flagged": rate(held & (kind == "clean")),
                      "n_claims": int((held & (y == 1)).sum()), "n_fine": int((held & (kind == "fine")).sum()),
@@ -230,7 +250,7 @@ def train_claims(directory: Path, clean: list[str], *, encoder: str, backend: st
             "counts": {"claims": int(y.sum()), "fine": int((kind == "fine").sum()),
                        "clean": int((kind == "clean").sum())},
             "max_false": max_false, "figures": figures, "encode_seconds": round(encode_s, 1)}
-    model = ClaimModel(encoder, backend, w, b, threshold, centroids, names, card)
+    model = ClaimModel(encoder, backend, w, b, threshold, thresholds, centroids, names, card)
     model.save(directory)
     return card
 
@@ -247,7 +267,8 @@ def write_card(directory: Path, card: dict, sources: dict[str, str]) -> Path:
         "",
         f"- encoder: `{card['encoder']}` (backend `{card['backend']}`); weights: its dimension plus a bias",
         f"- threshold: {f['threshold']:.4f} (the lowest at which held-out clean text is flagged at most "
-        f"{card['max_false']:.1%} of the time)",
+        f"{card['max_false']:.1%} of the time); per language, the same rule on that language's clean text: "
+        + (", ".join(f"{k} {v:.4f}" for k, v in f.get("thresholds", {}).items()) or "none"),
         f"- reproduce: `{card['command']}` (seed {card['seed']})",
         "",
         "## Data",

@@ -57,8 +57,10 @@ def claims(clean, directory, encoder, seed, max_false, clean_limit, sources) -> 
                         command=command)
     write_card(where, card, dict(s.split("=", 1) for s in sources if "=" in s))
     h = card["figures"]["held_out"]
-    click.echo(f"threshold {card['figures']['threshold']:.4f}; held out: claims caught {h['claims_caught']:.1%} "
-               f"of {h['n_claims']}, fine flagged {h['fine_flagged']:.1%} of {h['n_fine']}, clean flagged "
+    per = ", ".join(f"{k} {v:.4f}" for k, v in card["figures"]["thresholds"].items())
+    click.echo(f"threshold {card['figures']['threshold']:.4f} ({per}); held out: claims caught "
+               f"{h['claims_caught']:.1%} of {h['n_claims']}, fine flagged {h['fine_flagged']:.1%} of {h['n_fine']}, "
+               "clean flagged "
                f"{h['clean_flagged']:.2%} of {h['n_clean']}; wrote {where / 'claims_model.json'}")
 
 

@@ -8,6 +8,7 @@ Two files in the compliance directory (prompts/compliance/README.md):
 - ``blocklist_regex.txt``: one Python regex a line, searched case-insensitively. Pick a regex when
   wording varies ("保证您的本金安全" / "承诺收益"); a term when it does not.
 
+A term right after a negation ("不保证收益", "no guaranteed returns") is a disclaimer and passes.
 Chinese terms of four or more characters also match with one character slipped in, reversed, and by
 sound (``docqa.screening.sounds``: homophones, pinyin, one near-miss syllable).
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from docqa.errors import UserError
+from docqa.screening.negation import negated
 from docqa.screening.normalize import Normalized, normalize
 from docqa.screening.sounds import SoundIndex
 from docqa.text.language import HAN_CLASS, has_han
@@ -125,6 +127,8 @@ class Blocklist:
             if rx is None:
                 continue
             for m in rx.finditer(norm.text):
+                if negated(norm.text, m.start()):
+                    continue
                 start, end = norm.span(m.start(), m.end())
                 if kind == "variant":
                     rule, kind_ = self.rule_of.get(self._term_of_variant(m.group(0)), m.group(0)), "term"
@@ -134,6 +138,8 @@ class Blocklist:
                 if first_only:
                     return out
         for term, s, e in self._sounds.find(norm.text):
+            if negated(norm.text, s):
+                continue
             start, end = norm.span(s, e)
             out.append(BlockHit("term", self.rule_of.get(term, term), text[start:end], start, end))
             if first_only:

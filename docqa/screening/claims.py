@@ -22,26 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from docqa.errors import UserError
+from docqa.screening.negation import disclaims
+from docqa.text.language import lang_of
 from docqa.text.sentences import split_sentences
 
 MODEL_FILE = "claims_model.json"
 CLAIMS_FILE = "claims.yaml"
 _CLAUSE_SPLIT = re.compile(r"[，,；;：:、]\s*")
-# A piece that disclaims ("不保证收益", "可能损失本金", "returns are not guaranteed") is not scored: a mean-pooled
-# sentence vector barely moves when "不" is added, so negation is read here, by rule, clause by clause (a
-# disclaimer in one clause does not excuse a claim in the next: "收益有保证，投资需谨慎" is two pieces).
-DISCLAIMER = re.compile(
-    r"不(?:保证|承诺|保本|保息|代表|构成|能保证|能承诺|一定|等于)|无法(?:保证|承诺)|不能(?:保证|承诺)|并非|非保本|"
-    r"(?<!不)可能(?:会)?(?:亏损|损失|下跌|亏|产生)|存在.{0,6}风险|有风险|风险自担|谨慎|以.{0,12}为准|取决于|违法|"
-    r"没有.{0,6}(?:零风险|无风险|稳赚|只赚不赔)|仅供参考|"
-    r"not guaranteed|no guarantee|not a guarantee|(?:does|do|can|will) not (?:guarantee|promise)|"
-    r"cannot (?:guarantee|promise)|can't (?:guarantee|promise)|(?:may|could|might|can) (?:lose|go down|fall)|"
-    r"risk of loss|at risk|not (?:a|an) (?:deposit|investment advice|guide)|illegal|depends? on|decides? on",
-    re.IGNORECASE)
 
-
-def disclaims(piece: str) -> bool:
-    return bool(DISCLAIMER.search(piece))
 MIN_CLAUSE_CHARS = 4
 
 
@@ -81,6 +69,7 @@ class ClaimModel:
     weights: np.ndarray  # (dim,)
     bias: float
     threshold: float  # probability at or above which a piece makes a claim
+    thresholds: dict[str, float]  # ... per language of the piece ("zh", "en"), where calibrated apart
     centroids: dict[str, np.ndarray]  # claim id -> mean of its examples' vectors (which claim a hit is)
     names: dict[str, str]  # claim id -> name
     card: dict  # what training recorded (data, figures, command, seed)
@@ -95,7 +84,8 @@ class ClaimModel:
             weights = np.asarray(raw["weights"], dtype=np.float32)
             centroids = {k: np.asarray(v, dtype=np.float32) for k, v in raw["centroids"].items()}
             model = cls(raw["encoder"], raw.get("backend", "torch"), weights, float(raw["bias"]),
-                        float(raw["threshold"]), centroids, dict(raw.get("names", {})), raw.get("card", {}))
+                        float(raw["threshold"]), {k: float(v) for k, v in raw.get("thresholds", {}).items()},
+                        centroids, dict(raw.get("names", {})), raw.get("card", {}))
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ClaimModelError(f"{path}: not a usable claim model ({e}); retrain it with `docqa finetune "
                                   "claims` or remove it") from None
@@ -106,6 +96,7 @@ class ClaimModel:
     def save(self, directory: Path) -> Path:
         path = directory / MODEL_FILE
         raw = {"encoder": self.encoder, "backend": self.backend, "threshold": round(self.threshold, 6),
+               "thresholds": {k: round(v, 6) for k, v in self.thresholds.items()},
                "bias": float(self.bias), "names": self.names, "card": self.card,
                "weights": [round(float(x), 7) for x in self.weights],
                "centroids": {k: [round(float(x), 6) for x in v] for k, v in self.centroids.items()}}
@@ -116,6 +107,9 @@ class ClaimModel:
 
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-(vectors @ self.weights + self.bias)))
+
+    def threshold_for(self, piece: str) -> float:
+        return self.thresholds.get(lang_of(piece).value, self.threshold)
 
     def claim_of(self, vector: np.ndarray) -> str:
         return max(self.centroids, key=lambda k: float(vector @ self.centroids[k]))
@@ -140,10 +134,11 @@ class ClaimCheck:
         if not parts:
             return None
         vectors = self.embedder.encode_docs(parts)
-        probs = self.model.probabilities(vectors)
-        best = int(np.argmax(probs))
-        if probs[best] < self.model.threshold:
+        margins = self.model.probabilities(vectors) - np.array([self.model.threshold_for(p) for p in parts])
+        best = int(np.argmax(margins))
+        if margins[best] < 0:
             return None
+        probs = self.model.probabilities(vectors)
         claim = self.model.claim_of(vectors[best])
         return ClaimHit(claim, self.model.names.get(claim, claim), parts[best], float(probs[best]))
 

@@ -221,7 +221,7 @@ class ComplianceSettings(BaseModel):
     # The claim check (docqa/screening/claims.py): a draft that makes a forbidden claim of claims.yaml in
     # other words than the blocklist's gets the fallback, in guard and snap mode. Needs claims_model.json in
     # the compliance directory (`docqa finetune claims`) and its encoder; without the file there is no check.
-    # bench/reports/compliance_evasion.md: paraphrases 63/72 caught; 2 of 500 clean sentences blocked (0.4%).
+    # bench/reports/compliance_evasion.md: paraphrases 56/72 caught; 0 of 500 clean sentences blocked.
     claim_check: bool = True
     # Personal data (docqa/screening/pii.py: resident IDs with their check digit, mobile and landline
     # numbers, Luhn-valid card numbers, e-mail, passwords in URLs and statements) in every reply channel.

@@ -194,3 +194,19 @@ def test_a_long_claim_written_by_sound_is_caught(blocklist: Blocklist, evasion: 
 def test_clean_text_that_sounds_partly_alike_is_not_blocked(blocklist: Blocklist, clean: str) -> None:
     """Two or three syllables alike are common; four in a row, one at most off, are the claim."""
     assert blocklist.find(clean) is None, blocklist.find(clean)
+
+
+@pytest.mark.parametrize("disclaimer", [
+    "本产品不保证收益，投资需谨慎。", "理财非存款，不保本保息。", "我们无法保证胜诉。", "这不是零风险的产品",
+    "谨防稳赚不赔的骗局", "严禁送红包", "我们不承诺您的本金安全",
+    "We cannot guarantee returns; there are no guaranteed returns."])
+def test_a_rule_right_after_a_negation_or_warning_is_a_disclaimer(blocklist: Blocklist, disclaimer: str) -> None:
+    """Finance answers must carry disclaimers; the rules that forbid the claim must let them through."""
+    assert blocklist.find(disclaimer) is None, blocklist.find(disclaimer)
+
+
+@pytest.mark.parametrize(("text", "rule"), [("不，稳赚不赔", "稳赚不赔"), ("不少人说稳赚", "稳赚"),
+                                            ("我们不保证收益？不，我们保证收益", "保证收益")])
+def test_a_negation_elsewhere_does_not_excuse_the_claim(blocklist: Blocklist, text: str, rule: str) -> None:
+    hit = blocklist.find(text)
+    assert hit is not None and hit.rule == rule, hit
