@@ -206,7 +206,8 @@ def test_a_rule_right_after_a_negation_or_warning_is_a_disclaimer(blocklist: Blo
 
 
 @pytest.mark.parametrize(("text", "rule"), [("不，稳赚不赔", "稳赚不赔"), ("不少人说稳赚", "稳赚"),
-                                            ("我们不保证收益？不，我们保证收益", "保证收益")])
+                                            ("我们不保证收益？不，我们保证收益", "保证收益"),
+                                            ("你们的产品是不是稳赚不赔？", "稳赚不赔"), ("能不能保证胜诉", "保证胜诉")])
 def test_a_negation_elsewhere_does_not_excuse_the_claim(blocklist: Blocklist, text: str, rule: str) -> None:
     hit = blocklist.find(text)
     assert hit is not None and hit.rule == rule, hit
