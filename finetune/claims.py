@@ -132,8 +132,10 @@ def read_clean(spec: str) -> list[tuple[str, list[str]]]:
             records.append((f"{path.name}#{i}", found))
         return records
     if path.suffix in (".yaml", ".yml"):
+        import yaml
+
         found: list[str] = []
-        _strings(__import__("yaml").safe_load(text), found)
+        _strings(yaml.safe_load(text), found)
         return [(f"{path.name}#{i}", [t]) for i, t in enumerate(found)]
     if path.suffix in (".html", ".htm"):
         text = re.sub(r"<[^>]+>", " ", text)
