@@ -5,7 +5,8 @@ states every rule the server checks, including those pydantic models cannot know
 defined: the question-length limit (``max_question_chars``), that a server with several KBs (or none
 yet) needs the request to name one, and the shape of an OpenAI message list docqa can answer (at
 least one user message with text; a user message holds its text in one piece, within the limit).
-The schema is rebuilt on each call from a cached base, so a KB created later is reflected.
+Both variants (a KB to name or not) are built once from the cached base; which one is served follows
+the KBs present, so a KB created later is reflected.
 """
 
 from __future__ import annotations
@@ -28,12 +29,16 @@ def is_blank(text: str) -> bool:
 
 def install(app: FastAPI, settings, registry) -> None:
     base: dict = {}
+    built: dict[bool, dict] = {}  # the two schemas a deployment can have, built once each
 
     def openapi() -> dict:
         if not base:
             base.update(get_openapi(title=app.title, version=app.version, description=app.description,
                                     routes=app.routes))
-        return deployment_schema(base, settings.max_question_chars, kb_required=registry.default_name() is None)
+        kb_required = registry.default_name() is None
+        if kb_required not in built:
+            built[kb_required] = deployment_schema(base, settings.max_question_chars, kb_required=kb_required)
+        return built[kb_required]
 
     app.openapi = openapi
 
