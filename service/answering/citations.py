@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from docqa.search import Hit
 from docqa.text.citations import CLOSE, OPEN, RAW_BODY, RAW_PARTIAL, marker_numbers
-from service.answering.evidence import content_terms, coverage
+from docqa.text.coverage import content_terms, coverage
 
 MAX_MARKER = 24
 MIN_ATTRIBUTION = 0.3  # share of the answer's content terms a passage must hold to be cited for it

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from docqa.search import Hit
+from docqa.text.coverage import DENSE_WEIGHT, combine, coverages
 from docqa.text.sentences import split_sentences
-from service.answering.evidence import DENSE_WEIGHT, combine, coverages
 
 SECOND_SENTENCE_RATIO = 0.7  # the runner-up is quoted too when it scores at least this share of the best
 # ... and at least this share of the refusal threshold: the threshold decides whether to answer at all;

@@ -116,7 +116,7 @@ def test_bound_pruned_scoring_keeps_the_exact_top_and_embeds_less(kb, shared_dat
     import numpy as np
 
     from docqa.search import search
-    from service.answering.evidence import support_scores
+    from docqa.text.coverage import support_scores
     from service.answering.extractive import TOP, evidence_sentences, score_sentences
 
     raw = json.loads((shared_data / "cmrc2018" / "squad-style-data_cmrc2018_trial.json").read_text(encoding="utf-8"))
