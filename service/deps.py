@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from docqa.settings import Settings
 from service.errors import ApiError
 from service.limits import AnswerSlots
-from service.openapi import is_blank
+from service.openapi import MIN_QUESTION_CHARS, is_blank, too_short
 from service.registry import KBRegistry
 from service.request_id import get_request_id
 
@@ -38,10 +38,14 @@ def check_length(text: str, settings: Settings, what: str) -> None:
 
 
 def check_question(question: str, settings: Settings, what: str = "question") -> str:
-    """The question, stripped; the rules are those the OpenAPI schema states (service/openapi.py)."""
+    """The question, stripped; the rules are those the OpenAPI schema states (service/openapi.py): a
+    search query needs one character that is not a space, a chat question two."""
     check_length(question, settings, what)
     if is_blank(question):
         raise ApiError(422, f"the {what} is empty")
+    if what == "question" and too_short(question):
+        raise ApiError(422, f"the question {question.strip()!r} is too short to answer: ask with at least "
+                            f"{MIN_QUESTION_CHARS} characters")
     return question.strip()
 
 

@@ -20,11 +20,23 @@ from fastapi.openapi.utils import get_openapi
 # Text with a character that is not whitespace (Python's ``\S``: what the server checks).
 NOT_BLANK = r"\S"
 _NOT_BLANK = re.compile(NOT_BLANK)
+# A chat question: at least two characters that are not whitespace (one character asks nothing a reader
+# can answer: "?", "税"); a search query may be one keyword, so it only needs NOT_BLANK.
+QUESTION = r"\S[\s\S]*\S"
+_QUESTION = re.compile(QUESTION)
+# a user message of a conversation: blank (no text: skipped) or a question
+USER_TEXT = r"^\s*$|" + QUESTION
+MIN_QUESTION_CHARS = 2
 
 
 def is_blank(text: str) -> bool:
     """The server's reading of the schema's ``pattern: \\S``."""
     return not _NOT_BLANK.search(text)
+
+
+def too_short(text: str) -> bool:
+    """Not blank, but fewer than two non-space characters: the schema's ``QUESTION`` pattern fails."""
+    return not is_blank(text) and not _QUESTION.search(text)
 
 
 def install(app: FastAPI, settings, registry) -> None:
@@ -49,9 +61,8 @@ def deployment_schema(base: dict, max_chars: int, *, kb_required: bool) -> dict:
     as its ``model``, which the schema leaves unstated)."""
     schema = copy.deepcopy(base)
     models = schema["components"]["schemas"]
-    question = {"maxLength": max_chars, "pattern": NOT_BLANK}
-    models["ChatRequest"]["properties"]["question"].update(question)
-    models["SearchRequest"]["properties"]["query"].update(question)
+    models["ChatRequest"]["properties"]["question"].update({"maxLength": max_chars, "pattern": QUESTION})
+    models["SearchRequest"]["properties"]["query"].update({"maxLength": max_chars, "pattern": NOT_BLANK})
     _openai_messages(models, max_chars)
     if kb_required:
         for name in ("ChatRequest", "SearchRequest", "OpenAIChatRequest"):
@@ -69,10 +80,11 @@ def _openai_messages(models: dict, max_chars: int) -> None:
     text_part = {"type": "object", "properties": {"type": {"const": "text"}}, "required": ["type"]}
     # a user message: its text within the limit, in one piece (a string, or at most one text part)
     user_content = {"anyOf": [
-        {"type": "string", "maxLength": max_chars},
+        {"type": "string", "maxLength": max_chars, "pattern": USER_TEXT},
         {"type": "array", "contains": text_part, "minContains": 0, "maxContains": 1,
          "items": {"type": "object", "properties": {
-             "text": {"anyOf": [{"type": "string", "maxLength": max_chars}, {"type": "null"}]}}}},
+             "text": {"anyOf": [{"type": "string", "maxLength": max_chars, "pattern": USER_TEXT},
+                                {"type": "null"}]}}}},
         {"type": "null"}]}
     message = models["OpenAIMessage"]
     message["if"] = {"properties": {"role": {"const": "user"}}, "required": ["role"]}
@@ -81,9 +93,9 @@ def _openai_messages(models: dict, max_chars: int) -> None:
     question = {"type": "object", "required": ["role", "content"], "properties": {
         "role": {"const": "user"},
         "content": {"anyOf": [
-            {"type": "string", "pattern": NOT_BLANK},
+            {"type": "string", "pattern": QUESTION},
             {"type": "array", "contains": {"type": "object", "required": ["type", "text"], "properties": {
-                "type": {"const": "text"}, "text": {"type": "string", "pattern": NOT_BLANK}}}}]}}}
+                "type": {"const": "text"}, "text": {"type": "string", "pattern": QUESTION}}}}]}}}
     messages = models["OpenAIChatRequest"]["properties"]["messages"]
     messages["contains"] = question
     messages["description"] = ("The conversation. The last user message with text is the question; earlier "

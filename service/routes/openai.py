@@ -20,7 +20,7 @@ from service.answering import AnswerResult, answer_question, answer_stream
 from service.auth.access import CallerDep, kb_for
 from service.deps import RegistryDep, RequestIdDep, SlotsDep, check_length, require_ready
 from service.errors import ApiError
-from service.openapi import is_blank
+from service.openapi import MIN_QUESTION_CHARS, is_blank, too_short
 from service.routes.sse import guarded, sse, sse_response
 from service.schemas import OpenAIChatRequest, error_responses
 
@@ -43,6 +43,9 @@ def _conversation(req: OpenAIChatRequest, settings) -> tuple[str, list[dict], li
             raise ApiError(422, f"messages[{i}]: a user message holds its text in one piece (a string or one "
                                 "text part), not several text parts")
         check_length(msgs[i][1], settings, f"user message messages[{i}]")
+        if too_short(msgs[i][1]):
+            raise ApiError(422, f"messages[{i}]: {msgs[i][1].strip()!r} is too short to answer: a user message with "
+                                f"text asks with at least {MIN_QUESTION_CHARS} characters")
     at = next((i for i in range(len(msgs) - 1, -1, -1) if msgs[i][0] == "user" and not is_blank(msgs[i][1])), None)
     if at is None:
         raise ApiError(422, "no user message with text: the last one is the question")
@@ -56,7 +59,7 @@ def _conversation(req: OpenAIChatRequest, settings) -> tuple[str, list[dict], li
 def _extra(result: AnswerResult, warnings: list[str]) -> dict:
     """docqa's fields beside OpenAI's (clients ignore fields they do not know)."""
     return {"citations": result.citations, "refused": result.refused, "fallback": result.fallback,
-            "reason": result.reason, "warnings": [*warnings, *result.warnings]}
+            "reason": result.reason, "answer_span": result.answer_span, "warnings": [*warnings, *result.warnings]}
 
 
 @router.post("/v1/chat/completions",

@@ -387,7 +387,7 @@ BAD_JSON_BODIES = [  # (path, raw body, content type, status, words the message 
      ["Unicode"]),
     ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": [{"type": "text", "text": "\\ud800"}]}]}',
      "application/json", 422, ["Unicode"]),
-    ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "x"}], "stream": true, "kb": "\\ud800"}',
+    ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "xy"}], "stream": true, "kb": "\\ud800"}',
      "application/json", 404, []),
 ]
 BAD_REQUESTS = [  # (path, JSON body, status, words the message must contain)
@@ -420,8 +420,11 @@ BAD_REQUESTS = [  # (path, JSON body, status, words the message must contain)
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": {"text": "x"}}]}, 422, ["content"]),
     ("/v1/chat/completions", {"messages": "hi"}, 422, ["messages"]),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "试用期"}], "kb": "nope"}, 404, ["nope"]),
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": True,
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "xy"}], "stream": True,
                               "kb": "nope"}, 404, ["nope"]),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "试用期多久？"},
+                                           {"role": "user", "content": "?"}]}, 422, ["messages[1]", "too short"]),
+    ("/v1/chat", {"question": " 税 "}, 422, ["question", "too short"]),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, 422,
      ["text"]),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"text": "x"}]}]}, 422, ["type"]),
@@ -477,7 +480,7 @@ def test_all_kbs_server_needs_a_kb_name(multi):
     err = assert_error(multi.post("/v1/chat", json={"question": STATUTE_Q}), 422, '"kb"')
     assert LAW in err["message"] and NOTES in err["message"]
     assert_error(multi.post("/v1/search", json={"query": "试用期"}), 422, "kb")
-    assert_error(multi.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]}),
+    assert_error(multi.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "xy"}]}),
                  422, "kb")
 
 
