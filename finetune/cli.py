@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from docqa.errors import UserError
@@ -203,3 +205,102 @@ def rerank(kb, pairs_file, base, output_dir, epochs, batch_size, learning_rate, 
         click.echo(f"reranker -> {output_dir}: {result.train_rows} training rows, {result.eval_queries} held-out "
                    f"queries, {result.seconds:.0f}s\n{format_table(result)}")
     finish(verdict)
+
+
+@finetune.command()
+@click.option("--train", "train_specs", multiple=True, metavar="PATH[@part]",
+              help="SQuAD-style training file (CMRC 2018, DRCD, CAIL2019, SQuAD 2), repeatable; @train, @dev, @test, "
+              "@all picks the part of docqa's split by case or article (default all).")
+@click.option("--heldout", "heldout_specs", multiple=True, metavar="PATH[@part]",
+              help="Held-out file for the before/after table (repeatable); never the cases you train on.")
+@click.option("--kb", default=None, metavar="NAME", help="Also train on questions made from this KB's passages (as "
+              "`docqa eval make` makes them; the KB's LLM words them when one is configured), split by document.")
+@click.option("--kb-questions", default=2000, show_default=True, type=click.IntRange(1),
+              help="Questions made from the KB at most.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The reader file to write (.safetensors: the trained top layers and heads).")
+@click.option("--encoder", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="The e5 folder (default: the one `docqa models build` made).")
+@click.option("--init", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Start from this reader file instead of fresh heads (before = that reader).")
+@click.option("--layers", default=4, show_default=True, type=click.IntRange(1, 12),
+              help="Top encoder layers trained (12: all; sensible on a GPU).")
+@click.option("--epochs", default=1.0, show_default=True, type=float)
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=1e-4, show_default=True, type=float)
+@click.option("--max-train", default=None, type=click.IntRange(1), help="Training questions used at most.")
+@click.option("--max-heldout", default=1500, show_default=True, type=click.IntRange(1))
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda (falls back to cpu without one).")
+@click.option("--threads", default=None, type=click.IntRange(1), help="CPU threads for torch (default: all cores).")
+@click.option("--seed", default=7, show_default=True, type=int)
+@keep_worse_option
+def reader(train_specs, heldout_specs, kb, kb_questions, out, encoder, init, layers, epochs, batch_size, lr, max_train,
+           max_heldout, device, threads, seed, keep_worse) -> None:
+    """Train the reader (answer span + answerability, docqa/reader) on question-answering sets; prints the
+    held-out before/after table. Resumable: rerunning the same command continues from OUT.ckpt."""
+    import shlex
+    import sys as _sys
+
+    from docqa.models import E5_SMALL, build_hint, built_model_dir
+    from finetune.reader.job import ReaderJob, run
+    from finetune.reader.train import TrainConfig
+    from finetune.verdict import settle, snapshot
+
+    enc = encoder or built_model_dir(E5_SMALL)
+    if not (enc / "tokenizer.json").is_file():
+        raise click.ClickException(f"no encoder at {enc}: {build_hint(E5_SMALL)}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            click.echo("[reader] no CUDA device here: training on the CPU", err=True)
+            device = "cpu"
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    cfg = TrainConfig(trainable=layers, batch_size=batch_size, lr=lr, epochs=epochs, seed=seed, device=device)
+    command = "docqa finetune reader " + shlex.join(_sys.argv[3:] if len(_sys.argv) > 3 else [])
+    if not train_specs and not kb:
+        raise click.UsageError("give --train PATH[@part] (repeatable), --kb NAME, or both")
+    from_kb = []
+    if kb:
+        from docqa.kb import KnowledgeBase
+        from docqa.settings import load_settings
+        from finetune.reader.data import kb_questions as make_questions
+
+        kbase = KnowledgeBase.open(kb, load_settings())
+        llm = None
+        if str(getattr(kbase.settings.llm_backend, "value", kbase.settings.llm_backend)) != "extractive":
+            from service.llm import kb_llm_settings, llm_for
+
+            llm = llm_for(kb_llm_settings(kbase.settings, kb))
+        from_kb = make_questions(kbase, kb_questions, seed, llm)
+        click.echo(f"[reader] {len(from_kb)} questions made from KB {kb}", err=True)
+    job = ReaderJob(enc, list(train_specs), list(heldout_specs), out, cfg, init, max_train, max_heldout, command,
+                    from_kb)
+    existed = snapshot(out.parent)
+    try:
+        res = run(job, log=lambda m: click.echo(m, err=True))
+    except (ValueError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    verdict = settle("reader", out.parent, res["before"], res["after"],
+                     existed=existed, keep_worse=keep_worse)
+    click.echo(f"reader -> {out}: {res['train_windows']} training windows, {res['heldout_windows']} held-out windows, "
+               f"{res['seconds'] / 60:.0f} min")
+    finish(verdict)
+
+
+@finetune.command("statute-questions")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--per-article", default=2, show_default=True, type=click.IntRange(1))
+def statute_questions(paths, out, per_article) -> None:
+    """Markdown statutes (files or folders) -> a SQuAD-style file of rule questions for `finetune reader --train`:
+    each article sentence holding a duration, amount or count asked about as `docqa eval make` asks."""
+    from finetune.reader.statutes import write
+
+    laws, n = write(list(paths), out, per_article)
+    if not n:
+        raise click.ClickException(f"no article sentence with a fact to ask about in {', '.join(map(str, paths))}")
+    click.echo(f"{n} questions from {laws} statutes -> {out}")

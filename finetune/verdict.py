@@ -22,7 +22,8 @@ from pathlib import Path
 import click
 
 EXIT_WORSE = 3
-MAIN = {"embed": ("mrr@10", True), "rerank": ("mrr@10", True), "nsp": ("accuracy", True), "llm": ("eval_loss", False)}
+MAIN = {"embed": ("mrr@10", True), "rerank": ("mrr@10", True), "nsp": ("accuracy", True), "llm": ("eval_loss", False),
+        "reader": ("score", True)}
 FILE = "finetune_verdict.json"
 
 

@@ -50,6 +50,23 @@ def build(out: Path | None, source: Path | None, force: bool) -> None:
     if out is None:
         _prepare_backend(target)
         _verify_claim_check()
+        _build_reader(target, force)
+
+
+def _build_reader(encoder: Path, force: bool) -> None:
+    """The reader (docqa/reader/build.py): the shipped trained layers + this encoder -> verified int8 ONNX."""
+    from docqa.reader.build import BUILD_DIR, ReaderBuildError, build
+
+    try:
+        rec = build(encoder, force=force, log=lambda m: click.echo(f"[models] {m}", err=True))
+    except ReaderBuildError as e:
+        raise ModelsError(str(e)) from None
+    where = BUILD_DIR()
+    if not rec["built"]:
+        click.echo(f"reader: up to date at {where}")
+        return
+    probes = "; ".join(f"{p['answer']} ({p['p_answer']:.2f})" for p in rec["probes"])
+    click.echo(f"reader: built {where} in {rec['seconds']:.0f}s (probes answered: {probes})")
 
 
 def _verify_claim_check() -> None:
@@ -83,6 +100,26 @@ def _prepare_backend(target: Path) -> None:
     click.echo(f"{E5_SMALL}: embed_backend {backend} {state}")
 
 
+@models.command("reader")
+@click.argument("delta", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of the build (default: beside the file, <name>-onnx); set reader_model to it.")
+@click.option("--force", is_flag=True, help="Rebuild even when the folder is up to date.")
+def reader_cmd(delta: Path, out: Path | None, force: bool) -> None:
+    """Build a reader file of `docqa finetune reader` into a verified int8 ONNX folder for `reader_model`."""
+    from docqa.reader.build import ReaderBuildError, build
+
+    target = out or delta.with_name(delta.stem + "-onnx")
+    encoder = built_model_dir(E5_SMALL)
+    try:
+        rec = build(encoder, target, delta=delta, checksum=delta.with_suffix(".sha256"), force=force,
+                    log=lambda m: click.echo(f"[models] {m}", err=True))
+    except ReaderBuildError as e:
+        raise ModelsError(str(e)) from None
+    state = "up to date" if not rec["built"] else f"built in {rec['seconds']:.0f}s"
+    click.echo(f"reader {delta.name}: {state} at {target}; use it with reader_model: {target}")
+
+
 @models.command()
 @click.option("--json", "as_json", is_flag=True)
 def info(as_json: bool) -> None:
@@ -96,9 +133,22 @@ def info(as_json: bool) -> None:
     except (OSError, ValueError):
         pass
     row = {"model": E5_SMALL, "path": str(folder), "built": rec is not None, "record": rec,
-           "models_dir": str(models_dir())}
+           "models_dir": str(models_dir()), "reader": _reader_info()}
     if as_json:
-        click.echo(json.dumps(row, indent=2))
+        click.echo(json.dumps(row, indent=2, ensure_ascii=False))
         return
     state = "built" if rec else "not built (run `docqa models build`)"
     click.echo(f"{E5_SMALL}: {state}: {folder}")
+    r = row["reader"]
+    click.echo(f"reader: {'built' if r['usable'] else 'not usable (' + r['error'] + ')'}: {r['path']}")
+
+
+def _reader_info() -> dict:
+    from docqa.reader.files import BUILD_DIR
+    from docqa.reader.runtime import ReaderUnavailable, _load
+
+    try:
+        rec = _load(None).record
+        return {"path": str(BUILD_DIR()), "usable": True, "error": None, "record": rec}
+    except ReaderUnavailable as e:
+        return {"path": str(BUILD_DIR()), "usable": False, "error": str(e), "record": None}

@@ -69,6 +69,11 @@ def rule_question(sentence: str, span: str) -> str:
 
 def _candidates(units, rng: random.Random) -> list[tuple[str, str, str]]:
     """(doc_id, sentence, span) from segment units, shuffled."""
+    return [(u.doc_id, s, span) for u, s, span in fact_sentences(units, rng)]
+
+
+def fact_sentences(units, rng: random.Random) -> list[tuple[object, str, str]]:
+    """(unit, sentence, span): the sentences of ``units`` that hold a fact to ask about, shuffled."""
     out = []
     for u in units:
         kps = [k.strip() for k in re.split(r"[;；,，\n]", u.keyinfo or "") if k.strip()]
@@ -77,8 +82,26 @@ def _candidates(units, rng: random.Random) -> list[tuple[str, str, str]]:
                 continue
             span = fact_span(s, kps)
             if span and s.count(span) == 1:  # twice: the question would give the answer away
-                out.append((u.doc_id, s, span))
+                out.append((u, s, span))
     rng.shuffle(out)
+    return out
+
+
+def passage_questions(kb, n: int, *, seed: int = 0, llm=None) -> list[tuple[object, str, str, str]]:
+    """(unit, sentence, question, span) for ``n`` facts of the KB's passages, the way the eval set's
+    answerable questions are made (the LLM's wording when one is given): `docqa finetune reader --kb`."""
+    from docqa.units import Level
+
+    rng = random.Random(seed)
+    units = [u for d in kb.store.iter_docs() for u in kb.store.units_of_doc(d.doc_id) if u.level is Level.SEGMENT]
+    out, seen = [], set()
+    for u, sentence, span in fact_sentences(units, rng):
+        if len(out) >= n:
+            break
+        if sentence in seen:
+            continue
+        seen.add(sentence)
+        out.append((u, sentence, _llm_question(llm, sentence, span) or rule_question(sentence, span), span))
     return out
 
 

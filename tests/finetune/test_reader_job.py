@@ -1,0 +1,182 @@
+"""`docqa finetune reader` end to end on a tiny random encoder and SQuAD-style files written here: the split
+by case, hard negatives, the held-out before/after table and the verdict, resumption, and bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from cli_helpers import run_main
+from tiny_models import make_tiny_bert
+
+from finetune.reader.data import examples, parse_spec, part_of, read_squad
+
+pytestmark = pytest.mark.slow
+
+CASES = [
+    ("原告与被告于2011年离婚，约定女儿随原告生活，被告每月支付生活费800元。被告未按约定支付。",
+     "每月支付多少生活费？", "800元"),
+    ("被告驾驶货车与原告的轿车相撞，交警认定被告负全部责任。原告花费修车费12000元。",
+     "原告修车花了多少钱？", "12000元"),
+    ("原告向被告借款五万元，约定一年内归还，利息按年利率百分之六计算。", "借款的年利率是多少？", "百分之六"),
+    ("被告在超市工作期间摔伤，住院治疗二十天，医疗费共计三千元。", "被告住院治疗了多少天？", "二十天"),
+]
+
+
+def squad_file(path: Path, copies: int = 6) -> Path:
+    data = []
+    for i in range(copies):
+        for j, (ctx, q, a) in enumerate(CASES):
+            qas = [{"id": f"{i}-{j}-1", "question": q, "answers": [{"text": a, "answer_start": ctx.index(a)}],
+                    "is_impossible": "false"},
+                   {"id": f"{i}-{j}-2", "question": "被告是否同意调解？",
+                    "answers": [{"text": "YES", "answer_start": -1}], "is_impossible": "false"},
+                   {"id": f"{i}-{j}-3", "question": "被告的职业是什么？", "answers": [], "is_impossible": "true"}]
+            data.append({"caseid": f"case{i}-{j}", "paragraphs": [{"context": f"（{i}）{ctx}", "qas": qas}]})
+    path.write_text(json.dumps({"data": data}, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    texts = [c for case in CASES for c in case] + ["被告是否同意调解？被告的职业是什么？（）0123456789"]
+    return make_tiny_bert(tmp_path / "enc", texts, nsp_head=False)
+
+
+def test_the_split_is_by_case_and_stable(tmp_path):
+    f = squad_file(tmp_path / "cases.json", copies=40)
+    parts = {p: read_squad(f, p) for p in ("train", "dev", "test")}
+    groups = {p: {q.group for q in qs} for p, qs in parts.items()}
+    assert groups["train"] and groups["test"]
+    assert not groups["train"] & groups["test"] and not groups["train"] & groups["dev"]
+    assert sum(len(v) for v in parts.values()) == len(read_squad(f, "all"))
+    assert all(part_of(g) == "test" for g in groups["test"])
+    kinds = {q.kind for q in read_squad(f)}
+    assert kinds == {"span", "yes", "none"}
+    with pytest.raises(ValueError, match="must be one of"):
+        parse_spec(f"{f}@holdout")
+
+
+def test_examples_label_spans_and_hard_negatives(tmp_path, tiny):
+    from docqa.reader.windows import Tokens
+
+    qs = [q for q in read_squad(squad_file(tmp_path / "c.json"))]
+    exs = examples(qs, Tokens(tiny), random.Random(0), minus_answer=1.0, other_passage=1.0)
+    spans = [e for e in exs if e.kind == "span"]
+    assert spans
+    for e in spans:
+        w = e.window
+        a, b = w.offsets[e.start - w.first][0], w.offsets[e.end - w.first][1]
+        assert e.q.context[a:b] == e.q.answers[0][1]
+    minus = [e for e in exs if e.how == "minus-answer"]
+    other = [e for e in exs if e.how == "other-passage"]
+    assert minus and other and all(e.kind == "none" for e in minus + other)
+
+
+def test_finetune_reader_trains_writes_the_delta_and_its_verdict(tmp_path, tiny, monkeypatch, capsys):
+    f = squad_file(tmp_path / "cases.json", copies=30)
+    out = tmp_path / "out" / "reader.safetensors"
+    code, stdout, err = run_main(monkeypatch, capsys, "finetune", "reader", "--train", f"{f}@train",
+                                 "--heldout", f"{f}@test", "--encoder", str(tiny), "--out", str(out),
+                                 "--layers", "1", "--batch-size", "8", "--lr", "3e-3", "--epochs", "2",
+                                 "--keep-worse", "--seed", "1")
+    assert code in (0, 3), err
+    assert out.is_file() and not out.with_name(out.name + ".ckpt").exists()
+    verdict = json.loads((out.parent / "finetune_verdict.json").read_text())
+    assert verdict["job"] == "reader" and verdict["metric"] == "score"
+    for side in ("before", "after"):
+        t = verdict["table"][side]
+        assert {"span_em", "span_f1", "answerability_balanced_accuracy", "score"} <= set(t)
+    from docqa.reader.net import read_meta
+
+    meta = read_meta(out)
+    assert meta["command"].startswith("docqa finetune reader --train")
+    assert meta["trained"]["windows_by_kind"]["none"] > 0 and meta["after"] == verdict["table"]["after"]
+    assert "held-out" in err and "training windows" in stdout
+
+
+def test_training_resumes_from_its_checkpoint(tmp_path, tiny):
+    """A run stopped after 3 steps and started again ends with the weights of a run never stopped."""
+    import torch
+
+    from docqa.reader.net import build, delta_state
+    from docqa.reader.windows import Tokens
+    from finetune.reader.train import TrainConfig, train
+
+    exs = examples(read_squad(squad_file(tmp_path / "c.json")), Tokens(tiny), random.Random(0))
+    cfg = TrainConfig(trainable=1, batch_size=8, checkpoint_every=1, seed=3)
+    assert len(exs) > 8 * 4
+    torch.manual_seed(0)
+    whole = build(tiny, 1)
+    train(whole, exs, cfg, None, log=lambda m: None)
+    ckpt, logs = tmp_path / "r.ckpt", []
+    torch.manual_seed(0)
+    first = build(tiny, 1)
+    stats = train(first, exs, cfg, ckpt, log=logs.append, max_steps=3)
+    assert stats["steps"] == 3 and ckpt.is_file()
+    torch.manual_seed(0)
+    second = build(tiny, 1)  # a new process: fresh heads, then the checkpoint
+    train(second, exs, cfg, ckpt, log=logs.append)
+    assert any("resuming at step 3" in m for m in logs)
+    a, b = delta_state(whole), delta_state(second)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_overlapping_train_and_heldout_cases_are_refused(tmp_path, tiny, monkeypatch, capsys):
+    f = squad_file(tmp_path / "cases.json")
+    code, _, err = run_main(monkeypatch, capsys, "finetune", "reader", "--train", str(f), "--heldout", f"{f}@test",
+                            "--encoder", str(tiny), "--out", str(tmp_path / "r.safetensors"))
+    assert code == 1 and "in both the training and the held-out sets" in err
+    code, _, err = run_main(monkeypatch, capsys, "finetune", "reader", "--train", f"{f}@every",
+                            "--encoder", str(tiny), "--out", str(tmp_path / "r.safetensors"))
+    assert code == 1 and "must be one of" in err
+    code, _, err = run_main(monkeypatch, capsys, "finetune", "reader", "--train", str(tmp_path / "missing.json"),
+                            "--encoder", str(tiny), "--out", str(tmp_path / "r.safetensors"))
+    assert code == 1 and "missing.json" in err
+
+
+def test_finetune_reader_from_a_kb_makes_questions_from_its_passages(tmp_path, tiny, monkeypatch, capsys, e5_model):
+    from docqa.settings import load_settings
+    from ingest.pipeline import ingest_paths
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, (ctx, _, _) in enumerate(CASES * 5):
+        (docs / f"case{i}.md").write_text(f"# 案件{i}\n\n第{i + 1}号案件。{ctx}\n", encoding="utf-8")
+    home = tmp_path / "home"
+    report = ingest_paths([docs], "cases", load_settings(home=home, device="cpu", keyphrases=False), progress=False)
+    assert not report.failures
+    monkeypatch.setenv("DOCQA_HOME", str(home))
+    out = tmp_path / "out" / "reader.safetensors"
+    code, stdout, err = run_main(monkeypatch, capsys, "finetune", "reader", "--kb", "cases", "--encoder", str(tiny),
+                                 "--out", str(out), "--layers", "1", "--batch-size", "4", "--keep-worse")
+    assert code in (0, 3), err
+    assert "questions made from KB cases" in err
+    from docqa.reader.net import read_meta
+
+    meta = read_meta(out)
+    assert meta["trained"]["windows"] > 0 and meta["before"]  # documents held out of training gave a table
+
+
+def test_statute_questions_ask_about_each_articles_facts(tmp_path, monkeypatch, capsys):
+    law = tmp_path / "示例法(2020-01-01).md"
+    law.write_text("# 示例法\n\n## 第一章 总则\n\n第一条 为了规范示例，制定本法。\n\n"
+                   "第二条 申请人应当自收到通知之日起三十日内提交材料。\n"
+                   "逾期不提交的，由主管部门处五千元以下的罚款。\n\n"
+                   "**第三条** 本法自公布之日起施行。\n", encoding="utf-8")
+    out = tmp_path / "q.json"
+    code, stdout, err = run_main(monkeypatch, capsys, "finetune", "statute-questions", str(tmp_path), "--out", str(out))
+    assert code == 0, err
+    qs = read_squad(out)
+    assert {q.answers[0][1] for q in qs} == {"三十日内", "五千元"} and all(q.group.endswith("示例法(2020-01-01)")
+                                                                   for q in qs)
+    for q in qs:
+        s, t = q.answers[0]
+        assert q.context[s:s + len(t)] == t and t not in q.question and q.context.startswith("第二条")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "x.md").write_text("第一条 本法自公布之日起施行。\n", encoding="utf-8")
+    code, _, err = run_main(monkeypatch, capsys, "finetune", "statute-questions", str(empty), "--out", str(out))
+    assert code == 1 and "no article sentence" in err
