@@ -68,6 +68,8 @@ def ask(question: str, kb: str, as_json: bool) -> None:
     click.echo(result.answer)
     for c in result.citations:
         click.echo(f"  [{c['n']}] {c.get('label') or c['title'] or c['source']}: {c['text'][:120]}")
+    for w in result.warnings:
+        click.echo(f"warning: {w}", err=True)
 
 
 @cli.command()

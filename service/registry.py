@@ -154,7 +154,7 @@ class KBRegistry:
                 kb.warm_up()
                 warm_up_compliance(kb)  # bad compliance data: a start-up error, not a 500 later
                 self._recover_uploads(kb)
-                if self.settings.warm_evidence and not self.closing.is_set():
+                if self.settings.warm_evidence and _scores_sentences(kb) and not self.closing.is_set():
                     t = threading.Thread(target=self._warm_evidence, args=(kb,), name=f"docqa-evidence-{name}",
                                          daemon=True)
                     self._threads.append(t)
@@ -169,3 +169,13 @@ class KBRegistry:
             self.error = "; ".join(f"{n}: {m}" for n, m in self.kb_errors.items())
         else:
             self.ready = True
+
+
+def _scores_sentences(kb: KnowledgeBase) -> bool:
+    """Whether answers from ``kb`` embed passage sentences (the evidence warm-up pays that ahead): not when
+    the reader answers and no LLM drafts need the guard's sentence similarity. Loads the reader now, so
+    the first question does not pay for it."""
+    from service.answering.reading import reader_for
+
+    reader, _ = reader_for(kb.settings)
+    return reader is None or str(getattr(kb.settings.llm_backend, "value", kb.settings.llm_backend)) != "extractive"

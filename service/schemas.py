@@ -102,6 +102,17 @@ class Citation(BaseModel):
                                                "standard's numbered clause: 《中华人民共和国劳动合同法》第十九条.")
 
 
+class AnswerSpan(BaseModel):
+    text: str = Field(description="The short answer: the span as written in the passage, or 是/否 (Yes/No).")
+    kind: str = Field(description="span | yes | no")
+    n: int = Field(description="The citation [n] of the passage that holds it.")
+    start: int = Field(description="First character of the span in that citation's text (-1 for yes / no, and "
+                       "for a table, whose rows the reader reads as \"header：cell\" lines: see sentence).")
+    end: int = Field(description="End (exclusive) of the span in that citation's text (-1 for yes / no).")
+    sentence: str = Field(description="The passage sentence that holds the answer, as quoted.")
+    probability: float = Field(description="The reader's probability that the passage holds an answer.")
+
+
 class ChatResponse(BaseModel):
     answer: str
     citations: list[Citation]
@@ -110,6 +121,10 @@ class ChatResponse(BaseModel):
     reason: str | None = None
     query: str = ""
     evidence_score: float = 0.0
+    answer_span: AnswerSpan | None = Field(default=None, description="What the reader found (extractive answers "
+                                           "read by docqa's reader); null otherwise.")
+    basis: str = Field(default="evidence", description="What decided to answer or refuse: reader (its probability "
+                       "is evidence_score), evidence (sentence support), rerank, article (the question named it).")
     warnings: list[str] = Field(default_factory=list, description="What the reply was given without, e.g. "
                                 "\"answered without reranking: ...\" when the reranker could not be loaded.")
 

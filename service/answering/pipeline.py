@@ -31,6 +31,8 @@ from docqa.text.tokenize import count_tokens
 from service.answering.citations import CitationFilter, attribute, filter_citations
 from service.answering.extractive import Scored, compose, quote_article, quote_order, render, score_sentences
 from service.answering.history import condense, joined_query, truncate_history
+from service.answering.reading import read_answer, reader_for
+from service.answering.reading import render as render_reading
 from service.answering.result import AnswerResult, refusal_message, stream_answer
 from service.llm import LLM, GenParams, LLMError, kb_llm_settings, llm_for
 
@@ -56,6 +58,8 @@ class Prepared:
     stage: str | None = None
     request_id: str | None = None
     notes: list[str] = field(default_factory=list)  # e.g. why condensation fell back
+    reading: object | None = None  # the reader's answer (service/answering/reading.py ReadAnswer), if it read
+    basis: str = "evidence"  # what decided: reader | evidence | rerank | article
     llm_seconds: float = 0.0  # time spent inside LLM calls (bench/service_overhead.py)
     retrieve_seconds: float = 0.0  # search and the evidence scores
 
@@ -88,18 +92,35 @@ def prepare(kb: KnowledgeBase, question: str, history: list[dict] | None = None,
     prep.query = _standalone(prep, turns)
     key = (prep.query, k or s.answer_k, where)
     t0 = time.perf_counter()
+    reader, reader_error = reader_for(s)
+    if reader_error:
+        prep.notes.append(f"answered without the reader (quoting the best-supported sentences): {reader_error}")
     if cache is not None and key in cache:
-        prep.hits, scored = cache[key]
+        prep.hits, scored, reading = cache[key]
     else:
         prep.hits = search(kb, prep.query, k or s.answer_k, where=where)
-        scored = quote_article(prep.hits) or score_sentences(prep.query, prep.hits, kb.embedder)
+        scored, reading = quote_article(prep.hits), None
+        if not scored and reader is not None:
+            reading = read_answer(reader, prep.query, prep.hits, s.reader_windows, s.reader_window_tokens)
+        elif not scored:
+            scored = score_sentences(prep.query, prep.hits, kb.embedder)
         if cache is not None:
-            cache[key] = (prep.hits, scored)
+            cache[key] = (prep.hits, scored, reading)
     if s.rerank_model and kb.reranker_error:
         prep.notes.append(f"answered without reranking: {kb.reranker_error}")
     reranked = [h.rerank_score for h in prep.hits if h.rerank_score is not None]
-    if reranked and not (scored and scored[0].exact):
+    if scored and scored[0].exact:
+        prep.chosen, prep.best = compose(scored, s.refusal_threshold)
+        prep.basis = "article"
+    elif reading is not None:  # the reader decides: P(answer) of the window most likely to hold one
+        ans, prep.best = reading
+        prep.basis = "reader"
+        if ans is not None and prep.best >= s.reader_threshold:
+            prep.reading = ans
+            prep.chosen = [Scored(ans.hit_index, ans.sentence, prep.best)]
+    elif reranked:
         # a reranked KB refuses on the cross-encoder's best score, then quotes the best evidence
+        prep.basis = "rerank"
         if max(reranked) < s.rerank_refusal_threshold:
             prep.chosen, prep.best = [], max(reranked)
         else:
@@ -186,8 +207,11 @@ def _without_llm(prep: Prepared) -> AnswerResult | None:
     """The refusal, or the extractive answer, when no LLM call is needed."""
     if not prep.chosen:
         why = "no retrieved passage supports an answer" if prep.hits else "the knowledge base returned no passage"
+        if prep.basis == "reader" and prep.hits:
+            why = (f"the reader found no answer in the passages (P(answer) {prep.best:.2f} < reader_threshold "
+                   f"{prep.settings.reader_threshold:.2f})")
         return AnswerResult(answer=refusal_message(prep.question), refused=True, query=prep.query,
-                            evidence_score=prep.best, reason=why)
+                            evidence_score=prep.best, reason=why, basis=prep.basis)
     if prep.llm is None:
         return extractive_result(prep)
     return None
@@ -209,12 +233,18 @@ def citation(n: int, h: Hit) -> dict:
 
 def extractive_result(prep: Prepared, **extra) -> AnswerResult:
     """Quote the chosen evidence sentences (``quote_order``), each run with its [n] (numbered as quoted)."""
+    if prep.reading is not None:
+        ans, hit = prep.reading, prep.hits[prep.reading.hit_index]
+        return AnswerResult(answer=render_reading(ans, hit, 1, prep.question), citations=[citation(1, hit)],
+                            query=prep.query, evidence_score=prep.best, answer_span=ans.span_field(1),
+                            basis=prep.basis, quotes=ans.quotes(), **extra)
     chosen = quote_order(prep.chosen, prep.hits)
     used = list(dict.fromkeys(s.hit_index for s in chosen))
     number_of = {hi: n for n, hi in enumerate(used, start=1)}
     return AnswerResult(answer=render(chosen, number_of),
                         citations=[citation(number_of[i], prep.hits[i]) for i in used], refused=False,
-                        query=prep.query, evidence_score=prep.best, **extra)
+                        query=prep.query, evidence_score=prep.best, basis=prep.basis,
+                        quotes=[s.sentence for s in chosen], **extra)
 
 
 def fallback_result(prep: Prepared, err: LLMError) -> AnswerResult:
@@ -243,7 +273,7 @@ def llm_result(prep: Prepared, text: str, cited: list[int]) -> AnswerResult:
             cited = [n]
             text = cite(text, n)
     return AnswerResult(answer=text, citations=[citation(n, passages[n - 1]) for n in sorted(cited)],
-                        query=prep.query, evidence_score=prep.best)
+                        query=prep.query, evidence_score=prep.best, basis=prep.basis)
 
 
 # --- compliance filter call site (service/compliance, per KB off | guard | snap) ---------------------

@@ -23,6 +23,12 @@ class AnswerResult:
     # text: the guard has nothing to ground, the audit log still records it
     fixed_text: bool = False
     reason: str | None = None
+    # what the reader found (service/answering/reading.py ReadAnswer.span_field); None otherwise
+    answer_span: dict | None = None
+    # what decided to answer or refuse: "reader" (its P(answer)), "evidence" (sentence support), "rerank", "article"
+    basis: str = "evidence"
+    # the pieces of the answer quoted from the passages (extractive answers): what the guard grounds
+    quotes: list[str] | None = field(default=None, compare=False)
     # what the reply was given without (a reranker that failed to load, a follow-up not condensed)
     warnings: list[str] = field(default_factory=list)
     # seconds per stage (retrieve, generate, filter), for /metrics; not part of the reply
@@ -55,7 +61,8 @@ class AnswerResult:
     def to_dict(self) -> dict:
         return {"answer": self.answer, "citations": self.citations, "refused": self.refused,
                 "fallback": self.fallback, "reason": self.reason, "query": self.query,
-                "evidence_score": round(float(self.evidence_score), 4), "warnings": self.warnings}
+                "evidence_score": round(float(self.evidence_score), 4), "answer_span": self.answer_span,
+                "basis": self.basis, "warnings": self.warnings}
 
 
 def stream_answer(result: AnswerResult) -> Iterator[str]:

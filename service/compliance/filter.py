@@ -84,6 +84,8 @@ class ComplianceConfig:
     redact: RedactMode = RedactMode.MASK
     claim_check: bool = True
     device: str = "cpu"
+    verify: bool = False  # the reader checks the facts of LLM drafts (guard_verifier, with the reader on)
+    reader_model: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, kb: str) -> ComplianceConfig:
@@ -97,7 +99,7 @@ class ComplianceConfig:
         else:
             audit = Path(s.audit_log.replace("{kb}", kb)).expanduser().resolve()
         return cls(s.compliance, s.guard_threshold, s.guard_action, s.snap_threshold, directory, audit, s.redact,
-                   s.claim_check, s.device)
+                   s.claim_check, s.device, s.guard_verifier, s.reader_model)
 
 
 class ComplianceFilter:
@@ -116,7 +118,25 @@ class ComplianceFilter:
         # the claim check loads its own encoder (the one its model was trained on; shared with KBs that use it)
         self.claims = load_claim_check(config.directory, config.device) \
             if config.mode is not ComplianceMode.OFF and config.claim_check else None
+        self._verifier: list = []  # [QAVerifier | None] once tried
         self._validate()
+
+    @property
+    def verifier(self):
+        """The reader as the guard's fact verifier (verify.py), or None: off, or the reader cannot load (the
+        similarity and fact rules then decide alone; /readyz shows the reader's state)."""
+        if not self._verifier:
+            v = None
+            if self.config.verify:
+                from docqa.reader.runtime import ReaderUnavailable, load_reader
+                from service.compliance.verify import QAVerifier
+
+                try:
+                    v = QAVerifier(load_reader(self.config.reader_model))
+                except ReaderUnavailable:
+                    v = None
+            self._verifier.append(v)
+        return self._verifier[0]
 
     def _validate(self) -> None:
         """Replies we fall back to must themselves pass the blocklist, or a hit would loop into a
@@ -136,9 +156,16 @@ class ComplianceFilter:
             self.library.warm_up()
 
     def check(self, question: str, answer: str, evidence: Mapping[int, str] | Sequence[str],
-              stage: str | None = None) -> Verdict:
+              stage: str | None = None, quotes: Sequence[str] | None = None) -> Verdict:
         """The verdict on draft ``answer`` to ``question`` given the passages ``evidence``
-        (``evidence[0]`` or key 1 is passage [1]) at dialogue ``stage``."""
+        (``evidence[0]`` or key 1 is passage [1]) at dialogue ``stage``.
+
+        ``quotes``: for an answer docqa composed itself from passage text (the reader's span and its
+        sentence, quoted sentences) and index labels, the pieces taken from the passages; grounding
+        checks those (each must be a verbatim quote of a passage the filter trusts as evidence), not the
+        wording around them ("依据：《…》第十九条"), so a quote is grounded by construction while a
+        quote of an unsafe passage is still not. The blocklist, claims and personal data see the
+        whole answer."""
         mode = self.config.mode
         if mode is ComplianceMode.OFF:
             return self._pii(question, Verdict(answer, True, "compliance filter off", VerdictKind.SKIPPED), stage)
@@ -153,7 +180,7 @@ class ComplianceFilter:
             return self._fallback(question or answer, stage, claim.describe(),
                                   public=f"the draft makes a forbidden claim ({claim.name})")
         if mode is ComplianceMode.GUARD:
-            return self._pii(question, self._guard(question, answer, evidence, stage), stage)
+            return self._pii(question, self._guard(question, answer, evidence, stage, quotes), stage)
         return self._snap(question, answer, stage)
 
     def _pii(self, question: str, verdict: Verdict, stage: str | None) -> Verdict:
@@ -211,13 +238,17 @@ class ComplianceFilter:
                                   public=f"the question breaks the blocklist ({hit.kind})")
         return None
 
-    def _guard(self, question: str, answer: str, evidence, stage: str | None) -> Verdict:
+    def _guard(self, question: str, answer: str, evidence, stage: str | None,
+               quotes: Sequence[str] | None = None) -> Verdict:
         evidence = _safe_evidence(evidence)
-        report = check_grounding(answer, evidence, self.embedder, self.config.guard_threshold)
+        checked = "\n".join(quotes) if quotes else answer
+        report = check_grounding(checked, evidence, self.embedder, self.config.guard_threshold,
+                                 None if quotes else self.verifier)
         low = min((s.score for s in report.checked), default=None)
         if report.grounded:
-            return Verdict(answer, True, f"grounded: {report.describe()}", VerdictKind.PASSED, score=low)
-        if self.config.guard_action is GuardAction.DROP:
+            what = "quotes grounded" if quotes else "grounded"
+            return Verdict(answer, True, f"{what}: {report.describe()}", VerdictKind.PASSED, score=low)
+        if self.config.guard_action is GuardAction.DROP and not quotes:
             kept = report.kept_text()
             if kept:
                 return Verdict(kept, False, f"dropped unsupported sentences: {report.describe()}",

@@ -48,6 +48,8 @@ class SentenceCheck:
     score: float = 0.0
     bad_citations: list[int] = field(default_factory=list)
     missing_facts: list[str] = field(default_factory=list)
+    verified: str = ""  # the verifier's word (verify.py): confirmed | contradicted | unknown | none | "" (not run)
+    contradiction: str = ""  # what the passages say instead, when contradicted
     supported: bool = True
 
 
@@ -83,6 +85,10 @@ class GuardReport:
         cites = sorted({n for s in bad for n in s.bad_citations})
         if cites:
             return f"citation(s) {cites} point at no given passage"
+        contra = [s for s in bad if s.contradiction]
+        if contra:
+            return (f"{len(bad)} of {len(self.checked)} sentence(s) lack evidence: {contra[0].text[:60]!r} is "
+                    f"contradicted: {contra[0].contradiction}")
         facts = [s for s in bad if s.missing_facts]
         if facts:
             return (f"{len(bad)} of {len(self.checked)} sentence(s) lack evidence: {facts[0].text[:60]!r} states "
@@ -124,8 +130,9 @@ def as_passages(evidence: Mapping[int, str] | Sequence[str]) -> dict[int, str]:
 
 
 def check_grounding(answer: str, evidence: Mapping[int, str] | Sequence[str], embedder,
-                    threshold: float) -> GuardReport:
-    """Check every sentence of ``answer`` against ``evidence`` (see the module docstring)."""
+                    threshold: float, verifier=None) -> GuardReport:
+    """Check every sentence of ``answer`` against ``evidence`` (see the module docstring); ``verifier``
+    (verify.py ``QAVerifier``) also asks the reader about each sentence's facts."""
     passages = as_passages(evidence)
     compact_passages = [_compact(t) for t in passages.values()]
     checks: list[SentenceCheck] = []
@@ -147,10 +154,15 @@ def check_grounding(answer: str, evidence: Mapping[int, str] | Sequence[str], em
             core, wide = fact_window(ev, row)
             body = strip_citations(c.text)
             c.missing_facts = missing_facts(body, core, wide) + misplaced_terms(body, wide, everything)
+            if verifier is not None:
+                v = verifier.check(body, list(passages.values()))
+                c.verified = v.state
+                c.contradiction = v.detail if v.state == "contradicted" else ""
     for c in checks:
         if c.checked:
-            c.supported = (not c.bad_citations and not c.missing_facts
-                           and (c.verbatim or c.score >= threshold))
+            by_rules = not c.missing_facts and c.score >= threshold
+            c.supported = (not c.bad_citations and not c.contradiction
+                           and (c.verbatim or c.verified == "confirmed" or by_rules))
     return GuardReport(checks, threshold)
 
 

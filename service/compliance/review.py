@@ -81,7 +81,7 @@ def review(kb, question: str, result: Any, *, stage: str | None = None, request_
         what = "refusal" if result.refused else "fixed notice"
         verdict = Verdict(result.answer, True, f"{what}: nothing to ground", VerdictKind.SKIPPED)
     else:
-        verdict = filt.check(question, result.answer, evidence, stage)
+        verdict = filt.check(question, result.answer, evidence, stage, quotes=getattr(result, "quotes", None))
     final, redactions = _redacted_citations(filt, apply_verdict(result, verdict))
     if filt.config.audit_path is not None:
         record = audit_record(kb.name, question, result, verdict, stage, request_id, filt.config.mode)

@@ -1,5 +1,10 @@
 """``docqa eval calibrate``: the refusal threshold a KB's own questions call for.
 
+With the reader on (the default), what refuses is the reader's P(answer) of its best window against
+``reader_threshold`` (service/answering/reading.py): that probability is the record's evidence score
+and the threshold calibrated; the questions the reader did not decide (a named article, quoted as is)
+do not take part. Without it, the sentence support score against ``refusal_threshold``:
+
 The extractive evidence check refuses exactly when the best supporting sentence scores below
 ``refusal_threshold`` (service/answering/extractive.py ``compose``), and that score does not depend
 on the threshold. So one run of the set gives every row's score, and the threshold can be chosen
@@ -20,6 +25,14 @@ def balanced_accuracy(records: list[dict], threshold: float) -> tuple[float, flo
     answered = sum(s >= threshold for s in ans) / len(ans) if ans else 0.0
     refused = sum(s < threshold for s in una) / len(una) if una else 0.0
     return (answered + refused) / 2, answered, refused
+
+
+def threshold_for(records: list[dict]) -> tuple[str, list[dict]]:
+    """The setting to calibrate and the records that speak to it (see the module docstring)."""
+    read = [r for r in records if r.get("basis") == "reader"]
+    if read:
+        return "reader_threshold", read
+    return "refusal_threshold", records
 
 
 def choose_threshold(records: list[dict]) -> tuple[float, tuple[float, float, float]]:

@@ -102,7 +102,7 @@ def calibrate(kb: str, qa: str, out: str | None, dry_run: bool, no_progress: boo
     """Choose the KB's refusal threshold from its own questions (balanced accuracy) and store it in the KB."""
     from docqa.kb.writer import store_tuned
     from docqa.settings import load_settings
-    from service.evaluation.calibrate import balanced_accuracy, choose_threshold
+    from service.evaluation.calibrate import balanced_accuracy, choose_threshold, threshold_for
     from service.evaluation.dataset import load_eval_set
     from service.evaluation.runner import evaluate
 
@@ -111,17 +111,18 @@ def calibrate(kb: str, qa: str, out: str | None, dry_run: bool, no_progress: boo
                       progress=not no_progress and sys.stderr.isatty())
     records = [json.loads(line) for line in Path(result["report"]).with_name("rows.jsonl").read_text(
         encoding="utf-8").splitlines() if line.strip()]
-    old = base.settings.refusal_threshold
+    key, records = threshold_for(records)
+    old = getattr(base.settings, key)
     new, (ba, answered, refused) = choose_threshold(records)
     ba_old, ans_old, ref_old = balanced_accuracy(records, old)
     why = (f"balanced accuracy of answering the {result['metrics']['answerable']} answerable and refusing the "
            f"{result['metrics']['unanswerable']} unanswerable questions of {Path(qa).name}")
-    click.echo(f"refusal_threshold {old:.4f} -> {new:.4f}: balanced accuracy {ba_old:.3f} -> {ba:.3f} "
+    click.echo(f"{key} {old:.4f} -> {new:.4f}: balanced accuracy {ba_old:.3f} -> {ba:.3f} "
                f"(answerable answered {ans_old:.3f} -> {answered:.3f}, unanswerable refused {ref_old:.3f} -> "
                f"{refused:.3f})")
     click.echo(f"optimised: {why}")
     if dry_run:
         click.echo("dry run: nothing written")
         return
-    store_tuned(kb, load_settings(), {"refusal_threshold": new}, f"docqa eval calibrate: {why}")
-    click.echo(f"stored in {kb}'s manifest (an explicit refusal_threshold in docqa.yaml or DOCQA_* still wins)")
+    store_tuned(kb, load_settings(), {key: new}, f"docqa eval calibrate: {why}")
+    click.echo(f"stored in {kb}'s manifest (an explicit {key} in docqa.yaml or DOCQA_* still wins)")

@@ -25,7 +25,8 @@ def _fmt(v) -> str:
 
 def metric_table(m: dict, baseline: dict | None = None) -> str:
     names = ["questions", "answerable", "unanswerable", "hit@1", "hit@5", "hit@20", "mrr@10", "answer_contains",
-             "citation_precision", "citation_recall", "refusal_accuracy", "false_refusal_rate", "numbers_exact"]
+             "citation_precision", "citation_recall", "refusal_accuracy", "false_refusal_rate",
+             "answerability_balanced_accuracy", "short_em", "short_f1", "numbers_exact"]
     if baseline is None:
         rows = ["| metric | value |", "|---|---:|"] + [f"| {n} | {_fmt(m.get(n))} |" for n in names]
     else:
@@ -103,9 +104,21 @@ def _plots(out: Path, m: dict, records: list[dict], sweep: dict | None) -> list[
         ax.hist([ans, una], bins=30, label=["answerable", "unanswerable"], color=["tab:blue", "tab:red"], alpha=0.7)
         if m.get("refusal_threshold") is not None:
             ax.axvline(m["refusal_threshold"], color="black", ls="--", label=f"threshold {m['refusal_threshold']:.3f}")
-        ax.set(xlabel="evidence score (best supporting sentence)", ylabel="questions", title="refusal scores")
+        ax.set(xlabel="evidence score (the reader's P(answer), or the best sentence's support)", ylabel="questions",
+               title="refusal scores")
         ax.legend()
         made.append(_save(fig, out / "refusal_scores.png"))
+    rel = _reliability(records)
+    if rel:
+        fig, ax = plt.subplots(figsize=(4.5, 4))
+        ax.plot([0, 1], [0, 1], color="grey", ls=":", label="perfectly calibrated")
+        ax.plot([c for c, _, _ in rel], [f for _, f, _ in rel], marker="o", label="reader")
+        for c, f, n in rel:
+            ax.annotate(str(n), (c, f), fontsize=7, xytext=(3, -8), textcoords="offset points")
+        ax.set(xlabel="reader P(answer)", ylabel="share of those questions answerable", xlim=(0, 1), ylim=(0, 1.02),
+               title="reliability of the answer probability")
+        ax.legend(fontsize=8)
+        made.append(_save(fig, out / "reliability.png"))
     lat = {k.removesuffix("_ms"): v for k, v in m["latency_ms"].items() if v["p50"] is not None}
     if lat:
         fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -127,6 +140,19 @@ def _plots(out: Path, m: dict, records: list[dict], sweep: dict | None) -> list[
         ax.legend(fontsize=8)
         made.append(_save(fig, out / f"sweep_{sweep['key']}.png"))
     return made
+
+
+def _reliability(records: list[dict], bins: int = 10) -> list[tuple[float, float, int]]:
+    """(mean P(answer), share answerable, count) per probability bin, over the questions the reader
+    decided; a calibrated reader lies on the diagonal."""
+    rows = [(r["evidence_score"], not r["unanswerable"]) for r in records if r.get("basis") == "reader"]
+    out = []
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        part = [(p, t) for p, t in rows if lo <= p < hi or (b == bins - 1 and p == 1.0)]
+        if part:
+            out.append((sum(p for p, _ in part) / len(part), sum(t for _, t in part) / len(part), len(part)))
+    return out
 
 
 def _save(fig, path: Path) -> Path:

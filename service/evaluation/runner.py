@@ -25,8 +25,8 @@ from service.evaluation.dataset import EvalRow, EvalSet
 
 RETRIEVAL_DEPTH = 20
 # keys whose value cannot change retrieval or the sentence scores: sweeps over them reuse both
-ANSWER_ONLY_KEYS = {"refusal_threshold", "guard_threshold", "guard_action", "snap_threshold", "compliance", "redact",
-                    "context_token_budget", "history_token_budget"}
+ANSWER_ONLY_KEYS = {"refusal_threshold", "reader_threshold", "guard_threshold", "guard_action", "snap_threshold",
+                    "compliance", "redact", "context_token_budget", "history_token_budget"}
 
 
 def answer_only(key: str) -> bool:
@@ -105,10 +105,26 @@ def record(row: EvalRow, result, retrieved: list[dict], best: float, timings: di
         "retrieved": [{**h, "text": h["text"][:300]} for h in retrieved],
         "rank": None if row.unanswerable else rank,
         "answer_contains": M.contains_any(result.answer, row.answers) if has_gold else None,
+        "basis": getattr(result, "basis", "evidence"),
+        "short_answer": (result.answer_span or {}).get("text") if getattr(result, "answer_span", None) else None,
+        **_short_scores(result, row, has_gold, declined),
         "citations_precise": precise, "citations_total": cited, "citation_hit": cite_hit,
         "numbers_exact": None if declined else M.numbers_exact(result.answer, passages.values()),
         "timings": {k: round(v, 2) for k, v in timings.items()},
     }
+
+
+def _short_scores(result, row: EvalRow, has_gold: bool, declined: bool) -> dict:
+    """EM / F1 of the reader's short answer against the gold answers (None without a reader span or gold;
+    a refused answerable question scores 0)."""
+    from docqa.reader.metrics import exact, f1
+
+    span = getattr(result, "answer_span", None)
+    if not has_gold or (span is None and not declined):
+        return {"short_em": None, "short_f1": None}
+    text = "" if declined or span is None else span.get("text", "")
+    golds = list(row.answers)
+    return {"short_em": exact(text, golds), "short_f1": f1(text, golds)}
 
 
 def run_eval(kb, evalset: EvalSet, rows_path: Path, *, resume: bool = False, progress: bool = True,
@@ -168,6 +184,9 @@ def summarize(records: list[dict], threshold: float | None = None) -> dict:
         "citation_recall": M.share(r["citation_hit"] if r["citation_hit"] is not None else
                                    (False if r["answer_contains"] is not None else None) for r in answerable),
         "refusal_accuracy": M.share(r["declined"] for r in unanswerable),
+        "answerability_balanced_accuracy": _balanced(answerable, unanswerable),
+        "short_em": _avg(r.get("short_em") for r in answerable if r.get("basis") == "reader"),
+        "short_f1": _avg(r.get("short_f1") for r in answerable if r.get("basis") == "reader"),
         "false_refusal_rate": M.share(r["declined"] for r in answerable),
         "numbers_exact": M.share(r["numbers_exact"] for r in records),
         "outcomes": {k: sum(1 for r in records if r["outcome"] == k) / max(1, len(records))
@@ -179,6 +198,27 @@ def summarize(records: list[dict], threshold: float | None = None) -> dict:
     if threshold is not None:
         out["refusal_threshold"] = threshold
     return out
+
+
+def _threshold(kb, records: list[dict]) -> float:
+    """The threshold the run's refusals were decided by: the reader's when it decided, else the evidence one."""
+    if any(r.get("basis") == "reader" for r in records):
+        return kb.settings.reader_threshold
+    return kb.settings.refusal_threshold
+
+
+def _avg(values) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _balanced(answerable: list[dict], unanswerable: list[dict]) -> float | None:
+    """Mean of answered-when-answerable and refused-when-not (None without both kinds)."""
+    from docqa.reader.metrics import balanced_accuracy
+
+    truth = [True] * len(answerable) + [False] * len(unanswerable)
+    said = [not r["declined"] for r in answerable] + [not r["declined"] for r in unanswerable]
+    return balanced_accuracy(truth, said)
 
 
 def parse_sweep(spec: str | None) -> tuple[str, list] | None:
@@ -210,7 +250,7 @@ def evaluate(kb, evalset: EvalSet, out: Path, *, baseline: dict | None = None, t
     retrieval_cache: dict = {}
     records = run_eval(kb, evalset, out / "rows.jsonl", resume=resume, progress=progress, on_row=on_row,
                        retrieval_cache=retrieval_cache, run_id=run_id, groups=groups)
-    m = summarize(records, kb.settings.refusal_threshold)
+    m = summarize(records, _threshold(kb, records))
     sweep_out = None
     if sweep:
         key, values = sweep
@@ -221,7 +261,7 @@ def evaluate(kb, evalset: EvalSet, out: Path, *, baseline: dict | None = None, t
             recs = run_eval(view, evalset, out / f"sweep-{key}-{i}.jsonl", progress=progress, cache=cache,
                             retrieval_cache=retrieval_cache if answer_only(key) else None, run_id=f"{run_id}:{v}",
                             groups=groups)
-            per_value.append(summarize(recs, view.settings.refusal_threshold))
+            per_value.append(summarize(recs, _threshold(view, recs)))
         sweep_out = {"key": key, "values": values, "metrics": per_value, "retrieval_cached": answer_only(key)}
     regressed = M.regressions(m, baseline, tolerance) if baseline is not None else None
     report = write_report(out, m, records, title=f"docqa eval: {kb.name}, {Path(evalset.path).name or 'set'}",

@@ -57,12 +57,35 @@ def readyz(registry: RegistryDep):
     for name in names:  # damaged since start-up, or broken now
         if name not in errors and (st := registry.status(name))["status"] == "broken":
             errors[name] = st["error"]
+    reader = _reader_status(registry, names)
     degraded = bool(errors) or any(not v["available"] for v in llm.values()) or \
-        any(not v["available"] for v in rerank.values())
+        any(not v["available"] for v in rerank.values()) or any(not v["available"] for v in reader.values())
     body = {"status": "degraded" if degraded else "ready", "kbs": names, "errors": errors,
             "repair": {name: f"docqa repair --kb {name}" for name in errors}, "llm": llm,
             "evidence_cache": dict(registry.evidence)}
+    if reader:
+        body["reader"] = reader
     return {**body, "rerank": rerank} if rerank else body
+
+
+def _reader_status(registry, names: list[str]) -> dict:
+    """Per KB with the reader on: whether it is in use. One that cannot load makes the service degraded:
+    answers go on quoting the best-supported sentences, each with a warning."""
+    from service.answering.reading import reader_for
+
+    out = {}
+    for name in names:
+        try:
+            settings = registry.get(name).settings
+        except Exception:  # noqa: BLE001 - a KB that cannot be opened is reported under errors already
+            continue
+        reader, error = reader_for(settings)
+        if reader is not None:
+            out[name] = {"available": True, "model": settings.reader_model or "docqa-reader (shipped)",
+                         "threshold": settings.reader_threshold}
+        elif error:
+            out[name] = {"available": False, "error": error}
+    return out
 
 
 def _rerank_status(registry, name: str) -> dict | None:

@@ -76,9 +76,10 @@ class DocqaServer:
     """One ``docqa serve`` subprocess. ``first_readyz`` is the first answer /readyz gave, and
     ``loading_chat`` the answer to a chat request sent right after it while still loading."""
 
-    def __init__(self, home: Path, *serve_args: str, prefix: list[str] | None = None):
-        """``prefix``: a command that runs the server (e.g. in a private mount namespace)."""
-        self.home, self.serve_args, self.prefix = home, serve_args, prefix or []
+    def __init__(self, home: Path, *serve_args: str, prefix: list[str] | None = None, env: dict | None = None):
+        """``prefix``: a command that runs the server (e.g. in a private mount namespace); ``env``: further
+        DOCQA_* settings of this server."""
+        self.home, self.serve_args, self.prefix, self.env = home, serve_args, prefix or [], env or {}
         self.log_path = home.parent / f"serve-{'-'.join(serve_args) or 'all'}.log"
         self.proc: subprocess.Popen | None = None
         self.url = ""
@@ -88,7 +89,7 @@ class DocqaServer:
     def start(self) -> DocqaServer:
         """Spawn the process (returns at once; ``wait_ready`` waits)."""
         self.url = f"http://127.0.0.1:{(port := free_port())}"
-        env = docqa_env(self.home, DOCQA_MAX_REQUEST_MB=str(MAX_REQUEST_MB))
+        env = docqa_env(self.home, DOCQA_MAX_REQUEST_MB=str(MAX_REQUEST_MB), **self.env)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([*self.prefix, *docqa_cmd(), "serve", *self.serve_args, "--host", "127.0.0.1",
                                           "--port", str(port)], env=env, cwd=self.home.parent,

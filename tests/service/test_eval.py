@@ -161,6 +161,7 @@ def test_eval_run_reports_every_metric_and_gates_on_a_baseline(home: Path, qa: P
     assert m["refusal_accuracy"] is not None and 0 <= m["false_refusal_rate"] <= 1
     files = {p.name for p in (tmp_path / "a").iterdir()}
     assert {"metrics.json", "report.md", "rows.jsonl", "recall_at_k.png", "refusal_scores.png", "latency.png"} <= files
+    assert m["answerability_balanced_accuracy"] is not None and m["short_f1"] is None  # no reader: no short answers
     rows = [json.loads(x) for x in (tmp_path / "a" / "rows.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(rows) == m["questions"] and all(len(r["retrieved"]) <= 20 and "timings" in r for r in rows)
     # the same KB against its own baseline passes; forced to refuse everything, it fails with exit 3
@@ -205,11 +206,35 @@ def test_a_sweep_and_calibration_store_the_threshold_in_the_kb(home: Path, qa: P
     assert abs(s["metrics"][1]["false_refusal_rate"] - expect) < 1e-9
     assert s["metrics"][0]["false_refusal_rate"] < 1.0 and (tmp_path / "s" / "sweep_refusal_threshold.png").is_file()
     cal = docqa(home, "eval", "calibrate", "--kb", KB, "--qa", str(qa), "--out", str(tmp_path / "cal"))
-    assert cal.returncode == 0 and "balanced accuracy" in cal.stdout, cal.stderr
+    assert cal.returncode == 0 and "refusal_threshold" in cal.stdout and "balanced accuracy" in cal.stdout, cal.stderr
     tuned = json.loads((home / KB / "manifest.json").read_text(encoding="utf-8"))["tuned"]["values"]
+    assert set(tuned) == {"refusal_threshold"}
     assert KnowledgeBase.open(KB, load_settings(home=home)).settings.refusal_threshold == tuned["refusal_threshold"]
     explicit = load_settings(home=home, refusal_threshold=0.5)
     assert KnowledgeBase.open(KB, explicit).settings.refusal_threshold == 0.5  # the operator's word wins
+
+
+def test_with_the_reader_calibration_tunes_its_threshold(home: Path, qa: Path, tmp_path: Path) -> None:
+    """A KB answered by the reader refuses on its P(answer): calibration tunes reader_threshold, and the run
+    reports the short answers' EM / F1 and the reliability of P(answer)."""
+    from cli_helpers_eval import docqa
+
+    from docqa.reader.runtime import ReaderUnavailable, load_reader
+
+    try:
+        load_reader()
+    except ReaderUnavailable as e:
+        pytest.skip(f"the shipped reader is not usable here: {e}")
+    cal = docqa(home, "eval", "calibrate", "--kb", KB, "--qa", str(qa), "--out", str(tmp_path / "cal"),
+                env={"DOCQA_READER": "1"})
+    assert cal.returncode == 0 and "reader_threshold" in cal.stdout, cal.stderr
+    tuned = json.loads((home / KB / "manifest.json").read_text(encoding="utf-8"))["tuned"]["values"]
+    assert "reader_threshold" in tuned
+    assert KnowledgeBase.open(KB, load_settings(home=home, reader=True)).settings.reader_threshold == \
+        tuned["reader_threshold"]
+    m = json.loads((tmp_path / "cal" / "metrics.json").read_text(encoding="utf-8"))
+    assert 0 <= m["short_f1"] <= 1 and 0 <= m["short_em"] <= m["short_f1"] + 1e-9
+    assert (tmp_path / "cal" / "reliability.png").is_file()
 
 
 def test_the_http_job_runs_an_eval_and_serves_its_files(home: Path, qa: Path) -> None:
