@@ -30,7 +30,7 @@ lint:
 # Every number in README comes from one of these scripts.
 BENCH_SCRIPTS := bench/retrieval.py bench/latency.py bench/calibrate_refusal.py bench/calibrate_compliance.py \
 	bench/chunk_length.py bench/hostile_files.py bench/compliance_evasion.py bench/load.py \
-	bench/ocr.py bench/statutes.py bench/tables.py
+	bench/ocr.py bench/statutes.py bench/tables.py bench/reader.py
 
 bench:
 	bash deploy/install.sh

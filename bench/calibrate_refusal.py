@@ -92,7 +92,9 @@ def score_items(kb, items: list[Item]) -> None:
     from service.answering.pipeline import prepare
 
     base = kb.settings
-    kb.settings = base.model_copy(update={"refusal_threshold": 0.0, "rerank_refusal_threshold": 0.0})
+    # the evidence score of the sentence quoting path (what refusal_threshold applies to: the reader off;
+    # bench/reader.py calibrates reader_threshold)
+    kb.settings = base.model_copy(update={"refusal_threshold": 0.0, "rerank_refusal_threshold": 0.0, "reader": False})
     try:
         for it in tqdm(items, desc="answer", leave=False, disable=not sys.stderr.isatty()):
             prep = prepare(kb, it.question)
@@ -184,7 +186,7 @@ def sweep_dense_weights(kb, items: list[Item], weights: list[float]) -> str:
         return ""
     import copy
 
-    from service.answering import evidence
+    from docqa.text import coverage as evidence
 
     keep = evidence.DENSE_WEIGHT
     rows = []
