@@ -46,8 +46,12 @@ def run(job: ReaderJob, log=print) -> dict:
     if job.kb_questions:  # the KB's own: its documents split like a set's cases
         from finetune.reader.data import part_of
 
-        train_q += [q for q in job.kb_questions if part_of(q.group) == "train"]
-        held_q += [q for q in job.kb_questions if part_of(q.group) != "train"]
+        groups = sorted({q.group for q in job.kb_questions})
+        held = {g for g in groups if part_of(g) != "train"}
+        if not held and len(groups) > 1:  # a small KB whose documents all hash to train: hold out every 5th
+            held = set(groups[::5])
+        train_q += [q for q in job.kb_questions if q.group not in held]
+        held_q += [q for q in job.kb_questions if q.group in held]
     if not train_q:
         raise ValueError("no training questions: give --train files (and parts) or --kb with documents that hold "
                          "facts to ask about")
