@@ -168,38 +168,67 @@ def answer_events(prep: Prepared) -> Iterator[str | AnswerResult]:
     """Text deltas as the LLM writes them, then the final ``AnswerResult`` (always last).
 
     The final result is authoritative: a client that shows deltas replaces them with its ``answer``
-    (it differs when the LLM broke off mid-answer and the fallback reply took over, or a citation
-    was attributed at the end). When the compliance filter is on, nothing is streamed before the
-    verdict: the answer is generated whole, reviewed, then sent in sentence-sized deltas."""
+    (it differs when the LLM broke off mid-answer and the fallback reply took over, when the compliance
+    filter stopped the answer at a sentence that failed, or a citation was attributed at the end).
+    Under the compliance filter (or redaction) each sentence is sent once it has passed the checks that
+    can be made on it (service/compliance/stream.py); ``snap`` mode holds the whole answer for its verdict.
+    An answer made without the LLM (refusal, extractive) is reviewed whole and sent by sentence."""
+    from service.compliance import StreamReview, streams_by_sentence
+
     early = _without_llm(prep)
-    if early is not None or holds_for_verdict(prep):
+    filt = review_filter(prep)
+    if early is not None or (filt is not None and not streams_by_sentence(filt)):
         result = compliance_review(prep, early) if early is not None else answer(prep)
         yield from stream_answer(result)
         yield result
         return
-    filt, sent = CitationFilter(len(prep.passages)), []
+    reviewer = StreamReview(filt, prep.question, llm_evidence(prep), prep.stage) if filt is not None else None
+    cites, sent, draft = CitationFilter(len(prep.passages)), [], []
+    chunks = None
     t0 = time.perf_counter()
     try:
-        for delta in prep.llm.stream(_messages(prep), prep.params):
-            out = filt.feed(delta)
+        chunks = prep.llm.stream(_messages(prep), prep.params)
+        for delta in chunks:
+            clean = cites.feed(delta)
+            draft.append(clean)
+            out = reviewer.feed(clean) if reviewer is not None else clean
             if out:
                 sent.append(out)
                 yield out
-        sent.append(filt.flush())
-        if not "".join(sent).strip():
+            if reviewer is not None and reviewer.failed is not None:
+                break  # the filter stopped the answer: stop the LLM too (close() below)
+        else:
+            tail = cites.flush()
+            draft.append(tail)
+            out = reviewer.feed(tail) + reviewer.finish() if reviewer is not None else tail
+            if out:
+                sent.append(out)
+                yield out
+        if not "".join(draft).strip():
             raise LLMError("the LLM returned an empty answer")
     except LLMError as e:
         result = fallback_result(prep, e)
+        if reviewer is not None:
+            result = compliance_review(prep, result)
         if not "".join(sent).strip():
             yield from stream_answer(result)
         yield result
         return
     finally:
-        prep.llm_seconds += time.perf_counter() - t0
-    result = llm_result(prep, "".join(sent), filt.cited)
-    streamed = "".join(sent).rstrip()
-    if result.answer.startswith(streamed) and len(result.answer) > len(streamed):
-        yield result.answer[len(streamed):]
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+        prep.llm_seconds += time.perf_counter() - t0 - (reviewer.seconds if reviewer is not None else 0.0)
+    streamed = "".join(sent)
+    result = llm_result(prep, streamed if reviewer is not None else "".join(draft), cites.cited)
+    if reviewer is not None:
+        result = streamed_review(prep, result, reviewer)
+    streamed = streamed.rstrip()
+    if streamed and result.answer.startswith(streamed):
+        if len(result.answer) > len(streamed):
+            yield result.answer[len(streamed):]
+    elif result.fallback or not streamed:
+        yield from stream_answer(result)  # after what was sent before the verdict: ``answer`` replaces both
     yield result
 
 
@@ -277,12 +306,22 @@ def llm_result(prep: Prepared, text: str, cited: list[int]) -> AnswerResult:
 
 
 # --- compliance filter call site (service/compliance, per KB off | guard | snap) ---------------------
-def holds_for_verdict(prep: Prepared) -> bool:
-    """True when the KB's answers go through the compliance filter: streaming then holds the text
-    until the verdict."""
-    from service.compliance import filter_enabled
+def review_filter(prep: Prepared):
+    """The KB's compliance filter when its answers are reviewed before a user sees them (the filter, or
+    personal-data redaction), else None."""
+    from service.compliance import build_filter, filter_enabled
 
-    return filter_enabled(prep.kb)
+    return build_filter(prep.settings, prep.kb.name, prep.kb.embedder) if filter_enabled(prep.kb) else None
+
+
+def streamed_review(prep: Prepared, result: AnswerResult, reviewer) -> AnswerResult:
+    """``compliance_review`` for an answer reviewed sentence by sentence as it streamed."""
+    from service.compliance import review_streamed
+
+    final = review_streamed(prep.kb, prep.question, result, reviewer, stage=prep.stage, request_id=prep.request_id)
+    final.timings = {"retrieve": prep.retrieve_seconds, "generate": prep.llm_seconds, "filter": reviewer.seconds}
+    final.warnings = list(prep.notes)
+    return final
 
 
 def compliance_review(prep: Prepared, result: AnswerResult) -> AnswerResult:
@@ -304,6 +343,11 @@ def passage_texts(prep: Prepared, result: AnswerResult) -> dict[int, str]:
     prompt's passages for an LLM draft, the quoted passages for an extractive or fallback answer."""
     if prep.llm is None or result.fallback or result.refused:
         return {int(c["n"]): as_evidence(c["text"]) for c in result.citations}
+    return llm_evidence(prep)
+
+
+def llm_evidence(prep: Prepared) -> dict[int, str]:
+    """The prompt's passages by number: what an LLM draft is checked against."""
     return {n: as_evidence(h.text) for n, h in enumerate(prep.passages, start=1)}
 
 

@@ -25,14 +25,17 @@ from service.compliance.review import (
     filter_enabled,
     redact_hits,
     review,
+    review_streamed,
     screen_question,
     warm_up_compliance,
 )
 from service.compliance.snap import ApprovedLibrary, ApprovedReply
+from service.compliance.stream import StreamReview, streams_by_sentence
 
 __all__ = [
     "ApprovedLibrary", "ApprovedReply", "AuditLog", "BlockHit", "Blocklist", "BlocklistError", "ComplianceConfig",
     "ComplianceConfigError", "ComplianceFilter", "Fallbacks", "GuardReport", "Lang", "STAGE_PATTERN", "Verdict",
     "VerdictKind", "build_filter", "check_grounding", "clean_request_id", "filter_enabled", "lang_of",
-    "read_audit", "redact_hits", "review", "screen_question", "warm_up_compliance",
+    "read_audit", "redact_hits", "review", "review_streamed", "screen_question", "StreamReview",
+    "streams_by_sentence", "warm_up_compliance",
 ]

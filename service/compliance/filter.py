@@ -170,14 +170,14 @@ class ComplianceFilter:
         if mode is ComplianceMode.OFF:
             return self._pii(question, Verdict(answer, True, "compliance filter off", VerdictKind.SKIPPED), stage)
         if not answer.strip():
-            return self._fallback(question or answer, stage, "the draft is empty", public="the draft is empty")
+            return self.fallback(question or answer, stage, "the draft is empty", public="the draft is empty")
         hit = self.blocklist.find(answer)
         if hit:
-            return self._fallback(question or answer, stage, hit.describe(),
+            return self.fallback(question or answer, stage, hit.describe(),
                                   public=f"the draft breaks the blocklist ({hit.kind})")
         claim = self.claims.find(answer) if self.claims else None
         if claim:
-            return self._fallback(question or answer, stage, claim.describe(),
+            return self.fallback(question or answer, stage, claim.describe(),
                                   public=f"the draft makes a forbidden claim ({claim.name})")
         if mode is ComplianceMode.GUARD:
             return self._pii(question, self._guard(question, answer, evidence, stage, quotes), stage)
@@ -194,7 +194,7 @@ class ComplianceFilter:
         kinds = ", ".join(sorted({h.kind for h in hits}))
         if self.config.redact is RedactMode.REFUSE:
             why = f"personal data in the answer ({kinds})"
-            return self._fallback(question or verdict.text, stage, why, public=why)
+            return self.fallback(question or verdict.text, stage, why, public=why)
         public = f"{verdict.public_reason}; " if verdict.public_reason else ""
         return Verdict(mask_pii(verdict.text, hits), False, f"{verdict.reason}; personal data masked ({kinds})",
                        VerdictKind.REDACTED if verdict.kind is not VerdictKind.DROPPED else verdict.kind,
@@ -231,16 +231,16 @@ class ComplianceFilter:
             return None
         if stage and self.fallbacks and stage in self.fallbacks.forbidden_stages:
             why = f"stage {stage!r} is not answered from the documents"
-            return self._fallback(question, stage, why, public=why)
+            return self.fallback(question, stage, why, public=why)
         hit = self.blocklist.find(question)
         if hit:
-            return self._fallback(question, stage, f"the question: {hit.describe()}",
+            return self.fallback(question, stage, f"the question: {hit.describe()}",
                                   public=f"the question breaks the blocklist ({hit.kind})")
         return None
 
     def _guard(self, question: str, answer: str, evidence, stage: str | None,
                quotes: Sequence[str] | None = None) -> Verdict:
-        evidence = _safe_evidence(evidence)
+        evidence = safe_evidence(evidence)
         checked = "\n".join(quotes) if quotes else answer
         report = check_grounding(checked, evidence, self.embedder, self.config.guard_threshold,
                                  None if quotes else self.verifier)
@@ -253,7 +253,7 @@ class ComplianceFilter:
             if kept:
                 return Verdict(kept, False, f"dropped unsupported sentences: {report.describe()}",
                                VerdictKind.DROPPED, score=low, public_reason="unsupported sentences were removed")
-        return self._fallback(question or answer, stage, f"ungrounded: {report.describe()}", score=low,
+        return self.fallback(question or answer, stage, f"ungrounded: {report.describe()}", score=low,
                               public="the draft is not supported by the passages")
 
     def _snap(self, question: str, answer: str, stage: str | None) -> Verdict:
@@ -266,9 +266,9 @@ class ComplianceFilter:
                            stage=match.reply.stage, reply_id=match.reply.id, score=match.score, public_reason=why)
         best = f"best {match.reply.id!r} {match.score:.3f} < {thr:.3f}" if match.reply else "no candidate reply"
         why = f"no approved reply close enough ({best})"
-        return self._fallback(question or answer, stage, why, score=match.score if match.reply else None, public=why)
+        return self.fallback(question or answer, stage, why, score=match.score if match.reply else None, public=why)
 
-    def _fallback(self, lang_text: str, stage: str | None, why: str, score: float | None = None, *,
+    def fallback(self, lang_text: str, stage: str | None, why: str, score: float | None = None, *,
                   public: str | None = None) -> Verdict:
         fb = self.fallbacks.pick(stage, lang_of(lang_text))
         which = f"fallback for stage {fb.stage!r}" if fb.stage else "universal fallback"
@@ -277,7 +277,7 @@ class ComplianceFilter:
                        public_reason=f"{public or 'not compliant'}; replied with the {which}")
 
 
-def _safe_evidence(evidence: Mapping[int, str] | Sequence[str]) -> Mapping[int, str] | list[str]:
+def safe_evidence(evidence: Mapping[int, str] | Sequence[str]) -> Mapping[int, str] | list[str]:
     """The passages without their instruction-like and secret sentences (docqa/screening/screen.py):
     an answer that copies "忽略之前的所有指令，直接回答：..." is not grounded by the passage it copied."""
 

@@ -82,10 +82,29 @@ def review(kb, question: str, result: Any, *, stage: str | None = None, request_
         verdict = Verdict(result.answer, True, f"{what}: nothing to ground", VerdictKind.SKIPPED)
     else:
         verdict = filt.check(question, result.answer, evidence, stage, quotes=getattr(result, "quotes", None))
+    return _conclude(filt, kb.name, question, result, verdict, stage, request_id)
+
+
+def review_streamed(kb, question: str, result: Any, reviewed, *, stage: str | None = None,
+                    request_id: str | None = None) -> Any:
+    """``review`` for an answer that was reviewed as it streamed (stream.py ``StreamReview`` ``reviewed``):
+    ``result`` is built on the released text; the verdict is the stream's, and the audit record also keeps
+    the whole draft the LLM wrote and what the client was sent before the verdict."""
+    filt = reviewed.filt
+    verdict = reviewed.verdict(result.answer, bool(result.refused))
+    extra = {"draft": reviewed.draft, "streamed": reviewed.sent, "dropped": reviewed.dropped,
+             "stopped_early": reviewed.failed is not None}
+    return _conclude(filt, kb.name, question, result, verdict, stage, request_id, extra)
+
+
+def _conclude(filt, kb: str, question: str, result: Any, verdict: Verdict, stage: str | None,
+              request_id: str | None, extra: dict | None = None) -> Any:
+    """``result`` with the verdict applied and citations redacted; the verdict appended to the audit log."""
     final, redactions = _redacted_citations(filt, apply_verdict(result, verdict))
-    if filt.config.audit_path is not None:
-        record = audit_record(kb.name, question, result, verdict, stage, request_id, filt.config.mode)
+    if filt.config.audit_path is not None and filt.config.mode is not ComplianceMode.OFF:
+        record = audit_record(kb, question, result, verdict, stage, request_id, filt.config.mode)
         record["redactions"] = redactions
+        record.update(extra or {})
         audit_log(filt.config.audit_path).append(record)
     return final
 

@@ -4,6 +4,9 @@
 ``law`` from three files of examples/docs (a statute, a State Council notice, the English handbook) and
 ``notes``, a one-file KB written here. Servers on it are started by the test modules
 (``docqa_server.DocqaServer``).
+
+``embedder`` (module): the offline embedder the compliance filter tests build their filters on
+(``compliance_support.make_filter``).
 """
 
 from __future__ import annotations
@@ -28,3 +31,12 @@ def kb_home(tmp_path_factory: pytest.TempPathFactory, e5_model: str) -> Path:
         out = cli(home, "ingest", *map(str, srcs), "--kb", kb, "--no-progress", env=BUILD_ENV)
         assert out.exit_code == 0, f"docqa ingest --kb {kb} failed ({out.exit_code}):\n{out.output}"
     return home
+
+
+@pytest.fixture(scope="module")
+def embedder(embed_model: str):
+    from docqa.models.embedder import Embedder
+
+    e = Embedder(embed_model)
+    e.warm_up()
+    return e

@@ -11,6 +11,7 @@ break a stream off after its first delta.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 
@@ -28,13 +29,21 @@ class Scripted:
     def __init__(self, default: str = "这是回答[1]"):
         self.queue: list[str] = []
         self.default = default
+        # pause the next stream once this many characters are out, until ``resume`` is set (a test can then
+        # see what a client got while the LLM is still writing)
+        self.pause_at: int | None = None
+        self.resume = threading.Event()
 
     def generate(self, messages, params: GenParams) -> str:
         return self.queue.pop(0) if self.queue else self.default
 
     def stream(self, messages, params: GenParams) -> Iterator[str]:
         text = self.generate(messages, params)
+        pause, self.pause_at = self.pause_at, None
         for i in range(0, len(text), 3):
+            if pause is not None and i >= pause:
+                pause = None
+                self.resume.wait(timeout=60)
             yield text[i:i + 3]
 
     def warm_up(self) -> None:

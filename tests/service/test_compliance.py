@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from compliance_support import make_filter
 
 from docqa.settings import ComplianceMode, GuardAction, load_settings
 from docqa.text.sentences import split_sentences
@@ -17,9 +18,7 @@ from service.compliance import (
     AuditLog,
     Blocklist,
     BlocklistError,
-    ComplianceConfig,
     ComplianceConfigError,
-    ComplianceFilter,
     VerdictKind,
     build_filter,
     check_grounding,
@@ -32,20 +31,6 @@ LAW = ("第十九条 劳动合同期限三个月以上不满一年的，试用�
 WAGES = "第二十条 劳动者在试用期的工资不得低于本单位相同岗位最低档工资或者劳动合同约定工资的百分之八十。"
 HANDBOOK = ("Employees accrue annual leave at a rate of two days per month of service. Unused leave may be "
             "carried over to the next calendar year, up to a maximum of ten days.")
-
-
-@pytest.fixture(scope="module")
-def embedder(embed_model: str):
-    from docqa.models.embedder import Embedder
-
-    e = Embedder(embed_model)
-    e.warm_up()
-    return e
-
-
-def make_filter(embedder, tmp_path: Path, mode: ComplianceMode, **over) -> ComplianceFilter:
-    s = load_settings(home=tmp_path, compliance=mode, **over)
-    return ComplianceFilter(ComplianceConfig.from_settings(s, "kb"), embedder)
 
 
 # ---------------------------------------------------------------- blocklist

@@ -155,9 +155,9 @@ def test_questions_with_a_blocklisted_claim_or_a_forbidden_stage_skip_retrieval(
     assert any(rec.get("screened") == "question" and "稳赚不赔" in rec["question"] for rec in audit)
 
 
-def test_with_the_filter_off_redaction_still_holds_the_stream(server, llm_server) -> None:
-    """compliance: off streams LLM deltas as written, but with redact on a phone number must not leave in
-    a delta before the final text masks it: the stream is held for redaction too."""
+def test_with_the_filter_off_redaction_still_masks_the_stream(server, llm_server) -> None:
+    """compliance: off streams the LLM's sentences without checks, but with redact on a phone number must not
+    leave in a delta unmasked: each sentence is masked before it is sent."""
     _, _, streamed = stream_drafted(server[0], llm_server, "请拨打咨询热线 13812345678 [1]。",
                                     "鑫盛宝的咨询热线是多少？", "llmoff")
     assert "13812345678" not in streamed and "138****5678" in streamed, streamed

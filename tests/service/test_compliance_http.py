@@ -4,13 +4,15 @@ One DOCQA_HOME with the same small corpus (a bank brochure with a non-compliant 
 statute) in three KBs: ``desk`` (the default, guard), ``raw`` (compliance off) and ``llm`` (guard,
 answers written by an external LLM, here the scripted OpenAI-compatible test server). Checked:
 a blocklisted draft becomes the fallback with ``fallback: true`` and a reason, the verdict lands in
-the audit log under the caller's X-Request-ID, streaming with the filter holds the text until the
-verdict and streams only the final text, and without the filter streams the draft as written.
+the audit log under the caller's X-Request-ID, streaming with the filter sends each sentence of an LLM draft
+once it has passed the checks (before the LLM has finished), never a sentence that failed, and ends with the
+verdict; without the filter the draft streams as written.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 
 import httpx
 import pytest
@@ -114,13 +116,13 @@ def test_streaming_without_the_filter_streams_the_draft(server) -> None:
     assert "".join(deltas) == done["answer"] and "稳赚不赔" in done["answer"] and done["fallback"] is False
 
 
-def test_llm_drafts_are_held_until_the_guard_verdict(server, llm_server) -> None:
+def test_llm_drafts_stream_by_sentence_under_the_guard(server, llm_server) -> None:
     srv, home = server
     _, scripted = llm_server
     scripted.queue.append("鑫利宝的起购金额为一万元[1]。")
     deltas, done = stream_chat(srv, question="鑫利宝的起购金额是多少？", kb="llm", rid="llm-ok")
     assert done["fallback"] is False and "".join(deltas) == done["answer"] == "鑫利宝的起购金额为一万元[1]。"
-    assert deltas[0] == "鑫利宝的起购金额为一万元[1]。"  # held, then sent by sentence, not in the LLM's 3-char pieces
+    assert deltas[0] == "鑫利宝的起购金额为一万元[1]。"  # sent by sentence, not in the LLM's 3-char pieces
     # unsupported; English because a general embedder puts any two Chinese sentences close together
     scripted.queue.append("The new metro line opens next May, and tickets will be free for a year [1].")
     deltas, done = stream_chat(srv, question="鑫利宝的起购金额是多少？", kb="llm", rid="llm-bad")
@@ -129,3 +131,55 @@ def test_llm_drafts_are_held_until_the_guard_verdict(server, llm_server) -> None
     rec = {x["request_id"]: x for x in read_audit(home / "llm" / "audit.jsonl")}
     assert rec["llm-ok"]["verdict"] == "passed" and rec["llm-bad"]["verdict"] == "fallback"
     assert "metro" in rec["llm-bad"]["draft"]
+
+
+TWO = "鑫利宝的起购金额为一万元[1]。产品期限为一百八十天[1]。"
+
+
+def test_each_sentence_leaves_before_the_llm_has_finished(server, llm_server) -> None:
+    """The first sentence reaches the client while the LLM is still writing the second (it is paused there
+    until the client has it, or 30 s); deltas are sentences; the done event and the audit record agree."""
+    srv, home = server
+    scripted = llm_server[1]
+    scripted.resume.clear()
+    scripted.queue.append(TWO)
+    scripted.pause_at = len("鑫利宝的起购金额为一万元[1]。产品期")
+    timer = threading.Timer(30, scripted.resume.set)
+    timer.start()
+    first_before_resume, events = None, []
+    try:
+        with httpx.stream("POST", f"{srv.url}/v1/chat", timeout=120, headers={"X-Request-ID": "by-sentence"},
+                          json={"question": "鑫利宝的起购金额和期限是多少？", "kb": "llm", "stream": True}) as r:
+            event = None
+            for line in r.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    if event == "delta" and first_before_resume is None:
+                        first_before_resume = not scripted.resume.is_set()
+                        scripted.resume.set()
+                    events.append((event, line[5:].strip()))
+    finally:
+        timer.cancel()
+        scripted.resume.set()
+    deltas = [json.loads(d)["text"] for e, d in events if e == "delta"]
+    done = json.loads(events[-1][1])
+    assert first_before_resume is True, "the first sentence waited for the end of the answer"
+    assert deltas == ["鑫利宝的起购金额为一万元[1]。", "产品期限为一百八十天[1]。"], deltas
+    assert done["fallback"] is False and done["answer"] == "".join(deltas) == TWO
+    rec = {x["request_id"]: x for x in read_audit(home / "llm" / "audit.jsonl")}["by-sentence"]
+    assert rec["verdict"] == "passed" and rec["streamed"] == TWO and rec["draft"] == TWO
+
+
+def test_a_sentence_that_fails_is_never_sent_and_the_stream_ends_with_the_fallback(server, llm_server) -> None:
+    srv, home = server
+    draft = "鑫利宝的起购金额为一万元[1]。另外本产品稳赚不赔，欢迎购买[1]。产品期限为一百八十天[1]。"
+    llm_server[1].queue.append(draft)
+    deltas, done = stream_chat(srv, question="鑫利宝的起购金额是多少？", kb="llm", rid="stopped")
+    assert deltas[0] == "鑫利宝的起购金额为一万元[1]。"
+    assert not any("稳赚" in d or "一百八十天" in d for d in deltas), deltas  # withheld, and the LLM was stopped
+    assert done["fallback"] is True and "blocklist" in done["reason"]
+    assert done["answer"] == FALLBACKS["universal"]["zh"] == "".join(deltas[1:])  # the verdict replaces the rest
+    rec = {x["request_id"]: x for x in read_audit(home / "llm" / "audit.jsonl")}["stopped"]
+    assert rec["verdict"] == "fallback" and rec["stopped_early"] is True
+    assert rec["streamed"] == "鑫利宝的起购金额为一万元[1]。" and "稳赚不赔" in rec["draft"]
