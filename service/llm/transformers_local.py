@@ -61,6 +61,7 @@ class TransformersLocal:
                  device: str = "auto"):
         self.base_model, self.adapter, self.gguf_file, self.device = base_model, adapter, gguf_file, device
         self.name = f"transformers:{base_model}" + (f"+{adapter}" if adapter else "")
+        self.tokens_streamed = 0  # tokens the last stream generated (fewer than asked when its reader stopped)
         self._model = self._tok = None
         self._error: str | None = None
         self._load_lock = threading.Lock()
@@ -135,6 +136,10 @@ class TransformersLocal:
         streamer = TextIteratorStreamer(self._tok, skip_prompt=True, skip_special_tokens=True,
                                         timeout=STREAM_TIMEOUT_S)
         failure: list[BaseException] = []
+        stop = _StopWhenAsked(int(inputs["input_ids"].shape[1]))
+        from transformers import StoppingCriteriaList
+
+        kw["stopping_criteria"] = StoppingCriteriaList([stop])
 
         def run() -> None:
             import torch
@@ -148,10 +153,14 @@ class TransformersLocal:
 
         worker = threading.Thread(target=run, name="docqa-llm-stream", daemon=True)
         worker.start()
-        for text in streamer:
-            if text:
-                yield text
-        worker.join()
+        try:
+            for text in streamer:
+                if text:
+                    yield text
+        finally:  # the consumer stopped reading (the filter stopped the answer, the client left): stop generating
+            stop.asked.set()
+            worker.join()
+            self.tokens_streamed = stop.generated
         if failure:
             raise LLMError(f"generation failed: {type(failure[0]).__name__}: {failure[0]}")
 
@@ -181,3 +190,18 @@ class TransformersLocal:
         if params.stop:
             kw.update(stop_strings=list(params.stop), tokenizer=tok)
         return inputs, kw
+
+
+class _StopWhenAsked:
+    """A stopping criterion that ends generation once ``asked`` is set, counting the tokens generated."""
+
+    def __init__(self, prompt_tokens: int):
+        self.asked = threading.Event()
+        self.prompt_tokens = prompt_tokens
+        self.generated = 0
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        self.generated = int(input_ids.shape[1]) - self.prompt_tokens
+        return torch.full((input_ids.shape[0],), self.asked.is_set(), dtype=torch.bool, device=input_ids.device)

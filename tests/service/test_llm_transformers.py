@@ -37,6 +37,19 @@ def test_greedy_generation_is_reproducible_and_streams_the_same_text(tiny_llm):
     assert "".join(deltas) == first
 
 
+def test_a_stream_closed_by_its_reader_stops_generating(tiny_llm):
+    """The compliance filter stops the LLM at a failing sentence by closing the stream: the generation thread must
+    stop too (it holds the model's lock), not run on to max_tokens."""
+    full = tiny_llm.stream(MESSAGES, GenParams(max_tokens=400))
+    assert "".join(full) and tiny_llm.tokens_streamed == 400  # the tiny model never stops early on its own
+    stream = tiny_llm.stream(MESSAGES, GenParams(max_tokens=400))
+    assert next(stream)
+    stream.close()
+    assert 0 < tiny_llm.tokens_streamed < 400, tiny_llm.tokens_streamed
+    assert tiny_llm._gen_lock.acquire(timeout=5)  # the worker is gone: the next answer does not wait
+    tiny_llm._gen_lock.release()
+
+
 def test_max_tokens_bounds_the_output(tiny_llm):
     tok = tiny_llm._tok
     short = tiny_llm.generate(MESSAGES, GenParams(max_tokens=3))
