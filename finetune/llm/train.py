@@ -124,6 +124,12 @@ def load_base_model(name: str, *, gguf_file: str | None = None, adapter: Adapter
     return AutoModelForCausalLM.from_pretrained(resolve_model_path(name), **kwargs)
 
 
+def target_modules(spec: str) -> str | list[str]:
+    """``--target-modules``: "all-linear" (PEFT's keyword) or module names separated by commas ("q_proj,v_proj")."""
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    return spec.strip() if len(names) == 1 and names[0] == "all-linear" else names
+
+
 def wrap_adapter(model, cfg: LLMTrainConfig):
     """Put a trainable adapter on ``model``: a new one, or ``from_adapter`` (continued or merged first)."""
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
@@ -134,8 +140,9 @@ def wrap_adapter(model, cfg: LLMTrainConfig):
         return PeftModel.from_pretrained(model, cfg.from_adapter, is_trainable=True)
     if cfg.from_adapter:
         model = PeftModel.from_pretrained(model, cfg.from_adapter).merge_and_unload()
-    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.target_modules,
-                      use_dora=cfg.adapter == AdapterKind.DORA, task_type="CAUSAL_LM")
+    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                      target_modules=target_modules(cfg.target_modules), use_dora=cfg.adapter == AdapterKind.DORA,
+                      task_type="CAUSAL_LM")
     return get_peft_model(model, lora)
 
 
