@@ -36,26 +36,56 @@ class FilterError(UserError):
     """A filter a client sent that cannot be applied; the message names the field and why (HTTP 422)."""
 
 
+# what a condition can test; parse_where's JSON language offers eq, in and range, the integrations
+# (service/integrations/dify.py: Dify's metadata_condition) the rest
+OPS = ("eq", "in", "range", "ne", "nin", "contains", "not_contains", "prefix", "suffix", "empty", "not_empty")
+
+
 @dataclass(frozen=True)
 class Condition:
     field: str
-    op: str  # eq | in | range
-    values: tuple = ()  # eq: (value,); in: the set
+    op: str  # one of OPS
+    values: tuple = ()  # eq, ne, contains, not_contains, prefix, suffix: (value,); in, nin: the set
     bounds: tuple = ()  # range: ((op, value), ...)
+    also: tuple[str, ...] = ()  # more fields: the condition holds when it holds for any of them
 
     def test(self, doc: dict) -> bool:
-        have = _values_of(doc, self.field)
-        if self.op == "eq":
+        return any(self._test(_values_of(doc, f)) for f in (self.field, *self.also))
+
+    def _test(self, have: list) -> bool:
+        op = self.op
+        if op == "eq":
             return self.values[0] in have
-        if self.op == "in":
+        if op == "in":
             return any(v in have for v in self.values)
-        return any(all(_compare(v, op, b) for op, b in self.bounds) for v in have)
+        if op == "range":
+            return any(all(_compare(v, o, b) for o, b in self.bounds) for v in have)
+        if op == "ne":
+            return self.values[0] not in have
+        if op == "nin":
+            return not any(v in have for v in self.values)
+        if op == "empty":
+            return not any(v not in ("", None) for v in have)
+        if op == "not_empty":
+            return any(v not in ("", None) for v in have)
+        texts = [v for v in have if isinstance(v, str)]
+        want = str(self.values[0])
+        if op in ("contains", "not_contains"):
+            # a list value (tags) contains an element equal to it; a text value contains it as a substring
+            found = self.values[0] in have or any(want in t for t in texts)
+            return found if op == "contains" else not found
+        if op == "prefix":
+            return any(t.startswith(want) for t in texts)
+        if op == "suffix":
+            return any(t.endswith(want) for t in texts)
+        raise FilterError(f"filter {self.field!r}: unknown operator {op!r}")
 
 
 @dataclass(frozen=True)
 class DocFilter:
     groups: frozenset[str] | None = None  # None: no group restriction
     where: tuple[Condition, ...] = ()
+    any_of: bool = False  # the conditions are joined by "or" (Dify's logical_operator), not "and"
 
     @property
     def is_open(self) -> bool:
@@ -67,7 +97,9 @@ class DocFilter:
             own = _groups_of(doc.get("meta") or {})
             if own and not (own & self.groups):
                 return False
-        return all(c.test(doc) for c in self.where)
+        if not self.where:
+            return True
+        return (any if self.any_of else all)(c.test(doc) for c in self.where)
 
 
 OPEN = DocFilter()

@@ -67,6 +67,20 @@ class Hit:
                 "label": self.label, "exact": self.exact, "rerank_score": self.rerank_score}
 
 
+def relevance(hit: Hit, settings) -> float:
+    """A hybrid hit's score on 0-1, for clients that threshold scores (Dify's ``score_threshold``): the
+    cross-encoder's relevance when the KB reranks; 1.0 for an article found by its label; else the fused RRF
+    score as a share of the best one possible (ranked first by every retriever): 1.0 = first in both dense and
+    keyword rankings, about 0.5 = first in one and absent from the other, falling with rank. It orders hits as
+    their ``score`` does; it is not a probability that the passage answers."""
+    if hit.rerank_score is not None:
+        return float(min(1.0, max(0.0, hit.rerank_score)))
+    if hit.exact:
+        return 1.0
+    best = sum(w for w in (settings.dense_weight, settings.lexical_weight) if w > 0) / (settings.rrf_k + 1)
+    return float(min(1.0, max(0.0, hit.score / best))) if best > 0 else 0.0
+
+
 def rrf(rankings: list[list[int]], weights: list[float], k: int = 60) -> list[tuple[int, float]]:
     """Weighted reciprocal rank fusion of ranked id lists -> [(id, score)] best first."""
     scores: dict[int, float] = {}

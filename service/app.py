@@ -6,6 +6,7 @@ Models load in a background thread at start-up; ``/healthz`` answers at once, ``
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from contextlib import asynccontextmanager
@@ -25,12 +26,14 @@ from service.llm.factory import warm_up_llms
 from service.metrics import MetricsMiddleware
 from service.registry import KBRegistry
 from service.request_id import RequestIdMiddleware
-from service.routes import chat, documents, jobs, keys, meta, openai, search, web
+from service.routes import chat, dify, documents, jobs, keys, meta, openai, search, web
 
 
 def create_app(kb: str | None = None, settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     registry = KBRegistry(settings, only=kb)
+
+    mcp: list = []  # the MCP server, when served at /mcp: its session manager runs while the app does
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -38,7 +41,8 @@ def create_app(kb: str | None = None, settings: Settings | None = None) -> FastA
         warm.start()
         threading.Thread(target=warm_up_llms, args=(settings, registry.names()), name="docqa-llm-warm-up",
                          daemon=True).start()
-        yield
+        async with mcp[0].session_manager.run() if mcp else contextlib.nullcontext():
+            yield
         registry.closing.set()  # no new evidence warm-up starts; running ones stop at their next step
         warm.join(timeout=30)
         registry.close()  # and are waited for: a thread inside the model at interpreter exit aborts it
@@ -57,6 +61,13 @@ def create_app(kb: str | None = None, settings: Settings | None = None) -> FastA
     install_error_handlers(app)
     for module in (meta, chat, openai, search, jobs, documents, keys, web):
         app.include_router(module.router)
+    if settings.dify_retrieval_path:
+        app.include_router(dify.make_router(settings.dify_retrieval_path, settings.max_question_chars))
+    if settings.mcp_http:
+        from service.integrations.mcp_server import build_server, http_caller, mount
+
+        mcp.append(build_server(registry, app.state.slots, http_caller(app.state.keys, settings)))
+        mount(app, mcp[0], app.state.keys, settings)
     web.mount_static(app)
     deployment_openapi.install(app, settings, registry)  # the schema states this deployment's limits and KBs
     return app

@@ -104,6 +104,48 @@ def serve(kb: str | None, host: str, port: int, log_level: str, log_format: str 
                 access_log=False)
 
 
+@cli.command("mcp")
+@click.option("--kb", default=None, metavar="NAME", help="Serve only this KB (default: every KB under DOCQA_HOME).")
+@click.option("--key-env", default="DOCQA_API_KEY", show_default=True, metavar="VAR",
+              help="Environment variable with the API key whose rights the tools have (needed when the home has "
+                   "API keys; without keys, the local admin's).")
+def mcp_cmd(kb: str | None, key_env: str) -> None:
+    """MCP server on stdio (tools: search, ask, list_kbs, get_document), for an MCP client that starts docqa
+    itself. `docqa serve` serves the same tools over streamable HTTP at /mcp."""
+    import os
+
+    from docqa.settings import load_settings
+    from service.auth.access import LOOPBACK, KeyStore, caller_of, keys_path
+    from service.integrations.mcp_server import build_server
+    from service.limits import AnswerSlots
+    from service.logs import configure_logging
+    from service.registry import KBRegistry
+
+    settings = load_settings()
+    configure_logging(settings.log_format, "warning")  # stderr: stdout carries the protocol
+    store = KeyStore(keys_path(settings))
+    caller = LOOPBACK
+    if store.any_active():
+        key = os.environ.get(key_env, "").strip()
+        if not key:
+            raise click.ClickException(f"this home has API keys ({store.path}): set {key_env} to the key whose "
+                                       "rights the MCP tools should have")
+        rec = store.verify(key)
+        if rec is None:
+            raise click.ClickException(f"the API key in {key_env} is invalid, revoked or expired")
+        caller = caller_of(rec)
+    registry = KBRegistry(settings, only=kb)
+    registry.warm_up()  # before the first tool call: the client waits for initialize, not for a 'still loading'
+    if registry.error:
+        raise click.ClickException(f"no knowledge base could be loaded: {registry.error}")
+    server = build_server(registry, AnswerSlots.from_settings(settings), lambda ctx: caller)
+    try:
+        server.run("stdio")
+    finally:
+        registry.closing.set()
+        registry.close()
+
+
 def main() -> None:
     """Entry point: user errors print one clear line, never a traceback (``docqa.errors``)."""
     from pydantic import ValidationError

@@ -212,6 +212,12 @@ class ServerSettings(BaseModel):
     # request is refused with 403 unless this is set. Behind a proxy, configure API keys instead.
     loopback_trust_proxy: bool = Field(default=False, description="in loopback-only mode (no API keys), also "
                                        "trust requests relayed by a local reverse proxy")
+    # Dify's External Knowledge API (service/routes/dify.py): Dify appends /retrieval to the endpoint it is
+    # given; an operator who serves docqa under a prefix sets e.g. "/dify/retrieval". "" turns the route off.
+    dify_retrieval_path: str = Field(default="/retrieval", pattern=r"^(/[A-Za-z0-9._~-]+)*$",
+                                     description="path of Dify's External Knowledge API; empty: off")
+    # the MCP server over streamable HTTP at /mcp (service/integrations/mcp_server.py); `docqa mcp` is stdio
+    mcp_http: bool = Field(default=True, description="serve the MCP tools at /mcp")
 
 
 class ComplianceSettings(BaseModel):

@@ -74,21 +74,27 @@ _PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-forward
 
 
 def get_caller(request: Request) -> Caller:
-    store: KeyStore = request.app.state.keys
+    return caller_for(request.app.state.keys, request.app.state.registry.settings, request.headers)
+
+
+def caller_for(store: KeyStore, settings, headers) -> Caller:
+    """The caller of a request with ``headers`` (any mapping with case-insensitive ``get``: Starlette's), for
+    every front end that speaks HTTP (the API, Dify's route, MCP over streamable HTTP); ``ApiError`` when it
+    may not call at all."""
     try:
         keyed = store.any_active()
     except KeyError_ as e:  # an unreadable keys file: nobody gets in, and the operator is told why
         log.error("%s", e)
         raise ApiError(503, "the server's keys file is unreadable; see the server log", "unavailable") from None
     if not keyed:
-        relayed = sorted(h for h in _PROXY_HEADERS if h in request.headers)
-        if relayed and not request.app.state.registry.settings.loopback_trust_proxy:
+        relayed = sorted(h for h in _PROXY_HEADERS if h in headers)
+        if relayed and not settings.loopback_trust_proxy:
             log.warning("auth: refused a request relayed by a proxy (%s) in loopback-only mode", ", ".join(relayed))
             raise ApiError(403, "this server has no API keys (loopback-only mode) and does not trust requests "
                                 f"relayed by a proxy (the request carries {', '.join(relayed)}): create an API key "
                                 "(`docqa keys create`), or set loopback_trust_proxy", "permission_denied")
         return LOOPBACK
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    scheme, _, token = (headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "this server requires an API key: send 'Authorization: Bearer <key>'", "unauthorized",
                        headers={"WWW-Authenticate": "Bearer"})
@@ -121,7 +127,7 @@ def is_loopback(host: str) -> bool:
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 __all__ = ["LOOPBACK", "AdminKB", "Caller", "CallerDep", "EditorKB", "KeyError_", "KeyRecord", "KeyStore", "ReaderKB",
-           "Role", "get_caller", "is_loopback", "kb_dep", "keys_path"]
+           "Role", "caller_for", "get_caller", "is_loopback", "kb_dep", "keys_path"]
 
 
 def kb_for(registry, caller: Caller, name: str | None, role: Role = Role.READER):
