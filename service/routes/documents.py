@@ -54,11 +54,16 @@ def _find(kb: KnowledgeBase, caller: Caller, doc_id: str) -> dict:
 
 @router.get("/v1/kbs/{kb}/documents", responses=error_responses(401, 403, 404, 422, 503))
 def list_documents(base: ReaderKB, caller: CallerDep, offset: Annotated[int, Query(ge=0)] = 0,
-                   limit: Annotated[int, Query(ge=1, le=500)] = 50):
+                   limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                   q: Annotated[str | None, Query(max_length=200, description="only documents whose file name or "
+                                                  "title contains this (case-insensitive)")] = None):
     """The documents the caller may read, ordered by source, a page at a time."""
-    docs = _visible(base, caller)
+    docs = [_public(d) for d in _visible(base, caller)]
+    if q and q.strip():
+        needle = q.strip().casefold()
+        docs = [d for d in docs if needle in d["name"].casefold() or needle in (d["title"] or "").casefold()]
     return {"kb": base.name, "total": len(docs), "offset": offset, "limit": limit,
-            "documents": [_public(d) for d in docs[offset: offset + limit]]}
+            "documents": docs[offset: offset + limit]}
 
 
 @router.get("/v1/kbs/{kb}/documents/{doc_id}", responses=error_responses(401, 403, 404, 503))
@@ -68,6 +73,23 @@ def get_document(base: ReaderKB, doc_id: DocId, caller: CallerDep):
     doc = base.store.get_doc(doc_id)
     text = "\n".join(b.text for b in doc.blocks) if doc is not None else ""
     return {**_public(d), "text": redact_hits(base, [{"text": text}])[0]["text"]}
+
+
+@router.get("/v1/kbs/{kb}/documents/{doc_id}/units", responses=error_responses(401, 403, 404, 422, 503))
+def document_units(base: ReaderKB, doc_id: DocId, caller: CallerDep, offset: Annotated[int, Query(ge=0)] = 0,
+                   limit: Annotated[int, Query(ge=1, le=500)] = 100):
+    """How a document was chunked: its units in order (article / segment / sentence level, pinpoint label, page,
+    heading path, key info), redacted as citations are; the console's document page."""
+    _find(base, caller, doc_id)
+    units = sorted(base.store.units_of_doc(doc_id), key=lambda u: (_LEVELS.get(str(u.level), 9), u.ord))
+    page = [{"unit_id": u.unit_id, "level": str(u.level), "ord": u.ord, "label": u.label, "page": u.page,
+             "heading_path": u.heading_path, "keyinfo": u.keyinfo, "text": u.text}
+            for u in units[offset: offset + limit]]
+    return {"kb": base.name, "doc_id": doc_id, "total": len(units), "offset": offset, "limit": limit,
+            "units": redact_hits(base, page)}
+
+
+_LEVELS = {"article": 0, "segment": 1, "sentence": 2}
 
 
 @router.delete("/v1/kbs/{kb}/documents/{doc_id}", responses=error_responses(401, 403, 404, 409, 503))

@@ -101,6 +101,15 @@ def _rerank_status(registry, name: str) -> dict | None:
         return None
 
 
+@router.get("/v1/whoami", responses=error_responses(401))
+def whoami(caller: CallerDep):
+    """Who this key is: its role, KBs and groups (the console shows only what the role may do). In
+    loopback-only mode (no keys), the local admin."""
+    return {"key_id": caller.key_id, "mode": "keys" if caller.key_id else "loopback", "role": caller.role.name.lower(),
+            "kbs": "*" if caller.kbs is None else sorted(caller.kbs),
+            "groups": "*" if caller.groups is None else list(caller.groups)}
+
+
 @router.get("/v1/kbs", responses=error_responses(401))
 def kbs(registry: RegistryDep, caller: CallerDep):
     """The KBs this server serves that the caller's key may use, with the counts of what it may read; a

@@ -1,4 +1,5 @@
-"""The chat page at ``/`` and the API docs at ``/docs`` and ``/redoc``, all served from this process.
+"""The chat page at ``/``, the console at ``/console`` and the API docs at ``/docs`` and ``/redoc``, all served
+from this process.
 
 Nothing is fetched from a CDN: the page is plain HTML and JavaScript in ``service/web`` (no build
 step), and Swagger UI 5 / ReDoc come from the ``fastapi-offline`` package's static files (FastAPI's
@@ -28,6 +29,12 @@ def _docs_assets() -> Path:
 @router.get("/")
 def chat_page():
     return FileResponse(WEB / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/console")
+def console_page():
+    """The console of the people who own the KBs (service/web/console.*): KBs, documents, upload, chunks."""
+    return FileResponse(WEB / "console.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/docs")

@@ -99,6 +99,9 @@ ROUTES = [  # (method, path, body, minimum role, KB it touches)
     ("GET", "/v1/jobs/0000", None, Role.READER, None),  # any key: 404 unless the job is its own (or an admin's)
     ("GET", "/v1/kbs/a/documents", None, Role.READER, "a"),
     ("GET", "/v1/kbs/b/documents/0000", None, Role.READER, "b"),
+    ("GET", "/v1/kbs/a/documents/0000/units", None, Role.READER, "a"),
+    ("GET", "/v1/kbs/a/documents?q=%E8%AE%BF", None, Role.READER, "a"),
+    ("GET", "/v1/whoami", None, Role.READER, None),
     ("DELETE", "/v1/kbs/a/documents/0000", None, Role.EDITOR, "a"),
     ("POST", "/v1/kbs/a/documents", {"files": [("files", ("new.md", "# 新\n\n新文件。\n".encode()))]},
      Role.EDITOR, "a"),
@@ -119,7 +122,7 @@ def test_every_route_enforces_role_and_kb_for_every_key(keyed, route, caplog) ->
         r = _call(srv, method, path, keys[holder], body)
         allowed = role >= need and (kb is None or kb in kbs)
         if allowed:
-            assert r.status_code in (200, 201, 202) or (path.endswith("0000") and r.status_code == 404), \
+            assert r.status_code in (200, 201, 202) or ("/0000" in path and r.status_code == 404), \
                 (holder, r.status_code, r.text)
         else:
             assert r.status_code == 403 and r.json()["error"]["type"] == "permission_denied", (holder, r.text)
@@ -129,6 +132,18 @@ def test_every_route_enforces_role_and_kb_for_every_key(keyed, route, caplog) ->
     assert bad.status_code == 401 and "invalid, revoked or expired" in bad.json()["error"]["message"]
     for key in keys.values():  # refusals are logged with the key's id, never the key
         assert key.split("_", 2)[2] not in caplog.text
+
+
+def test_whoami_says_the_keys_rights_and_units_show_the_chunks(keyed) -> None:
+    srv, keys, _ = keyed
+    me = _call(srv, "GET", "/v1/whoami", keys["editor-a"]).json()
+    assert me["role"] == "editor" and me["kbs"] == ["a"] and me["mode"] == "keys" and me["key_id"]
+    docs = _call(srv, "GET", "/v1/kbs/a/documents?q=A.M", keys["reader-a"]).json()
+    assert docs["total"] == 1 and docs["documents"][0]["name"] == "a.md"
+    assert _call(srv, "GET", "/v1/kbs/a/documents?q=nothing-like-it", keys["reader-a"]).json()["total"] == 0
+    units = _call(srv, "GET", f"/v1/kbs/a/documents/{docs['documents'][0]['doc_id']}/units", keys["reader-a"]).json()
+    assert units["total"] >= 1 and any("访客" in u["text"] for u in units["units"])
+    assert {"unit_id", "level", "label", "page", "heading_path", "text"} <= set(units["units"][0])
 
 
 def test_kbs_lists_only_the_callers_kbs_and_probes_are_open(keyed) -> None:

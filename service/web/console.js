@@ -1,0 +1,268 @@
+// docqa console: knowledge bases, their documents (upload, list, read, delete) and how each was chunked.
+// Plain JavaScript, no build step, no third-party code; every request goes to this server's API with the
+// key the user gave, so the page can do exactly what that key may do.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const KEY_STORE = "docqa.apiKey"; // the chat page's: one key per tab
+const PAGE = 20;
+const ZH = (navigator.language || "").toLowerCase().startsWith("zh");
+const T = {
+  title: ["docqa 控制台", "docqa console"], chat: ["问答", "Chat"], api: ["API", "API"],
+  needKey: ["此服务需要 API 密钥。", "This server requires an API key."], use: ["使用", "Use"],
+  kbs: ["知识库", "Knowledge bases"], name: ["名称", "Name"], status: ["状态", "Status"], docs: ["文档", "Documents"],
+  units: ["单元", "Units"], generation: ["版本", "Generation"], updated: ["最后提交", "Last commit"],
+  buildCol: ["构建", "Build"], docsOf: ["文档", "Documents"], docTitle: ["标题", "Title"], added: ["加入时间", "Added"],
+  flags: ["标记", "Flags"], search: ["按名称查找", "Find by name"], prev: ["上一页", "Previous"], next: ["下一页", "Next"],
+  drop: ["把文件拖到这里，或按回车选择文件", "Drop files here, or press Enter to choose files"],
+  groups: ["可读分组（逗号分隔，留空为全部）", "Groups that may read them (comma-separated; empty: everyone)"],
+  meta: ["元数据（JSON）", "Metadata (JSON)"], parsed: ["解析出的全文", "Parsed text"], unitsOf: ["切分单元", "Units"],
+  level: ["层级", "Level"], label: ["定位", "Pinpoint"], page: ["页", "Page"], text: ["内容", "Text"], more: ["更多", "More"],
+  open: ["打开", "Open"], view: ["查看", "View"], del: ["删除", "Delete"], broken: ["损坏", "broken"], ok: ["正常", "ok"],
+  repair: ["修复：", "Repair: "], confirmDel: ["确定删除文档", "Delete the document"], queued: ["排队中", "queued"],
+  uploading: ["上传中", "uploading"], ingesting: ["处理中", "ingesting"], done: ["完成", "done"], failed: ["失败", "failed"],
+  duplicate: ["已存在，未改动", "already there, unchanged"], badMeta: ["元数据须为 JSON 对象", "Metadata must be a JSON object"],
+  loopback: ["本机管理员（未配置密钥）", "local admin (no API keys)"], of: ["共", "of"],
+};
+const t = (k) => (T[k] ? T[k][ZH ? 0 : 1] : k);
+
+let me = null; // GET /v1/whoami
+let state = { kb: null, offset: 0, total: 0, q: "", doc: null, unitOffset: 0 };
+
+function apiKey() { return sessionStorage.getItem(KEY_STORE) || ""; }
+function auth() { return apiKey() ? { Authorization: "Bearer " + apiKey() } : {}; }
+async function errorText(resp) {
+  try { return (await resp.json()).error.message; } catch { return `HTTP ${resp.status}`; }
+}
+function showError(msg) { $("error").hidden = !msg; $("error").textContent = msg || ""; }
+
+// Every API call: a 401 (no key, or an expired or revoked one) sends the user back to the key prompt.
+async function api(path, opts = {}) {
+  const resp = await fetch(path, { ...opts, headers: { ...auth(), ...(opts.headers || {}) } });
+  if (resp.status === 401) {
+    const msg = apiKey() ? await errorText(resp) : "";
+    sessionStorage.removeItem(KEY_STORE);
+    askForKey(msg);
+    throw new Error("unauthorized");
+  }
+  return resp;
+}
+
+function askForKey(msg) {
+  for (const s of ["kbs", "docs", "doc"]) $(s).hidden = true;
+  $("key-form").hidden = false; $("key-error").textContent = msg || ""; $("who").textContent = "";
+}
+
+function cell(tr, text, cls) {
+  const td = document.createElement("td");
+  if (text instanceof Node) td.append(text); else td.textContent = text ?? "";
+  if (cls) td.className = cls;
+  tr.append(td);
+  return td;
+}
+function button(label, onClick) {
+  const b = document.createElement("button"); b.type = "button"; b.textContent = label; b.onclick = onClick; return b;
+}
+const canEdit = () => me && (me.role === "editor" || me.role === "admin");
+
+async function start() {
+  document.documentElement.lang = ZH ? "zh-CN" : "en";
+  for (const el of document.querySelectorAll("[data-t]")) el.textContent = t(el.dataset.t);
+  showError("");
+  let resp;
+  try { resp = await api("/v1/whoami"); } catch { return; }
+  if (!resp.ok) { showError(await errorText(resp)); return; }
+  me = await resp.json();
+  $("key-form").hidden = true;
+  $("who").textContent = me.mode === "loopback" ? t("loopback") : `${me.key_id} · ${me.role}`;
+  await loadKbs();
+  const m = location.hash.match(/^#kb=([^&]+)(?:&doc=(.+))?$/);
+  if (m) { await openKb(decodeURIComponent(m[1])); if (m[2]) await openDoc(decodeURIComponent(m[2])); }
+}
+
+async function loadKbs() {
+  const resp = await api("/v1/kbs");
+  if (!resp.ok) { showError(await errorText(resp)); return; }
+  const body = $("kb-table").querySelector("tbody");
+  body.replaceChildren();
+  for (const kb of (await resp.json()).kbs) {
+    const tr = document.createElement("tr");
+    if (kb.status !== "ok") tr.className = "broken";
+    cell(tr, kb.status === "ok" ? button(kb.name, () => openKb(kb.name)) : kb.name);
+    if (kb.status === "ok") cell(tr, t("ok"));
+    else {
+      const box = document.createElement("span");
+      const code = document.createElement("code"); code.textContent = `docqa repair --kb ${kb.name}`;
+      box.append(`${t("broken")}: ${kb.error} · ${t("repair")}`, code);
+      cell(tr, box);
+    }
+    cell(tr, kb.counts?.docs ?? ""); cell(tr, kb.counts?.units ?? ""); cell(tr, kb.generation ?? "");
+    cell(tr, kb.updated_at || kb.created_at || "");
+    const b = kb.build || {};
+    cell(tr, [b.embed_model, b.chunker, b.keyword_engine].filter(Boolean).join(" · "));
+    body.append(tr);
+  }
+  $("kbs").hidden = false;
+}
+
+async function openKb(name) {
+  state = { ...state, kb: name, offset: 0, q: $("doc-search").value.trim() };
+  $("docs-kb").textContent = name; $("doc").hidden = true;
+  $("upload").hidden = !canEdit();
+  location.hash = "kb=" + encodeURIComponent(name);
+  await loadDocs();
+}
+
+async function loadDocs() {
+  const p = new URLSearchParams({ offset: state.offset, limit: PAGE });
+  if (state.q) p.set("q", state.q);
+  const resp = await api(`/v1/kbs/${encodeURIComponent(state.kb)}/documents?${p}`);
+  if (!resp.ok) { showError(await errorText(resp)); return; }
+  showError("");
+  const data = await resp.json();
+  state.total = data.total;
+  const body = $("doc-table").querySelector("tbody");
+  body.replaceChildren();
+  for (const d of data.documents) {
+    const tr = document.createElement("tr");
+    tr.dataset.doc = d.doc_id;
+    cell(tr, d.name + (d.record ? ` #${d.record}` : "")); cell(tr, d.title); cell(tr, d.units);
+    cell(tr, d.added_at || ""); cell(tr, (d.flags || d.flagged || []).join(", "));
+    const actions = cell(tr, button(t("view"), () => openDoc(d.doc_id)));
+    if (canEdit()) actions.append(" ", button(t("del"), () => deleteDoc(d)));
+    body.append(tr);
+  }
+  const last = Math.min(state.offset + PAGE, state.total);
+  $("page-info").textContent = state.total ? `${state.offset + 1}–${last} ${t("of")} ${state.total}` : "0";
+  $("prev").disabled = state.offset === 0; $("next").disabled = last >= state.total;
+  $("docs").hidden = false;
+}
+
+async function deleteDoc(d) {
+  if (!confirm(`${t("confirmDel")} ${d.name}?`)) return;
+  const resp = await api(`/v1/kbs/${encodeURIComponent(state.kb)}/documents/${encodeURIComponent(d.doc_id)}`,
+                         { method: "DELETE" });
+  if (!resp.ok) { showError(await errorText(resp)); return; }
+  await loadDocs(); await loadKbs();
+}
+
+async function openDoc(docId) {
+  const base = `/v1/kbs/${encodeURIComponent(state.kb)}/documents/${encodeURIComponent(docId)}`;
+  const resp = await api(base);
+  if (!resp.ok) { showError(await errorText(resp)); return; }
+  const d = await resp.json();
+  state.doc = docId; state.unitOffset = 0;
+  location.hash = `kb=${encodeURIComponent(state.kb)}&doc=${encodeURIComponent(docId)}`;
+  $("doc-title").textContent = d.title || d.name;
+  const meta = Object.entries(d.meta || {}).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(", ") : v}`);
+  $("doc-meta").textContent = [d.name, d.format, d.pages ? `${d.pages} p.` : "", ...meta].filter(Boolean).join(" · ");
+  $("doc-text").textContent = d.text;
+  $("unit-table").querySelector("tbody").replaceChildren();
+  $("doc").hidden = false;
+  await loadUnits();
+  $("doc").scrollIntoView();
+}
+
+async function loadUnits() {
+  const url = `/v1/kbs/${encodeURIComponent(state.kb)}/documents/${encodeURIComponent(state.doc)}/units` +
+              `?offset=${state.unitOffset}&limit=100`;
+  const resp = await api(url);
+  if (!resp.ok) { showError(await errorText(resp)); return; }
+  const data = await resp.json();
+  const body = $("unit-table").querySelector("tbody");
+  for (const u of data.units) {
+    const tr = document.createElement("tr");
+    tr.className = "unit " + u.level;
+    cell(tr, u.level); cell(tr, u.label || (u.heading_path || []).join(" › ")); cell(tr, u.page ?? "");
+    cell(tr, u.text, "text");
+    body.append(tr);
+  }
+  state.unitOffset += data.units.length;
+  $("more-units").hidden = state.unitOffset >= data.total;
+}
+
+// --- upload: checked by the server before anything is taken; then a background job, polled for progress ---
+async function upload(files) {
+  if (!files.length || !state.kb) return;
+  let meta = $("meta").value.trim();
+  if (meta) {
+    try { if (typeof JSON.parse(meta) !== "object" || Array.isArray(JSON.parse(meta))) throw 0; }
+    catch { showError(t("badMeta")); return; }
+  }
+  showError("");
+  const list = $("upload-list");
+  const rows = new Map();
+  for (const f of files) {
+    const li = document.createElement("li"); li.textContent = `${f.name} — ${t("uploading")}`;
+    li.dataset.name = f.name; list.append(li); rows.set(f.name, li);
+  }
+  const form = new FormData();
+  for (const f of files) form.append("files", f, f.name);
+  if ($("groups").value.trim()) form.append("groups", $("groups").value.trim());
+  if (meta) form.append("meta", meta);
+  let resp;
+  try { resp = await api(`/v1/kbs/${encodeURIComponent(state.kb)}/documents`, { method: "POST", body: form }); }
+  catch { return; }
+  if (!resp.ok) { // nothing was taken: the message names the file and why
+    const msg = await errorText(resp);
+    for (const li of rows.values()) { li.className = "failed"; li.textContent = `${li.dataset.name} — ${msg}`; }
+    return;
+  }
+  const body = await resp.json();
+  const lis = [...rows.values()];
+  rows.clear(); // by the name the server filed each under (names are made safe), in upload order
+  (body.documents || []).forEach((d, i) => { if (lis[i]) { lis[i].dataset.name = d.name; rows.set(d.name, lis[i]); } });
+  for (const d of body.documents || []) {
+    const li = rows.get(d.name);
+    if (li) li.textContent = `${d.name} — ${d.status === "duplicate" ? t("duplicate") : t("queued")}`;
+    if (li && d.status === "duplicate") li.className = "done";
+  }
+  if (body.job_id) await follow(body.url || `/v1/jobs/${body.job_id}`, rows);
+  await loadDocs(); await loadKbs();
+}
+
+async function follow(url, rows) {
+  for (;;) {
+    const resp = await api(url);
+    if (!resp.ok) { showError(await errorText(resp)); return; }
+    const job = await resp.json();
+    const pending = [...rows.values()].filter((li) => !li.className);
+    if (job.status === "done" || job.status === "failed") {
+      const outcome = new Map(((job.result && job.result.documents) || []).map((d) => [d.name, d]));
+      for (const li of pending) {
+        const d = outcome.get(li.dataset.name);
+        const failed = job.status === "failed" || (d && d.status === "failed");
+        li.className = failed ? "failed" : "done";
+        li.textContent = `${li.dataset.name} — ${failed ? `${t("failed")}: ${(d && d.reason) || job.error}`
+                                                        : `${t("done")}${d && d.units ? ` (${d.units} ${t("units")})` : ""}`}`;
+      }
+      return;
+    }
+    const p = job.progress || {};
+    for (const li of pending) li.textContent = `${li.dataset.name} — ${t("ingesting")} ${p.done ?? 0}/${p.total ?? "?"}` +
+                                               (job.note ? ` (${job.note})` : "");
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+$("key-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  sessionStorage.setItem(KEY_STORE, $("key").value.trim()); $("key").value = "";
+  start();
+});
+$("prev").onclick = () => { state.offset = Math.max(0, state.offset - PAGE); loadDocs(); };
+$("next").onclick = () => { state.offset += PAGE; loadDocs(); };
+$("more-units").onclick = () => loadUnits();
+let searchTimer = null;
+$("doc-search").addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => { state.q = $("doc-search").value.trim(); state.offset = 0; loadDocs(); }, 250);
+});
+const drop = $("drop");
+drop.addEventListener("click", () => $("files").click());
+drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("files").click(); } });
+drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); upload([...e.dataTransfer.files]); });
+$("files").addEventListener("change", () => { upload([...$("files").files]); $("files").value = ""; });
+start();
