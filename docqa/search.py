@@ -46,6 +46,10 @@ class Hit:
     page: int | None = None
     dense_score: float | None = None  # cosine similarity, when the dense retriever found it
     lexical_score: float | None = None  # BM25, when the keyword retriever found it
+    # the matched unit's rank (1 = first) in each retriever's list of units of every level, None when that
+    # retriever did not return it: why a passage ranks where it does (the console's retrieval test)
+    dense_rank: int | None = None
+    lexical_rank: int | None = None
     rerank_score: float | None = None  # the cross-encoder's relevance in [0, 1], when the KB reranks
     matched_unit_id: int | None = None  # the unit that matched (differs from unit_id after expansion)
     matched_text: str = ""  # the matched sentence, or the article title, when expanded
@@ -64,7 +68,13 @@ class Hit:
                 "score": round(self.score, 6), "unit_id": self.unit_id, "level": self.level,
                 "keyinfo": self.keyinfo, "heading_path": self.heading_path, "page": self.page,
                 "matched_unit_id": self.matched_unit_id, "matched_text": self.matched_text,
-                "label": self.label, "exact": self.exact, "rerank_score": self.rerank_score}
+                "label": self.label, "exact": self.exact, "rerank_score": self.rerank_score,
+                "dense_rank": self.dense_rank, "dense_score": _round(self.dense_score),
+                "lexical_rank": self.lexical_rank, "lexical_score": _round(self.lexical_score)}
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 6)
 
 
 def relevance(hit: Hit, settings) -> float:
@@ -125,7 +135,7 @@ def search(kb: KnowledgeBase, query: str, k: int = 5, *, mode: Mode | str = Mode
         fused = rrf([[i for i, _ in dense], [i for i, _ in lexical]], [s.dense_weight, s.lexical_weight], s.rrf_k)
     wanted = max(k, s.rerank_top_n) if s.rerank_model else k
     taken = {h.unit_id for h in exact}
-    rest = [h for h in _two_level(kb, fused, wanted + len(exact), dict(dense), dict(lexical), allowed)
+    rest = [h for h in _two_level(kb, fused, wanted + len(exact), _ranked(dense), _ranked(lexical), allowed)
             if h.unit_id not in taken]
     if s.rerank_model:
         rest = rerank(kb, query, rest[: s.rerank_top_n])
@@ -166,6 +176,11 @@ def _by_label(kb: KnowledgeBase, query: str, k: int, allowed: Allowed | None) ->
     return hits
 
 
+def _ranked(results: list[tuple[int, float]]) -> dict[int, tuple[int, float]]:
+    """{unit id: (rank from 1, score)} of one retriever's results."""
+    return {uid: (rank, score) for rank, (uid, score) in enumerate(results, start=1)}
+
+
 def _two_level(kb: KnowledgeBase, fused: list[tuple[int, float]], k: int, dmap: dict, lmap: dict,
                allowed: Allowed | None = None) -> list[Hit]:
     """Map ranked matches to their level-2 segments and keep each segment once (best rank wins)."""
@@ -190,7 +205,9 @@ def _two_level(kb: KnowledgeBase, fused: list[tuple[int, float]], k: int, dmap: 
         matched_text = "" if target.unit_id == uid else (title if u.level == Level.ARTICLE else u.text)
         hits.append(Hit(unit_id=target.unit_id, doc_id=u.doc_id, source=source, title=title, text=target.text,
                         score=score, level=u.level.value, keyinfo=u.keyinfo, heading_path=target.heading_path,
-                        page=target.page, dense_score=dmap.get(uid), lexical_score=lmap.get(uid),
+                        page=target.page, dense_score=dmap.get(uid, (None, None))[1],
+                        lexical_score=lmap.get(uid, (None, None))[1], dense_rank=dmap.get(uid, (None, None))[0],
+                        lexical_rank=lmap.get(uid, (None, None))[0],
                         matched_unit_id=uid, matched_text=matched_text, label=pinpoint(title, target.label)))
         if len(hits) >= k:
             break

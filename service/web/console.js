@@ -23,6 +23,12 @@ const T = {
   uploading: ["上传中", "uploading"], ingesting: ["处理中", "ingesting"], done: ["完成", "done"], failed: ["失败", "failed"],
   duplicate: ["已存在，未改动", "already there, unchanged"], badMeta: ["元数据须为 JSON 对象", "Metadata must be a JSON object"],
   loopback: ["本机管理员（未配置密钥）", "local admin (no API keys)"], of: ["共", "of"],
+  probe: ["检索测试", "Retrieval test"], run: ["检索", "Search"], passage: ["段落", "Passage"], fused: ["融合分", "Fused"],
+  denseCol: ["向量 名次（相似度）", "Dense rank (cosine)"], keywordCol: ["关键词 名次（BM25）", "Keyword rank (BM25)"],
+  rerankCol: ["重排", "Rerank"], wouldAnswer: ["问答会这样回答", "What the chat would answer"],
+  probeQ: ["输入一个问题，看检索到哪些段落、为什么", "A question: which passages come back, and why"],
+  refused: ["拒答", "Refused"], answered: ["作答", "Answered"], fallback: ["兜底回复", "Fallback reply"],
+  evidence: ["证据分", "evidence score"], basis: ["依据", "decided by"], notFound: ["（未检索到）", "(not found)"],
 };
 const t = (k) => (T[k] ? T[k][ZH ? 0 : 1] : k);
 
@@ -49,7 +55,7 @@ async function api(path, opts = {}) {
 }
 
 function askForKey(msg) {
-  for (const s of ["kbs", "docs", "doc"]) $(s).hidden = true;
+  for (const s of ["kbs", "probe", "docs", "doc"]) $(s).hidden = true;
   $("key-form").hidden = false; $("key-error").textContent = msg || ""; $("who").textContent = "";
 }
 
@@ -68,6 +74,7 @@ const canEdit = () => me && (me.role === "editor" || me.role === "admin");
 async function start() {
   document.documentElement.lang = ZH ? "zh-CN" : "en";
   for (const el of document.querySelectorAll("[data-t]")) el.textContent = t(el.dataset.t);
+  for (const el of document.querySelectorAll("[data-tp]")) el.placeholder = t(el.dataset.tp);
   showError("");
   let resp;
   try { resp = await api("/v1/whoami"); } catch { return; }
@@ -97,7 +104,7 @@ async function loadKbs() {
       cell(tr, box);
     }
     cell(tr, kb.counts?.docs ?? ""); cell(tr, kb.counts?.units ?? ""); cell(tr, kb.generation ?? "");
-    cell(tr, kb.updated_at || kb.created_at || "");
+    cell(tr, when(kb.updated_at || kb.created_at));
     const b = kb.build || {};
     cell(tr, [b.embed_model, b.chunker, b.keyword_engine].filter(Boolean).join(" · "));
     body.append(tr);
@@ -105,12 +112,64 @@ async function loadKbs() {
   $("kbs").hidden = false;
 }
 
+// A reader's console is search only (as its chat is): documents, upload and delete are for editors and admins.
 async function openKb(name) {
   state = { ...state, kb: name, offset: 0, q: $("doc-search").value.trim() };
-  $("docs-kb").textContent = name; $("doc").hidden = true;
+  $("docs-kb").textContent = name; $("probe-kb").textContent = name; $("doc").hidden = true;
+  $("probe").hidden = false;
   $("upload").hidden = !canEdit();
   location.hash = "kb=" + encodeURIComponent(name);
-  await loadDocs();
+  if (canEdit()) await loadDocs(); else $("docs").hidden = true;
+}
+
+function rank(r, score, digits) {
+  return r == null ? t("notFound") : `${r} (${score == null ? "?" : Number(score).toFixed(digits)})`;
+}
+
+async function probe(e) {
+  e.preventDefault();
+  const query = $("probe-q").value.trim();
+  if (!query || !state.kb) return;
+  const json = { "Content-Type": "application/json" };
+  const k = Math.max(1, Math.min(20, Number($("probe-k").value) || 5));
+  const [found, chat] = await Promise.all([
+    api("/v1/search", { method: "POST", headers: json,
+                        body: JSON.stringify({ query, kb: state.kb, k, mode: $("probe-mode").value }) }),
+    api("/v1/chat", { method: "POST", headers: json, body: JSON.stringify({ question: query, kb: state.kb }) }),
+  ]);
+  if (!found.ok) { showError(await errorText(found)); return; }
+  showError("");
+  const body = $("probe-table").querySelector("tbody");
+  body.replaceChildren();
+  (await found.json()).hits.forEach((h, i) => {
+    const tr = document.createElement("tr");
+    tr.className = "hit";
+    cell(tr, i + 1);
+    cell(tr, [baseName(h.source), h.label || (h.heading_path || []).join(" › "), h.page ? `p. ${h.page}` : ""]
+      .filter(Boolean).join(" · "));
+    cell(tr, Number(h.score).toFixed(4));
+    cell(tr, rank(h.dense_rank, h.dense_score, 3), "dense");
+    cell(tr, rank(h.lexical_rank, h.lexical_score, 2), "keyword");
+    cell(tr, h.rerank_score == null ? "" : Number(h.rerank_score).toFixed(3));
+    cell(tr, h.text.length > 160 ? h.text.slice(0, 160) + "…" : h.text, "text");
+    body.append(tr);
+  });
+  $("probe-table").hidden = false;
+  if (!chat.ok) { $("probe-answer").hidden = false; $("probe-verdict").textContent = await errorText(chat); return; }
+  const a = await chat.json();
+  const verdict = a.refused ? t("refused") : a.fallback ? t("fallback") : t("answered");
+  $("probe-verdict").textContent = `${verdict} · ${t("evidence")} ${Number(a.evidence_score).toFixed(3)} · ` +
+    `${t("basis")} ${a.basis}` + (a.reason ? ` · ${a.reason}` : "");
+  $("probe-verdict").dataset.refused = a.refused ? "true" : "false";
+  $("probe-text").textContent = a.answer;
+  $("probe-answer").hidden = false;
+}
+
+function baseName(source) { return (source || "").split("#")[0].split("/").pop(); }
+function when(x) { // the API's times: Unix seconds (or ISO text)
+  if (x == null || x === "") return "";
+  const d = typeof x === "number" ? new Date(x * 1000) : new Date(x);
+  return isNaN(d) ? String(x) : d.toLocaleString(ZH ? "zh-CN" : "en-GB");
 }
 
 async function loadDocs() {
@@ -127,7 +186,7 @@ async function loadDocs() {
     const tr = document.createElement("tr");
     tr.dataset.doc = d.doc_id;
     cell(tr, d.name + (d.record ? ` #${d.record}` : "")); cell(tr, d.title); cell(tr, d.units);
-    cell(tr, d.added_at || ""); cell(tr, (d.flags || d.flagged || []).join(", "));
+    cell(tr, when(d.added_at)); cell(tr, (d.flags || d.flagged || []).join(", "));
     const actions = cell(tr, button(t("view"), () => openDoc(d.doc_id)));
     if (canEdit()) actions.append(" ", button(t("del"), () => deleteDoc(d)));
     body.append(tr);
@@ -250,6 +309,7 @@ $("key-form").addEventListener("submit", (e) => {
   sessionStorage.setItem(KEY_STORE, $("key").value.trim()); $("key").value = "";
   start();
 });
+$("probe-form").addEventListener("submit", probe);
 $("prev").onclick = () => { state.offset = Math.max(0, state.offset - PAGE); loadDocs(); };
 $("next").onclick = () => { state.offset += PAGE; loadDocs(); };
 $("more-units").onclick = () => loadUnits();

@@ -1,8 +1,9 @@
 """The console at ``/console`` in headless Chromium (Debian's package, through Playwright): an editor's key sees
 the KBs, finds a document by name, uploads real files with visible progress (a DOCX and an HTML page from
 ../shared/data when present, a Markdown file written here otherwise) and sees a rejected one with its reason,
-reads a document's units with their labels, deletes one after confirming; a reader's key sees no upload or
-delete control and no document outside its groups; a wrong key goes back to the key prompt. Screenshots of each
+reads a document's units with their labels, runs a retrieval test (dense and keyword ranks side by side, the
+chat's answer), deletes one after confirming; a reader's key gets search only, never a document outside its
+groups; a wrong key goes back to the key prompt. Screenshots of each
 page go to the test's tmp folder. Every request stays on this server."""
 
 from __future__ import annotations
@@ -110,6 +111,18 @@ def test_an_editor_uploads_reads_and_deletes(server, browser, tmp_path: Path) ->
     assert "试用期" in page.text_content("#doc-text")  # in a closed <details>: not rendered text
     page.screenshot(path=str(tmp_path / "console-document.png"), full_page=True)
 
+    # retrieval test: the rankings side by side, and what the chat would answer
+    page.fill("#probe-q", "劳动合同期限一年以上不满三年的，试用期最长多久？")
+    page.click("#probe-form button[type=submit]")
+    page.wait_for_selector("#probe-answer:not([hidden])", timeout=60000)
+    first = page.query_selector("#probe-table tbody tr.hit")
+    assert "labour.md" in first.inner_text() and "第十九条" in first.inner_text(), first.inner_text()
+    dense, keyword = first.query_selector("td.dense").inner_text(), first.query_selector("td.keyword").inner_text()
+    assert dense[0].isdigit() and keyword[0].isdigit(), (dense, keyword)  # both retrievers ranked it
+    assert page.get_attribute("#probe-verdict", "data-refused") == "false"
+    assert "二个月" in page.inner_text("#probe-text")
+    page.screenshot(path=str(tmp_path / "console-retrieval-test.png"), full_page=True)
+
     page.on("dialog", lambda d: d.accept())
     # a document readable by every group is not this hr editor's to delete: the API's reason is shown
     visitors = next(r for r in page.query_selector_all("#doc-table tbody tr") if "visitors.md" in r.inner_text())
@@ -126,15 +139,20 @@ def test_an_editor_uploads_reads_and_deletes(server, browser, tmp_path: Path) ->
     page.close()
 
 
-def test_a_reader_sees_no_controls_and_nothing_outside_its_groups(server, browser, tmp_path: Path) -> None:
+def test_a_reader_sees_search_only_and_nothing_outside_its_groups(server, browser, tmp_path: Path) -> None:
+    """Runs after the editor's test, whose uploads are readable by the group hr only."""
     srv, keys = server
     page, _, errors = open_console(browser, srv, keys["reader"])
     page.click("#kb-table tbody tr button")
-    page.wait_for_selector("#docs:not([hidden]) #doc-table tbody tr")
-    assert not page.is_visible("#upload")
-    assert all(len(r.query_selector_all("button")) == 1 for r in page.query_selector_all("#doc-table tbody tr"))
-    names = doc_names(page)
-    assert "labour.md" in names and not any(n.endswith((".docx", ".html")) or n == "memo.md" for n in names), names
+    page.wait_for_selector("#probe:not([hidden])")
+    assert page.is_hidden("#docs") and page.is_hidden("#upload")
+    for q in ("2019年部分节假日安排 国庆节 调休", "核电厂定期安全审查 编制说明", "报销须在每月五日前提交"):
+        page.fill("#probe-q", q)
+        page.click("#probe-form button[type=submit]")
+        page.wait_for_selector("#probe-answer:not([hidden])", timeout=60000)
+        rows = " ".join(r.inner_text() for r in page.query_selector_all("#probe-table tbody tr"))
+        assert not any(x in rows for x in (".docx", ".html", "memo.md")), rows
+        page.evaluate("document.querySelector('#probe-answer').hidden = true")
     page.screenshot(path=str(tmp_path / "console-reader.png"), full_page=True)
     assert not errors, errors
     page.close()
