@@ -28,6 +28,13 @@ const T = {
   rerankCol: ["重排", "Rerank"], wouldAnswer: ["问答会这样回答", "What the chat would answer"],
   probeQ: ["输入一个问题，看检索到哪些段落、为什么", "A question: which passages come back, and why"],
   refused: ["拒答", "Refused"], answered: ["作答", "Answered"], fallback: ["兜底回复", "Fallback reply"],
+  keysTitle: ["API 密钥", "API keys"], keyName: ["名称", "Name"], role: ["角色", "Role"],
+  keyKbs: ["知识库（逗号分隔，* 为全部）", "Knowledge bases (comma-separated, * for all)"],
+  expires: ["到期日", "Expires"], groupsCol: ["分组", "Groups"], create: ["创建", "Create"], copy: ["复制", "Copy"], copied: ["已复制", "Copied"],
+  shownOnce: ["新密钥只显示这一次，请立即复制保存：", "The new key is shown this once: copy it now."],
+  revoke: ["吊销", "Revoke"], confirmRevoke: ["确定吊销密钥", "Revoke the key"],
+  loopbackKeys: ["未配置密钥（仅本机模式）：第一个密钥请在服务器上用 `docqa keys create` 创建。",
+                 "No API keys yet (loopback-only mode): create the first one on the server with `docqa keys create`."],
   evidence: ["证据分", "evidence score"], basis: ["依据", "decided by"], notFound: ["（未检索到）", "(not found)"],
 };
 const t = (k) => (T[k] ? T[k][ZH ? 0 : 1] : k);
@@ -55,7 +62,7 @@ async function api(path, opts = {}) {
 }
 
 function askForKey(msg) {
-  for (const s of ["kbs", "probe", "docs", "doc"]) $(s).hidden = true;
+  for (const s of ["kbs", "keys", "probe", "docs", "doc"]) $(s).hidden = true;
   $("key-form").hidden = false; $("key-error").textContent = msg || ""; $("who").textContent = "";
 }
 
@@ -83,6 +90,7 @@ async function start() {
   $("key-form").hidden = true;
   $("who").textContent = me.mode === "loopback" ? t("loopback") : `${me.key_id} · ${me.role}`;
   await loadKbs();
+  if (me.role === "admin") await loadKeys();
   const m = location.hash.match(/^#kb=([^&]+)(?:&doc=(.+))?$/);
   if (m) { await openKb(decodeURIComponent(m[1])); if (m[2]) await openDoc(decodeURIComponent(m[2])); }
 }
@@ -120,6 +128,60 @@ async function openKb(name) {
   $("upload").hidden = !canEdit();
   location.hash = "kb=" + encodeURIComponent(name);
   if (canEdit()) await loadDocs(); else $("docs").hidden = true;
+}
+
+// --- keys (admin): create (shown once), list, revoke; the API refuses what this admin may not give ---
+async function loadKeys() {
+  $("keys").hidden = false;
+  if (me.mode === "loopback") {
+    $("key-create").hidden = true; $("key-table").hidden = true; showError(t("loopbackKeys")); return;
+  }
+  const resp = await api("/v1/keys");
+  if (!resp.ok) { showError(await errorText(resp)); return; }
+  const body = $("key-table").querySelector("tbody");
+  body.replaceChildren();
+  for (const k of (await resp.json()).keys) {
+    const tr = document.createElement("tr");
+    tr.dataset.key = k.id;
+    cell(tr, k.id); cell(tr, k.name); cell(tr, k.role); cell(tr, (k.kbs || []).join(", "));
+    cell(tr, (k.groups || []).join(", ")); cell(tr, k.expires || ""); cell(tr, k.status);
+    const actions = cell(tr, "");
+    if (k.status === "active" && k.id !== me.key_id) actions.append(button(t("revoke"), () => revokeKey(k)));
+    body.append(tr);
+  }
+}
+
+const list = (v) => v.split(",").map((x) => x.trim()).filter(Boolean);
+
+async function createKey(e) {
+  e.preventDefault();
+  const req = { name: $("new-name").value.trim(), role: $("new-role").value, kbs: list($("new-kbs").value),
+                groups: list($("new-groups").value) };
+  if ($("new-expires").value) req.expires = $("new-expires").value;
+  const resp = await api("/v1/keys", { method: "POST", headers: { "Content-Type": "application/json" },
+                                       body: JSON.stringify(req) });
+  if (!resp.ok) { showError(await errorText(resp)); return; }
+  showError("");
+  $("new-key-value").textContent = (await resp.json()).key;
+  $("new-key").hidden = false;
+  $("key-create").reset();
+  await loadKeys();
+}
+
+async function revokeKey(k) {
+  if (!confirm(`${t("confirmRevoke")} ${k.id}${k.name ? ` (${k.name})` : ""}?`)) return;
+  const resp = await api(`/v1/keys/${encodeURIComponent(k.id)}`, { method: "DELETE" });
+  if (!resp.ok) { showError(await errorText(resp)); return; }
+  await loadKeys();
+}
+
+async function copyKey() {
+  const text = $("new-key-value").textContent;
+  try { await navigator.clipboard.writeText(text); } catch { // no clipboard API (http, older browsers): select it
+    const range = document.createRange(); range.selectNodeContents($("new-key-value"));
+    const sel = getSelection(); sel.removeAllRanges(); sel.addRange(range); document.execCommand("copy");
+  }
+  $("copy-key").textContent = t("copied");
 }
 
 function rank(r, score, digits) {
@@ -310,6 +372,8 @@ $("key-form").addEventListener("submit", (e) => {
   start();
 });
 $("probe-form").addEventListener("submit", probe);
+$("key-create").addEventListener("submit", createKey);
+$("copy-key").onclick = copyKey;
 $("prev").onclick = () => { state.offset = Math.max(0, state.offset - PAGE); loadDocs(); };
 $("next").onclick = () => { state.offset += PAGE; loadDocs(); };
 $("more-units").onclick = () => loadUnits();

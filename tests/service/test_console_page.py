@@ -33,7 +33,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     home = build_kb(tmp_path_factory.mktemp("console") / "home")
     store = KeyStore(home / "keys.json")
     keys = {"editor": store.create(role="editor", kbs=["docs"], groups=["hr"])[0],
-            "reader": store.create(role="reader", kbs=["docs"])[0]}
+            "reader": store.create(role="reader", kbs=["docs"])[0],
+            "admin": store.create(role="admin", kbs=["docs"], groups=["*"], name="ops")[0]}
     with Served(create_app(settings=load_settings(home=home))) as srv:
         srv.wait_ready(timeout=300)
         yield srv, keys
@@ -156,6 +157,46 @@ def test_a_reader_sees_search_only_and_nothing_outside_its_groups(server, browse
     page.screenshot(path=str(tmp_path / "console-reader.png"), full_page=True)
     assert not errors, errors
     page.close()
+
+
+def test_an_admin_creates_a_key_shown_once_and_revokes_it(server, browser, tmp_path: Path) -> None:
+    import httpx
+
+    srv, keys = server
+    page, _, errors = open_console(browser, srv, keys["admin"])
+    page.wait_for_selector("#keys:not([hidden]) #key-table tbody tr")
+    assert len(page.query_selector_all("#key-table tbody tr")) == 3
+    page.fill("#new-name", "clerk")
+    page.select_option("#new-role", "reader")
+    page.fill("#new-kbs", "docs")
+    page.click("#key-create button[type=submit]")
+    page.wait_for_selector("#new-key:not([hidden])")
+    key = page.inner_text("#new-key-value").strip()
+    assert key.startswith("dqa_")
+    page.wait_for_function("document.querySelectorAll('#key-table tbody tr').length === 4")
+    page.screenshot(path=str(tmp_path / "console-keys.png"), full_page=True)
+
+    def search(k: str) -> int:
+        return httpx.post(f"{srv.url}/v1/search", json={"query": "试用期", "kb": "docs"}, timeout=60,
+                          headers={"Authorization": f"Bearer {k}"}).status_code
+
+    assert search(key) == 200
+    page.on("dialog", lambda d: d.accept())
+    row = next(r for r in page.query_selector_all("#key-table tbody tr") if "clerk" in r.inner_text())
+    key_id = row.get_attribute("data-key")
+    row.query_selector("button").click()
+    page.wait_for_function(f"document.querySelector('#key-table tr[data-key=\"{key_id}\"]')"
+                           ".innerText.includes('revoked')")
+    assert search(key) == 401
+    page.fill("#new-kbs", "secret-kb")  # more than this admin has: the API's reason is shown
+    page.click("#key-create button[type=submit]")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "knowledge bases this admin key has" in page.inner_text("#error")
+    assert not errors, errors
+    page.close()
+    editor, _, _ = open_console(browser, srv, keys["editor"])
+    assert editor.is_hidden("#keys")
+    editor.close()
 
 
 def test_a_wrong_key_goes_back_to_the_key_prompt(server, browser) -> None:
