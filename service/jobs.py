@@ -100,6 +100,18 @@ class JobRunner:
             job = self._read(self.state_dir / f"{job_id}.json")
         return job
 
+    def list(self, kind: str | None = None, kb: str | None = None) -> list[Job]:
+        """Every job this runner knows (in memory and recorded on disk), newest first; ``kind``/``kb`` narrow it."""
+        jobs = dict(self._jobs)
+        if self.state_dir is not None and self.state_dir.is_dir():
+            for path in self.state_dir.glob("*.json"):
+                if path.stem not in jobs:
+                    job = self._read(path)
+                    if job is not None:
+                        jobs[job.id] = job
+        out = [j for j in jobs.values() if (kind is None or j.kind == kind) and (kb is None or j.kb == kb)]
+        return sorted(out, key=lambda j: j.created or 0, reverse=True)
+
     def _forget_old(self) -> None:
         finished = [j for j in self._jobs.values() if j.finished is not None]
         for j in sorted(finished, key=lambda j: j.finished)[: max(0, len(finished) - MAX_KEPT)]:

@@ -7,9 +7,9 @@ Evals need the admin role (service/auth); a job is visible to admins and to the 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field, StrictFloat
 
@@ -71,6 +71,17 @@ def start_eval(base: AdminKB, req: EvalJobRequest, registry: RegistryDep, reques
                          "rows": len(rows), "skipped": [{"row": n, "why": w} for n, w in skipped]}, status_code=202)
 
 
+@router.get("/v1/jobs", responses=error_responses(401, 422))
+def list_jobs(request: Request, caller: CallerDep,
+              kind: Annotated[Literal["eval", "ingest"] | None, Query(description="eval, or ingest (uploads)")] = None,
+              kb: Annotated[str | None, Query(max_length=64)] = None,
+              limit: Annotated[int, Query(ge=1, le=200)] = 50):
+    """The jobs this key may see, newest first (an admin: every job of its KBs; another key: its own), e.g. an
+    eval's runs to compare."""
+    jobs = [j for j in _runner(request).list(kind, kb) if _visible(caller, j)]
+    return {"jobs": [j.public() for j in jobs[:limit]]}
+
+
 @router.get("/v1/jobs/{job_id}", responses=error_responses(401, 403, 404))
 def job_status(job_id: Annotated[str, Path(max_length=64)], request: Request, caller: CallerDep):
     """A job's status and progress; when done, its result (an eval's metrics and report files, an
@@ -78,10 +89,14 @@ def job_status(job_id: Annotated[str, Path(max_length=64)], request: Request, ca
     return _job_for(request, caller, job_id).public()
 
 
+def _visible(caller, job) -> bool:
+    return (caller.role >= Role.ADMIN or (job.owner is not None and job.owner == caller.key_id)) \
+        and caller.may_see(job.kb)
+
+
 def _job_for(request: Request, caller, job_id: str):
     job = _runner(request).get(job_id)
-    if job is None or not (caller.role >= Role.ADMIN or (job.owner is not None and job.owner == caller.key_id)) \
-            or not caller.may_see(job.kb):
+    if job is None or not _visible(caller, job):
         raise ApiError(404, f"no job {job_id!r}", "not_found")
     return job
 

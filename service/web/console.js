@@ -35,6 +35,11 @@ const T = {
   revoke: ["吊销", "Revoke"], confirmRevoke: ["确定吊销密钥", "Revoke the key"],
   loopbackKeys: ["未配置密钥（仅本机模式）：第一个密钥请在服务器上用 `docqa keys create` 创建。",
                  "No API keys yet (loopback-only mode): create the first one on the server with `docqa keys create`."],
+  evalTitle: ["评测", "Evaluation"], evalSet: ["评测集（JSONL 或 JSON 数组：question、answer…）",
+    "Eval set (JSONL or a JSON array: question, answer, ...)"], compareCol: ["对比", "Compare"],
+  started: ["开始", "Started"], rows: ["题数", "Rows"], compare: ["对比所选两次", "Compare the two selected"],
+  metric: ["指标", "Metric"], delta: ["变化", "Change"], badSet: ["评测集读不出：", "Cannot read the eval set: "],
+  running: ["评测中", "evaluating"], runOf: ["评测", "Run"],
   evidence: ["证据分", "evidence score"], basis: ["依据", "decided by"], notFound: ["（未检索到）", "(not found)"],
 };
 const t = (k) => (T[k] ? T[k][ZH ? 0 : 1] : k);
@@ -62,7 +67,7 @@ async function api(path, opts = {}) {
 }
 
 function askForKey(msg) {
-  for (const s of ["kbs", "keys", "probe", "docs", "doc"]) $(s).hidden = true;
+  for (const s of ["kbs", "keys", "eval", "probe", "docs", "doc"]) $(s).hidden = true;
   $("key-form").hidden = false; $("key-error").textContent = msg || ""; $("who").textContent = "";
 }
 
@@ -128,6 +133,120 @@ async function openKb(name) {
   $("upload").hidden = !canEdit();
   location.hash = "kb=" + encodeURIComponent(name);
   if (canEdit()) await loadDocs(); else $("docs").hidden = true;
+  if (me.role === "admin") await loadRuns(); else $("eval").hidden = true;
+}
+
+// --- evaluation (admin): `docqa eval run` as a job on an uploaded set; runs listed, opened, compared ---
+function parseSet(text) {
+  const s = text.trim();
+  if (s.startsWith("[")) return JSON.parse(s);
+  return s.split(/\r?\n/).filter((l) => l.trim()).map((l, i) => {
+    try { return JSON.parse(l); } catch { throw new Error(`line ${i + 1}: not JSON`); }
+  });
+}
+
+async function startEval(file) {
+  let rows;
+  try { rows = parseSet(await file.text()); if (!Array.isArray(rows) || !rows.length) throw new Error("no rows"); }
+  catch (err) { showError(t("badSet") + err.message); return; }
+  const resp = await api(`/v1/kbs/${encodeURIComponent(state.kb)}/eval`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ rows }) });
+  if (!resp.ok) { showError(await errorText(resp)); return; }
+  showError("");
+  const job = await resp.json();
+  for (;;) { // progress, as `docqa eval run` prints it
+    const r = await api(job.url);
+    if (!r.ok) { showError(await errorText(r)); return; }
+    const j = await r.json();
+    $("eval-progress").textContent = `${t("running")} ${j.progress.done}/${j.progress.total} · ${j.status}`;
+    if (j.status === "done" || j.status === "failed") {
+      if (j.status === "failed") showError(j.error);
+      await loadRuns();
+      if (j.status === "done") await showRuns([j]);
+      return;
+    }
+    await new Promise((res) => setTimeout(res, 500));
+  }
+}
+
+async function loadRuns() {
+  $("eval-kb").textContent = state.kb; $("eval").hidden = false;
+  const resp = await api(`/v1/jobs?kind=eval&kb=${encodeURIComponent(state.kb)}&limit=20`);
+  if (!resp.ok) { showError(await errorText(resp)); return; }
+  const body = $("run-table").querySelector("tbody");
+  body.replaceChildren();
+  for (const j of (await resp.json()).jobs) {
+    const tr = document.createElement("tr");
+    tr.dataset.job = j.id;
+    const box = document.createElement("input");
+    box.type = "checkbox"; box.value = j.id; box.disabled = j.status !== "done"; box.setAttribute("aria-label", j.id);
+    box.onchange = () => { $("compare").disabled = selectedRuns().length !== 2; };
+    cell(tr, box); cell(tr, when(j.created)); cell(tr, j.status + (j.error ? `: ${j.error}` : ""));
+    cell(tr, j.progress.total);
+    cell(tr, j.status === "done" ? button(t("open"), () => showRuns([j])) : "");
+    tr.job = j;
+    body.append(tr);
+  }
+  $("compare").disabled = true;
+}
+
+function selectedRuns() {
+  return [...$("run-table").querySelectorAll("input:checked")].map((b) => b.closest("tr").job);
+}
+
+function num(v) { return typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(3)) : String(v ?? ""); }
+
+// One run: its metrics, plots and report; two runs: their metrics side by side with the change.
+function flat(m, prefix = "") { // nested metrics ({"recall": {"5": .9}}) as "recall.5"
+  const out = {};
+  for (const [k, v] of Object.entries(m || {})) {
+    if (v && typeof v === "object" && !Array.isArray(v)) Object.assign(out, flat(v, `${prefix}${k}.`));
+    else out[prefix + k] = v;
+  }
+  return out;
+}
+
+async function showRuns(runs) {
+  runs = [...runs].sort((a, b) => (a.created || 0) - (b.created || 0)); // older first: the change is new - old
+  const metrics = runs.map((j) => flat(j.result && j.result.metrics));
+  const names = [...new Set(metrics.flatMap((m) => Object.keys(m)))]
+    .filter((k) => metrics.some((m) => typeof m[k] === "number"));
+  const head = $("metric-table").querySelector("thead");
+  head.replaceChildren();
+  const hr = document.createElement("tr");
+  for (const h of [t("metric"), ...runs.map((j) => `${t("runOf")} ${when(j.created)}`), ...(runs.length === 2 ? [t("delta")] : [])]) {
+    const th = document.createElement("th"); th.textContent = h; hr.append(th);
+  }
+  head.append(hr);
+  const body = $("metric-table").querySelector("tbody");
+  body.replaceChildren();
+  for (const k of names) {
+    const tr = document.createElement("tr");
+    tr.dataset.metric = k;
+    cell(tr, k);
+    for (const m of metrics) cell(tr, num(m[k]));
+    if (runs.length === 2 && typeof metrics[0][k] === "number" && typeof metrics[1][k] === "number") {
+      const d = metrics[1][k] - metrics[0][k];
+      cell(tr, (d > 0 ? "+" : "") + num(d), "delta");
+    } else if (runs.length === 2) cell(tr, "");
+    body.append(tr);
+  }
+  $("run-title").textContent = runs.map((j) => `${t("runOf")} ${when(j.created)}`).join(" → ");
+  const plots = $("plots");
+  plots.replaceChildren(); $("report").textContent = "";
+  if (runs.length === 1) {
+    const files = (runs[0].result && runs[0].result.files) || {};
+    for (const [name, url] of Object.entries(files)) {
+      const r = await api(url);
+      if (!r.ok) continue;
+      if (name.endsWith(".png")) { // the key goes in a header, so the image is fetched, not linked
+        const img = document.createElement("img");
+        img.alt = name; img.src = URL.createObjectURL(await r.blob()); img.className = "plot";
+        plots.append(img);
+      } else if (name === "report.md") $("report").textContent = await r.text();
+    }
+  }
+  $("run").hidden = false;
 }
 
 // --- keys (admin): create (shown once), list, revoke; the API refuses what this admin may not give ---
@@ -372,6 +491,9 @@ $("key-form").addEventListener("submit", (e) => {
   start();
 });
 $("probe-form").addEventListener("submit", probe);
+$("eval-file").addEventListener("change", () => { const f = $("eval-file").files[0]; $("eval-file").value = "";
+                                                  if (f) startEval(f); });
+$("compare").onclick = () => showRuns(selectedRuns());
 $("key-create").addEventListener("submit", createKey);
 $("copy-key").onclick = copyKey;
 $("prev").onclick = () => { state.offset = Math.max(0, state.offset - PAGE); loadDocs(); };

@@ -8,6 +8,7 @@ page go to the test's tmp folder. Every request stays on this server."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -192,10 +193,38 @@ def test_an_admin_creates_a_key_shown_once_and_revokes_it(server, browser, tmp_p
     page.click("#key-create button[type=submit]")
     page.wait_for_selector("#error:not([hidden])")
     assert "knowledge bases this admin key has" in page.inner_text("#error")
+
+    # evaluation: an uploaded set runs as a job with visible progress; its metrics and plots; two runs compared
+    rows = [{"question": "劳动合同期限一年以上不满三年的，试用期最长多久？", "answer": "二个月"},
+            {"question": "国庆节放假几天？", "answer": "7天"},
+            {"question": "When does the front desk of the Lisbon office open?", "answer": "08:30"},
+            {"question": "火星上的第一家分行何时开业？", "answer": ""}]
+    evalset = tmp_path / "eval.jsonl"
+    evalset.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    page.click("#kb-table tbody tr button")
+    page.wait_for_selector("#eval:not([hidden])")
+    for n in (1, 2):
+        page.set_input_files("#eval-file", str(evalset))
+        page.wait_for_function("n => { const r = document.querySelectorAll('#run-table tbody tr'); "
+                               "return r.length === n && r[0].innerText.includes('done'); }", arg=n, timeout=180000)
+    page.wait_for_selector("#run:not([hidden]) #metric-table tbody tr")
+    assert "4/4" in page.inner_text("#eval-progress")
+    page.wait_for_function("[...document.querySelectorAll('#plots img')].some(i => i.naturalWidth > 0)")
+    page.wait_for_function("document.querySelector('#report').textContent.length > 0")
+    assert "recall" in page.text_content("#report").lower(), page.text_content("#report")[:300]
+    for box in page.query_selector_all("#run-table tbody input[type=checkbox]"):
+        box.check()
+    page.click("#compare")
+    page.wait_for_function("document.querySelectorAll('#metric-table thead th').length === 4")
+    assert page.query_selector("#metric-table tbody td.delta") is not None
+    page.screenshot(path=str(tmp_path / "console-eval.png"), full_page=True)
     assert not errors, errors
     page.close()
     editor, _, _ = open_console(browser, srv, keys["editor"])
     assert editor.is_hidden("#keys")
+    editor.click("#kb-table tbody tr button")
+    editor.wait_for_selector("#probe:not([hidden])")
+    assert editor.is_hidden("#eval")
     editor.close()
 
 
