@@ -40,6 +40,7 @@ const T = {
   started: ["开始", "Started"], rows: ["题数", "Rows"], compare: ["对比所选两次", "Compare the two selected"],
   metric: ["指标", "Metric"], delta: ["变化", "Change"], badSet: ["评测集读不出：", "Cannot read the eval set: "],
   running: ["评测中", "evaluating"], runOf: ["评测", "Run"],
+  badFilters: ["筛选条件须为 JSON 对象", "Filters must be a JSON object"],
   evidence: ["证据分", "evidence score"], basis: ["依据", "decided by"], notFound: ["（未检索到）", "(not found)"],
 };
 const t = (k) => (T[k] ? T[k][ZH ? 0 : 1] : k);
@@ -103,9 +104,10 @@ async function start() {
 async function loadKbs() {
   const resp = await api("/v1/kbs");
   if (!resp.ok) { showError(await errorText(resp)); return; }
+  const kbs = (await resp.json()).kbs; // read before the table is emptied: it is never seen half-filled
   const body = $("kb-table").querySelector("tbody");
   body.replaceChildren();
-  for (const kb of (await resp.json()).kbs) {
+  for (const kb of kbs) {
     const tr = document.createElement("tr");
     if (kb.status !== "ok") tr.className = "broken";
     cell(tr, kb.status === "ok" ? button(kb.name, () => openKb(kb.name)) : kb.name);
@@ -173,9 +175,10 @@ async function loadRuns() {
   $("eval-kb").textContent = state.kb; $("eval").hidden = false;
   const resp = await api(`/v1/jobs?kind=eval&kb=${encodeURIComponent(state.kb)}&limit=20`);
   if (!resp.ok) { showError(await errorText(resp)); return; }
+  const jobs = (await resp.json()).jobs;
   const body = $("run-table").querySelector("tbody");
   body.replaceChildren();
-  for (const j of (await resp.json()).jobs) {
+  for (const j of jobs) {
     const tr = document.createElement("tr");
     tr.dataset.job = j.id;
     const box = document.createElement("input");
@@ -257,9 +260,10 @@ async function loadKeys() {
   }
   const resp = await api("/v1/keys");
   if (!resp.ok) { showError(await errorText(resp)); return; }
+  const keys = (await resp.json()).keys;
   const body = $("key-table").querySelector("tbody");
   body.replaceChildren();
-  for (const k of (await resp.json()).keys) {
+  for (const k of keys) {
     const tr = document.createElement("tr");
     tr.dataset.key = k.id;
     cell(tr, k.id); cell(tr, k.name); cell(tr, k.role); cell(tr, (k.kbs || []).join(", "));
@@ -303,6 +307,22 @@ async function copyKey() {
   $("copy-key").textContent = t("copied");
 }
 
+// A unit that is a Markdown table (how docqa keeps tables: ingest/loaders/tables.py) shown as a table.
+function tableOf(text) {
+  const lines = (text || "").trim().split("\n").filter((l) => l.trim());
+  if (lines.length < 2 || !lines.every((l) => l.trim().startsWith("|")) || !/^\|?\s*:?-{3,}/.test(lines[1].trim()))
+    return null;
+  const cells = (l) => l.trim().replace(/^\|/, "").replace(/\|$/, "").split("|").map((c) => c.trim());
+  const table = document.createElement("table");
+  table.className = "md";
+  lines.filter((_, i) => i !== 1).forEach((l, i) => {
+    const tr = document.createElement("tr");
+    for (const c of cells(l)) { const td = document.createElement(i ? "td" : "th"); td.textContent = c; tr.append(td); }
+    table.append(tr);
+  });
+  return table;
+}
+
 function rank(r, score, digits) {
   return r == null ? t("notFound") : `${r} (${score == null ? "?" : Number(score).toFixed(digits)})`;
 }
@@ -313,16 +333,22 @@ async function probe(e) {
   if (!query || !state.kb) return;
   const json = { "Content-Type": "application/json" };
   const k = Math.max(1, Math.min(20, Number($("probe-k").value) || 5));
+  let filters;
+  if ($("probe-filters").value.trim()) {
+    try { filters = JSON.parse($("probe-filters").value); } catch { showError(t("badFilters")); return; }
+  }
   const [found, chat] = await Promise.all([
     api("/v1/search", { method: "POST", headers: json,
-                        body: JSON.stringify({ query, kb: state.kb, k, mode: $("probe-mode").value }) }),
-    api("/v1/chat", { method: "POST", headers: json, body: JSON.stringify({ question: query, kb: state.kb }) }),
+                        body: JSON.stringify({ query, kb: state.kb, k, mode: $("probe-mode").value, filters }) }),
+    api("/v1/chat", { method: "POST", headers: json,
+                      body: JSON.stringify({ question: query, kb: state.kb, filters }) }),
   ]);
   if (!found.ok) { showError(await errorText(found)); return; }
   showError("");
+  const hits = (await found.json()).hits;
   const body = $("probe-table").querySelector("tbody");
   body.replaceChildren();
-  (await found.json()).hits.forEach((h, i) => {
+  hits.forEach((h, i) => {
     const tr = document.createElement("tr");
     tr.className = "hit";
     cell(tr, i + 1);
@@ -414,7 +440,7 @@ async function loadUnits() {
     const tr = document.createElement("tr");
     tr.className = "unit " + u.level;
     cell(tr, u.level); cell(tr, u.label || (u.heading_path || []).join(" › ")); cell(tr, u.page ?? "");
-    cell(tr, u.text, "text");
+    cell(tr, tableOf(u.text) || u.text, "text");
     body.append(tr);
   }
   state.unitOffset += data.units.length;

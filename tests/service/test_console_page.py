@@ -86,11 +86,15 @@ def test_an_editor_uploads_reads_and_deletes(server, browser, tmp_path: Path) ->
     page.fill("#doc-search", "")
     page.wait_for_function("document.querySelectorAll('#doc-table tbody tr').length === 3")
 
+    fees = tmp_path / "fees.md"  # a table: the document page shows it as one
+    fees.write_text("# 收费标准\n\n| 项目 | 费用 |\n| --- | --- |\n| 年费 | 800元 |\n| 补卡 | 20元 |\n",
+                    encoding="utf-8")
     files = [p for p in (DOCX, HTML) if p.is_file()]
     if not files:  # a clone without ../shared: a file written here, still a real upload and ingest
         note = tmp_path / "memo.md"
         note.write_text("# 备忘\n\n第一条 报销须在每月五日前提交。\n", encoding="utf-8")
         files = [note]
+    files.append(fees)
     page.fill("#groups", "hr")
     page.set_input_files("#files", [str(p) for p in files])
     page.wait_for_function(f"document.querySelectorAll('#upload-list li.done').length === {len(files)}",
@@ -113,6 +117,11 @@ def test_an_editor_uploads_reads_and_deletes(server, browser, tmp_path: Path) ->
     assert "试用期" in page.text_content("#doc-text")  # in a closed <details>: not rendered text
     page.screenshot(path=str(tmp_path / "console-document.png"), full_page=True)
 
+    table_doc = next(r for r in page.query_selector_all("#doc-table tbody tr") if "fees.md" in r.inner_text())
+    table_doc.query_selector("button").click()
+    page.wait_for_selector("#unit-table table.md")
+    assert "800元" in page.inner_text("#unit-table table.md")
+
     # retrieval test: the rankings side by side, and what the chat would answer
     page.fill("#probe-q", "劳动合同期限一年以上不满三年的，试用期最长多久？")
     page.click("#probe-form button[type=submit]")
@@ -124,6 +133,13 @@ def test_an_editor_uploads_reads_and_deletes(server, browser, tmp_path: Path) ->
     assert page.get_attribute("#probe-verdict", "data-refused") == "false"
     assert "二个月" in page.inner_text("#probe-text")
     page.screenshot(path=str(tmp_path / "console-retrieval-test.png"), full_page=True)
+    page.fill("#probe-filters", '{"title": "节假日安排"}')  # the same question, only inside one document
+    page.evaluate("document.querySelector('#probe-answer').hidden = true")
+    page.click("#probe-form button[type=submit]")
+    page.wait_for_selector("#probe-answer:not([hidden])", timeout=60000)
+    sources = {r.inner_text().split("\t")[1].split(" ")[0] for r in page.query_selector_all("#probe-table tr.hit")}
+    assert sources == {"holiday.md"}, sources
+    page.fill("#probe-filters", "")
 
     page.on("dialog", lambda d: d.accept())
     # a document readable by every group is not this hr editor's to delete: the API's reason is shown
@@ -153,7 +169,7 @@ def test_a_reader_sees_search_only_and_nothing_outside_its_groups(server, browse
         page.click("#probe-form button[type=submit]")
         page.wait_for_selector("#probe-answer:not([hidden])", timeout=60000)
         rows = " ".join(r.inner_text() for r in page.query_selector_all("#probe-table tbody tr"))
-        assert not any(x in rows for x in (".docx", ".html", "memo.md")), rows
+        assert not any(x in rows for x in (".docx", ".html", "memo.md", "fees.md")), rows
         page.evaluate("document.querySelector('#probe-answer').hidden = true")
     page.screenshot(path=str(tmp_path / "console-reader.png"), full_page=True)
     assert not errors, errors
