@@ -1,5 +1,5 @@
 """The HTTP call both retrievers make: ``POST {url}/v1/search`` with a docqa API key; one hit per passage, best
-first, with docqa's citation fields. A refusal (401/403/404/422/503...) raises ``DocqaError`` with the server's
+first, with docqa's citation fields. A refusal (401/403/404/422/503...) raises ``DocqaRequestError`` with the server's
 message, never an opaque HTTP error."""
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ from typing import Any
 
 import httpx
 
+from docqa.errors import DocqaError
+
 MODES = ("hybrid", "dense", "keyword")
 
 
-class DocqaError(RuntimeError):
+class DocqaRequestError(DocqaError, RuntimeError):
     """The server refused the search, or could not be reached; ``status`` is the HTTP status (None: no reply)."""
 
     def __init__(self, message: str, status: int | None = None):
@@ -55,7 +57,7 @@ def search(spec: SearchSpec, query: str) -> tuple[str, list[dict]]:
     try:
         r = httpx.post(**spec.request(query))
     except httpx.HTTPError as e:
-        raise DocqaError(f"docqa at {spec.url} could not be reached: {type(e).__name__}: {e}") from e
+        raise DocqaRequestError(f"docqa at {spec.url} could not be reached: {type(e).__name__}: {e}") from e
     return _hits(r)
 
 
@@ -64,7 +66,7 @@ async def asearch(spec: SearchSpec, query: str) -> tuple[str, list[dict]]:
         async with httpx.AsyncClient() as client:
             r = await client.post(**spec.request(query))
     except httpx.HTTPError as e:
-        raise DocqaError(f"docqa at {spec.url} could not be reached: {type(e).__name__}: {e}") from e
+        raise DocqaRequestError(f"docqa at {spec.url} could not be reached: {type(e).__name__}: {e}") from e
     return _hits(r)
 
 
@@ -74,7 +76,7 @@ def _hits(r: httpx.Response) -> tuple[str, list[dict]]:
             message = r.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = r.text[:300]
-        raise DocqaError(f"docqa refused the search ({r.status_code}): {message}", r.status_code)
+        raise DocqaRequestError(f"docqa refused the search ({r.status_code}): {message}", r.status_code)
     body = r.json()
     return body["kb"], body["hits"]
 

@@ -15,9 +15,9 @@ from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, Callba
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
-from docqa.integrations.client import DocqaError, SearchSpec, asearch, citation_metadata, search
+from docqa.integrations.client import DocqaRequestError, SearchSpec, asearch, citation_metadata, search
 
-__all__ = ["DocqaError", "DocqaRetriever"]
+__all__ = ["DocqaRequestError", "DocqaRetriever"]
 
 
 class DocqaRetriever(BaseRetriever):

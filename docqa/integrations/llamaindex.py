@@ -14,9 +14,9 @@ from __future__ import annotations
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
-from docqa.integrations.client import DocqaError, SearchSpec, asearch, citation_metadata, search
+from docqa.integrations.client import DocqaRequestError, SearchSpec, asearch, citation_metadata, search
 
-__all__ = ["DocqaError", "DocqaRetriever"]
+__all__ = ["DocqaRequestError", "DocqaRetriever"]
 
 
 class DocqaRetriever(BaseRetriever):

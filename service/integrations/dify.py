@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
+from docqa.errors import DocqaError
 from docqa.filters import MAX_CONDITIONS, MAX_VALUES, Condition, DocFilter
 from service.schemas import Text
 
@@ -47,7 +48,7 @@ DATE_TEXT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
 MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z
 
 
-class DifyError(Exception):
+class DifyError(DocqaError):
     """A reply in Dify's error shape: ``{"error_code", "error_msg"}`` with an HTTP status."""
 
     def __init__(self, status: int, code: int, message: str):

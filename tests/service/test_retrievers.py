@@ -1,6 +1,6 @@
 """The LangChain and LlamaIndex retrievers (docqa/integrations) against a real docqa server with API keys: the
 same top hits as ``/v1/search``, docqa's citation fields in the framework's metadata, the key's rights, sync and
-async, and a refusal raised as ``DocqaError`` with the server's message."""
+async, and a refusal raised as ``DocqaRequestError`` with the server's message."""
 
 from __future__ import annotations
 
@@ -75,17 +75,17 @@ def test_llamaindex_returns_the_search_hits_as_scored_nodes(served) -> None:
 
 
 def test_a_refusal_is_a_docqa_error_with_the_servers_message(served) -> None:
-    from docqa.integrations.client import DocqaError
+    from docqa.integrations.client import DocqaRequestError
     from docqa.integrations.langchain import DocqaRetriever as LC
     from docqa.integrations.llamaindex import DocqaRetriever as LI
 
     srv, keys = served
-    with pytest.raises(DocqaError, match="no access to knowledge base 'regs'") as e:
+    with pytest.raises(DocqaRequestError, match="no access to knowledge base 'regs'") as e:
         LC(url=srv.url, api_key=keys["other"], kb="regs").invoke("年假")
     assert e.value.status == 403
-    with pytest.raises(DocqaError, match="invalid, revoked or expired"):
+    with pytest.raises(DocqaRequestError, match="invalid, revoked or expired"):
         LI(url=srv.url, api_key="dqa_nope_nope", kb="regs").retrieve("年假")
-    with pytest.raises(DocqaError, match="could not be reached"):
+    with pytest.raises(DocqaRequestError, match="could not be reached"):
         LC(url="http://127.0.0.1:9", kb="regs", timeout=2).invoke("年假")
     with pytest.raises(ValueError, match="k must be 1-100"):
         LI(url=srv.url, k=0)
