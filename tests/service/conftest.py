@@ -7,6 +7,12 @@
 
 ``embedder`` (module): the offline embedder the compliance filter tests build their filters on
 (``compliance_support.make_filter``).
+
+``integration_server`` (session): a real server over ``integration_support.build_home`` (KBs ``regs`` and ``other``,
+reader keys with and without a group) for the Dify, MCP and retriever tests, which only read it.
+
+``browser`` (module): headless Chromium (Debian's package) through Playwright, for the page tests
+(``browser_support.CHROMIUM``; they skip, saying why, where it is not installed).
 """
 
 from __future__ import annotations
@@ -40,3 +46,30 @@ def embedder(embed_model: str):
     e = Embedder(embed_model)
     e.warm_up()
     return e
+
+
+@pytest.fixture(scope="session")
+def integration_server(tmp_path_factory: pytest.TempPathFactory, embed_model: str):
+    from integration_support import build_home
+    from llm_support import Served
+
+    from docqa.settings import load_settings
+    from service.app import create_app
+
+    home, keys = build_home(tmp_path_factory.mktemp("integrations"))
+    with Served(create_app(settings=load_settings(home=home))) as srv:
+        srv.wait_ready(timeout=300)
+        yield srv, home, keys
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from browser_support import CHROMIUM
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra (make install)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                    "--disable-dev-shm-usage"])
+        yield b
+        b.close()

@@ -5,19 +5,16 @@ this server (the page works offline: no CDN)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from browser_support import NEEDS_CHROMIUM
 from llm_support import Served, build_kb
 
 from docqa.settings import load_settings
 from service.auth.access import KeyStore
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [pytest.mark.slow,  # left out of `make test-fast`
-              pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
-                                "(deploy/install_test_tools.sh installs it; make test runs that)")]
+pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]  # slow: left out of `make test-fast`
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +26,6 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     with Served(create_app(settings=load_settings(home=home))) as srv:
         srv.wait_ready(timeout=300)
         yield srv, key
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra (make install)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                    "--disable-dev-shm-usage"])
-        yield b
-        b.close()
 
 
 def _page(browser, srv):

@@ -9,22 +9,19 @@ page go to the test's tmp folder. Every request stays on this server."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
+from browser_support import NEEDS_CHROMIUM
 from llm_support import Served, build_kb
 
 from docqa.settings import load_settings
 from service.auth.access import KeyStore
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "documents_zh"
 DOCX = SHARED / "docx" / "行标编制说明（核电厂定期安全审查 第1部分：通用要求）.docx"
 HTML = SHARED / "html" / "gov.cn_content_5346276_国务院办公厅关于2019年部分节假日安排的通知.html"
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
-                                "(deploy/install_test_tools.sh installs it; make test runs that)")]
+pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]  # slow: left out of `make test-fast`
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +36,6 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     with Served(create_app(settings=load_settings(home=home))) as srv:
         srv.wait_ready(timeout=300)
         yield srv, keys
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra (make install)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                    "--disable-dev-shm-usage"])
-        yield b
-        b.close()
 
 
 def open_console(browser, srv, key: str):

@@ -7,20 +7,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from integration_support import build_home
-from llm_support import Served
-
-from docqa.settings import load_settings
 
 
 @pytest.fixture(scope="module")
-def dify(tmp_path_factory: pytest.TempPathFactory, embed_model: str):
-    from service.app import create_app
-
-    home, keys = build_home(tmp_path_factory.mktemp("dify"))
-    with Served(create_app(settings=load_settings(home=home))) as srv:
-        srv.wait_ready(timeout=300)
-        yield srv, keys
+def dify(integration_server):
+    srv, _, keys = integration_server
+    return srv, keys
 
 
 def retrieve(srv, key: str | None, body, *, raw: bytes | None = None, headers: dict | None = None) -> httpx.Response:

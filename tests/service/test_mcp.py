@@ -14,10 +14,6 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from integration_support import build_home
-from llm_support import Served
-
-from docqa.settings import load_settings
 
 pytest.importorskip("mcp", reason="the mcp SDK is a dependency of docqa: `bash deploy/install.sh` installs it")
 from mcp import ClientSession, StdioServerParameters  # noqa: E402
@@ -28,13 +24,8 @@ TOOLS = {"search", "ask", "list_kbs", "get_document"}
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, embed_model: str):
-    from service.app import create_app
-
-    home, keys = build_home(tmp_path_factory.mktemp("mcp"))
-    with Served(create_app(settings=load_settings(home=home))) as srv:
-        srv.wait_ready(timeout=300)
-        yield srv, home, keys
+def served(integration_server):
+    return integration_server
 
 
 def payload(result) -> dict:

@@ -8,10 +8,6 @@ import asyncio
 
 import httpx
 import pytest
-from integration_support import build_home
-from llm_support import Served
-
-from docqa.settings import load_settings
 
 pytest.importorskip("langchain_core", reason="langchain-core is in docqa's dev extra (`bash deploy/install.sh`)")
 pytest.importorskip("llama_index.core", reason="llama-index-core is in docqa's dev extra (`bash deploy/install.sh`)")
@@ -20,13 +16,9 @@ QUERIES = ("年休假有几天？", "报销期限", "薪酬等级表")
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, embed_model: str):
-    from service.app import create_app
-
-    home, keys = build_home(tmp_path_factory.mktemp("retrievers"))
-    with Served(create_app(settings=load_settings(home=home))) as srv:
-        srv.wait_ready(timeout=300)
-        yield srv, keys
+def served(integration_server):
+    srv, _, keys = integration_server
+    return srv, keys
 
 
 def search_ids(srv, key: str, query: str, k: int = 3) -> list[int]:
