@@ -51,6 +51,21 @@ class Block:
         )
 
 
+def ocr_confidence(text: str, page: int | None, blocks: list[Block]) -> float | None:
+    """The OCR confidence of a unit made from ``blocks`` (a document's): the lowest of the scanned blocks
+    on its page that it holds or lies in, ignoring whitespace (chunking joins and splits blocks); None
+    when none was scanned."""
+    flat = "".join(text.split())
+    conf = []
+    for b in blocks:
+        if b.confidence is None or (page is not None and b.page != page):
+            continue
+        block = "".join(b.text.split())
+        if block and (block in flat or flat in block):
+            conf.append(b.confidence)
+    return round(min(conf), 3) if conf else None
+
+
 @dataclass
 class Document:
     """One document: ``doc_id`` is its identity in a knowledge base.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +62,8 @@ class IngestReport:
 
 
 def ingest_paths(paths: list[str | Path], kb: str, settings: Settings, *, progress: bool = True,
-                 meta: dict | None = None, writable_groups: frozenset[str] | None = None) -> IngestReport:
+                 meta: dict | None = None, writable_groups: frozenset[str] | None = None,
+                 on_file: FileProgress | None = None) -> IngestReport:
     """Ingest files and folders (recursively) into KB ``kb``, creating it if needed.
 
     ``meta``: metadata for every document of the run (``--groups``, an upload's fields), under each
@@ -69,6 +71,9 @@ def ingest_paths(paths: list[str | Path], kb: str, settings: Settings, *, progre
     ``writable_groups``: the groups the writer may file documents in (an upload by a group-restricted API
     key); a document whose final groups leave them, or that would replace or remove one outside them, is
     a failure of its own (``docqa.doc_meta.outside_groups``). None: any (the CLI, an admin).
+    ``on_file(path, status, detail)``: told of each file as it goes (an upload job's per-file progress):
+    "reading" (detail: "3/10 pages" while OCR reads a scan), then "read", "unchanged" or "failed" (detail:
+    the reason); then ``on_file(None, "committing", None)`` before the final embedding and commit.
     Everything is one commit: an exception or Ctrl-C leaves the KB exactly as it was."""
     from ingest.loaders import iter_files
 
@@ -80,7 +85,12 @@ def ingest_paths(paths: list[str | Path], kb: str, settings: Settings, *, progre
                                                   writable_groups) as batch:
         batch.page_progress = _PageProgress() if progress else None
         for path in _progress(files, progress):
-            batch.add_file(path)
+            if on_file is None:
+                batch.add_file(path)
+            else:
+                _told(batch, path, on_file)
+        if on_file is not None:
+            on_file(None, "committing", None)
         batch.flush()
         behind = writer.chunking_rules_behind()
         if behind:
@@ -95,6 +105,32 @@ def ingest_paths(paths: list[str | Path], kb: str, settings: Settings, *, progre
             report.generation = writer.generation - 1
     report.seconds = time.perf_counter() - t0
     return report
+
+
+FileProgress = Callable[[Path | None, str, str | None], None]
+
+
+def _told(batch: _Batch, path: Path, on_file: FileProgress) -> None:
+    """``batch.add_file(path)``, telling ``on_file`` how it went (see ``ingest_paths``)."""
+    r = batch.report
+    failures, unchanged = len(r.failures), r.unchanged
+    on_file(path, "reading", None)
+    pages, batch.page_progress = batch.page_progress, lambda what, done, total: on_file(
+        path, "reading", f"{done}/{total} pages")
+    try:
+        batch.add_file(path)
+    finally:
+        batch.page_progress = pages
+    from ingest.loaders import display_name
+
+    names = {str(path), display_name(path)}
+    new = r.failures[failures:]
+    own = [f.reason for f in new if f.path in names]
+    if own:
+        on_file(path, "failed", own[0])
+    else:  # what is left are failures of single records of a JSONL file: the file and its other records stand
+        on_file(path, "unchanged" if r.unchanged > unchanged else "read",
+                f"{len(new)} record(s) failed" if new else None)
 
 
 class _Batch:

@@ -45,6 +45,7 @@ class Job:
     result: dict | None = None
     owner: str | None = None  # the API key id that submitted it (None: loopback mode)
     note: str | None = None  # what the job is doing now, e.g. waiting for the KB's write lock
+    files: dict[str, dict] | None = None  # an upload's files: name -> {status, detail} as each goes
 
     def progress(self, done: int, total: int) -> None:
         self.done, self.total = done, total
@@ -53,7 +54,8 @@ class Job:
         return {"id": self.id, "kind": self.kind, "kb": self.kb, "status": self.status,
                 "progress": {"done": self.done, "total": self.total}, "created": self.created,
                 "started": self.started, "finished": self.finished, "error": self.error, "result": self.result,
-                "note": self.note}
+                "note": self.note,
+                "files": None if self.files is None else [{"name": n, **v} for n, v in list(self.files.items())]}
 
     def to_json(self) -> dict:
         return {**asdict(self), "folder": str(self.folder)}

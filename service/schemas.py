@@ -69,12 +69,19 @@ class Turn(BaseModel):
     content: Text = Field(max_length=20000)
 
 
+AS_GROUPS_DOC = ("Admin only: answer as a reader key whose groups are these would be answered (the console's "
+                 "retrieval test); [] is a key of no group (KB-wide documents only). Other roles: 403.")
+AsGroups = Annotated[list[Annotated[StrictStr, Field(min_length=1, max_length=64)]] | None,
+                     Field(default=None, max_length=50, description=AS_GROUPS_DOC)]
+
+
 class ChatRequest(BaseModel):
     question: Text = Field(min_length=1, description="The user's question (not empty, valid Unicode).")
     history: list[Turn] = Field(default_factory=list, max_length=100, description="Earlier turns, oldest first.")
     kb: str | None = Field(default=None, description="Knowledge base; optional when the server has exactly one.")
     filters: Filters = Field(default=None, description=FILTERS_DOC)
     stream: StrictBool = Field(default=False, description="true: server-sent events (text/event-stream).")
+    as_groups: AsGroups = None
     stage: str | None = Field(default=None, max_length=32, pattern=r"^[a-z][a-z0-9_]{0,31}$",
                               description="Dialogue stage (e.g. greeting, consult, closing): the compliance filter "
                                           "answers with this stage's fallback reply when it rejects a draft.")
@@ -125,6 +132,8 @@ class ChatResponse(BaseModel):
                                            "read by docqa's reader); null otherwise.")
     basis: str = Field(default="evidence", description="What decided to answer or refuse: reader (its probability "
                        "is evidence_score), evidence (sentence support), rerank, article (the question named it).")
+    threshold: float | None = Field(default=None, description="The KB's threshold for that basis: evidence_score "
+                                    "below it is a refusal (null for article, which needs none).")
     warnings: list[str] = Field(default_factory=list, description="What the reply was given without, e.g. "
                                 "\"answered without reranking: ...\" when the reranker could not be loaded.")
 
@@ -135,6 +144,7 @@ class SearchRequest(BaseModel):
     filters: Filters = Field(default=None, description=FILTERS_DOC)
     k: whole(1, 100) = 5
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
+    as_groups: AsGroups = None
 
 
 class ContentPart(BaseModel):

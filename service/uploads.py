@@ -112,12 +112,14 @@ def ingest_staged(settings: Settings, staged: Staged, meta: dict, job, *, writab
 
     placed = _place(settings, staged)
     job.progress(0, len(placed))
+    job.files = {n: {"status": "queued", "detail": None} for n in staged.names}
+    on_file = _FileProgress(job, set(staged.names), settings)
     deadline = time.monotonic() + settings.upload_lock_wait_s
     try:
         while True:
             try:
                 report = ingest_paths([p for p, _ in placed], staged.kb, settings, progress=False, meta=meta,
-                                      writable_groups=writable)
+                                      writable_groups=writable, on_file=on_file)
                 break
             except KBBusy:
                 if time.monotonic() >= deadline:
@@ -145,6 +147,8 @@ def ingest_staged(settings: Settings, staged: Staged, meta: dict, job, *, writab
     INGESTED.labels("failed").inc(len(failed))
     INGESTED_UNITS.inc(report.units)
     ids = staged.doc_ids(settings)
+    job.files = {n: {"status": "failed", "detail": _public_reason(failed[n], settings)} if n in failed else
+                 {"status": "ingested", "detail": job.files[n].get("detail")} for n in staged.names}
     result = {"documents": [{"name": n, "doc_id": ids[n], "status": "failed" if n in failed else "ingested",
                              **({"reason": _public_reason(failed[n], settings)} if n in failed else {}),
                              **({"records_failed": records[n]} if n in records else {})}
@@ -155,6 +159,27 @@ def ingest_staged(settings: Settings, staged: Staged, meta: dict, job, *, writab
         raise UserError("no file could be ingested: " + "; ".join(f"{n}: {_public_reason(r, settings)}"
                                                                     for n, r in failed.items()))
     return result
+
+
+class _FileProgress:
+    """``ingest_paths``' ``on_file``: each file's status in ``job.files`` (the console shows it per file) and
+    files done / total in ``job.progress``."""
+
+    def __init__(self, job, names: set[str], settings: Settings):
+        self.job, self.names, self.settings, self.done = job, names, settings, set()
+
+    def __call__(self, path: Path | None, status: str, detail: str | None) -> None:
+        job = self.job
+        if path is None:  # every file read: the embedding of what is left and the commit
+            job.note = "embedding and committing"
+            return
+        name = Path(path).name  # the files of an upload are in one folder, under the names staged
+        if name not in self.names:
+            return
+        job.files[name] = {"status": status, "detail": _public_reason(detail, self.settings) if detail else None}
+        if status != "reading":
+            self.done.add(name)
+        job.progress(len(self.done), len(self.names))
 
 
 def _public_reason(reason: str, settings: Settings) -> str:

@@ -64,6 +64,13 @@ class Prepared:
     retrieve_seconds: float = 0.0  # search and the evidence scores
 
     @property
+    def threshold(self) -> float | None:
+        """The threshold ``best`` was held against for this basis (None: a named article needs none)."""
+        s = self.settings
+        return {"reader": s.reader_threshold, "rerank": s.rerank_refusal_threshold,
+                "evidence": s.refusal_threshold}.get(self.basis)
+
+    @property
     def passages(self) -> list[Hit]:
         """The hits given to the LLM: best first, packed into ``context_token_budget``."""
         out, used = [], 0
@@ -321,6 +328,7 @@ def streamed_review(prep: Prepared, result: AnswerResult, reviewer) -> AnswerRes
     final = review_streamed(prep.kb, prep.question, result, reviewer, stage=prep.stage, request_id=prep.request_id)
     final.timings = {"retrieve": prep.retrieve_seconds, "generate": prep.llm_seconds, "filter": reviewer.seconds}
     final.warnings = list(prep.notes)
+    final.threshold = prep.threshold
     return final
 
 
@@ -335,6 +343,7 @@ def compliance_review(prep: Prepared, result: AnswerResult) -> AnswerResult:
     final.timings = {"retrieve": prep.retrieve_seconds, "generate": prep.llm_seconds,
                      "filter": time.perf_counter() - t0}
     final.warnings = list(prep.notes)
+    final.threshold = prep.threshold
     return final
 
 

@@ -27,6 +27,8 @@ class AnswerResult:
     answer_span: dict | None = None
     # what decided to answer or refuse: "reader" (its P(answer)), "evidence" (sentence support), "rerank", "article"
     basis: str = "evidence"
+    # the KB's threshold for that basis (evidence_score below it refuses); None where none applies
+    threshold: float | None = None
     # the pieces of the answer quoted from the passages (extractive answers): what the guard grounds
     quotes: list[str] | None = field(default=None, compare=False)
     # what the reply was given without (a reranker that failed to load, a follow-up not condensed)
@@ -62,7 +64,7 @@ class AnswerResult:
         return {"answer": self.answer, "citations": self.citations, "refused": self.refused,
                 "fallback": self.fallback, "reason": self.reason, "query": self.query,
                 "evidence_score": round(float(self.evidence_score), 4), "answer_span": self.answer_span,
-                "basis": self.basis, "warnings": self.warnings}
+                "basis": self.basis, "threshold": self.threshold, "warnings": self.warnings}
 
 
 def stream_answer(result: AnswerResult) -> Iterator[str]:

@@ -16,7 +16,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
-from docqa.filters import DocFilter, FilterError, doc_filter
+from docqa.filters import DocFilter, FilterError, doc_filter, normalize_groups
 from docqa.kb import KnowledgeBase
 from service.auth.keys import KeyError_, KeyRecord, KeyStore, Role, keys_path
 from service.errors import ApiError
@@ -54,6 +54,21 @@ class Caller:
         from docqa.doc_meta import outside_groups
 
         return outside_groups(groups, self.writable_groups)
+
+    def acting_as(self, groups: list[str] | None) -> Caller:
+        """This admin as a reader key whose groups are ``groups`` would be (the console's "retrieval test as a
+        key with groups ..."): the same KBs, exactly those groups' documents. None: this caller. 403 for a
+        caller below admin: a key may not widen, or even name, other groups."""
+        if groups is None:
+            return self
+        if self.role < Role.ADMIN:
+            raise ApiError(403, "as_groups needs the admin role (it tests what a key with those groups would see)",
+                           "permission_denied")
+        try:
+            names = normalize_groups(groups, "as_groups")
+        except FilterError as e:
+            raise ApiError(422, str(e)) from None
+        return Caller(self.key_id, Role.READER, self.kbs, tuple(names))
 
     def may_see(self, kb: str) -> bool:
         return self.kbs is None or kb in self.kbs

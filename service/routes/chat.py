@@ -26,7 +26,7 @@ def chat(req: ChatRequest, registry: RegistryDep, request_id: RequestIdDep, call
     kb = kb_for(registry, caller, req.kb)
     history = [t.model_dump() for t in req.history]
     opts = {"params": req.gen_params(), "stage": req.stage, "request_id": request_id,
-            "where": caller.filter(req.filters)}
+            "where": caller.acting_as(req.as_groups).filter(req.filters)}
     if not req.stream:
         with slots.slot():
             return answer_question(kb, question, history, **opts).to_dict()

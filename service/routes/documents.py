@@ -15,6 +15,7 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from docqa.doc_meta import RESERVED, MetaError, clean_meta, meta_hash
+from docqa.document import ocr_confidence
 from docqa.kb import KnowledgeBase
 from service.auth.access import Caller, CallerDep, EditorKB, ReaderKB
 from service.compliance import redact_hits
@@ -79,11 +80,18 @@ def get_document(base: ReaderKB, doc_id: DocId, caller: CallerDep):
 def document_units(base: ReaderKB, doc_id: DocId, caller: CallerDep, offset: Annotated[int, Query(ge=0)] = 0,
                    limit: Annotated[int, Query(ge=1, le=500)] = 100):
     """How a document was chunked: its units in order (article / segment / sentence level, pinpoint label, page,
-    heading path, key info), redacted as citations are; the console's document page."""
-    _find(base, caller, doc_id)
+    heading path, key info), redacted as citations are; the console's document page. ``ocr_confidence``: the
+    lowest recognition confidence of the scanned paragraphs the unit was made from (null: not OCR);
+    ``flags``: the kinds of the document's screening flags found in this unit's text."""
+    d = _find(base, caller, doc_id)
     units = sorted(base.store.units_of_doc(doc_id), key=lambda u: (_LEVELS.get(str(u.level), 9), u.ord))
+    doc = base.store.get_doc(doc_id)
+    scanned = [b for b in (doc.blocks if doc is not None else []) if b.confidence is not None]  # OCR's
+    flags = [f for f in (d.get("meta") or {}).get("screen") or [] if f.get("match")]
     page = [{"unit_id": u.unit_id, "level": str(u.level), "ord": u.ord, "label": u.label, "page": u.page,
-             "heading_path": u.heading_path, "keyinfo": u.keyinfo, "text": u.text}
+             "heading_path": u.heading_path, "keyinfo": u.keyinfo, "text": u.text,
+             "ocr_confidence": ocr_confidence(u.text, u.page, scanned),
+             "flags": sorted({f.get("kind", "?") for f in flags if f["match"] in u.text})}
             for u in units[offset: offset + limit]]
     return {"kb": base.name, "doc_id": doc_id, "total": len(units), "offset": offset, "limit": limit,
             "units": redact_hits(base, page)}

@@ -18,7 +18,7 @@ def search_route(req: SearchRequest, registry: RegistryDep, caller: CallerDep):
     require_ready(registry)
     query = check_question(req.query, registry.settings, "query")
     kb = kb_for(registry, caller, req.kb)
-    where = caller.filter(req.filters)
+    where = caller.acting_as(req.as_groups).filter(req.filters)
     # hits pass the same redaction as citations: blocklisted spans and personal data never leave the server
     hits = search(kb, query, req.k, mode=req.mode, where=where)
     return {"kb": kb.name, "hits": redact_hits(kb, [h.public() for h in hits])}

@@ -41,6 +41,10 @@ const T = {
   metric: ["指标", "Metric"], delta: ["变化", "Change"], badSet: ["评测集读不出：", "Cannot read the eval set: "],
   running: ["评测中", "evaluating"], runOf: ["评测", "Run"],
   badFilters: ["筛选条件须为 JSON 对象", "Filters must be a JSON object"],
+  asGroups: ["以某分组的密钥身份测试：分组，逗号分隔（留空为本密钥；- 为无分组）",
+             "Test as a key with groups: comma-separated (empty: this key; - for no group)"],
+  ocr: ["识别置信度", "OCR confidence"], threshold: ["阈值", "threshold"], reading: ["读取中", "reading"],
+  read: ["已读取", "read"], ingested: ["已入库", "ingested"], unchanged: ["未改动", "unchanged"], committing: ["写入索引", "committing"],
   evidence: ["证据分", "evidence score"], basis: ["依据", "decided by"], notFound: ["（未检索到）", "(not found)"],
 };
 const t = (k) => (T[k] ? T[k][ZH ? 0 : 1] : k);
@@ -132,6 +136,7 @@ async function openKb(name) {
   state = { ...state, kb: name, offset: 0, q: $("doc-search").value.trim() };
   $("docs-kb").textContent = name; $("probe-kb").textContent = name; $("doc").hidden = true;
   $("probe").hidden = false;
+  $("probe-as").hidden = me.role !== "admin";
   $("upload").hidden = !canEdit();
   location.hash = "kb=" + encodeURIComponent(name);
   if (canEdit()) await loadDocs(); else $("docs").hidden = true;
@@ -337,11 +342,15 @@ async function probe(e) {
   if ($("probe-filters").value.trim()) {
     try { filters = JSON.parse($("probe-filters").value); } catch { showError(t("badFilters")); return; }
   }
+  // an admin may test as a key with other groups would see it ("-": a key of no group, KB-wide documents only)
+  const as = $("probe-as").value.trim();
+  const as_groups = me.role !== "admin" || !as ? undefined
+    : as === "-" ? [] : as.split(",").map((g) => g.trim()).filter(Boolean);
   const [found, chat] = await Promise.all([
     api("/v1/search", { method: "POST", headers: json,
-                        body: JSON.stringify({ query, kb: state.kb, k, mode: $("probe-mode").value, filters }) }),
+                        body: JSON.stringify({ query, kb: state.kb, k, mode: $("probe-mode").value, filters, as_groups }) }),
     api("/v1/chat", { method: "POST", headers: json,
-                      body: JSON.stringify({ question: query, kb: state.kb, filters }) }),
+                      body: JSON.stringify({ question: query, kb: state.kb, filters, as_groups }) }),
   ]);
   if (!found.ok) { showError(await errorText(found)); return; }
   showError("");
@@ -365,7 +374,9 @@ async function probe(e) {
   if (!chat.ok) { $("probe-answer").hidden = false; $("probe-verdict").textContent = await errorText(chat); return; }
   const a = await chat.json();
   const verdict = a.refused ? t("refused") : a.fallback ? t("fallback") : t("answered");
-  $("probe-verdict").textContent = `${verdict} · ${t("evidence")} ${Number(a.evidence_score).toFixed(3)} · ` +
+  const bar = a.threshold == null ? "" : (a.evidence_score >= a.threshold ? " ≥ " : " < ") +
+    `${t("threshold")} ${Number(a.threshold).toFixed(3)}`;
+  $("probe-verdict").textContent = `${verdict} · ${t("evidence")} ${Number(a.evidence_score).toFixed(3)}${bar} · ` +
     `${t("basis")} ${a.basis}` + (a.reason ? ` · ${a.reason}` : "");
   $("probe-verdict").dataset.refused = a.refused ? "true" : "false";
   $("probe-text").textContent = a.answer;
@@ -440,6 +451,8 @@ async function loadUnits() {
     const tr = document.createElement("tr");
     tr.className = "unit " + u.level;
     cell(tr, u.level); cell(tr, u.label || (u.heading_path || []).join(" › ")); cell(tr, u.page ?? "");
+    cell(tr, u.ocr_confidence == null ? "" : Number(u.ocr_confidence).toFixed(2), "ocr");
+    cell(tr, (u.flags || []).join(", "), "flags");
     cell(tr, tableOf(u.text) || u.text, "text");
     body.append(tr);
   }
@@ -504,9 +517,16 @@ async function follow(url, rows) {
       }
       return;
     }
+    // each file as the job goes (reading, its OCR pages, read or failed with why), then the commit of them all
+    const files = new Map((job.files || []).map((f) => [f.name, f]));
     const p = job.progress || {};
-    for (const li of pending) li.textContent = `${li.dataset.name} — ${t("ingesting")} ${p.done ?? 0}/${p.total ?? "?"}` +
-                                               (job.note ? ` (${job.note})` : "");
+    for (const li of pending) {
+      const f = files.get(li.dataset.name);
+      const what = f ? (f.status === "read" && job.note ? t("committing") : t(f.status)) : t("ingesting");
+      li.dataset.status = f ? f.status : "";
+      li.textContent = `${li.dataset.name} — ${what}` + (f && f.detail ? `: ${f.detail}` : "") +
+                       ` · ${p.done ?? 0}/${p.total ?? "?"}`;
+    }
     await new Promise((r) => setTimeout(r, 500));
   }
 }

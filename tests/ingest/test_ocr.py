@@ -116,16 +116,27 @@ def test_a_blank_page_is_reported_and_the_rest_ingested(pages, tmp_path, embed_m
     pages[1].save(buf, "PNG")
     png.write_bytes(buf.getvalue()[:5000])
     settings = load_settings(home=tmp_path / "home", device="cpu")
-    report = ingest_paths([tmp_path / "docs"], "scans", settings, progress=False)
+    told = []  # what an upload job shows per file (ingest_paths' on_file)
+    report = ingest_paths([tmp_path / "docs"], "scans", settings, progress=False,
+                          on_file=lambda path, status, detail: told.append((path and path.name, status, detail)))
     assert [(w.path, w.reason) for w in report.warnings] == [(str(scan), "page 2: OCR found no text")]
     reasons = {Path(f.path).name: f.reason for f in report.failures}
     assert reasons["not-an-image.png"].startswith("not a readable image: the content is not PNG")
     assert "damaged" in reasons["truncated.png"]
     assert report.added == 1 and report.committed
+    last = {name: (status, detail) for name, status, detail in told}
+    assert last["scan.pdf"] == ("read", None) and last["not-an-image.png"] == ("failed", reasons["not-an-image.png"])
+    assert last["truncated.png"][0] == "failed" and told[-1] == (None, "committing", None)
+    assert ("scan.pdf", "reading", "1/2 pages") in told  # the scan's OCR pages as they go
     kb = KnowledgeBase.open("scans", settings)
     try:
         hits = search(kb, "ARP缓存表的作用是什么", 3)
         assert any("ARP缓存表" in h.text and h.page == 1 for h in hits)
+        from docqa.document import ocr_confidence
+
+        doc = kb.store.get_doc(hits[0].doc_id)
+        conf = [ocr_confidence(u.text, u.page, doc.blocks) for u in kb.store.units_of_doc(doc.doc_id)]
+        assert conf and all(c is not None and 0.5 < c <= 1 for c in conf), conf  # every unit came from the scan
     finally:
         kb.close()
 

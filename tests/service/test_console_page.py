@@ -81,16 +81,22 @@ def test_an_editor_uploads_reads_and_deletes(server, browser, tmp_path: Path) ->
         note.write_text("# 备忘\n\n第一条 报销须在每月五日前提交。\n", encoding="utf-8")
         files = [note]
     files.append(fees)
+    broken = tmp_path / "scan.pdf"  # passes the upload's checks (it starts as a PDF), fails in the job alone
+    broken.write_bytes(b"%PDF-1.4\n" + b"\x00garbled, not a PDF body\n" * 40)
     page.fill("#groups", "hr")
-    page.set_input_files("#files", [str(p) for p in files])
+    page.set_input_files("#files", [str(p) for p in [*files, broken]])
+    page.wait_for_function("document.querySelectorAll('#upload-list li[data-status]').length > 0", timeout=60000)
     page.wait_for_function(f"document.querySelectorAll('#upload-list li.done').length === {len(files)}",
                            timeout=180000)
-    assert not page.query_selector_all("#upload-list li.failed"), page.inner_text("#upload-list")
+    failed = page.query_selector_all("#upload-list li.failed")
+    assert len(failed) == 1 and "scan.pdf" in failed[0].inner_text() and "PDF" in failed[0].inner_text(), \
+        page.inner_text("#upload-list")
     page.wait_for_function(f"document.querySelectorAll('#doc-table tbody tr').length === {3 + len(files)}")
     page.screenshot(path=str(tmp_path / "console-documents.png"), full_page=True)
 
     fake = tmp_path / "report.pdf"
     fake.write_text("this is not a PDF at all", encoding="utf-8")
+    page.evaluate("document.querySelector('#upload-list').replaceChildren()")
     page.set_input_files("#files", [str(fake)])
     failed = page.wait_for_selector("#upload-list li.failed")
     assert "report.pdf" in failed.inner_text() and "PDF" in failed.inner_text()
@@ -99,7 +105,7 @@ def test_an_editor_uploads_reads_and_deletes(server, browser, tmp_path: Path) ->
     labour.query_selector("button").click()  # view
     page.wait_for_selector("#doc:not([hidden]) #unit-table tbody tr")
     units = page.inner_text("#unit-table")
-    assert "第十九条" in units and "segment" in units
+    assert "第十九条" in units and "segment" in units and "OCR confidence" in units
     assert "试用期" in page.text_content("#doc-text")  # in a closed <details>: not rendered text
     page.screenshot(path=str(tmp_path / "console-document.png"), full_page=True)
 
@@ -220,13 +226,25 @@ def test_an_admin_creates_a_key_shown_once_and_revokes_it(server, browser, tmp_p
     page.wait_for_function("document.querySelectorAll('#metric-table thead th').length === 4")
     assert page.query_selector("#metric-table tbody td.delta") is not None
     page.screenshot(path=str(tmp_path / "console-eval.png"), full_page=True)
+    # a retrieval test as a key of another group would see it: the hr upload of the editor's test is gone
+    question = "收费标准 补卡 费用"
+    for as_groups, visible in (("", True), ("hr", True), ("staff", False), ("-", False)):
+        page.fill("#probe-as", as_groups)
+        page.fill("#probe-q", question)
+        page.evaluate("document.querySelector('#probe-answer').hidden = true")
+        page.click("#probe-form button[type=submit]")
+        page.wait_for_selector("#probe-answer:not([hidden])", timeout=60000)
+        rows = page.inner_text("#probe-table tbody")
+        assert ("fees.md" in rows) == visible, (as_groups, rows)
+        assert "threshold" in page.inner_text("#probe-verdict")
+    page.screenshot(path=str(tmp_path / "console-retrieval-as-groups.png"), full_page=True)
     assert not errors, errors
     page.close()
     editor, _, _ = open_console(browser, srv, keys["editor"])
     assert editor.is_hidden("#keys")
     editor.click("#kb-table tbody tr button")
     editor.wait_for_selector("#probe:not([hidden])")
-    assert editor.is_hidden("#eval")
+    assert editor.is_hidden("#eval") and editor.is_hidden("#probe-as")
     editor.close()
 
 

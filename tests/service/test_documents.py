@@ -289,3 +289,64 @@ def test_hits_and_citations_name_documents_without_the_servers_paths(served) -> 
     assert cited and "visitors.md" in cited
     for source in [h["source"] for h in hits] + cited:
         assert "/" not in source and str(home) not in source, source
+
+
+def test_an_upload_job_reports_each_file_and_why_one_failed(served) -> None:
+    """#25: the job API tells each file's fate as it goes (the console's per-file progress); a file that
+    passes the upload checks but cannot be parsed fails alone, with its reason, and the others are ingested."""
+    srv, keys, _, _ = served
+    broken = b"%PDF-1.4\n" + b"\x00garbled, not a PDF body\n" * 40  # looks like a PDF, is none
+    r = upload(srv, keys["editor-hr"], [("rules.md", "# 规定\n\n加班须提前一天申请。\n".encode()),
+                                        ("scan.pdf", broken)], groups="hr")
+    assert r.status_code == 202, r.text
+    job = wait_job(srv, keys["editor-hr"], r.json()["job_id"])
+    assert job["status"] == "done" and job["progress"] == {"done": 2, "total": 2}, job
+    files = {f["name"]: f for f in job["files"]}
+    assert files["rules.md"] == {"name": "rules.md", "status": "ingested", "detail": None}
+    assert files["scan.pdf"]["status"] == "failed" and "PDF" in files["scan.pdf"]["detail"], files
+    assert "/" not in files["scan.pdf"]["detail"]  # no server path in the reason
+    assert {d["name"]: d["status"] for d in job["result"]["documents"]} == {"rules.md": "ingested",
+                                                                            "scan.pdf": "failed"}
+
+
+def test_a_documents_units_show_screening_flags_and_no_ocr_confidence_for_text(served) -> None:
+    srv, keys, _, _ = served
+    docs = call(srv, "GET", "/v1/kbs/docs/documents?q=visitors", keys["staff"]).json()["documents"]
+    assert docs[0]["flagged"] == ["instruction"]
+    units = call(srv, "GET", f"/v1/kbs/docs/documents/{docs[0]['doc_id']}/units", keys["staff"]).json()["units"]
+    flagged = [u for u in units if u["flags"]]
+    assert flagged and all("忽略之前的所有指令" in u["text"] and u["flags"] == ["instruction"] for u in flagged)
+    assert any(not u["flags"] and "前台登记" in u["text"] for u in units)  # the clean sentence is not flagged
+    assert all(u["ocr_confidence"] is None for u in units)  # typed text, not a scan
+
+
+def test_an_admin_tests_retrieval_as_a_key_with_other_groups(served) -> None:
+    """#25: the console's "as a key with groups ...": an admin sees what such a key would, in search and chat;
+    nobody else may ask for it."""
+    srv, keys, _, _ = served
+    q = {"query": QUESTIONS[0], "kb": "docs", "k": 5}
+
+    def texts(key: str, **extra) -> str:
+        r = call(srv, "POST", "/v1/search", key, json={**q, **extra})
+        assert r.status_code == 200, r.text
+        return " ".join(h["text"] for h in r.json()["hits"])
+
+    assert "仅人力资源部可见" in texts(keys["admin"])
+    assert "仅人力资源部可见" not in texts(keys["admin"], as_groups=["staff"])
+    assert "仅人力资源部可见" not in texts(keys["admin"], as_groups=[])  # no group: KB-wide documents only
+    assert "仅人力资源部可见" in texts(keys["admin"], as_groups=["hr"])
+    chat = call(srv, "POST", "/v1/chat", keys["admin"], json={"question": QUESTIONS[0], "as_groups": ["staff"]})
+    assert chat.status_code == 200 and MARKER not in chat.text.replace(QUESTIONS[0], "")
+    for key in ("editor-all", "hr"):  # below admin: may not even name other groups
+        r = call(srv, "POST", "/v1/search", keys[key], json={**q, "as_groups": ["hr"]})
+        assert r.status_code == 403 and "admin role" in r.json()["error"]["message"], r.text
+    r = call(srv, "POST", "/v1/search", keys["admin"], json={**q, "as_groups": "hr"})
+    assert r.status_code == 422  # a list of names, not a string
+
+
+def test_a_chat_reply_says_the_threshold_its_evidence_was_held_against(served) -> None:
+    srv, keys, _, settings = served
+    for question in ("访客要做什么？", "火星上的第一家分行何时开业？"):
+        a = call(srv, "POST", "/v1/chat", keys["staff"], json={"question": question}).json()
+        assert a["basis"] == "evidence" and a["threshold"] == settings.refusal_threshold, a
+        assert a["refused"] == (a["evidence_score"] < a["threshold"]), a
