@@ -298,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.cost_passages else []
         ingest = measure_ingest(passages[:args.throughput_passages], settings)
         print(f"ingest: {ingest}", flush=True)
-        big = build_big_kb("latency", base_chunks(passages, args.base_units, settings), args.units, settings)
+        # search latency and index size: the big KB's chunks reuse their base chunks' vectors, so it stores no
+        # evidence vectors (they would need every variant's sentences embedded; bench/load.py measures them)
+        big = build_big_kb("latency", base_chunks(passages, args.base_units, settings), args.units,
+                           settings.with_overrides({"evidence_vectors": False}))
         disk = dir_size(home / "latency")
         print(f"KB: {big}, {disk / 2**20:.1f} MiB on disk", flush=True)
         rows = measure_search("latency", settings, queries, args.warmup)

@@ -92,6 +92,9 @@ def ingest_paths(paths: list[str | Path], kb: str, settings: Settings, *, progre
         if on_file is not None:
             on_file(None, "committing", None)
         batch.flush()
+        missing = writer.evidence_missing()
+        if missing:
+            report.notices.append(missing)
         behind = writer.chunking_rules_behind()
         if behind:
             report.notices.append(f"some documents of {kb!r} were chunked by an older docqa; `docqa reindex --kb "

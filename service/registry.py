@@ -154,6 +154,12 @@ class KBRegistry:
                 kb.warm_up()
                 warm_up_compliance(kb)  # bad compliance data: a start-up error, not a 500 later
                 self._recover_uploads(kb)
+                stored = kb.manifest.get("evidence")
+                if kb.settings.evidence_vectors and not (isinstance(stored, dict) and stored.get("complete") is True) \
+                        and _scores_sentences(kb):
+                    log.warning("knowledge base %s has documents ingested before docqa stored their evidence "
+                                "vectors: their first answers after each start embed passage sentences; `docqa "
+                                "reindex --kb %s` stores them", name, name)
                 if self.settings.warm_evidence and _scores_sentences(kb) and not self.closing.is_set():
                     t = threading.Thread(target=self._warm_evidence, args=(kb,), name=f"docqa-evidence-{name}",
                                          daemon=True)

@@ -70,6 +70,7 @@ class KnowledgeBase:
         self.store = self._open_store()
         self._vectors = None
         self._lexical = None
+        self._evidence = None
         self._lock = threading.Lock()
         self.embedder = embedder_for(self.settings)
         self._docs: list[dict] | None = None
@@ -155,6 +156,19 @@ class KnowledgeBase:
         return vectors
 
     @property
+    def evidence(self):
+        """The evidence vectors stored at ingest (``docqa/kb/evidence.py``), memory-mapped; empty for a KB
+        ingested before they existed (answers then embed passage sentences as they come)."""
+        if self._evidence is None:
+            with self._lock:
+                if self._evidence is None:
+                    from docqa.kb.evidence import SUBDIR, EvidenceVectors
+
+                    dim = int((self.manifest.get("embed") or {}).get("dim") or self.embedder.dim)
+                    self._evidence = EvidenceVectors(self._gdir / SUBDIR, dim)
+        return self._evidence
+
+    @property
     def lexical(self):
         if self._lexical is None:
             with self._lock:
@@ -206,7 +220,7 @@ class KnowledgeBase:
         """A view of the same generation with ``over`` laid over its settings (validated): what a sweep of
         ``docqa eval run --set`` answers with. It shares the generation's read-only store and indexes
         (loaded once, here) and has its own lock, filter cache, embedder and reranker."""
-        _ = self.vectors, self.lexical
+        _ = self.vectors, self.lexical, self.evidence
         view = copy.copy(self)
         view.settings = self.settings.with_overrides(over)
         view._lock = threading.Lock()
@@ -247,7 +261,7 @@ class KnowledgeBase:
     def warm_up(self) -> None:
         """Load everything a query needs, so the first request is not the slow one."""
         self.embedder.warm_up()
-        _ = self.vectors, self.lexical
+        _ = self.vectors, self.lexical, self.evidence
         self.embedder.encode_queries(["warm up"])
 
     def info(self) -> dict:

@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 from urllib.parse import quote
 
+import numpy as np
+
 from docqa.document import Document
 from docqa.kb.manifest import KBDamaged
 from docqa.units import Level, Unit
@@ -159,16 +161,35 @@ class UnitStore:
         return [_row_to_unit(r) for r in self._q(f"SELECT {self._cols} FROM units WHERE doc_id=? ORDER BY unit_id",
                                                  (doc_id,))]
 
-    def texts_of_level(self, level: Level, limit: int) -> list[str]:
-        """The texts of up to ``limit`` units of one level, in id order."""
-        return [r[0] for r in self._q("SELECT text FROM units WHERE level=? ORDER BY unit_id LIMIT ?",
-                                      (level.value, limit))]
+    def texts_of_level(self, level: Level, limit: int, *, with_ids: bool = False) -> list:
+        """The texts of up to ``limit`` units of one level, in id order (``with_ids``: ``(unit_id, text)``)."""
+        rows = self._q("SELECT unit_id, text FROM units WHERE level=? ORDER BY unit_id LIMIT ?", (level.value, limit))
+        return [(r[0], r[1]) for r in rows] if with_ids else [r[1] for r in rows]
 
     def unit_ids_of_docs(self, doc_ids: list[str]) -> list[int]:
         if not doc_ids:
             return []
         marks = ",".join("?" * len(doc_ids))
         return [r[0] for r in self._q(f"SELECT unit_id FROM units WHERE doc_id IN ({marks})", list(doc_ids))]
+
+    def count_units(self, doc_ids: list[str], level: Level) -> int:
+        """How many units of ``level`` the documents ``doc_ids`` have."""
+        n = 0
+        for i in range(0, len(doc_ids), 500):
+            chunk = doc_ids[i: i + 500]
+            n += self._q(f"SELECT COUNT(*) FROM units WHERE level=? AND doc_id IN ({','.join('?' * len(chunk))})",
+                         [level.value, *chunk])[0][0]
+        return int(n)
+
+    def live_unit_ids(self, ids) -> np.ndarray:
+        """A boolean mask over ``ids`` (unit ids): which are in the store."""
+        wanted = [int(x) for x in ids]
+        have: set[int] = set()
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i: i + 500]
+            have.update(r[0] for r in self._q(f"SELECT unit_id FROM units WHERE unit_id IN "
+                                              f"({','.join('?' * len(chunk))})", chunk))
+        return np.array([x in have for x in wanted], dtype=bool)
 
     def counts(self) -> dict[str, int]:
         docs = self._q("SELECT COUNT(*) FROM docs")[0][0]

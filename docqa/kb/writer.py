@@ -144,14 +144,32 @@ class KBWriter:
 
             self._vectors = VectorIndex.load(odir / "vectors.faiss")
         self.store = UnitStore(self.gdir / "store.sqlite")
+        from docqa.kb.evidence import SUBDIR, EvidenceWriter
+
+        self.evidence = EvidenceWriter(self.gdir / SUBDIR, self.embedder.dim, f"g{self.generation:08d}",
+                                       gen_dir(self.root, old) / SUBDIR if old and not rebuild else None,
+                                       self.manifest.get("evidence"), enabled=self.settings.evidence_vectors)
+        if self.evidence.enabled and not self.evidence.complete and self.store.counts()["units"] == 0:
+            self.evidence.complete = True  # nothing committed before that lacks them
         self._pick_es_index(bool(rebuild), old)
         from docqa.lexical import open_lexical
 
         self.lexical = open_lexical(self.settings.lexical_backend, self.gdir / "lexical",
                                     es_url=self.settings.es_url, es_index=self.manifest.get("es_index"))
         self.store.begin()
-        self._next_id = self.store.max_unit_id() + 1
+        # unit ids are never reused (a deleted unit's evidence row must not answer for a new unit)
+        mark = self.manifest.get("next_unit_id")
+        self._next_id = max(self.store.max_unit_id() + 1, mark if isinstance(mark, int) else 0)
         self.changed = bool(rebuild)
+
+    def evidence_missing(self) -> str | None:
+        """Why some answers of this KB still embed passage sentences at question time (documents ingested
+        before docqa stored evidence vectors), with the command that fixes it; None when none do."""
+        if self.evidence.complete or not self.evidence.enabled:
+            return None
+        return (f"some documents of {self.name!r} were ingested before docqa stored the vectors of their evidence "
+                f"sentences, so the first answers after each start embed them; `docqa reindex --kb {self.name}` "
+                "stores them")
 
     def chunking_rules_behind(self) -> str | None:
         """What re-chunking would bring, when some documents were chunked by older rules (a KB written
@@ -161,8 +179,9 @@ class KBWriter:
         return "; ".join(gains) if gains else None
 
     def rechunked(self) -> None:
-        """Every document was chunked again by the current rules (reindex)."""
+        """Every document was chunked again by the current rules (reindex), and so stored its evidence vectors."""
         self.manifest["chunking_rules"] = CHUNKING_RULES
+        self.evidence.complete = True
         self.changed = True
 
     def _refuse_to_replace(self, err: KBError) -> None:
@@ -236,6 +255,7 @@ class KBWriter:
             all_units.extend(units)
         vecs = self._vectors_of(all_units, show_progress)
         self.vectors.add(np.array([u.unit_id for u in all_units], dtype=np.int64), vecs)
+        self.evidence.add([u for u in all_units if u.level == Level.SEGMENT], self.embedder)
         self.store.put_units(all_units)
         self.lexical.add(all_units)
         self.changed = True
@@ -272,6 +292,7 @@ class KBWriter:
         if not present:
             return 0
         unit_ids = self.store.unit_ids_of_docs(present)
+        self.evidence.deleted(self.store.count_units(present, Level.SEGMENT))
         if self._vectors is not None or unit_ids:
             self.vectors.remove(unit_ids)
         self.lexical.delete(present)
@@ -284,13 +305,16 @@ class KBWriter:
         """Make the new generation current. Returns the KB's counts."""
         self.lexical.commit()
         self.vectors.save(self.gdir / "vectors.faiss")
+        evidence = self.evidence.finish(self.store.live_unit_ids)
+        fsync_dir(self.evidence.folder)
         self.store.commit()
         counts = self.store.counts()
         self.store.close()
         fsync_dir(self.gdir)
         now = time.time()
         self.manifest.update(generation=self.generation, updated_at=now, counts=counts,
-                             embed={"model": self.settings.embed_model, "dim": self.vectors.dim})
+                             embed={"model": self.settings.embed_model, "dim": self.vectors.dim},
+                             evidence=evidence, next_unit_id=self._next_id)
         _write_record(self.gdir / GENERATION_RECORD, self.manifest)
         fsync_dir(self.gdir)
         write_manifest(self.root, self.manifest)
@@ -303,7 +327,8 @@ class KBWriter:
         the abort is the one the user sees; a generation the manifest already names (the swap
         happened, then something failed) is kept, never deleted under the readers' feet."""
         try:
-            for step in (self.store.rollback, self.store.close, getattr(self.lexical, "rollback", None)):
+            for step in (self.store.rollback, self.store.close, getattr(self.lexical, "rollback", None),
+                         getattr(getattr(self, "evidence", None), "abort", None)):
                 if step is not None:
                     with contextlib.suppress(Exception):
                         step()

@@ -83,6 +83,10 @@ class BuildSettings(BaseModel):
     # (ingest/chunking/levels.py); false embeds every unit on its own, as docqa did before: ~3x the
     # ingest time for no better retrieval (bench/reports/retrieval.md, "independent" rows).
     segment_pass: bool = True
+    # The vectors of every segment's evidence sentences, stored at ingest (docqa/kb/evidence.py): the first
+    # answer after a start costs what a warm one does, at any KB size (bench/reports/load.md), for ~0.8 KB
+    # of disk per sentence. Off: answers embed them at question time (a KB answered by the reader alone).
+    evidence_vectors: bool = True
     vector_index: VectorIndexKind = VectorIndexKind.FLAT_FP16
     lexical_backend: LexicalBackend = LexicalBackend.TANTIVY
 

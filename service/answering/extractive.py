@@ -15,14 +15,13 @@ import numpy as np
 
 from docqa.search import Hit
 from docqa.text.coverage import DENSE_WEIGHT, combine, coverages
-from docqa.text.sentences import split_sentences
+from docqa.text.evidence import evidence_sentences
 
 SECOND_SENTENCE_RATIO = 0.7  # the runner-up is quoted too when it scores at least this share of the best
 # ... and at least this share of the refusal threshold: the threshold decides whether to answer at all;
 # once answering, a runner-up nearly as good as the best ("七、国庆节：...共7天" after the notice's
 # opening sentence) is worth quoting even a little below it.
 RUNNER_UP_FLOOR = 0.8
-MAX_SENTENCES_PER_PASSAGE = 40
 TOP = 3  # compose() reads the best sentence and the next two
 SCORE_BATCH = 8  # sentences embedded per step of the bound-pruned scoring
 
@@ -35,16 +34,19 @@ class Scored:
     exact: bool = False  # quoted from the article the question names (quote_article)
 
 
-def score_sentences(question: str, hits: list[Hit], embedder) -> list[Scored]:
+def score_sentences(question: str, hits: list[Hit], embedder, evidence=None) -> list[Scored]:
     """The sentences of the hits that can matter, with their support scores, best first.
 
-    ``compose`` reads only the first ``TOP`` of this list, so a sentence that cannot reach them is
-    never embedded: support = coverage + ``DENSE_WEIGHT`` x cosine with the cosine clipped to [0, 1],
-    so coverage + ``DENSE_WEIGHT`` bounds a sentence's score from above, and sentences are embedded
-    best bound first, in batches, until the ``TOP``-th exact score beats every bound left. The top of
-    the list is exactly what scoring every sentence gives (tests/service/test_answering.py checks it
-    on real questions); the work is a fraction of it on most questions (bench/load.py)."""
-    cands = [(i, s) for i, h in enumerate(hits) for s in evidence_sentences(h.text)]
+    ``evidence``: the KB's stored evidence vectors (docqa/kb/evidence.py): a passage whose sentences
+    ingestion embedded is scored from them, nothing embedded now. The others: ``compose`` reads only the
+    first ``TOP`` of this list, so a sentence that cannot reach them is never embedded: support = coverage
+    + ``DENSE_WEIGHT`` x cosine with the cosine clipped to [0, 1], so coverage + ``DENSE_WEIGHT`` bounds a
+    sentence's score from above, and sentences are embedded best bound first, in batches, until the
+    ``TOP``-th exact score beats every bound left. The top of the list is exactly what scoring every
+    sentence gives (tests/service/test_answering.py checks it on real questions); the work is a fraction
+    of it on most questions (bench/load.py)."""
+    per_hit = [evidence_sentences(h.text) for h in hits]
+    cands = [(i, s) for i, sents in enumerate(per_hit) for s in sents]
     if not cands:
         return []
     texts = [s for _, s in cands]
@@ -53,18 +55,27 @@ def score_sentences(question: str, hits: list[Hit], embedder) -> list[Scored]:
         return _ranked(cands, cov, range(len(cands)))
     q_vec = embedder.encode_queries([question])[0]
     scores = cov.copy()
-    by_bound = sorted(range(len(cands)), key=lambda j: -cov[j])  # stable: equal bounds keep passage order
+    known: list[int] = []  # candidates scored from stored vectors
+    start = 0
+    for h, sents in zip(hits, per_hit, strict=True):
+        vecs = evidence.lookup(h.unit_id, sents) if evidence is not None and sents else None
+        if vecs is not None:
+            idx = list(range(start, start + len(sents)))
+            scores[idx] = combine(cov[idx], q_vec, vecs)
+            known += idx
+        start += len(sents)
+    stored = set(known)
+    by_bound = sorted((j for j in range(len(cands)) if j not in stored), key=lambda j: -cov[j])  # stable
     done = 0
     while done < len(by_bound):
+        top = _ranked(cands, scores, known + by_bound[:done])[:TOP]
+        if len(top) == TOP and top[-1].score > float(cov[by_bound[done]]) + DENSE_WEIGHT:
+            break  # no sentence left can enter the top
         batch = by_bound[done: done + SCORE_BATCH]
         vecs = embedder.encode_docs([texts[j] for j in batch])
         scores[batch] = combine(cov[batch], q_vec, vecs)
         done += len(batch)
-        if done < len(by_bound):
-            top = _ranked(cands, scores, by_bound[:done])[:TOP]
-            if len(top) == TOP and top[-1].score > float(cov[by_bound[done]]) + DENSE_WEIGHT:
-                break  # no sentence left can enter the top
-    return _ranked(cands, scores, by_bound[:done])
+    return _ranked(cands, scores, known + by_bound[:done])
 
 
 ARTICLE_SENTENCES = 6  # a named article is quoted up to this many sentences
@@ -79,19 +90,9 @@ def quote_article(hits: list[Hit]) -> list[Scored]:
     return out[:ARTICLE_SENTENCES]
 
 
-def evidence_sentences(text: str) -> list[str]:
-    """The sentences of a passage that are scored as evidence (the first ``MAX_SENTENCES_PER_PASSAGE``);
-    a table's rows, each with its header ("函数名：WCHNET_Init；简要说明：库初始化"), so a quoted row
-    says what its cells are."""
-    from docqa.text.tables import is_markdown_table, row_sentences
-
-    if is_markdown_table(text):
-        return row_sentences(text)[:MAX_SENTENCES_PER_PASSAGE]
-    return [s for part in text.split("\n") for s in _clauses(part)][:MAX_SENTENCES_PER_PASSAGE]
-
-
 def warm_evidence(kb, stop=None, progress=None) -> int:
-    """Encode the evidence sentences of ``kb``'s segments into the embedder's cache, so that answering
+    """Encode the evidence sentences of ``kb``'s segments that ingestion did not store (a KB ingested
+    before docqa stored them: ``docqa reindex`` does) into the embedder's cache, so that answering
     does not pay for it on the first question that retrieves each passage (bench/load.py: a cold
     request cost ~30x a warm one). Meant for a background thread at start-up: it lowers its own
     priority, encodes sentences of similar length together (little padding) a few at a time on one
@@ -108,8 +109,11 @@ def warm_evidence(kb, stop=None, progress=None) -> int:
         pass
     room = int(kb.embedder.cache_capacity() * 0.8)
     texts: dict[str, None] = {}
-    for seg in kb.store.texts_of_level(Level.SEGMENT, room):
-        texts.update(dict.fromkeys(evidence_sentences(seg)))
+    stored = kb.evidence
+    for uid, seg in kb.store.texts_of_level(Level.SEGMENT, room, with_ids=True):
+        sents = evidence_sentences(seg)
+        if stored.lookup(uid, sents) is None:  # ingestion stored them: answers need no cache for these
+            texts.update(dict.fromkeys(sents))
         if len(texts) >= room:
             break
     todo = sorted(list(texts)[:room], key=len)
@@ -128,17 +132,6 @@ def _ranked(cands: list[tuple[int, str]], scores: np.ndarray, which) -> list[Sco
     # earlier-ranked passages win ties: retrieval order is evidence too
     order = sorted(which, key=lambda j: (-float(scores[j]), cands[j][0], j))
     return [Scored(cands[j][0], cands[j][1], float(scores[j])) for j in order]
-
-
-def _clauses(text: str) -> list[str]:
-    """Sentences, with a bare article label ("第十九条") kept on its first clause."""
-    out: list[str] = []
-    for s in split_sentences(text):
-        if out and len(out[-1]) <= 8 and not out[-1].endswith(("。", "！", "？", "；", ".", "!", "?", ";")):
-            out[-1] = f"{out[-1]} {s}"
-        else:
-            out.append(s)
-    return out
 
 
 def compose(scored: list[Scored], threshold: float) -> tuple[list[Scored], float]:

@@ -110,7 +110,7 @@ def prepare(kb: KnowledgeBase, question: str, history: list[dict] | None = None,
         if not scored and reader is not None:
             reading = read_answer(reader, prep.query, prep.hits, s.reader_windows, s.reader_window_tokens)
         elif not scored:
-            scored = score_sentences(prep.query, prep.hits, kb.embedder)
+            scored = score_sentences(prep.query, prep.hits, kb.embedder, kb.evidence)
         if cache is not None:
             cache[key] = (prep.hits, scored, reading)
     if s.rerank_model and kb.reranker_error:

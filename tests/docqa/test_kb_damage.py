@@ -24,6 +24,7 @@ from mount_helpers import in_mount_ns, mount_ns_prefix
 
 from docqa.kb import KBError, KBWriter, KnowledgeBase
 from docqa.kb.manifest import KBDamaged, read_manifest
+from docqa.models.embedder import ModelNotAvailable
 from docqa.search import search
 from docqa.settings import load_settings
 from ingest.pipeline import ingest_paths
@@ -196,6 +197,8 @@ def test_fuzzed_manifests_and_store_files_only_ever_raise_kb_errors(home: Path, 
             search(KnowledgeBase.open(KB, settings), "zebracorn", 3)
         except KBError:
             pass
+        except ModelNotAvailable as e:  # a flipped byte in the build's model name: still a readable manifest
+            assert "could not be loaded" in str(e)
     assert unreadable > len(cases) // 2
     man.write_bytes(good)
     store = _gen(home, 2) / "store.sqlite"

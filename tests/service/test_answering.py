@@ -4,8 +4,10 @@ examples/docs (see conftest): cited answers, refusals in the question's language
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from docqa_server import LAW
 
@@ -138,15 +140,51 @@ def test_bound_pruned_scoring_keeps_the_exact_top_and_embeds_less(kb, shared_dat
     assert embedded < 0.9 * total, (embedded, total)  # the point of it: sentences that cannot win are not embedded
 
 
-def test_evidence_warm_up_fills_the_cache_with_exactly_the_sentences_answering_scores(kb):
+def test_stored_evidence_vectors_score_as_embedding_does_and_embed_nothing(kb, shared_data):
+    """#24: ingestion stored every segment's evidence vectors, so answering embeds no passage sentence
+    (a cold server answers as fast as a warm one) and the top sentences and scores are those of embedding
+    them now (float16 on disk: scores within 2e-3)."""
+    import json
+
+    from docqa.search import search
+    from service.answering.extractive import TOP, evidence_sentences, score_sentences
+
+    raw = json.loads((shared_data / "cmrc2018" / "squad-style-data_cmrc2018_trial.json").read_text(encoding="utf-8"))
+    questions = [qa["question"] for a in raw["data"] for p in a["paragraphs"] for qa in p["qas"]][:20]
+    questions += ["2019年国庆节放假几天？", "劳动合同期限三个月以上不满一年的，试用期不得超过多久？"]
+    for q in questions:
+        hits = search(kb, q, 5)
+        assert all(kb.evidence.lookup(h.unit_id, evidence_sentences(h.text)) is not None for h in hits), q
+        counting = _Counting(kb.embedder)
+        stored = score_sentences(q, hits, counting, kb.evidence)[:TOP]
+        fresh = score_sentences(q, hits, kb.embedder)[:TOP]
+        assert counting.embedded == 0, q
+        assert np.allclose([s.score for s in stored], [s.score for s in fresh], atol=2e-3), q
+        for a, b in zip(stored, fresh, strict=True):  # the same sentences, but where a near-tie may swap
+            assert (a.hit_index, a.sentence) == (b.hit_index, b.sentence) or abs(a.score - b.score) < 4e-3, q
+
+
+def test_evidence_warm_up_fills_the_cache_only_for_sentences_not_stored(kb, tmp_path):
+    from docqa.kb.evidence import SUBDIR
+    from docqa.kb.manifest import gen_dir
     from docqa.search import search
     from service.answering.extractive import evidence_sentences, warm_evidence
 
-    kb.embedder.clear_cache()
-    seen: list[tuple[int, int]] = []
-    n = warm_evidence(kb, progress=lambda done, total: seen.append((done, total)))
-    assert n > 0 and seen[-1] == (n, n)
-    hits = search(kb, "劳动合同期限三个月以上不满一年的，试用期不得超过多久？", 5)
-    wanted = [s for h in hits for s in evidence_sentences(h.text)]
-    assert wanted and all(s in kb.embedder._cache for s in wanted)  # answering will embed none of them
-    assert warm_evidence(kb, stop=lambda: True) == 0  # a stale view stops at once
+    assert warm_evidence(kb) == 0  # stored at ingest: nothing to warm
+    legacy_home = tmp_path / "home"  # the same KB as one ingested before evidence vectors were stored
+    shutil.copytree(kb.root.parent, legacy_home, ignore=shutil.ignore_patterns("*.lock"))
+    shutil.rmtree(gen_dir(legacy_home / kb.name, kb.generation) / SUBDIR)
+    old = KnowledgeBase.open(kb.name, load_settings(home=legacy_home))
+    try:
+        old.embedder.clear_cache()
+        seen: list[tuple[int, int]] = []
+        n = warm_evidence(old, progress=lambda done, total: seen.append((done, total)))
+        assert n > 0 and seen[-1] == (n, n)
+        hits = search(old, "劳动合同期限三个月以上不满一年的，试用期不得超过多久？", 5)
+        wanted = [s for h in hits for s in evidence_sentences(h.text)]
+        assert wanted and all(s in old.embedder._cache for s in wanted)  # answering will embed none of them
+        assert warm_evidence(old, stop=lambda: True) == 0  # a stale view stops at once
+    finally:
+        old.close()
+
+

@@ -1,0 +1,233 @@
+"""Evidence vectors: the vectors of each segment's evidence sentences, computed once at ingest.
+
+Answering scores the sentences of the retrieved passages against the question (service/answering/
+extractive.py). Embedding them at question time made the first answers after a start ~30x slower than
+warm ones, and a KB whose sentences outgrew the embedder's cache stayed partly cold for good. So the
+writer embeds every segment's ``evidence_sentences`` (docqa/text/evidence.py, the one rule both sides
+use) when the segment is added, and readers memory-map them: the first answer after a start costs what a
+warm one does, whatever the KB's size.
+
+On disk, in ``gen-N/evidence/``: immutable parts, each three files —
+``<part>.ids.npy`` (int64 unit ids, ascending), ``<part>.rows.npy`` (int64 ``[start, count, crc]`` per
+unit: its sentences' rows and a CRC-32 of those sentences) and ``<part>.vecs.f16`` (raw float16, ``dim``
+per row). A commit hard-links the parts of the generation before (unchanged: never rewritten) and adds
+one part for the segments it added, so its cost is what it changed. A deleted segment's rows stay in
+their part, unreferenced (unit ids are never reused: ``KBWriter`` keeps a high-water mark); when dead
+rows pass half of all rows, or parts pass ``MAX_PARTS``, the commit merges parts, keeping live rows.
+
+A lookup returns vectors only when the CRC of the sentences the answerer derives from the passage's
+text matches the stored one: a passage whose text, or whose sentence rule, changed since ingest (an
+older docqa) is embedded at question time as before, never scored with another sentence's vector.
+An unreadable part is skipped with a warning (answers embed those sentences instead); ``docqa
+reindex`` writes the parts for a KB ingested before they existed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from docqa.text.evidence import evidence_sentences
+
+log = logging.getLogger("docqa.kb")
+SUBDIR = "evidence"
+MAX_PARTS = 8
+_SEP = "\x1f"
+_SUFFIXES = (".ids.npy", ".rows.npy", ".vecs.f16")
+
+
+def sentences_crc(sentences: list[str]) -> int:
+    return zlib.crc32(_SEP.join(sentences).encode("utf-8"))
+
+
+class _Part:
+    def __init__(self, folder: Path, name: str, dim: int):
+        self.name = name
+        self.ids = np.load(folder / f"{name}.ids.npy", mmap_mode="r")
+        self.rows = np.load(folder / f"{name}.rows.npy", mmap_mode="r")
+        vecs = folder / f"{name}.vecs.f16"
+        size = vecs.stat().st_size
+        if size % (2 * dim):
+            raise ValueError(f"{vecs.name}: {size} bytes is not a whole number of {dim}-dim float16 rows")
+        n = size // (2 * dim)
+        self.vecs = np.memmap(vecs, dtype=np.float16, mode="r", shape=(n, dim)) if n else np.zeros((0, dim),
+                                                                                                   np.float16)
+        if self.ids.ndim != 1 or self.rows.shape != (len(self.ids), 3):
+            raise ValueError(f"{name}: ids {self.ids.shape} and rows {self.rows.shape} do not match")
+        if len(self.rows) and int((self.rows[:, 0] + self.rows[:, 1]).max()) > n:
+            raise ValueError(f"{name}: rows point past the {n} vectors of {vecs.name}")
+
+    def find(self, unit_id: int) -> tuple[int, int, int] | None:
+        i = int(np.searchsorted(self.ids, unit_id))
+        if i < len(self.ids) and int(self.ids[i]) == unit_id:
+            start, count, crc = (int(x) for x in self.rows[i])
+            return start, count, crc
+        return None
+
+
+def part_names(folder: Path) -> list[str]:
+    return sorted(p.name[: -len(".ids.npy")] for p in folder.glob("*.ids.npy")) if folder.is_dir() else []
+
+
+class EvidenceVectors:
+    """A generation's evidence vectors, read-only and memory-mapped (``KnowledgeBase.evidence``)."""
+
+    def __init__(self, folder: Path, dim: int):
+        self.dim = dim
+        self.parts: list[_Part] = []
+        for name in part_names(folder):
+            try:
+                self.parts.append(_Part(folder, name, dim))
+            except (OSError, ValueError) as e:
+                log.warning("evidence vectors %s/%s are unreadable, answers embed those sentences instead: %s",
+                            folder, name, e)
+
+    def __len__(self) -> int:
+        return sum(len(p.ids) for p in self.parts)
+
+    def lookup(self, unit_id: int, sentences: list[str]) -> np.ndarray | None:
+        """The float32 vectors of ``sentences`` (``evidence_sentences`` of unit ``unit_id``'s text), or
+        None when they were not stored as exactly these sentences."""
+        if not sentences:
+            return None
+        crc = sentences_crc(sentences)
+        for part in reversed(self.parts):  # newest first
+            row = part.find(unit_id)
+            if row is not None:
+                start, count, stored = row
+                if stored != crc or count != len(sentences):
+                    return None
+                return np.asarray(part.vecs[start: start + count], dtype=np.float32)
+        return None
+
+
+class EvidenceWriter:
+    """The evidence parts of a generation being written (``KBWriter``): the old ones linked, a new one
+    appended to as segments are added (vectors go to disk as they come, so memory stays flat on a big
+    ingest), written out and, when due, merged at commit. ``stats``: the manifest's record of the parts
+    ({"rows", "dead"}: segments stored, and how many of them were deleted since)."""
+
+    def __init__(self, folder: Path, dim: int, part: str, previous: Path | None = None, stats: dict | None = None,
+                 *, enabled: bool = True):
+        self.folder, self.dim, self.part, self.enabled = folder, dim, part, enabled
+        if not enabled:  # the KB's build says evidence_vectors: false
+            previous = None
+        folder.mkdir(parents=True, exist_ok=True)
+        if previous is not None:
+            for name in part_names(previous):
+                for suffix in _SUFFIXES:
+                    _link(previous / f"{name}{suffix}", folder / f"{name}{suffix}")
+        # complete: every segment has its row (a new KB, a rebuild, or one that was complete); a KB first
+        # ingested by a docqa that did not store them is not until `docqa reindex`
+        self.complete = previous is None or (isinstance(stats, dict) and stats.get("complete") is True)
+        stats = stats if previous is not None and isinstance(stats, dict) else {}
+        self.rows, self.dead = _count(stats.get("rows")), _count(stats.get("dead"))
+        self._ids: list[int] = []
+        self._rows: list[tuple[int, int, int]] = []
+        self._n = 0
+        self._vecs = None  # the new part's vector file, opened on the first add
+
+    def add(self, units, embedder) -> int:
+        """Embed and append the evidence sentences of ``units`` (segments). Returns how many sentences."""
+        if not self.enabled:
+            return 0
+        todo = [(u.unit_id, evidence_sentences(u.text)) for u in units]
+        todo = [(uid, s) for uid, s in todo if s]
+        if not todo:
+            return 0
+        vecs = embedder.encode_docs([s for _, sents in todo for s in sents]).astype(np.float16)
+        if self._vecs is None:
+            self._vecs = open(self.folder / f"{self.part}.vecs.f16", "wb")  # noqa: SIM115 - closed in finish()
+        self._vecs.write(np.ascontiguousarray(vecs).tobytes())
+        for uid, sents in todo:
+            self._ids.append(uid)
+            self._rows.append((self._n, len(sents), sentences_crc(sents)))
+            self._n += len(sents)
+        return len(vecs)
+
+    def deleted(self, n: int) -> None:
+        """``n`` stored segments were deleted (or replaced): their rows are dead."""
+        self.dead += n
+
+    def finish(self, is_live) -> dict:
+        """Write the new part (fsynced), then merge when due; returns the stats for the manifest.
+        ``is_live(ids)``: a boolean mask, which of these unit ids the new generation still holds."""
+        if self._vecs is not None:
+            self._vecs.flush()
+            os.fsync(self._vecs.fileno())
+            self._vecs.close()
+            self._vecs = None
+            order = np.argsort(np.array(self._ids, dtype=np.int64), kind="stable")
+            _save(self.folder / f"{self.part}.ids.npy", np.array(self._ids, dtype=np.int64)[order])
+            _save(self.folder / f"{self.part}.rows.npy", np.array(self._rows, dtype=np.int64).reshape(-1, 3)[order])
+            self.rows += len(self._ids)
+        if not self.enabled:
+            return {"rows": 0, "dead": 0, "complete": False}
+        names = part_names(self.folder)
+        if self.rows and self.dead * 2 >= self.rows:  # half of it dead: rewrite what lives, once
+            self._merge(names, is_live)
+        elif len(names) > MAX_PARTS:  # the smallest parts into one (the big ones are left as they are)
+            sizes = {n: len(np.load(self.folder / f"{n}.ids.npy", mmap_mode="r")) for n in names}
+            self._merge(sorted(names, key=lambda n: (sizes[n], n))[: len(names) - MAX_PARTS // 2 + 1], is_live)
+        return {"rows": self.rows, "dead": self.dead, "complete": self.complete}
+
+    def _merge(self, names: list[str], is_live) -> None:
+        """One part of the live rows of ``names``, replacing them in this generation."""
+        parts = [_Part(self.folder, n, self.dim) for n in names]
+        merged = f"{self.part}m"
+        ids_out, rows_out, n, dropped = [], [], 0, 0
+        with open(self.folder / f"{merged}.vecs.f16", "wb") as f:
+            for part in parts:
+                ids = np.asarray(part.ids)
+                live = is_live(ids)
+                dropped += int((~live).sum())
+                for i in np.flatnonzero(live):
+                    start, count, crc = (int(x) for x in part.rows[i])
+                    f.write(np.ascontiguousarray(part.vecs[start: start + count]).tobytes())
+                    ids_out.append(int(ids[i]))
+                    rows_out.append((n, count, crc))
+                    n += count
+            f.flush()
+            os.fsync(f.fileno())
+        order = np.argsort(np.array(ids_out, dtype=np.int64), kind="stable")
+        _save(self.folder / f"{merged}.ids.npy", np.array(ids_out, dtype=np.int64)[order])
+        _save(self.folder / f"{merged}.rows.npy", np.array(rows_out, dtype=np.int64).reshape(-1, 3)[order])
+        for name in names:  # this generation's links only: the generation before keeps its own
+            if name != merged:
+                for suffix in _SUFFIXES:
+                    (self.folder / f"{name}{suffix}").unlink(missing_ok=True)
+        self.rows -= dropped
+        self.dead = max(0, self.dead - dropped)
+        log.info("evidence vectors: %d parts merged into one (%d segments, %d dead rows dropped)", len(names),
+                 len(ids_out), dropped)
+
+    def abort(self) -> None:
+        if self._vecs is not None:
+            self._vecs.close()
+            self._vecs = None
+
+
+def _count(value) -> int:
+    """A count from the manifest; anything else (a hand-edited or damaged record) counts as 0: at worst a
+    merge comes early or late."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _save(path: Path, arr: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, arr)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _link(src: Path, dst: Path) -> None:
+    import shutil
+
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
