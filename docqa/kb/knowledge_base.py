@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from docqa.filters import DocFilter
-from docqa.kb.manifest import KBDamaged, KBError, gen_dir, kb_path, read_manifest
+from docqa.kb.manifest import KBDamaged, KBError, built_settings, gen_dir, kb_path, read_manifest
 from docqa.kb.store import UnitStore
 from docqa.models.embedder import embedder_for
 from docqa.settings import LexicalBackend, Settings
@@ -52,8 +52,14 @@ def with_tuned(settings: Settings, manifest: dict) -> Settings:
     values = tuned.get("values") if isinstance(tuned, dict) else None
     if not isinstance(values, dict):
         return settings
-    return settings.with_overrides({k: v for k, v in values.items()
-                                    if k in type(settings).model_fields and k not in settings.model_fields_set})
+    from pydantic import ValidationError
+
+    try:
+        return settings.with_overrides({k: v for k, v in values.items()
+                                        if k in type(settings).model_fields and k not in settings.model_fields_set})
+    except ValidationError as e:
+        raise KBDamaged(f"manifest records a calibrated value docqa cannot use ({e.errors()[0].get('msg', e)}); "
+                        "run `docqa eval calibrate` again") from None
 
 
 class KnowledgeBase:
@@ -63,7 +69,7 @@ class KnowledgeBase:
         self.name = name
         self.root = root
         self.manifest = manifest
-        self.settings = with_tuned(settings.with_build(manifest.get("build", {})), manifest)
+        self.settings = with_tuned(built_settings(settings, manifest, root), manifest)
         self.generation = int(manifest["generation"])
         gdir = gen_dir(root, self.generation)
         self._gdir = gdir

@@ -81,6 +81,20 @@ def read_manifest(kb_dir: Path) -> dict:
     return data
 
 
+def built_settings(settings: Settings, manifest: dict, kb_dir: Path) -> Settings:
+    """``settings`` with the KB's recorded build settings laid over them; a recorded value that no setting
+    accepts (a damaged manifest: ``vector_index: "flat_f+16"``) is ``KBDamaged``, not a validation trace."""
+    from pydantic import ValidationError
+
+    try:
+        return settings.with_build(manifest.get("build", {}))
+    except ValidationError as e:
+        err = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(p) for p in err.get("loc", ())) or "?"
+        raise KBDamaged(f"manifest of {kb_dir.name!r} records a build setting docqa cannot use: {where} = "
+                        f"{err.get('input')!r} ({err.get('msg', e)}){_repair_hint(kb_dir)}") from None
+
+
 def _repair_hint(kb_dir: Path) -> str:
     return f"; run `docqa repair --kb {kb_dir.name}` to find the newest complete generation"
 

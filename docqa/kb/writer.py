@@ -36,6 +36,7 @@ from docqa.kb.manifest import (
     KBDamaged,
     KBError,
     KBNotFound,
+    built_settings,
     fsync_dir,
     gen_dir,
     generations_on_disk,
@@ -119,7 +120,7 @@ class KBWriter:
             self._refuse_to_replace(e)
         if rebuild:
             self.manifest["build"] = {**self.manifest["build"], **rebuild}
-        self.settings = settings.with_build(self.manifest["build"])
+        self.settings = built_settings(settings, self.manifest, self.root)
         self.manifest["build"] = self.settings.build_settings()
         self.embedder = embedder_for(self.settings)
         old = int(self.manifest["generation"])

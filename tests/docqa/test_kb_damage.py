@@ -181,6 +181,10 @@ def test_fuzzed_manifests_and_store_files_only_ever_raise_kb_errors(home: Path, 
     for key in ("generation", "format_version", "build", "counts", "embed"):
         for value in (None, "x", -1, 2.5, True, [], {}, "2", 10**30):
             cases.append(json.dumps({**doc, key: value}).encode())
+    # values of the right JSON type that no setting accepts (CI once drew this flip: "flat_f+16")
+    cases.append(json.dumps({**doc, "build": {**doc["build"], "vector_index": "flat_f+16"}}).encode())
+    cases.append(json.dumps({**doc, "build": {**doc["build"], "chunk_max_tokens": -5}}).encode())
+    cases.append(json.dumps({**doc, "tuned": {"values": {"similarity_threshold": "many"}}}).encode())
     new = tmp_path / "new.txt"
     new.write_text("第三条 新文件。", encoding="utf-8")
     unreadable = 0
