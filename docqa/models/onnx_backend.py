@@ -48,6 +48,12 @@ def cache_dir(model_dir: Path) -> Path:
     return models_dir() / "onnx-cache" / f"{model_dir.name}-{digest}"
 
 
+def verified_path(model_dir: Path, backend: str) -> Path | None:
+    """The ONNX file of ``backend`` when an earlier load exported and verified it, else None (no export)."""
+    path = cache_dir(model_dir) / FILES[backend]
+    return path if path.is_file() and _read_record(path.parent).get(backend, {}).get("verified") else None
+
+
 def ensure_exported(st_model, model_dir: Path, backend: str) -> Path:
     """The verified ONNX file for ``backend``, exported (and quantised) on first use."""
     out = cache_dir(model_dir)
