@@ -6,7 +6,10 @@ Each question becomes windows the way serving cuts them (docqa/reader/windows.py
 - yes / no (CAIL): the passage's window that best covers the question's terms, kind ``yes``/``no``;
 - unanswerable (CAIL, SQuAD 2): the best-covering window of its own passage, kind ``none``;
 - hard negatives (kind ``none``): the question with its own passage minus the sentence that holds the
-  answer, and with the best-covering passage of another case/article of the same set.
+  answer, with the best-covering passage of another case/article of the same set, and with the window of its
+  own passage that best covers the question without holding the answer (``other-window``: the confuser serving
+  meets most — it reads several windows of the top passages, and the first shipped reader, trained without
+  these, often ranked a neighbour window of the answer's passage above the one holding it).
 
 Sets split by case / article (``part_of``: a stable hash of the group), never by question: a
 question's passage is never read in training and in the held-out part.
@@ -49,7 +52,7 @@ class Example:
     kind: str
     start: int = 0  # token indices in window.ids (0, 0 for kinds without a span)
     end: int = 0
-    how: str = "gold"  # gold | minus-answer | other-passage
+    how: str = "gold"  # gold | minus-answer | other-passage | other-window
 
 
 def parse_spec(spec: str) -> tuple[Path, str]:
@@ -119,7 +122,8 @@ def best_window(tok: Tokens, q_ids: list[int], question: str, text: str, passage
 
 
 def examples(questions: list[Question], tok: Tokens, rng: random.Random, minus_answer: float = 0.3,
-             other_passage: float = 0.3, pool: list[Question] | None = None) -> list[Example]:
+             other_passage: float = 0.3, pool: list[Question] | None = None, other_window: float = 0.5
+             ) -> list[Example]:
     """Windows with labels for ``questions`` (see the module docstring); ``pool``: where other
     passages of the same set come from (default: the questions themselves)."""
     pool = pool or questions
@@ -142,6 +146,10 @@ def examples(questions: list[Question], tok: Tokens, rng: random.Random, minus_a
                     w = best_window(tok, q_ids, q.question, rest)
                     if w is not None:
                         out.append(Example(q, w, "none", how="minus-answer"))
+            if rng.random() < other_window:
+                w = answerless_window(tok, q_ids, q)
+                if w is not None:
+                    out.append(Example(q, w, "none", how="other-window"))
         else:
             w = best_window(tok, q_ids, q.question, q.context)
             if w is not None:
@@ -153,6 +161,22 @@ def examples(questions: list[Question], tok: Tokens, rng: random.Random, minus_a
                 if w is not None:
                     out.append(Example(q, w, "none", how="other-passage"))
     return out
+
+
+def answerless_window(tok: Tokens, q_ids: list[int], q: Question) -> Window | None:
+    """The window of the question's own passage (cut as serving cuts it) that best covers the question among
+    those that neither overlap a gold span nor contain a gold answer's text; None for a one-window passage."""
+    from docqa.text.coverage import coverages
+
+    p_ids, offs = tok.passage(q.context)
+    golds = [(s, s + len(t), t) for s, t in q.answers]
+    wins = [w for w in windows(q_ids, p_ids, offs)
+            if not any(w.text_start < e and s < w.text_end for s, e, _ in golds)
+            and not any(t in q.context[w.text_start:w.text_end] for _, _, t in golds)]
+    if not wins:
+        return None
+    cov = coverages(q.question, [q.context[w.text_start:w.text_end] for w in wins])
+    return wins[int(cov.argmax())]
 
 
 def _gold_span(q: Question, q_ids: list[int], tok: Tokens, rng: random.Random) -> Example | None:

@@ -75,6 +75,27 @@ def test_examples_label_spans_and_hard_negatives(tmp_path, tiny):
     assert minus and other and all(e.kind == "none" for e in minus + other)
 
 
+def test_other_window_negatives_come_from_the_answers_own_passage(tiny):
+    """A passage of several windows: the ``other-window`` negative is the window of the same passage that best
+    covers the question without holding (or overlapping) the answer."""
+    from docqa.reader.windows import Tokens
+    from finetune.reader.data import Question, answerless_window
+
+    filler = "".join(c for c, _, _ in (CASES[0], CASES[2], CASES[3])) * 3
+    ctx = filler + "原告的修车费已经由保险公司支付。" + CASES[1][0]
+    answer = "12000元"
+    start = ctx.rindex(answer)
+    q = Question("q", "g", "原告修车花了多少钱？", ctx, "span", [(start, answer)])
+    tok = Tokens(tiny)
+    w = answerless_window(tok, tok.question(q.question), q)
+    assert w is not None
+    assert answer not in ctx[w.text_start:w.text_end] and w.text_end <= ctx.index(answer)
+    exs = examples([q], tok, random.Random(0), minus_answer=0.0, other_passage=0.0, other_window=1.0)
+    assert [(e.kind, e.how) for e in exs] == [("span", "gold"), ("none", "other-window")]
+    short = Question("s", "g", CASES[0][1], CASES[0][0], "span", [(CASES[0][0].index("800元"), "800元")])
+    assert answerless_window(tok, tok.question(short.question), short) is None  # one window: nothing else to read
+
+
 def test_finetune_reader_trains_writes_the_delta_and_its_verdict(tmp_path, tiny, monkeypatch, capsys):
     f = squad_file(tmp_path / "cases.json", copies=30)
     out = tmp_path / "out" / "reader.safetensors"
