@@ -84,7 +84,8 @@ def run_set(name: str, args) -> dict:
                     for w, t in args.budgets]
         versions.append(("new", on))
     else:
-        versions = [("old", kb.with_settings({"reader": False})), ("new", on)]
+        versions = [("old", kb.with_settings({"reader": False})),
+                    ("reader P", kb.with_settings({"reader": True, "reader_rank": False})), ("new", on)]
     for label, view in versions:
         t1 = time.process_time()
         r = evaluate(view, load_eval_set(qa), out / label, progress=False, run_id=f"bench-reader-{label}")
@@ -168,13 +169,15 @@ def render(args, results: dict, cost_rows: list[list] | None) -> str:
              f"Held-out: the **{args.part}** part of each set (split by case/article; the shipped reader never "
              f"trained or tuned on it); every {args.holdout_every}th case/article of it is left out of the KB and its "
              "questions count as unanswerable. old = reader off (sentence quoting, coverage + cosine refusal: the "
-             "default); new = `reader: true` (its other settings at their defaults).", ""]
+             "default); reader P = `reader: true, reader_rank: false` (the window the reader's own P(answer) puts "
+             "first answers, refusal on that P); new = `reader: true` (its other settings at their defaults: the "
+             "window ranker of docqa/reader/rank.py decides the window and the refusal).", ""]
     header = ["set", "passages", "questions (span/yes/no/impossible/held-out)", "version", *METRICS, "CPU-s"]
     rows = []
     for name, r in results.items():
         k = r["kinds"]
         mix = f"{r['questions']} ({k['span']}/{k['yes']}/{k['no']}/{k['none']}/{k['held-out']})"
-        for label in ("old", "new"):
+        for label in [v for v in ("old", "reader P", "new") if v in r]:
             m = r[label]
             rows.append([name, r["passages"], mix, label, *[_f(m[x]) for x in METRICS], f"{m['cpu_s']:.0f}"])
     lines += [md_table(header, rows), ""]

@@ -24,7 +24,8 @@ class Reading:
     p_kinds: dict
     start: int = -1  # character range of the span in the passage (-1: no span: yes/no)
     end: int = -1
-    span_score: float = 0.0  # softmax-normalised start x end probability of the span within the window
+    span_score: float = 0.0  # softmax-normalised start x end probability of the window's best span (any kind)
+    p_reader: float = 0.0  # the reader's own 1 - P(none), before a window ranker (docqa/reader/rank.py) combined it
     window_text: tuple[int, int] = (0, 0)  # the window's character range in its passage (set by the caller)
 
 
@@ -64,11 +65,10 @@ def read_window(start: np.ndarray, end: np.ndarray, kind: np.ndarray, w: Window,
     pk = softmax(kind.astype(np.float64))
     probs = dict(zip(KINDS, (float(p) for p in pk), strict=True))
     which = max(("span", "yes", "no"), key=lambda k: probs[k])
-    r = Reading(index, w.passage, which, 1.0 - probs["none"], probs)
+    r = Reading(index, w.passage, which, 1.0 - probs["none"], probs, p_reader=1.0 - probs["none"])
+    i, j, r.span_score = best_span(start, end, w, text=text)  # a ranker reads it for every kind
     if which == "span":
-        i, j, p = best_span(start, end, w, text=text)
         r.start, r.end = w.offsets[i - w.first][0], w.offsets[j - w.first][1]
-        r.span_score = p
     return r
 
 

@@ -38,6 +38,9 @@ class Reader:
         so.inter_op_num_threads = 1
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        from docqa.reader.rank import load_ranker
+
+        self.ranker = load_ranker(record.get("delta_sha256"))  # None: rank windows by the reader's P(answer)
         self._slots = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 
     def windows(self, question: str, texts: list[str], max_length: int = MAX_LENGTH

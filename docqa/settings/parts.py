@@ -169,16 +169,21 @@ class RetrievalSettings(BaseModel):
     # None for the shipped reader (`docqa models build` assembles it), or the folder of another build.
     # reader_windows: windows read per question, reader_window_tokens their length, question included
     # (one batch; bench/reader.py for the cost and the quality of each).
-    # Off by default: the shipped reader (top 4 layers, CPU-trained, docqa/reader/READER_MODEL.md) reads gold
-    # windows well (held-out F1 .66, answerability balanced accuracy .85) but end to end it does not yet beat
-    # sentence quoting (bench/reports/reader.md, dev parts: answer contains gold .20 vs .47 on CAIL2019, .33 vs
-    # .55 CMRC, .54 vs .43 DRCD, .76 vs .96 statutes): it mistakes another window of the same document for the
-    # one holding the answer. Turn it on per KB to try it; #27 stays open for a reader that earns the default.
+    # Off by default: with its window ranker (reader_rank below) the shipped reader (top 4 layers, CPU-trained,
+    # docqa/reader/READER_MODEL.md) beats sentence quoting end to end on held-out CMRC 2018 and DRCD (answer
+    # contains gold .67 vs .57, .76 vs .45; false refusals .18 vs .35, .08 vs .51) and refuses better on CAIL2019,
+    # but not on statutes, docqa's main use (answer contains .92 vs .98, refusals of absent articles .62 vs .76;
+    # bench/reports/reader.md), and it costs ~200 CPU-ms an answer. Turn it on per KB (and calibrate it there).
     reader: bool = False
     reader_model: str | None = None
     reader_threshold: float = Field(default=0.5, ge=0, le=1)
     reader_windows: int = Field(default=4, ge=1, le=16)
     reader_window_tokens: int = Field(default=192, ge=64, le=512)
+    # reader_rank: which window answers is decided by the window ranker fitted with the shipped reader
+    # (docqa/reader/rank.py: the reader's P(answer), the question's coverage of the window and the passage's
+    # retrieval rank; bench/reports/reader_rank.md), whose probability reader_threshold then applies to.
+    # False: by the reader's own P(answer). A reader built from another file has no ranker.
+    reader_rank: bool = True
     # Cross-encoder reranking (docqa/models/rerank.py): the rerank_top_n best fused candidates are reordered by
     # rerank_model (a `docqa finetune rerank` output or an HF cross-encoder); a reranked KB refuses when
     # the reranker's best score is below rerank_refusal_threshold (a probability; calibrate it with

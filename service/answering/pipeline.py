@@ -108,7 +108,8 @@ def prepare(kb: KnowledgeBase, question: str, history: list[dict] | None = None,
         prep.hits = search(kb, prep.query, k or s.answer_k, where=where)
         scored, reading = quote_article(prep.hits), None
         if not scored and reader is not None:
-            reading = read_answer(reader, prep.query, prep.hits, s.reader_windows, s.reader_window_tokens)
+            reading = read_answer(reader, prep.query, prep.hits, s.reader_windows, s.reader_window_tokens,
+                                  ranked=s.reader_rank)
         elif not scored:
             scored = score_sentences(prep.query, prep.hits, kb.embedder, kb.evidence)
         if cache is not None:

@@ -81,8 +81,10 @@ def _reader_status(registry, names: list[str]) -> dict:
             continue
         reader, error = reader_for(settings)
         if reader is not None:
+            ranked = settings.reader_rank and getattr(reader, "ranker", None) is not None
             out[name] = {"available": True, "model": settings.reader_model or "docqa-reader (shipped)",
-                         "threshold": settings.reader_threshold}
+                         "threshold": settings.reader_threshold,
+                         "ranking": "window ranker" if ranked else "reader P(answer)"}
         elif error:
             out[name] = {"available": False, "error": error}
     return out

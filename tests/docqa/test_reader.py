@@ -259,3 +259,41 @@ def test_a_span_does_not_run_past_the_end_of_its_sentence(tokens):
     i, j, _ = best_span(start, end, w, text=text)
     got = text[w.offsets[i - w.first][0]:w.offsets[j - w.first][1]]
     assert "\n" not in got and got.count("。") <= 1 and not got.startswith("。"), got
+
+
+def test_a_window_ranker_decides_the_window_and_its_probability_is_the_refusal_score(tokens, tmp_path, caplog):
+    import math
+
+    from docqa.reader.rank import WindowRanker, load_ranker
+    from docqa.text.coverage import coverages
+    from service.answering.reading import rank
+
+    texts = ["劳动者在试用期内提前三日通知用人单位，可以解除劳动合同。", "用人单位应当按月足额支付工资。"]
+    q = "试用期内提前几日通知用人单位？"
+    qi = tokens.question(q)
+    wins = [windows(qi, *tokens.passage(t), i, max_length=64)[0] for i, t in enumerate(texts)]
+    n = max(len(w.ids) for w in wins)
+    kind = np.array([[0.0, 0.5, 0.0, 0.0], [-3.0, 3.0, 0.0, 0.0]])  # the reader prefers the second window
+    readings = read_all(np.zeros((2, n)), np.zeros((2, n)), kind, wins, texts)
+    assert readings[0].window == 1 and rank(None, q, readings, wins, texts).window == 1
+    by_coverage = WindowRanker(np.array([0.0, 0.0, 10.0, 0.0, 0.0]), -5.0, "abc")
+    cov = coverages(q, texts)
+    assert cov[0] > cov[1]
+    best = rank(by_coverage, q, readings, wins, texts)
+    assert best.window == 0 and best.p_answer == pytest.approx(1 / (1 + math.exp(-(10 * cov[0] - 5))))
+    assert best.p_reader == pytest.approx(1 - best.p_kinds["none"])  # the reader's own figure is kept
+    path = by_coverage.save(tmp_path / "ranker.json")
+    assert load_ranker("abc", path).weights.tolist() == [0.0, 0.0, 10.0, 0.0, 0.0]
+    assert load_ranker("another reader", path) is None  # fitted with another reader file: not used
+    assert load_ranker(None, path) is None
+    path.write_text("{not json", encoding="utf-8")
+    assert load_ranker("abc", path) is None and "cannot be used" in caplog.text  # said, never a crash
+    assert load_ranker("abc", tmp_path / "missing.json") is None
+
+
+def test_the_shipped_ranker_belongs_to_the_shipped_reader():
+    """A reader file shipped without refitting its ranker would silently rank by P(answer) alone."""
+    from docqa.reader.files import SHIPPED, sha256
+    from docqa.reader.rank import load_ranker
+
+    assert load_ranker(sha256(SHIPPED)) is not None, "refit: python bench/reader_rank.py --laws ... --fit"

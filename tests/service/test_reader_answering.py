@@ -91,6 +91,7 @@ def test_both_apis_carry_the_answer_span(server):
     assert oa["choices"][0]["message"]["content"] == native["answer"]
     ready = httpx.get(f"{server.url}/readyz", timeout=10).json()
     assert ready["reader"][LAW]["available"] is True and ready["status"] == "ready"
+    assert ready["reader"][LAW]["ranking"] == "window ranker"  # docqa/reader/ranker.json fits the shipped reader
     schema = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
     assert "AnswerSpan" in json.dumps(schema["components"]["schemas"])
     for bad in ("试", " ? ", "   "):  # nothing a reader can answer: the usual 422, with the reason
