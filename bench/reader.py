@@ -61,6 +61,18 @@ def load_set(name: str, part: str, holdout_every: int, limit: int | None):
     return passages, rows
 
 
+def sets_ready(args, tag: str) -> bool:
+    """False (and why, on stderr) without ../shared/data; adds the set 'laws' when ``args.laws`` names its file."""
+    if not SHARED.is_dir():
+        print(f"[{tag}] no data at {SHARED}: nothing to measure", file=sys.stderr)
+        return False
+    if args.laws:
+        SETS["laws"] = str(args.laws.resolve())
+        if "laws" not in args.sets.split(","):
+            args.sets += ",laws"
+    return True
+
+
 def run_set(name: str, args) -> dict:
     from docqa.kb import KnowledgeBase
     from service.evaluation.dataset import load_eval_set
@@ -207,13 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                     "statute-questions` (READER_MODEL.md says where its laws come from): adds the set 'laws'")
     ap.add_argument("--out", type=Path, default=REPORTS / "reader.md")
     args = ap.parse_args(argv)
-    if not SHARED.is_dir():
-        print(f"[reader] no data at {SHARED}: nothing to measure", file=sys.stderr)
+    if not sets_ready(args, "reader"):
         return 2
-    if args.laws:
-        SETS["laws"] = str(args.laws.resolve())
-        if "laws" not in args.sets.split(","):
-            args.sets += ",laws"
     results = {}
     with temp_home("docqa-bench-reader-"):
         for name in args.sets.split(","):

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from bench.common import REPORTS, Passage, bench_settings, build_kb, machine_line, md_table, temp_home  # noqa: E402
-from bench.reader import SETS, SHARED  # noqa: E402
+from bench.reader import SETS, SHARED, sets_ready  # noqa: E402
 
 THRESHOLDS = np.round(np.arange(0.2, 0.91, 0.025), 3)
 
@@ -138,12 +138,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fit", action="store_true", help="write docqa/reader/ranker.json for the built reader")
     ap.add_argument("--out", type=Path, default=REPORTS / "reader_rank.md")
     args = ap.parse_args(argv)
-    if not SHARED.is_dir():
-        print(f"[rank] no data at {SHARED}: nothing to measure", file=sys.stderr)
+    if not sets_ready(args, "rank"):
         return 2
-    if args.laws:
-        SETS["laws"] = str(args.laws.resolve())
-        args.sets += ",laws"
     from docqa.reader.rank import FEATURES, WindowRanker
     from docqa.reader.runtime import load_reader
 

@@ -38,6 +38,19 @@ class OnnxExportError(Unavailable):
     pass
 
 
+def cpu_session(path: str | Path, threads: int):
+    """An onnxruntime CPU session of ``threads`` intra-op threads that never busy-waits: the one way docqa
+    opens its ONNX models (encoders and the reader), so concurrent requests share the cores instead of
+    spinning on them (bench/load.py)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-wait
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
 def cache_dir(model_dir: Path) -> Path:
     beside = model_dir / "onnx"
     if os.access(model_dir, os.W_OK):
@@ -196,13 +209,7 @@ def _ort_encoder_class():
         def _session(self, threads: int):
             with self._lock:
                 if threads not in self._sessions:
-                    import onnxruntime as ort
-
-                    so = ort.SessionOptions()
-                    so.intra_op_num_threads = threads
-                    so.inter_op_num_threads = 1
-                    so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-wait
-                    self._sessions[threads] = ort.InferenceSession(self.path, so, providers=["CPUExecutionProvider"])
+                    self._sessions[threads] = cpu_session(self.path, threads)
                 return self._sessions[threads]
 
         def forward(self, input_ids=None, attention_mask=None, **_):

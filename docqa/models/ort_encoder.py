@@ -120,14 +120,9 @@ class OrtTextEncoder:
     def _session(self, threads: int):
         with self._lock:
             if threads not in self._sessions:
-                import onnxruntime as ort
+                from docqa.models.onnx_backend import cpu_session
 
-                so = ort.SessionOptions()
-                so.intra_op_num_threads = threads
-                so.inter_op_num_threads = 1
-                so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                self._sessions[threads] = ort.InferenceSession(str(self.onnx_path), so,
-                                                               providers=["CPUExecutionProvider"])
+                self._sessions[threads] = cpu_session(self.onnx_path, threads)
             return self._sessions[threads]
 
 

@@ -26,18 +26,14 @@ class ReaderUnavailable(Unavailable):
 
 class Reader:
     def __init__(self, onnx_path: Path, encoder_dir: Path, record: dict):
-        import onnxruntime as ort
+        from docqa.models.onnx_backend import cpu_session
 
         self.record = record
         self.name = record.get("reader", str(onnx_path))
         self.tokens = Tokens(encoder_dir)
-        so = ort.SessionOptions()
         # a question's few windows: one thread per run, as many runs as cores (the encoder's rule,
         # docqa/models/onnx_backend.py: concurrent requests must not each start every core)
-        so.intra_op_num_threads = 1
-        so.inter_op_num_threads = 1
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(onnx_path, 1)
         from docqa.reader.rank import load_ranker
 
         self.ranker = load_ranker(record.get("delta_sha256"))  # None: rank windows by the reader's P(answer)
