@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -102,7 +103,9 @@ class VllmServer:
                "--host", "127.0.0.1", "--port", str(self.port)]
         t0 = time.monotonic()
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            # its own process group: vLLM's engine core is a child process, which a kill of the API server
+            # alone left running (2.7 GB each, found still alive after the test session)
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = t0 + 900
         while True:
             if self.proc.poll() is not None:
@@ -119,19 +122,28 @@ class VllmServer:
         self.started_in = time.monotonic() - t0
         return self
 
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self._signal_group(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                self._signal_group(signal.SIGKILL)
                 self.proc.wait(timeout=30)
+        self._signal_group(signal.SIGKILL)  # whatever of the group outlived the API server (the engine core)
 
     def kill(self) -> None:
-        """Die at once, as a crashed server does (SIGKILL)."""
+        """Die at once, as a crashed server does (SIGKILL), with its engine process."""
         if self.proc is not None:
-            self.proc.kill()
+            self._signal_group(signal.SIGKILL)
             self.proc.wait(timeout=30)
 
     def complete(self, model: str, messages: list[dict], max_tokens: int) -> str:
