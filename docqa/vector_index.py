@@ -102,3 +102,58 @@ class VectorIndex:
             scores, ids = self.index.search(x, min(k, len(self)), params=params)
         return [[(int(i), float(s)) for i, s in zip(row_i, row_s, strict=True) if i >= 0]
                 for row_i, row_s in zip(ids, scores, strict=True)]
+
+
+class SegmentVectors:
+    """The vectors of a generation's segments (``docqa/kb/store.py``): one FAISS index per segment, searched
+    together. Each index also holds the vectors of its segment's dead units (documents a newer segment
+    replaced or deleted) until a merge drops them; searches skip them with an ID selector, and a search
+    restricted to allowed units (``params``) never lists a dead one anyway."""
+
+    def __init__(self, parts: list[tuple[VectorIndex, np.ndarray]], dim: int):
+        """``parts``: (index, its dead unit ids) per segment, oldest first."""
+        self.parts = [p for p, _ in parts]
+        self.dim = dim
+        self._dead = [np.asarray(d, dtype=np.int64) for _, d in parts]
+        self._skip = [self._skip_params(d) for d in self._dead]
+
+    @staticmethod
+    def _skip_params(dead: np.ndarray):
+        if not len(dead):
+            return None
+        import faiss
+
+        batch = faiss.IDSelectorBatch(dead)
+        sel = faiss.IDSelectorNot(batch)
+        params = faiss.SearchParameters(sel=sel)
+        params._keep = (batch, sel)  # the selectors must outlive the parameters that point at them
+        return params
+
+    def __len__(self) -> int:
+        return sum(len(p) - len(d) for p, d in zip(self.parts, self._dead, strict=True))
+
+    @property
+    def index(self):
+        """The one FAISS index of a single-segment generation (tests and tools that read vectors back)."""
+        if len(self.parts) != 1:
+            raise ValueError(f"{len(self.parts)} segments: use reconstruct(unit_id)")
+        return self.parts[0].index
+
+    def reconstruct(self, unit_id: int) -> np.ndarray:
+        for part, dead in zip(reversed(self.parts), reversed(self._dead), strict=True):
+            if unit_id in dead:
+                continue
+            try:
+                return part.index.reconstruct(int(unit_id))
+            except RuntimeError:  # not in this part
+                continue
+        raise KeyError(unit_id)
+
+    def search(self, vecs: np.ndarray, k: int, params=None) -> list[list[tuple[int, float]]]:
+        if len(self.parts) == 1:
+            return self.parts[0].search(vecs, k, params if params is not None else self._skip[0])
+        merged: list[list[tuple[int, float]]] = [[] for _ in range(len(vecs))]
+        for part, skip in zip(self.parts, self._skip, strict=True):
+            for row, hits in zip(merged, part.search(vecs, k, params if params is not None else skip), strict=True):
+                row.extend(hits)
+        return [sorted(row, key=lambda h: -h[1])[:k] for row in merged]

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from docqa.kb.manifest import link_or_copy
 from docqa.text.evidence import evidence_sentences
 
 log = logging.getLogger("docqa.kb")
@@ -120,7 +121,7 @@ class EvidenceWriter:
         if previous is not None:
             for name in part_names(previous):
                 for suffix in _SUFFIXES:
-                    _link(previous / f"{name}{suffix}", folder / f"{name}{suffix}")
+                    link_or_copy(previous / f"{name}{suffix}", folder / f"{name}{suffix}")
         # complete: every segment has its row (a new KB, a rebuild, or one that was complete); a KB first
         # ingested by a docqa that did not store them is not until `docqa reindex`
         self.complete = previous is None or (isinstance(stats, dict) and stats.get("complete") is True)
@@ -153,9 +154,10 @@ class EvidenceWriter:
         """``n`` stored segments were deleted (or replaced): their rows are dead."""
         self.dead += n
 
-    def finish(self, is_live) -> dict:
-        """Write the new part (fsynced), then merge when due; returns the stats for the manifest.
-        ``is_live(ids)``: a boolean mask, which of these unit ids the new generation still holds."""
+    def finish(self, is_live, *, compact: bool = False) -> dict:
+        """Write the new part (fsynced), then merge when due (``compact``: all parts into one, now); returns
+        the stats for the manifest. ``is_live(ids)``: a boolean mask, which of these unit ids the new
+        generation still holds."""
         if self._vecs is not None:
             self._vecs.flush()
             os.fsync(self._vecs.fileno())
@@ -168,7 +170,8 @@ class EvidenceWriter:
         if not self.enabled:
             return {"rows": 0, "dead": 0, "complete": False}
         names = part_names(self.folder)
-        if self.rows and self.dead * 2 >= self.rows:  # half of it dead: rewrite what lives, once
+        if (self.rows and self.dead * 2 >= self.rows) or (compact and (len(names) > 1 or self.dead)):
+            # half of it dead (or `docqa compact`): rewrite what lives, once
             self._merge(names, is_live)
         elif len(names) > MAX_PARTS:  # the smallest parts into one (the big ones are left as they are)
             sizes = {n: len(np.load(self.folder / f"{n}.ids.npy", mmap_mode="r")) for n in names}
@@ -222,12 +225,3 @@ def _save(path: Path, arr: np.ndarray) -> None:
         np.save(f, arr)
         f.flush()
         os.fsync(f.fileno())
-
-
-def _link(src: Path, dst: Path) -> None:
-    import shutil
-
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)

@@ -2,10 +2,12 @@
 
 Layout of ``$DOCQA_HOME/<name>/``::
 
-    manifest.json        current generation, build settings (models, chunker), counts
-    gen-000007/          store.sqlite (docs, units), vectors.faiss, lexical/ (tantivy)
+    manifest.json        current generation, its segments, build settings (models, chunker), counts
+    gen-000007/          segments/ (s000005.sqlite + s000005.faiss, ...: docs, units and their vectors,
+                         see store.py), lexical/ (tantivy), evidence/ (evidence.py), generation.json
     .write.lock          held by the one writer
 
+(A generation written before segments has one ``store.sqlite`` and ``vectors.faiss`` instead.)
 Readers only ever see a committed generation. See ``writer.py`` for how a new one is made.
 """
 
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from docqa.filters import DocFilter
-from docqa.kb.manifest import KBDamaged, KBError, built_settings, gen_dir, kb_path, read_manifest
+from docqa.kb.manifest import KBDamaged, KBError, built_settings, gen_dir, kb_path, read_manifest, segment_files
 from docqa.kb.store import UnitStore
 from docqa.models.embedder import embedder_for
 from docqa.settings import LexicalBackend, Settings
@@ -102,23 +104,26 @@ class KnowledgeBase:
         return units if isinstance(units, int) and not isinstance(units, bool) else None
 
     def _open_store(self) -> UnitStore:
-        """The generation's SQLite store, checked cheaply: present, a database, not truncated."""
+        """The generation's segments as one store, checked cheaply: present, databases, not truncated."""
         import sqlite3
 
-        path = self._gdir / "store.sqlite"
         if not self._gdir.is_dir():
             raise self._damaged("the folder", "is missing")
-        if not path.is_file():
-            raise self._damaged("the document store", "is missing")
+        self._segments = segment_files(self._gdir, self.manifest)
+        for _name, path, _ in self._segments:
+            if not path.is_file():
+                raise self._damaged(f"the document store ({_where(path)})", "is missing")
         try:
-            store = UnitStore(path, readonly=True)
+            store = UnitStore([p for _, p, _ in self._segments])
         except sqlite3.Error as e:
             raise self._damaged("the document store", f"cannot be opened ({e})") from None
         try:
-            pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
-            expected = pages * store.conn.execute("PRAGMA page_size").fetchone()[0]
-            if path.stat().st_size < expected:
-                raise self._damaged("the document store", f"is truncated ({path.stat().st_size} of {expected} bytes)")
+            for alias, (_, path, _) in zip(store.aliases, self._segments, strict=True):
+                pages = store.conn.execute(f"PRAGMA {alias}.page_count").fetchone()[0]
+                expected = pages * store.conn.execute(f"PRAGMA {alias}.page_size").fetchone()[0]
+                if path.stat().st_size < expected:
+                    raise self._damaged(f"the document store ({_where(path)})",
+                                        f"is truncated ({path.stat().st_size} of {expected} bytes)")
             store.counts()
         except sqlite3.Error as e:
             store.close()
@@ -146,16 +151,23 @@ class KnowledgeBase:
         return self._vectors
 
     def _load_vectors(self):
-        from docqa.vector_index import VectorIndex
+        from docqa.vector_index import SegmentVectors, VectorIndex
 
-        path = self._gdir / "vectors.faiss"
-        if not path.is_file():
-            raise self._damaged("the vector index", "is missing")
-        try:
-            vectors = VectorIndex.load(path)
-        except Exception as e:  # faiss raises RuntimeError with its C++ message on a damaged file
-            raise self._damaged("the vector index", f"cannot be read ({str(e).strip().splitlines()[0][:200]})") \
-                from None
+        parts = []
+        for i, (_, _, path) in enumerate(self._segments):
+            what = f"the vector index ({_where(path)})"
+            if not path.is_file():
+                raise self._damaged(what, "is missing")
+            try:
+                part = VectorIndex.load(path)
+            except Exception as e:  # faiss raises RuntimeError with its C++ message on a damaged file
+                raise self._damaged(what, f"cannot be read ({str(e).strip().splitlines()[0][:200]})") from None
+            rows = self.store.segment_unit_count(i)
+            if len(part) != rows:
+                raise self._damaged(what, f"holds {len(part)} vectors for {rows} units")
+            parts.append((part, self.store.dead_unit_ids(i)))
+        dim = parts[0][0].dim if parts else int((self.manifest.get("embed") or {}).get("dim") or self.embedder.dim)
+        vectors = SegmentVectors(parts, dim)
         expected = self._expected_units()
         if expected is not None and len(vectors) != expected:
             raise self._damaged("the vector index", f"holds {len(vectors)} vectors for {expected} units")
@@ -278,3 +290,8 @@ class KnowledgeBase:
     def close(self) -> None:
         if self._owns_store:
             self.store.close()
+
+
+def _where(path: Path) -> str:
+    """A generation file's name as the user sees it in the folder (``segments/s000003.sqlite``)."""
+    return f"{path.parent.name}/{path.name}" if path.parent.name == "segments" else path.name

@@ -18,9 +18,11 @@ from docqa.errors import UserError
 if TYPE_CHECKING:
     from docqa.settings import Settings
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a generation is a list of segments (docqa/kb/store.py); 1: one store and one index
 MANIFEST = "manifest.json"
+SEGMENTS = "segments"  # the folder of a generation's segment files
 _GEN = re.compile(r"gen-(\d{6,})")
+_SEGMENT = re.compile(r"s\d{6,}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -108,7 +110,7 @@ def generations_on_disk(kb_dir: Path) -> list[int]:
         return []
     for p in entries:
         m = _GEN.fullmatch(p.name)
-        if m and (p / "store.sqlite").is_file():
+        if m and ((p / "store.sqlite").is_file() or (p / SEGMENTS).is_dir()):
             out.append(int(m.group(1)))
     return sorted(out)
 
@@ -132,8 +134,38 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` as another name of the committed, never rewritten file ``src`` (a copy where links fail):
+    how a generation shares what did not change with the one before."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        import shutil
+
+        shutil.copy2(src, dst)
+
+
 def gen_dir(kb_dir: Path, generation: int) -> Path:
     return kb_dir / f"gen-{generation:06d}"
+
+
+def segment_name(generation: int) -> str:
+    """The name of the segment the commit of ``generation`` writes (its files: <name>.sqlite, <name>.faiss)."""
+    return f"s{generation:06d}"
+
+
+def segment_files(gdir: Path, record: dict) -> list[tuple[str, Path, Path]]:
+    """``(name, store, vectors)`` of each segment of the generation in ``gdir``, oldest first, as its manifest
+    (or generation.json) ``record`` lists them; a generation written before segments (format 1) is one
+    segment: its ``store.sqlite`` and ``vectors.faiss``."""
+    names = record.get("segments")
+    if names is None:
+        return [("store", gdir / "store.sqlite", gdir / "vectors.faiss")]
+    if not isinstance(names, list) or not all(isinstance(n, str) and _SEGMENT.fullmatch(n) for n in names) \
+            or len(set(names)) != len(names):
+        raise KBDamaged(f"the manifest of knowledge base {gdir.parent.name!r} lists segments {names!r}, which are "
+                        f"not segment names{_repair_hint(gdir.parent)}")
+    return [(n, gdir / SEGMENTS / f"{n}.sqlite", gdir / SEGMENTS / f"{n}.faiss") for n in names]
 
 
 def kb_path(settings: Settings, name: str) -> Path:

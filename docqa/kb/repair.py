@@ -23,10 +23,12 @@ from urllib.parse import quote
 from docqa.kb.manifest import (
     FORMAT_VERSION,
     MANIFEST,
+    SEGMENTS,
     KBError,
     gen_dir,
     generations_on_disk,
     read_manifest,
+    segment_files,
     write_manifest,
 )
 from docqa.settings import Settings
@@ -38,6 +40,7 @@ class GenerationCheck:
     problems: list[str] = field(default_factory=list)
     counts: dict = field(default_factory=dict)
     record: dict | None = None  # the manifest committed with it (generation.json), if readable
+    segments: list[str] | None = None  # its segment names, oldest first; None: a format-1 generation
 
     @property
     def ok(self) -> bool:
@@ -78,22 +81,66 @@ def check_generation(root: Path, generation: int, lexical_backend: str = "tantiv
             pass
         if check.record is None:
             check.problems.append("generation.json is unreadable")
-    units = _check_store(gdir / "store.sqlite", check)
+    try:
+        files = _segments_of(gdir, check.record)
+    except KBError as e:
+        check.problems.append(str(e))
+        return check
+    check.segments = None if files and files[0][0] == "store" else [name for name, _, _ in files]
+    for _, store, vectors in files:
+        rows = _check_store(store, check)
+        if rows is None:
+            return check
+        _check_vectors(vectors, rows, check)
+    if check.problems:
+        return check
+    units = _live_counts([store for _, store, _ in files], check)
     if units is None:
         return check
-    _check_vectors(gdir / "vectors.faiss", units, check)
     if lexical_backend == "tantivy":
         _check_lexical(gdir / "lexical", units, check)
     return check
+
+
+def _segments_of(gdir: Path, record: dict | None) -> list[tuple[str, Path, Path]]:
+    """The segments of a generation: as its generation.json lists them; without one, what its folder holds."""
+    if record is not None:
+        return segment_files(gdir, record)
+    if (gdir / SEGMENTS).is_dir():
+        names = sorted(p.stem for p in (gdir / SEGMENTS).glob("s*.sqlite"))
+        return segment_files(gdir, {"segments": names})
+    return segment_files(gdir, {})
+
+
+def _name(path: Path) -> str:
+    return f"{SEGMENTS}/{path.name}" if path.parent.name == SEGMENTS else path.name
+
+
+def _live_counts(stores: list[Path], check: GenerationCheck) -> int | None:
+    """The generation's live documents and units (tombstones applied) into ``check.counts``."""
+    import sqlite3
+
+    from docqa.kb.store import UnitStore
+
+    try:
+        store = UnitStore(stores)
+        try:
+            check.counts = store.counts()
+        finally:
+            store.close()
+    except (sqlite3.Error, KBError) as e:
+        check.problems.append(f"the segments cannot be read together ({e})")
+        return None
+    return int(check.counts["units"])
 
 
 def _check_store(path: Path, check: GenerationCheck) -> int | None:
     import sqlite3
 
     if not path.is_file():
-        check.problems.append("store.sqlite is missing")
+        check.problems.append(f"{_name(path)} is missing")
         return None
-    incomplete = ("an incomplete generation: a writer stopped while writing it (store.sqlite holds an unfinished "
+    incomplete = (f"an incomplete generation: a writer stopped while writing it ({_name(path)} holds an unfinished "
                   "transaction)")
     if any(path.with_name(path.name + end).is_file() for end in ("-journal", "-wal")):
         check.problems.append(incomplete)
@@ -103,31 +150,30 @@ def _check_store(path: Path, check: GenerationCheck) -> int | None:
         try:
             verdict = conn.execute("PRAGMA integrity_check").fetchone()[0]
             if verdict != "ok":
-                check.problems.append(f"store.sqlite fails its integrity check ({verdict})")
+                check.problems.append(f"{_name(path)} fails its integrity check ({verdict})")
                 return None
-            check.counts = {"docs": conn.execute("SELECT COUNT(*) FROM docs").fetchone()[0],
-                            "units": conn.execute("SELECT COUNT(*) FROM units").fetchone()[0]}
+            rows = conn.execute("SELECT COUNT(*) FROM units").fetchone()[0]
         finally:
             conn.close()
     except sqlite3.Error as e:  # a hot journal read-only reads as "attempt to write a readonly database"
-        check.problems.append(incomplete if "readonly" in str(e) else f"store.sqlite cannot be read ({e})")
+        check.problems.append(incomplete if "readonly" in str(e) else f"{_name(path)} cannot be read ({e})")
         return None
-    return int(check.counts["units"])
+    return int(rows)
 
 
 def _check_vectors(path: Path, units: int, check: GenerationCheck) -> None:
     if not path.is_file():
-        check.problems.append("vectors.faiss is missing")
+        check.problems.append(f"{_name(path)} is missing")
         return
     try:
         from docqa.vector_index import VectorIndex
 
         n = len(VectorIndex.load(path))
     except Exception as e:  # faiss: RuntimeError with its C++ message
-        check.problems.append(f"vectors.faiss cannot be read ({str(e).strip().splitlines()[0][:160]})")
+        check.problems.append(f"{_name(path)} cannot be read ({str(e).strip().splitlines()[0][:160]})")
         return
     if n != units:
-        check.problems.append(f"vectors.faiss holds {n} vectors for {units} units")
+        check.problems.append(f"{_name(path)} holds {n} vectors for {units} units")
 
 
 def _check_lexical(path: Path, units: int, check: GenerationCheck) -> None:
@@ -193,8 +239,10 @@ def apply_repair(plan: RepairPlan, settings: Settings) -> dict:
         old = {}
     base = chosen.record or old or {"build": settings.build_settings(), "created_at": time.time()}
     manifest = {**base, "format_version": FORMAT_VERSION, "name": plan.name, "generation": chosen.generation,
-                "counts": chosen.counts, "updated_at": time.time(),
+                "counts": chosen.counts, "updated_at": time.time(), "segments": chosen.segments,
                 "repaired": {"at": time.time(), "from": plan.manifest_problem or "manifest named a damaged generation"}}
+    if chosen.segments is None:  # a format-1 generation: its store.sqlite and vectors.faiss
+        manifest.pop("segments")
     with KBWriter.lock_only(plan.name, settings):
         write_manifest(plan.root, manifest)
     return manifest

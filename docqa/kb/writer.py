@@ -1,14 +1,23 @@
 """The single writer of a KB: builds generation N+1 beside N, then swaps the manifest.
 
 1. take ``.write.lock`` (one writer per KB; a second gets a clear error, not a corrupt index);
-2. start ``gen-(N+1)``: the SQLite store copied with SQLite's backup API, tantivy's immutable
-   segment files hard-linked, the FAISS index loaded from gen N;
-3. apply changes (documents replaced or deleted by ``doc_id``) in all three stores;
-4. commit: tantivy commit, FAISS written, SQLite committed, directory fsynced, and only then the
-   manifest replaced (atomic rename). An exception or Ctrl-C before that point deletes gen N+1 and
-   leaves gen N, still named by the manifest, exactly as it was; one after it keeps gen N+1, which
-   the manifest already names. A hard crash (SIGKILL, power loss) leaves a gen N+1 directory that no
-   manifest names: the next writer deletes it before it starts.
+2. start ``gen-(N+1)``: the segments of gen N (immutable SQLite store + FAISS index pairs, see
+   ``docqa/kb/store.py``), tantivy's immutable segment files and the evidence parts hard-linked, and
+   one new segment opened for this commit's changes;
+3. apply changes (documents replaced or deleted by ``doc_id``): new rows and vectors go to the new
+   segment, a replaced or deleted document's rows in older segments are hidden by a tombstone;
+4. commit: merge small or mostly-dead segments into the new one when the policy says so
+   (``_merge_from``: sizes halving from the oldest to the newest, at most ``MAX_SEGMENTS``; ``docqa
+   compact`` merges all), tantivy commit, the new segment's FAISS index written, SQLite committed,
+   directory fsynced, and only then the manifest replaced (atomic rename). An exception or Ctrl-C
+   before that point deletes gen N+1 (links and new files; gen N's files are untouched) and leaves gen
+   N, still named by the manifest, exactly as it was; one after it keeps gen N+1, which the manifest
+   already names. A hard crash (SIGKILL, power loss) leaves a gen N+1 directory that no manifest
+   names: the next writer deletes it before it starts.
+
+So a commit writes what it changed (plus, now and then, a merge whose cost is amortised: each unit is
+rewritten a logarithmic number of times), not the whole KB. A generation written before segments (one
+``store.sqlite`` and ``vectors.faiss``) becomes the first segment of the next one, linked, not copied.
 
 Elasticsearch is the exception: it is a server, not a file in the generation directory, so its
 writes cannot be swapped with the manifest. They are sent in ``commit()`` just before the swap
@@ -32,6 +41,7 @@ from docqa.document import Document
 from docqa.kb.manifest import (
     FORMAT_VERSION,
     MANIFEST,
+    SEGMENTS,
     KBBusy,
     KBDamaged,
     KBError,
@@ -41,12 +51,15 @@ from docqa.kb.manifest import (
     gen_dir,
     generations_on_disk,
     kb_path,
+    link_or_copy,
     read_manifest,
+    segment_files,
+    segment_name,
     write_manifest,
 )
 from docqa.kb.rules import RULES as CHUNKING_RULES
 from docqa.kb.rules import RULES_CHANGES
-from docqa.kb.store import UnitStore
+from docqa.kb.store import MAX_SEGMENTS, UnitStore
 from docqa.models.embedder import embedder_for
 from docqa.settings import LexicalBackend, Settings
 from docqa.units import Level, Unit
@@ -130,21 +143,26 @@ class KBWriter:
             shutil.rmtree(self.gdir)
         self.gdir.mkdir()
         self._vectors = None
+        self.segments: list[str] = []  # the committed segments this generation keeps, oldest first
+        self._compact = False
+        seg_dir = self.gdir / SEGMENTS
+        seg_dir.mkdir()
         if old and not rebuild:
             odir = gen_dir(self.root, old)
-            missing = [f for f in ("store.sqlite", "vectors.faiss") if not (odir / f).is_file()]
+            files = segment_files(odir, self.manifest)
+            missing = [p.name for _, st, vec in files for p in (st, vec) if not p.is_file()]
             if missing:  # the manifest names a generation that is not (all) there: not an empty KB either
-                where = "the folder" if not odir.is_dir() else f"{' and '.join(missing)} of the folder"
+                where = "the folder" if not odir.is_dir() else f"{' and '.join(missing[:4])} of the folder"
                 raise KBDamaged(f"knowledge base {self.name!r}: {where} of generation {old} ({odir.name}) is missing; "
                                 f"run `docqa repair --kb {self.name}` to find the newest complete generation")
-            src = UnitStore(odir / "store.sqlite", readonly=True)
-            src.backup_to(self.gdir / "store.sqlite")
-            src.close()
+            for name, st, vec in files:
+                seg = segment_name(old) if name == "store" else name  # a format-1 generation: its one segment
+                link_or_copy(st, seg_dir / f"{seg}.sqlite")
+                link_or_copy(vec, seg_dir / f"{seg}.faiss")
+                self.segments.append(seg)
             _link_tree(odir / "lexical", self.gdir / "lexical")
-            from docqa.vector_index import VectorIndex
-
-            self._vectors = VectorIndex.load(odir / "vectors.faiss")
-        self.store = UnitStore(self.gdir / "store.sqlite")
+        self.store = UnitStore([seg_dir / f"{n}.sqlite" for n in self.segments],
+                               main=seg_dir / f"{segment_name(self.generation)}.sqlite")
         from docqa.kb.evidence import SUBDIR, EvidenceWriter
 
         self.evidence = EvidenceWriter(self.gdir / SUBDIR, self.embedder.dim, f"g{self.generation:08d}",
@@ -294,28 +312,82 @@ class KBWriter:
             return 0
         unit_ids = self.store.unit_ids_of_docs(present)
         self.evidence.deleted(self.store.count_units(present, Level.SEGMENT))
-        if self._vectors is not None or unit_ids:
-            self.vectors.remove(unit_ids)
+        if self._vectors is not None:  # units added by this writer; older segments' are hidden by the tombstone
+            self._vectors.remove(unit_ids)
         self.lexical.delete(present)
         self.store.delete_docs(present)
         self.changed = True
         return len(present)
 
     # --- commit / abort ---
+    def compact(self) -> None:
+        """Merge every segment into one at commit (``docqa compact``): dead rows dropped, one index to search."""
+        self._compact = True
+        self.changed = True
+
+    def _merge_from(self) -> int | None:
+        """The first committed segment to merge into the new one, or None. Sizes should halve from the oldest
+        segment to the newest: an older segment no more than twice the size of all newer ones together
+        joins the merge (so each unit is rewritten O(log n) times); a segment whose rows are mostly dead
+        is rewritten; never more than ``MAX_SEGMENTS`` are kept."""
+        rows = self.store.segment_rows()  # committed segments, then the new one
+        n = len(rows) - 1
+        if n == 0:
+            return None
+        if self._compact:
+            return 0
+        first, size = n, rows[n][0]
+        while first > 0 and rows[first - 1][0] <= 2 * size:
+            first -= 1
+            size += rows[first][0]
+        first = next((i for i in range(first) if rows[i][0] and 2 * rows[i][1] > rows[i][0]), first)
+        first = min(first, MAX_SEGMENTS - 1)
+        return first if first < n else None
+
+    def _merge(self, first: int) -> None:
+        """Move the live rows and vectors of segments ``first``.. into the new segment, and drop them."""
+        from docqa.vector_index import VectorIndex
+
+        self.store.absorb(first)
+        keep = self.store.main_unit_ids()
+        seg_dir = self.gdir / SEGMENTS
+        for name in self.segments[first:]:
+            part = VectorIndex.load(seg_dir / f"{name}.faiss")
+            for ids, vecs in _vectors_in_batches(part):
+                live = np.isin(ids, keep)
+                if live.any():
+                    self.vectors.add(ids[live], vecs[live])
+        for name in self.segments[first:]:
+            for end in (".sqlite", ".faiss"):
+                (seg_dir / f"{name}{end}").unlink()
+        self.segments = self.segments[:first]
+
     def commit(self) -> dict:
         """Make the new generation current. Returns the KB's counts."""
         self.lexical.commit()
-        self.vectors.save(self.gdir / "vectors.faiss")
-        evidence = self.evidence.finish(self.store.live_unit_ids)
+        first = self._merge_from()
+        if first is not None:
+            self._merge(first)
+        seg_dir = self.gdir / SEGMENTS
+        new = segment_name(self.generation)
+        keep_new = not (self.segments and self.store.main_is_empty())  # a commit that changed nothing here
+        if keep_new:
+            self.vectors.save(seg_dir / f"{new}.faiss")
+        evidence = self.evidence.finish(self.store.live_unit_ids, compact=self._compact)
         fsync_dir(self.evidence.folder)
         self.store.commit()
         counts = self.store.counts()
         self.store.close()
+        if keep_new:
+            self.segments.append(new)
+        else:
+            (seg_dir / f"{new}.sqlite").unlink()
+        fsync_dir(seg_dir)
         fsync_dir(self.gdir)
         now = time.time()
-        self.manifest.update(generation=self.generation, updated_at=now, counts=counts,
-                             embed={"model": self.settings.embed_model, "dim": self.vectors.dim},
-                             evidence=evidence, next_unit_id=self._next_id)
+        self.manifest.update(format_version=FORMAT_VERSION, generation=self.generation, updated_at=now, counts=counts,
+                             embed={"model": self.settings.embed_model, "dim": self.embedder.dim},
+                             evidence=evidence, next_unit_id=self._next_id, segments=list(self.segments))
         _write_record(self.gdir / GENERATION_RECORD, self.manifest)
         fsync_dir(self.gdir)
         write_manifest(self.root, self.manifest)
@@ -408,10 +480,18 @@ def _link_tree(src: Path, dst: Path) -> None:
         return
     for f in src.iterdir():
         if f.is_file() and not f.name.endswith(".lock"):
-            try:
-                os.link(f, dst / f.name)
-            except OSError:
-                shutil.copy2(f, dst / f.name)
+            link_or_copy(f, dst / f.name)
+
+
+def _vectors_in_batches(part, batch: int = 65536):
+    """``(unit ids, float32 vectors)`` of a segment's FAISS index, ``batch`` rows at a time."""
+    import faiss
+
+    ids = faiss.vector_to_array(part.index.id_map).astype(np.int64)
+    inner = part.index.index
+    for start in range(0, len(ids), batch):
+        n = min(batch, len(ids) - start)
+        yield ids[start: start + n], inner.reconstruct_n(start, n)
 
 
 def store_tuned(name: str, settings: Settings, values: dict, why: str) -> dict:

@@ -87,7 +87,7 @@ def test_segment_pass_stores_the_vector_of_each_segments_text(e5_kb: Path) -> No
     s = load_settings(home=e5_kb, device="cpu")
     kb = KnowledgeBase.open("e5", s)
     segs = [u for d in kb.store.iter_docs() for u in kb.store.units_of_doc(d.doc_id) if u.level == Level.SEGMENT][:6]
-    stored = np.stack([kb.vectors.index.reconstruct(u.unit_id) for u in segs])
+    stored = np.stack([kb.vectors.reconstruct(u.unit_id) for u in segs])
     alone = kb.embedder.encode_docs([u.text for u in segs])
     kb.close()
     # float16 index (~1e-3) and, on the default onnx-int8 backend, activations quantised with a scale per

@@ -274,7 +274,7 @@ def test_an_unreadable_manifest_is_never_replaced_by_a_new_kb(base, damage: str)
         ingest_paths([new], KB, settings, progress=False)
     assert "refusing to write" in str(err.value) and "gen-000001" in str(err.value), err.value
     assert {p.name for p in (settings.home / KB).iterdir()} - {manifest_mod.MANIFEST} <= before
-    assert (settings.home / KB / "gen-000001" / "store.sqlite").is_file()  # the data is untouched
+    assert list((settings.home / KB / "gen-000001" / "segments").glob("*.sqlite"))  # the data is untouched
 
 
 @pytest.mark.parametrize("name", ["nl\n", "tab\tname", "a/b", "", ".hidden", "x" * 65])

@@ -93,6 +93,11 @@ def _gen(home: Path, n: int) -> Path:
     return home / KB / f"gen-{n:06d}"
 
 
+def _newest(g: Path, ext: str) -> Path:
+    """The newest segment's store (``sqlite``) or vectors (``faiss``) file of generation folder ``g``."""
+    return sorted((g / "segments").glob(f"s*.{ext}"))[-1]
+
+
 MANIFEST_DAMAGE = {
     "truncated": lambda m: m.write_bytes(m.read_bytes()[:50]),
     "deleted": lambda m: m.unlink(),
@@ -102,9 +107,9 @@ MANIFEST_DAMAGE = {
     "missing generation": lambda m: m.write_text(json.dumps({**json.loads(m.read_text()), "generation": 7})),
 }
 FILE_DAMAGE = {
-    "vectors truncated": lambda g: os.truncate(g / "vectors.faiss", 100),
-    "vectors deleted": lambda g: (g / "vectors.faiss").unlink(),
-    "store truncated": lambda g: os.truncate(g / "store.sqlite", 4096),
+    "vectors truncated": lambda g: os.truncate(_newest(g, "faiss"), 100),
+    "vectors deleted": lambda g: _newest(g, "faiss").unlink(),
+    "store truncated": lambda g: os.truncate(_newest(g, "sqlite"), 4096),
     "keyword index damaged": lambda g: [os.truncate(f, 10) for f in (g / "lexical").glob("*.idx")],
     "keyword index deleted": lambda g: shutil.rmtree(g / "lexical"),
     "generation folder deleted": lambda g: shutil.rmtree(g),
@@ -205,7 +210,7 @@ def test_fuzzed_manifests_and_store_files_only_ever_raise_kb_errors(home: Path, 
             assert "could not be loaded" in str(e)
     assert unreadable > len(cases) // 2
     man.write_bytes(good)
-    store = _gen(home, 2) / "store.sqlite"
+    store = _newest(_gen(home, 2), "sqlite")
     full = store.read_bytes()
     for size in sorted({0, 100, 512, 4096, len(full) // 2, len(full) - 1}):
         store.write_bytes(full[:size])
@@ -264,7 +269,8 @@ def test_ingest_into_a_kb_whose_manifest_names_a_missing_generation_names_repair
 
 def test_repair_names_a_half_written_generation(home: Path) -> None:
     """#23 item 8: a generation a writer left mid-transaction is 'incomplete', not a read-only database error."""
-    (_gen(home, 2) / "store.sqlite-journal").write_bytes(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + b"\x00" * 504)
+    store = _newest(_gen(home, 2), "sqlite")
+    store.with_name(store.name + "-journal").write_bytes(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + b"\x00" * 504)
     report = json.loads(docqa(home, "repair", "--kb", KB, "--json").stdout)
     problems = json.dumps(report, ensure_ascii=False)
     assert "an incomplete generation" in problems and "readonly" not in problems, problems
