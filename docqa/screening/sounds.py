@@ -15,6 +15,7 @@ bench measures this on 500 clean sentences). pypinyin (MIT) carries its dictiona
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from dataclasses import dataclass
@@ -35,6 +36,15 @@ def _pinyin(text: str) -> list[str]:
 
     out = lazy_pinyin(text, errors=lambda s: list(s))
     return out if len(out) == len(text) else [lazy_pinyin(c, errors=lambda s: list(s))[0] for c in text]
+
+
+@functools.lru_cache(maxsize=32768)
+def _readings(char: str) -> frozenset[str]:
+    """Every toneless reading of one character (its dictionary readings and the one pypinyin reads it by
+    alone); the reading it takes inside a phrase is one of them."""
+    from pypinyin import Style, pinyin
+
+    return frozenset(pinyin(char, style=Style.NORMAL, heteronym=True)[0]) | frozenset(_pinyin(char))
 
 
 def syllable_set() -> frozenset[str]:
@@ -85,6 +95,21 @@ def syllables(text: str) -> list[Syllable]:
     return out
 
 
+def _reading_sets(text: str) -> list[frozenset[str]]:
+    """``syllables(text)`` with every reading each Chinese character may take instead of the one read in
+    context (an English word: an empty set, a break)."""
+    known = syllable_set()
+    out: list[frozenset[str]] = []
+    tokens = sorted([(m.start(), m.end(), True) for m in _HAN_RUN.finditer(text)] +
+                    [(m.start(), m.end(), False) for m in _LATIN_WORD.finditer(text)])
+    for start, end, han in tokens:
+        if han:
+            out += [_readings(c) for c in text[start:end]]
+        else:
+            out += [frozenset((p,)) for p in _split(text[start:end], known)] or [frozenset()]
+    return out
+
+
 def _split(word: str, known: frozenset[str]) -> list[str]:
     """``word`` as the fewest pinyin syllables that spell all of it, or [] when none do."""
     if word in known:
@@ -122,8 +147,34 @@ class SoundIndex:
             self._by_first.setdefault(sounds[0], []).append(t)
             self._by_first.setdefault(sounds[1], []).append(t)
 
+    def could_match(self, text: str) -> bool:
+        """False only when no term can sound like any part of ``text``: no run of a term's length reads like
+        it by ``_alike``'s rule with any reading of its characters (Latin pinyin as ``syllables`` spells it;
+        separators not required to join). Reading a passage aloud (pypinyin's phrase segmentation) costs
+        ~3 ms; this looks characters up one by one, so the many clean passages skip it."""
+        readings = _reading_sets(text)
+        for i in range(len(readings)):
+            candidates = {t for r in readings[i] for t in self._by_first.get(r, ())}
+            if i + 1 < len(readings):
+                candidates |= {t for r in readings[i + 1] for t in self._by_first.get(r, ())}
+            for term in candidates:
+                sounds = self.terms[term]
+                if i + len(sounds) > len(readings):
+                    continue
+                misses = [k for k, s in enumerate(sounds) if s not in readings[i + k]]
+                if not misses or (len(misses) == 1 and any(
+                        _initial(r) == _initial(sounds[misses[0]]) for r in readings[i + misses[0]])):
+                    return True
+        return False
+
     def find(self, text: str) -> list[tuple[str, int, int]]:
         """(term, start, end) of every place ``text`` sounds like a term (spans in ``text``)."""
+        if not self.terms or not self.could_match(text):
+            return []
+        return self.find_read(text)
+
+    def find_read(self, text: str) -> list[tuple[str, int, int]]:
+        """``find`` without ``could_match`` first: every text read aloud in context."""
         if not self.terms:
             return []
         seq = syllables(text)

@@ -18,6 +18,7 @@ in the question's language. A filter is built once per KB and configuration by `
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -102,6 +103,9 @@ class ComplianceConfig:
                    s.claim_check, s.device, s.guard_verifier, s.reader_model)
 
 
+REDACT_CACHE = 8192  # texts whose redaction a filter remembers (passages, titles, labels)
+
+
 class ComplianceFilter:
     """Loads the data of ``config.directory`` at construction (cheap: text files); the approved
     library is embedded on ``warm_up`` or first use. Thread-safe after construction."""
@@ -119,6 +123,8 @@ class ComplianceFilter:
         self.claims = load_claim_check(config.directory, config.device) \
             if config.mode is not ComplianceMode.OFF and config.claim_check else None
         self._verifier: list = []  # [QAVerifier | None] once tried
+        self._redacted: OrderedDict[str, tuple[str, dict[str, int]]] = OrderedDict()  # text -> redact(text)
+        self._redacted_lock = threading.Lock()
         self._validate()
 
     @property
@@ -203,10 +209,25 @@ class ComplianceFilter:
     def redact(self, text: str) -> tuple[str, dict[str, int]]:
         """``text`` as a user may see it in a citation or a search hit: blocklisted spans replaced by
         a marker (unless the filter is off), personal data masked (unless ``redact: off``). Returns
-        the text and what was redacted, by kind."""
-        counts: dict[str, int] = {}
+        the text and what was redacted, by kind. Remembered for the ``REDACT_CACHE`` texts last seen:
+        passages come back in many answers, and reading a passage aloud for the homophone rule (pinyin
+        of every character) costs ~3 ms; the filter is rebuilt when its data files change."""
         if not text:
-            return text, counts
+            return text, {}
+        with self._redacted_lock:
+            done = self._redacted.get(text)
+            if done is not None:
+                self._redacted.move_to_end(text)
+                return done[0], dict(done[1])
+        out, counts = self._redact(text)
+        with self._redacted_lock:
+            self._redacted[text] = (out, dict(counts))
+            while len(self._redacted) > REDACT_CACHE:
+                self._redacted.popitem(last=False)
+        return out, counts
+
+    def _redact(self, text: str) -> tuple[str, dict[str, int]]:
+        counts: dict[str, int] = {}
         if self.config.mode is not ComplianceMode.OFF:
             hits = self.blocklist.find_all(text)
             if hits:

@@ -188,6 +188,39 @@ def test_a_long_claim_written_by_sound_is_caught(blocklist: Blocklist, evasion: 
     assert hit is not None and hit.match == match, hit
 
 
+def test_the_quick_look_never_skips_a_text_that_reads_like_a_term(blocklist: Blocklist) -> None:
+    """``SoundIndex.could_match`` (characters looked up one by one) lets the costly reading in context run
+    only where a term could sound alike; it must never say no where that reading finds a term. Checked on
+    every evasion above, each term with every character swapped for a homophone, and real documents
+    (examples/docs, where it should also skip most paragraphs)."""
+    from pypinyin import Style, pinyin
+
+    from docqa.screening.normalize import normalize
+    from docqa.screening.sounds import SoundIndex
+
+    index: SoundIndex = blocklist._sounds
+    assert index.terms, "the default blocklist has terms read aloud"
+    by_sound: dict[str, str] = {}
+    for c in "稳转挣赔包保息胜诉诺承零险高收益翻倍本金利":
+        by_sound.setdefault(pinyin(c, style=Style.NORMAL)[0][0], c)
+    texts = ["本产品稳转不赔，欢迎购买", "this plan is wen zhuan bu pei!", "本产品稳zhuan不赔", "wenzhuanbupei哦",
+             "本案保证shengsu", "包本包息的产品"]
+    for term in index.terms:
+        for i, c in enumerate(term):
+            alike = by_sound.get(pinyin(c, style=Style.NORMAL)[0][0])
+            if alike and alike != c:
+                texts.append("据称" + term[:i] + alike + term[i + 1:] + "。")
+    paragraphs = [p for f in sorted((REPO / "examples" / "docs").glob("*.md"))
+                  for p in f.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+    skipped = 0
+    for text in texts + paragraphs:
+        norm = normalize(text).text
+        if index.find_read(norm):
+            assert index.could_match(norm), text
+        skipped += not index.could_match(norm)
+    assert skipped >= len(paragraphs) // 2, (skipped, len(paragraphs))
+
+
 @pytest.mark.parametrize("clean", [
     "这笔账要算清楚", "他为人稳重不怕困难", "收益与风险并存", "保本型产品已于2018年退出市场", "Wen is a common surname",
     "a long bang", "本产品不保本不保息"])
