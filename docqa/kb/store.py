@@ -282,13 +282,18 @@ class UnitStore:
         out = []
         for i, a in enumerate(self.aliases):
             total = self.conn.execute(f"SELECT COUNT(*) FROM {a}.units").fetchone()[0]
-            live = self.conn.execute(f"SELECT COUNT(*) FROM ({self._unit_arm(i)})").fetchone()[0]
-            out.append((int(total), int(total - live)))
+            dead = self._dead_where(i)
+            n_dead = self.conn.execute(f"SELECT COUNT(*) FROM {a}.units WHERE {dead}").fetchone()[0] if dead else 0
+            out.append((int(total), int(n_dead)))
         return out
 
-    def _unit_arm(self, i: int) -> str:
-        """The live-unit-id query of segment ``i`` (the ``all_units`` view's arm, ids only)."""
-        return f"SELECT unit_id FROM {self.aliases[i]}.units x WHERE {self._live(i)}"
+    def _dead_where(self, i: int) -> str | None:
+        """SQL true for a row of segment ``i`` that a newer segment's tombstone hides (None: none can be): a
+        lookup per tombstone through the ``doc_id`` index, not a scan of the segment."""
+        newer = [b for b in self.aliases[i + 1:] if "deleted_docs" in self._table_names[b]]
+        if not newer:
+            return None
+        return "doc_id IN (" + " UNION ".join(f"SELECT doc_id FROM {b}.deleted_docs" for b in newer) + ")"
 
     def _live(self, i: int) -> str:
         """SQL true for a row ``x`` of segment ``i`` that no newer segment's tombstone hides."""
@@ -298,8 +303,10 @@ class UnitStore:
 
     def dead_unit_ids(self, i: int) -> np.ndarray:
         """Unit ids of segment ``i`` whose document a newer segment replaced or deleted (int64, ascending)."""
-        a = self.aliases[i]
-        rows = self._q(f"SELECT unit_id FROM {a}.units x WHERE NOT ({self._live(i)}) ORDER BY unit_id")
+        dead = self._dead_where(i)
+        if dead is None:
+            return np.zeros(0, dtype=np.int64)
+        rows = self._q(f"SELECT unit_id FROM {self.aliases[i]}.units WHERE {dead} ORDER BY unit_id")
         return np.array([r[0] for r in rows], dtype=np.int64)
 
     def segment_unit_count(self, i: int) -> int:

@@ -96,7 +96,7 @@ def is_no_space(exc: BaseException, where: Path | None = None) -> bool:
 class KBWriter:
     def __init__(self, name: str, settings: Settings, *, create: bool = True, rebuild: dict | None = None):
         """``rebuild``: start the new generation empty with these build settings laid over the
-        recorded ones (``docqa reindex``); the caller re-adds every document."""
+        recorded ones (``docqa reindex``; ``{}``: the same settings); the caller re-adds every document."""
         self.name = name
         self.root = kb_path(settings, name)
         if not (self.root / MANIFEST).is_file() and not generations_on_disk(self.root):
@@ -121,7 +121,8 @@ class KBWriter:
                 raise self._no_space_error(e) from e
             raise
 
-    def _open(self, settings: Settings, rebuild: dict | None) -> None:
+    def _open(self, settings: Settings, build: dict | None) -> None:
+        rebuild = build is not None
         try:
             self.manifest = read_manifest(self.root)
         except KBNotFound:  # a new KB (or one that never committed): nothing to lose
@@ -132,7 +133,7 @@ class KBWriter:
         except KBError as e:
             self._refuse_to_replace(e)
         if rebuild:
-            self.manifest["build"] = {**self.manifest["build"], **rebuild}
+            self.manifest["build"] = {**self.manifest["build"], **build}
         self.settings = built_settings(settings, self.manifest, self.root)
         self.manifest["build"] = self.settings.build_settings()
         self.embedder = embedder_for(self.settings)
@@ -170,7 +171,7 @@ class KBWriter:
                                        self.manifest.get("evidence"), enabled=self.settings.evidence_vectors)
         if self.evidence.enabled and not self.evidence.complete and self.store.counts()["units"] == 0:
             self.evidence.complete = True  # nothing committed before that lacks them
-        self._pick_es_index(bool(rebuild), old)
+        self._pick_es_index(rebuild, old)
         from docqa.lexical import open_lexical
 
         self.lexical = open_lexical(self.settings.lexical_backend, self.gdir / "lexical",
@@ -179,7 +180,7 @@ class KBWriter:
         # unit ids are never reused (a deleted unit's evidence row must not answer for a new unit)
         mark = self.manifest.get("next_unit_id")
         self._next_id = max(self.store.max_unit_id() + 1, mark if isinstance(mark, int) else 0)
-        self.changed = bool(rebuild)
+        self.changed = rebuild
 
     def evidence_missing(self) -> str | None:
         """Why some answers of this KB still embed passage sentences at question time (documents ingested
