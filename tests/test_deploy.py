@@ -98,6 +98,43 @@ def test_the_deployment_references_what_is_defined(k8s, app_paths) -> None:
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"  # one writer, RWO volume
 
 
+def test_the_readers_share_the_writers_volume_read_only(k8s, app_paths) -> None:
+    """deploy/k8s/readers/: N read-only replicas on the writer's KB volume (ReadWriteMany), own Service."""
+    objs = {}
+    for f in sorted((DEPLOY / "k8s" / "readers").glob("*.yaml")):
+        for doc in yaml.safe_load_all(f.read_text(encoding="utf-8")):
+            objs[(doc["kind"], doc["metadata"]["name"])] = doc
+    writer = k8s[("Deployment", "docqa")]["spec"]["template"]["spec"]
+    dep = objs[("Deployment", "docqa-read")]
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert dep["spec"]["replicas"] > 1 and c["args"][:2] == ["docqa", "serve"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    data_claim = volumes["data"]["persistentVolumeClaim"]
+    writer_claim = {v["name"]: v for v in writer["volumes"]}["data"]["persistentVolumeClaim"]["claimName"]
+    assert data_claim["claimName"] == writer_claim and data_claim["readOnly"] is True
+    assert objs[("PersistentVolumeClaim", writer_claim)]["spec"]["accessModes"] == ["ReadWriteMany"]
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert mounts[env["DOCQA_HOME"]]["readOnly"] is True
+    for name in env:
+        if name.startswith("DOCQA_"):
+            assert _is_known(name), name
+    audit_dir = str(Path(env["DOCQA_AUDIT_LOG"]).parent)
+    assert audit_dir in mounts and not mounts[audit_dir].get("readOnly")  # the KB volume is read-only: not there
+    assert ("PersistentVolumeClaim", volumes[mounts[audit_dir]["name"]]["persistentVolumeClaim"]["claimName"]) in objs
+    for v in volumes.values():  # config and keys are the writer's
+        if "configMap" in v:
+            assert ("ConfigMap", v["configMap"]["name"]) in k8s
+        if "secret" in v:
+            assert ("Secret", v["secret"]["secretName"]) in k8s
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"]["path"] in app_paths
+    svc = objs[("Service", "docqa-read")]
+    assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert svc["spec"]["selector"] != k8s[("Service", "docqa")]["spec"]["selector"]  # questions, not uploads
+
+
 def test_the_service_targets_the_container_port(k8s) -> None:
     svc = k8s[("Service", "docqa")]
     dep = k8s[("Deployment", "docqa")]
