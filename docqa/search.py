@@ -123,7 +123,7 @@ def search(kb: KnowledgeBase, query: str, k: int = 5, *, mode: Mode | str = Mode
     lexical: list[tuple[int, float]] = []
     if mode in (Mode.HYBRID, Mode.DENSE):
         qv = kb.embedder.encode_queries([query])
-        dense = kb.vectors.search(qv, max(k, s.dense_k), None if allowed is None else allowed.faiss_params())[0]
+        dense = kb.vectors.search(qv, max(k, s.dense_k), None if allowed is None else allowed.faiss_selector())[0]
     if mode in (Mode.HYBRID, Mode.KEYWORD):
         lexical = kb.lexical.search(terms_for_query(query), max(k, s.lexical_k),
                                     doc_ids=None if allowed is None else allowed.doc_ids)

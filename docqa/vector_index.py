@@ -89,17 +89,21 @@ class VectorIndex:
         self.index = fresh.index
         return int((~keep).sum())
 
-    def search(self, vecs: np.ndarray, k: int, params=None) -> list[list[tuple[int, float]]]:
-        """The ``k`` nearest units per query vector; ``params``: FAISS search parameters whose ID selector
-        restricts the search to allowed units (``KnowledgeBase.allowed``), so the top k are the best
-        k among those, not the best k overall with the others dropped afterwards."""
+    def search(self, vecs: np.ndarray, k: int, selector=None) -> list[list[tuple[int, float]]]:
+        """The ``k`` nearest units per query vector; ``selector``: a FAISS ID selector that restricts the
+        search to allowed units (``KnowledgeBase.allowed``), so the top k are the best k among those, not
+        the best k overall with the others dropped afterwards. The search parameters that carry it are made
+        here, per call: FAISS's ID map swaps the selector inside them while it searches, so parameters
+        shared by two threads crash or let other units through (selectors themselves are read-only)."""
         if len(self) == 0:
             return [[] for _ in range(len(vecs))]
         x = np.ascontiguousarray(vecs, dtype=np.float32)
-        if params is None:
+        if selector is None:
             scores, ids = self.index.search(x, min(k, len(self)))
         else:
-            scores, ids = self.index.search(x, min(k, len(self)), params=params)
+            import faiss
+
+            scores, ids = self.index.search(x, min(k, len(self)), params=faiss.SearchParameters(sel=selector))
         return [[(int(i), float(s)) for i, s in zip(row_i, row_s, strict=True) if i >= 0]
                 for row_i, row_s in zip(ids, scores, strict=True)]
 
@@ -115,19 +119,18 @@ class SegmentVectors:
         self.parts = [p for p, _ in parts]
         self.dim = dim
         self._dead = [np.asarray(d, dtype=np.int64) for _, d in parts]
-        self._skip = [self._skip_params(d) for d in self._dead]
+        self._skip = [self._skip_selector(d) for d in self._dead]
 
     @staticmethod
-    def _skip_params(dead: np.ndarray):
+    def _skip_selector(dead: np.ndarray):
         if not len(dead):
             return None
         import faiss
 
         batch = faiss.IDSelectorBatch(dead)
         sel = faiss.IDSelectorNot(batch)
-        params = faiss.SearchParameters(sel=sel)
-        params._keep = (batch, sel)  # the selectors must outlive the parameters that point at them
-        return params
+        sel._batch = batch  # the inner selector must live as long as the one that points at it
+        return sel
 
     def __len__(self) -> int:
         return sum(len(p) - len(d) for p, d in zip(self.parts, self._dead, strict=True))
@@ -149,11 +152,14 @@ class SegmentVectors:
                 continue
         raise KeyError(unit_id)
 
-    def search(self, vecs: np.ndarray, k: int, params=None) -> list[list[tuple[int, float]]]:
+    def search(self, vecs: np.ndarray, k: int, selector=None) -> list[list[tuple[int, float]]]:
+        """As ``VectorIndex.search`` over every segment (``selector``: the allowed units, which never
+        include a dead one; without it, each segment skips its dead units)."""
         if len(self.parts) == 1:
-            return self.parts[0].search(vecs, k, params if params is not None else self._skip[0])
+            return self.parts[0].search(vecs, k, selector if selector is not None else self._skip[0])
         merged: list[list[tuple[int, float]]] = [[] for _ in range(len(vecs))]
         for part, skip in zip(self.parts, self._skip, strict=True):
-            for row, hits in zip(merged, part.search(vecs, k, params if params is not None else skip), strict=True):
+            for row, hits in zip(merged, part.search(vecs, k, selector if selector is not None else skip),
+                                 strict=True):
                 row.extend(hits)
         return [sorted(row, key=lambda h: -h[1])[:k] for row in merged]

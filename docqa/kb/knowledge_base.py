@@ -36,15 +36,18 @@ class Allowed:
 
     doc_ids: frozenset[str]
     unit_ids: np.ndarray  # int64
-    _selector: list = field(default_factory=list, repr=False)  # the FAISS search parameters, built once
+    _selector: list = field(default_factory=list, repr=False)  # the FAISS ID selector, built once
 
-    def faiss_params(self):
+    def faiss_selector(self):
+        """A FAISS ID selector of the allowed units: read-only, shared by concurrent searches. (Never share a
+        ``SearchParameters``: FAISS's ID map swaps the selector inside it while it searches, so two threads
+        searching with one parameters object crash or let other units through; ``VectorIndex.search``
+        makes one per call.)"""
         if not self._selector:
             import faiss
 
-            sel = faiss.IDSelectorBatch(self.unit_ids)
-            self._selector.append((faiss.SearchParameters(sel=sel), sel))  # keep sel alive with its params
-        return self._selector[0][0]
+            self._selector.append(faiss.IDSelectorBatch(self.unit_ids))
+        return self._selector[0]
 
 
 def with_tuned(settings: Settings, manifest: dict) -> Settings:

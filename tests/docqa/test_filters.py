@@ -185,3 +185,41 @@ def test_a_jsonl_record_with_unusable_groups_names_its_line(tmp_path: Path) -> N
     report = ingest_paths([f], "badgroups", load_settings(home=tmp_path / "home"), progress=False)
     assert len(report.failures) == 1 and "line 1" in report.failures[0].reason
     assert "'groups' must be a list of names" in report.failures[0].reason
+
+
+_CONCURRENT = r"""
+import sys, threading
+from pathlib import Path
+from docqa.filters import doc_filter
+from docqa.kb import KnowledgeBase
+from docqa.search import search
+from docqa.settings import load_settings
+kb = KnowledgeBase.open("filters", load_settings(home=Path(sys.argv[1])))
+flt = doc_filter(["staff"])  # one filter: every thread gets the same cached Allowed
+queries = [sys.argv[2], "annual leave days", "merger approved by the board", "lunch on weekdays"]
+leaks = []
+def work(i):
+    for j in range(150):
+        for h in search(kb, queries[(i + j) % len(queries)], 5, mode="dense", where=flt):
+            if h.title in ("Salary bands", "Board minutes"):
+                leaks.append(h.title)
+threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print("leaks", len(leaks))
+"""
+
+
+def test_concurrent_searches_with_one_filter_neither_crash_nor_leak(kb) -> None:
+    """The allowed units' FAISS search parameters were cached per filter and shared by concurrent requests;
+    FAISS's ID map swaps the selector inside them while it searches, so two threads crashed the process
+    (a segfault) or let units of other groups through. Six threads, one filter, in a child process (a
+    crash is a failed test, not a dead test run)."""
+    import subprocess
+    import sys
+
+    home = kb.root.parent
+    proc = subprocess.run([sys.executable, "-c", _CONCURRENT, str(home), SALARY], capture_output=True, text=True,
+                          timeout=600, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-800:]}"
+    assert proc.stdout.strip().splitlines()[-1] == "leaks 0", proc.stdout
