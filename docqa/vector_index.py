@@ -60,6 +60,40 @@ class VectorIndex:
     def __len__(self) -> int:
         return int(self.index.ntotal)
 
+    def batches(self, size: int = 65536):
+        """``(unit ids, float32 vectors)`` of every vector, ``size`` rows at a time (merges, benches)."""
+        import faiss
+
+        ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        inner = self.index.index
+        for start in range(0, len(ids), size):
+            n = min(size, len(ids) - start)
+            yield ids[start: start + n], inner.reconstruct_n(start, n)
+
+    def split(self, n: int) -> list[VectorIndex]:
+        """This flat index as ``n`` indexes of consecutive rows (codes copied as they are: the same scores),
+        to be searched in parallel; itself for a kind that cannot be split (hnsw) or ``n`` < 2."""
+        import faiss
+
+        inner = faiss.downcast_index(self.index.index)
+        if n < 2 or not isinstance(inner, (faiss.IndexFlat, faiss.IndexScalarQuantizer)) or len(self) < n:
+            return [self]
+        codes = faiss.vector_to_array(inner.codes)
+        ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        size, total = inner.code_size, len(self)
+        out = []
+        for k in range(n):
+            lo, hi = k * total // n, (k + 1) * total // n
+            sub = _empty_like(inner)
+            mapped = faiss.IndexIDMap2(sub)  # faiss's Python layer keeps ``sub`` alive with it
+            faiss.copy_array_to_vector(codes[lo * size: hi * size], sub.codes)
+            sub.ntotal = hi - lo
+            faiss.copy_array_to_vector(ids[lo:hi], mapped.id_map)
+            mapped.ntotal = hi - lo
+            mapped.construct_rev_map()  # over ntotal rows: after it is set
+            out.append(VectorIndex(mapped, self.dim))
+        return out
+
     def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
         if len(ids) == 0:
             return
@@ -108,18 +142,53 @@ class VectorIndex:
                 for row_i, row_s in zip(ids, scores, strict=True)]
 
 
+def _empty_like(inner):
+    """An empty flat index of the same kind, metric and dimension as ``inner``."""
+    import faiss
+
+    if isinstance(inner, faiss.IndexScalarQuantizer):
+        return faiss.IndexScalarQuantizer(inner.d, inner.sq.qtype, inner.metric_type)
+    return faiss.IndexFlat(inner.d, inner.metric_type)
+
+
+SHARD_ROWS = 200_000  # a segment's flat index is searched in parallel pieces of about this many rows
+
+
+def search_threads() -> int:
+    """How many threads a single search may use: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_POOL: list = []
+
+
+def _pool():
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(max_workers=search_threads(), thread_name_prefix="docqa-faiss"))
+    return _POOL[0]
+
+
 class SegmentVectors:
     """The vectors of a generation's segments (``docqa/kb/store.py``): one FAISS index per segment, searched
     together. Each index also holds the vectors of its segment's dead units (documents a newer segment
     replaced or deleted) until a merge drops them; searches skip them with an ID selector, and a search
     restricted to allowed units (``params``) never lists a dead one anyway."""
 
-    def __init__(self, parts: list[tuple[VectorIndex, np.ndarray]], dim: int):
-        """``parts``: (index, its dead unit ids) per segment, oldest first."""
-        self.parts = [p for p, _ in parts]
+    def __init__(self, parts: list[tuple[VectorIndex, np.ndarray]], dim: int, *, threads: int | None = None):
+        """``parts``: (index, its dead unit ids) per segment, oldest first. A flat index of more than
+        ``SHARD_ROWS`` rows is split into up to ``threads`` pieces (default: the CPUs), searched in parallel:
+        a flat scan is memory-bound, so one query's 1M-row scan takes 45 ms on one core and 20 ms on two."""
+        threads = search_threads() if threads is None else threads
         self.dim = dim
         self._dead = [np.asarray(d, dtype=np.int64) for _, d in parts]
         self._skip = [self._skip_selector(d) for d in self._dead]
+        self.shards = [p.split(min(threads, len(p) // SHARD_ROWS)) for p, _ in parts]
+        self._rows = [len(p) for p, _ in parts]
 
     @staticmethod
     def _skip_selector(dead: np.ndarray):
@@ -133,33 +202,38 @@ class SegmentVectors:
         return sel
 
     def __len__(self) -> int:
-        return sum(len(p) - len(d) for p, d in zip(self.parts, self._dead, strict=True))
+        return sum(rows - len(d) for rows, d in zip(self._rows, self._dead, strict=True))
 
-    @property
-    def index(self):
-        """The one FAISS index of a single-segment generation (tests and tools that read vectors back)."""
-        if len(self.parts) != 1:
-            raise ValueError(f"{len(self.parts)} segments: use reconstruct(unit_id)")
-        return self.parts[0].index
+    def batches(self):
+        """``(unit ids, float32 vectors)`` of every stored vector, dead ones included (benches)."""
+        for pieces in self.shards:
+            for piece in pieces:
+                yield from piece.batches()
 
     def reconstruct(self, unit_id: int) -> np.ndarray:
-        for part, dead in zip(reversed(self.parts), reversed(self._dead), strict=True):
+        for pieces, dead in zip(reversed(self.shards), reversed(self._dead), strict=True):
             if unit_id in dead:
                 continue
-            try:
-                return part.index.reconstruct(int(unit_id))
-            except RuntimeError:  # not in this part
-                continue
+            for piece in pieces:
+                try:
+                    return piece.index.reconstruct(int(unit_id))
+                except RuntimeError:  # not in this piece
+                    continue
         raise KeyError(unit_id)
 
     def search(self, vecs: np.ndarray, k: int, selector=None) -> list[list[tuple[int, float]]]:
         """As ``VectorIndex.search`` over every segment (``selector``: the allowed units, which never
         include a dead one; without it, each segment skips its dead units)."""
-        if len(self.parts) == 1:
-            return self.parts[0].search(vecs, k, selector if selector is not None else self._skip[0])
+        jobs = [(piece, selector if selector is not None else skip)
+                for pieces, skip in zip(self.shards, self._skip, strict=True) for piece in pieces]
+        if len(jobs) == 1:
+            return jobs[0][0].search(vecs, k, jobs[0][1])
+        if sum(len(piece) for piece, _ in jobs) >= SHARD_ROWS:  # FAISS lets go of the GIL while it scans
+            results = list(_pool().map(lambda job: job[0].search(vecs, k, job[1]), jobs))
+        else:
+            results = [piece.search(vecs, k, sel) for piece, sel in jobs]
         merged: list[list[tuple[int, float]]] = [[] for _ in range(len(vecs))]
-        for part, skip in zip(self.parts, self._skip, strict=True):
-            for row, hits in zip(merged, part.search(vecs, k, selector if selector is not None else skip),
-                                 strict=True):
-                row.extend(hits)
+        for hits in results:
+            for row, part_hits in zip(merged, hits, strict=True):
+                row.extend(part_hits)
         return [sorted(row, key=lambda h: -h[1])[:k] for row in merged]

@@ -354,7 +354,7 @@ class KBWriter:
         seg_dir = self.gdir / SEGMENTS
         for name in self.segments[first:]:
             part = VectorIndex.load(seg_dir / f"{name}.faiss")
-            for ids, vecs in _vectors_in_batches(part):
+            for ids, vecs in part.batches():
                 live = np.isin(ids, keep)
                 if live.any():
                     self.vectors.add(ids[live], vecs[live])
@@ -482,17 +482,6 @@ def _link_tree(src: Path, dst: Path) -> None:
     for f in src.iterdir():
         if f.is_file() and not f.name.endswith(".lock"):
             link_or_copy(f, dst / f.name)
-
-
-def _vectors_in_batches(part, batch: int = 65536):
-    """``(unit ids, float32 vectors)`` of a segment's FAISS index, ``batch`` rows at a time."""
-    import faiss
-
-    ids = faiss.vector_to_array(part.index.id_map).astype(np.int64)
-    inner = part.index.index
-    for start in range(0, len(ids), batch):
-        n = min(batch, len(ids) - start)
-        yield ids[start: start + n], inner.reconstruct_n(start, n)
 
 
 def store_tuned(name: str, settings: Settings, values: dict, why: str) -> dict:

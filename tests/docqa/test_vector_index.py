@@ -38,3 +38,44 @@ def test_dimension_mismatch_is_a_clear_error():
 def test_unknown_kind():
     with pytest.raises(ValueError, match="flat_fp16"):
         VectorIndex.create(8, "ivf")
+
+
+@pytest.mark.parametrize("kind", ["flat", "flat_fp16"])
+def test_a_big_segment_searched_in_parallel_pieces_finds_exactly_what_one_scan_does(kind, monkeypatch):
+    """#24: a flat segment of more than SHARD_ROWS rows is split and its pieces searched on several threads;
+    the hits (ids and scores), with and without a selector and with dead units, are those of one scan."""
+    import faiss
+
+    from docqa import vector_index
+    from docqa.vector_index import SegmentVectors
+
+    rng = np.random.default_rng(3)
+    vecs = rng.normal(size=(3000, 32)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ids = np.arange(3000, dtype=np.int64) * 3 + 11
+    whole = VectorIndex.create(32, kind)
+    whole.add(ids, vecs)
+    dead = ids[::7]
+    monkeypatch.setattr(vector_index, "SHARD_ROWS", 500)
+    one = SegmentVectors([(whole, dead)], 32, threads=1)
+    many = SegmentVectors([(whole, dead)], 32, threads=4)
+    assert [len(p) for p in many.shards[0]] == [750] * 4 and len(one.shards[0]) == 1
+    assert len(many) == len(one) == 3000 - len(dead)
+    queries = vecs[:25] + 0.1 * rng.normal(size=(25, 32)).astype(np.float32)
+    allowed = faiss.IDSelectorBatch(np.setdiff1d(ids[1::5], dead))  # as KnowledgeBase.allowed: live units only
+    for sel in (None, allowed):
+        a, b = one.search(queries, 10, sel), many.search(queries, 10, sel)
+        assert [[i for i, _ in row] for row in a] == [[i for i, _ in row] for row in b]
+        assert np.allclose([[s for _, s in row] for row in a], [[s for _, s in row] for row in b])
+        assert not {i for row in b for i, _ in row} & set(dead.tolist())
+    assert np.allclose(many.reconstruct(int(ids[1])), one.reconstruct(int(ids[1])))
+    got = np.concatenate([i for i, _ in many.batches()])
+    assert sorted(got.tolist()) == sorted(ids.tolist())
+
+
+def test_an_hnsw_segment_is_not_split():
+    from docqa.vector_index import SegmentVectors
+
+    h = VectorIndex.create(8, "hnsw")
+    h.add(np.arange(10, dtype=np.int64), np.eye(10, 8, dtype=np.float32))
+    assert h.split(4) == [h] and len(SegmentVectors([(h, np.zeros(0, np.int64))], 8, threads=4).shards[0]) == 1
