@@ -82,13 +82,13 @@ def build(home: Path, n_passages: int) -> tuple[dict, list[str]]:
 
 
 class Server:
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, kb: str = KB):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCQA_")}
         env.update(DOCQA_HOME=str(home), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
         self.log = open(home / "serve.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--kb", KB, "--port",
+        self.proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--kb", kb, "--port",
                                       str(self.port), "--log-level", "info"], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT, cwd=home)
 
