@@ -79,3 +79,16 @@ def test_an_hnsw_segment_is_not_split():
     h = VectorIndex.create(8, "hnsw")
     h.add(np.arange(10, dtype=np.int64), np.eye(10, 8, dtype=np.float32))
     assert h.split(4) == [h] and len(SegmentVectors([(h, np.zeros(0, np.int64))], 8, threads=4).shards[0]) == 1
+
+
+def test_an_hnsw_index_searches_with_the_recall_default_even_when_written_with_an_older_one(tmp_path):
+    import faiss
+
+    from docqa.vector_index import HNSW_EF_SEARCH
+
+    h = VectorIndex.create(8, "hnsw")
+    assert faiss.downcast_index(h.index.index).hnsw.efSearch == HNSW_EF_SEARCH
+    h.add(np.arange(10, dtype=np.int64), np.eye(10, 8, dtype=np.float32))
+    faiss.downcast_index(h.index.index).hnsw.efSearch = 128  # what docqa wrote before
+    h.save(tmp_path / "v.faiss")
+    assert faiss.downcast_index(VectorIndex.load(tmp_path / "v.faiss").index.index).hnsw.efSearch == HNSW_EF_SEARCH
