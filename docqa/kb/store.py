@@ -238,12 +238,23 @@ class UnitStore:
         return np.array([x in have for x in wanted], dtype=bool)
 
     def counts(self) -> dict[str, int]:
-        docs = self._q("SELECT COUNT(*) FROM all_docs")[0][0]
-        units = self._q("SELECT COUNT(*) FROM all_units")[0][0]
-        return {"docs": docs, "units": units}
+        """Live documents and units: each segment's rows less those a newer tombstone hides (counted through
+        the doc_id index; counting the views would test every row against the tombstones: 0.55 s at 1M)."""
+        out = {"docs": 0, "units": 0}
+        for i, a in enumerate(self.aliases):
+            dead = self._dead_where(i)
+            for key, table in (("docs", "docs"), ("units", "units")):
+                n = self._q(f"SELECT COUNT(*) FROM {a}.{table}")[0][0]
+                if dead:
+                    n -= self._q(f"SELECT COUNT(*) FROM {a}.{table} WHERE {dead}")[0][0]
+                out[key] += int(n)
+        return out
 
     def max_unit_id(self) -> int:
-        return int(self._q("SELECT COALESCE(MAX(unit_id), 0) FROM all_units")[0][0])
+        """The largest unit id in any segment, dead rows included (ids are never reused): one B-tree lookup per
+        segment, not a scan of the views."""
+        return max([int(self._q(f"SELECT COALESCE(MAX(unit_id), 0) FROM {a}.units")[0][0]) for a in self.aliases],
+                   default=0)
 
     # --- writes (single writer, inside a transaction opened by the KB writer) ---
     def begin(self) -> None:
