@@ -34,6 +34,16 @@ def part_of(group: str) -> str:
     return next(p for p, (a, b) in PARTS.items() if p != "all" and a <= h < b)
 
 
+def held_groups(groups) -> set[str]:
+    """The KB documents held out of `finetune reader --kb` training: those that hash out of the train part;
+    a small KB whose documents all hash to one side holds out every 5th and trains on the rest."""
+    groups = sorted(groups)
+    held = {g for g in groups if part_of(g) != "train"}
+    if len(groups) > 1 and held in (set(), set(groups)):
+        held = set(groups[::5])
+    return held
+
+
 @dataclass
 class Question:
     qid: str

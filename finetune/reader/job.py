@@ -44,12 +44,9 @@ def run(job: ReaderJob, log=print) -> dict:
     train_q = load_questions(job.train_specs, job.max_train, rng)
     held_q = load_questions(job.heldout_specs, job.max_heldout, random.Random(job.cfg.seed + 1))
     if job.kb_questions:  # the KB's own: its documents split like a set's cases
-        from finetune.reader.data import part_of
+        from finetune.reader.data import held_groups
 
-        groups = sorted({q.group for q in job.kb_questions})
-        held = {g for g in groups if part_of(g) != "train"}
-        if not held and len(groups) > 1:  # a small KB whose documents all hash to train: hold out every 5th
-            held = set(groups[::5])
+        held = held_groups({q.group for q in job.kb_questions})
         train_q += [q for q in job.kb_questions if q.group not in held]
         held_q += [q for q in job.kb_questions if q.group in held]
     if not train_q:

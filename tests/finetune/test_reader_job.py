@@ -11,7 +11,7 @@ import pytest
 from cli_helpers import run_main
 from tiny_models import make_tiny_bert
 
-from finetune.reader.data import examples, parse_spec, part_of, read_squad
+from finetune.reader.data import examples, held_groups, parse_spec, part_of, read_squad
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +43,18 @@ def squad_file(path: Path, copies: int = 6) -> Path:
 def tiny(tmp_path):
     texts = [c for case in CASES for c in case] + ["被告是否同意调解？被告的职业是什么？（）0123456789"]
     return make_tiny_bert(tmp_path / "enc", texts, nsp_head=False)
+
+
+def test_a_small_kb_always_keeps_documents_on_both_sides_of_the_split():
+    """CI once failed here: the three documents of a test KB (ids from its tmp path) all hashed out of train."""
+    names = [f"kb:cases:doc{i}" for i in range(400)]
+    off_train = [g for g in names if part_of(g) != "train"][:3]
+    on_train = [g for g in names if part_of(g) == "train"][:3]
+    for groups in (off_train, on_train, off_train[:2] + on_train[:1], names[:40]):
+        held = held_groups(groups)
+        assert held and held < set(groups), groups
+    assert held_groups(names[:40]) == {g for g in names[:40] if part_of(g) != "train"}  # the hash when it splits
+    assert held_groups(["kb:cases:one"]) in (set(), {"kb:cases:one"})  # one document: nothing to hold out
 
 
 def test_the_split_is_by_case_and_stable(tmp_path):
