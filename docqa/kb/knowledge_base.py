@@ -22,7 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from docqa.filters import DocFilter
-from docqa.kb.manifest import KBDamaged, KBError, built_settings, gen_dir, kb_path, read_manifest, segment_files
+from docqa.kb.manifest import (
+    KBDamaged,
+    KBError,
+    built_settings,
+    gen_dir,
+    generation_file_label,
+    kb_path,
+    read_manifest,
+    segment_files,
+)
 from docqa.kb.store import UnitStore
 from docqa.models.embedder import embedder_for
 from docqa.settings import LexicalBackend, Settings
@@ -115,7 +124,7 @@ class KnowledgeBase:
         self._segments = segment_files(self._gdir, self.manifest)
         for _name, path, _ in self._segments:
             if not path.is_file():
-                raise self._damaged(f"the document store ({_where(path)})", "is missing")
+                raise self._damaged(f"the document store ({generation_file_label(path)})", "is missing")
         try:
             store = UnitStore([p for _, p, _ in self._segments])
         except sqlite3.Error as e:
@@ -125,7 +134,7 @@ class KnowledgeBase:
                 pages = store.conn.execute(f"PRAGMA {alias}.page_count").fetchone()[0]
                 expected = pages * store.conn.execute(f"PRAGMA {alias}.page_size").fetchone()[0]
                 if path.stat().st_size < expected:
-                    raise self._damaged(f"the document store ({_where(path)})",
+                    raise self._damaged(f"the document store ({generation_file_label(path)})",
                                         f"is truncated ({path.stat().st_size} of {expected} bytes)")
             store.counts()
         except sqlite3.Error as e:
@@ -158,7 +167,7 @@ class KnowledgeBase:
 
         parts = []
         for i, (_, _, path) in enumerate(self._segments):
-            what = f"the vector index ({_where(path)})"
+            what = f"the vector index ({generation_file_label(path)})"
             if not path.is_file():
                 raise self._damaged(what, "is missing")
             try:
@@ -295,6 +304,3 @@ class KnowledgeBase:
             self.store.close()
 
 
-def _where(path: Path) -> str:
-    """A generation file's name as the user sees it in the folder (``segments/s000003.sqlite``)."""
-    return f"{path.parent.name}/{path.name}" if path.parent.name == "segments" else path.name

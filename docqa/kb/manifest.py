@@ -168,6 +168,11 @@ def segment_files(gdir: Path, record: dict) -> list[tuple[str, Path, Path]]:
     return [(n, gdir / SEGMENTS / f"{n}.sqlite", gdir / SEGMENTS / f"{n}.faiss") for n in names]
 
 
+def generation_file_label(path: Path) -> str:
+    """A generation file's name as the user sees it in the folder (``segments/s000003.sqlite``)."""
+    return f"{SEGMENTS}/{path.name}" if path.parent.name == SEGMENTS else path.name
+
+
 def kb_path(settings: Settings, name: str) -> Path:
     return settings.home / validate_name(name)
 

@@ -26,6 +26,7 @@ from docqa.kb.manifest import (
     SEGMENTS,
     KBError,
     gen_dir,
+    generation_file_label,
     generations_on_disk,
     read_manifest,
     segment_files,
@@ -112,10 +113,6 @@ def _segments_of(gdir: Path, record: dict | None) -> list[tuple[str, Path, Path]
     return segment_files(gdir, {})
 
 
-def _name(path: Path) -> str:
-    return f"{SEGMENTS}/{path.name}" if path.parent.name == SEGMENTS else path.name
-
-
 def _live_counts(stores: list[Path], check: GenerationCheck) -> int | None:
     """The generation's live documents and units (tombstones applied) into ``check.counts``."""
     import sqlite3
@@ -137,11 +134,12 @@ def _live_counts(stores: list[Path], check: GenerationCheck) -> int | None:
 def _check_store(path: Path, check: GenerationCheck) -> int | None:
     import sqlite3
 
+    label = generation_file_label(path)
     if not path.is_file():
-        check.problems.append(f"{_name(path)} is missing")
+        check.problems.append(f"{label} is missing")
         return None
-    incomplete = (f"an incomplete generation: a writer stopped while writing it ({_name(path)} holds an unfinished "
-                  "transaction)")
+    incomplete = f"an incomplete generation: a writer stopped while writing it ({label} holds an unfinished " \
+                 "transaction)"
     if any(path.with_name(path.name + end).is_file() for end in ("-journal", "-wal")):
         check.problems.append(incomplete)
         return None
@@ -150,30 +148,30 @@ def _check_store(path: Path, check: GenerationCheck) -> int | None:
         try:
             verdict = conn.execute("PRAGMA integrity_check").fetchone()[0]
             if verdict != "ok":
-                check.problems.append(f"{_name(path)} fails its integrity check ({verdict})")
+                check.problems.append(f"{label} fails its integrity check ({verdict})")
                 return None
             rows = conn.execute("SELECT COUNT(*) FROM units").fetchone()[0]
         finally:
             conn.close()
     except sqlite3.Error as e:  # a hot journal read-only reads as "attempt to write a readonly database"
-        check.problems.append(incomplete if "readonly" in str(e) else f"{_name(path)} cannot be read ({e})")
+        check.problems.append(incomplete if "readonly" in str(e) else f"{label} cannot be read ({e})")
         return None
     return int(rows)
 
 
 def _check_vectors(path: Path, units: int, check: GenerationCheck) -> None:
     if not path.is_file():
-        check.problems.append(f"{_name(path)} is missing")
+        check.problems.append(f"{generation_file_label(path)} is missing")
         return
     try:
         from docqa.vector_index import VectorIndex
 
         n = len(VectorIndex.load(path))
     except Exception as e:  # faiss: RuntimeError with its C++ message
-        check.problems.append(f"{_name(path)} cannot be read ({str(e).strip().splitlines()[0][:160]})")
+        check.problems.append(f"{generation_file_label(path)} cannot be read ({str(e).strip().splitlines()[0][:160]})")
         return
     if n != units:
-        check.problems.append(f"{_name(path)} holds {n} vectors for {units} units")
+        check.problems.append(f"{generation_file_label(path)} holds {n} vectors for {units} units")
 
 
 def _check_lexical(path: Path, units: int, check: GenerationCheck) -> None:

@@ -307,10 +307,9 @@ class UnitStore:
         return "doc_id IN (" + " UNION ".join(f"SELECT doc_id FROM {b}.deleted_docs" for b in newer) + ")"
 
     def _live(self, i: int) -> str:
-        """SQL true for a row ``x`` of segment ``i`` that no newer segment's tombstone hides."""
-        newer = [b for b in self.aliases[i + 1:] if "deleted_docs" in self._table_names[b]]
-        return " AND ".join(f"NOT EXISTS (SELECT 1 FROM {b}.deleted_docs d WHERE d.doc_id = x.doc_id)"
-                            for b in newer) or "1"
+        """SQL true for a row of segment ``i`` that no newer segment's tombstone hides."""
+        dead = self._dead_where(i)
+        return f"NOT ({dead})" if dead else "1"
 
     def dead_unit_ids(self, i: int) -> np.ndarray:
         """Unit ids of segment ``i`` whose document a newer segment replaced or deleted (int64, ascending)."""
