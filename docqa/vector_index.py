@@ -20,6 +20,7 @@ from docqa.settings import VectorIndexKind
 # recall@10 of hnsw (M 32) against the exact scan, bench/reports/kb_size*.md: efSearch 128 .95 at 310k units,
 # 512 .989-.993 from 100k to 1M units at 2.5-4.6 ms
 HNSW_EF_SEARCH = 512
+OMP_MIN_QUERIES = 8  # a search of fewer query vectors runs on one OpenMP thread (VectorIndex.search)
 
 
 class VectorIndex:
@@ -138,12 +139,16 @@ class VectorIndex:
         shared by two threads crash or let other units through (selectors themselves are read-only)."""
         if len(self) == 0:
             return [[] for _ in range(len(vecs))]
+        import faiss
+
         x = np.ascontiguousarray(vecs, dtype=np.float32)
+        # OpenMP threads of this calling thread only (the setting is per thread): a query or a few scan on one,
+        # since FAISS splits the work by query and the idle threads spin-wait (a 20k-unit search on a busy
+        # 2-core server: 0.6 CPU-ms on one thread, 4-25 on two); a big segment is split into pieces instead
+        faiss.omp_set_num_threads(1 if len(x) < OMP_MIN_QUERIES else search_threads())
         if selector is None:
             scores, ids = self.index.search(x, min(k, len(self)))
         else:
-            import faiss
-
             scores, ids = self.index.search(x, min(k, len(self)), params=faiss.SearchParameters(sel=selector))
         return [[(int(i), float(s)) for i, s in zip(row_i, row_s, strict=True) if i >= 0]
                 for row_i, row_s in zip(ids, scores, strict=True)]

@@ -92,3 +92,31 @@ def test_an_hnsw_index_searches_with_the_recall_default_even_when_written_with_a
     faiss.downcast_index(h.index.index).hnsw.efSearch = 128  # what docqa wrote before
     h.save(tmp_path / "v.faiss")
     assert faiss.downcast_index(VectorIndex.load(tmp_path / "v.faiss").index.index).hnsw.efSearch == HNSW_EF_SEARCH
+
+
+def test_a_query_scans_on_one_openmp_thread_and_a_batch_on_all():
+    """A busy server's idle OpenMP threads spin-wait: one query's scan (which FAISS does not split) must not
+    start them; a batch of queries (an evaluation, a bench) is split over all of them. The setting is per
+    calling thread, so a request thread's single-query search leaves other threads' batches alone."""
+    import threading
+
+    import faiss
+
+    from docqa.vector_index import OMP_MIN_QUERIES, search_threads
+
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((500, 16)).astype(np.float32)
+    index = VectorIndex.create(16, "flat_fp16")
+    index.add(np.arange(500), vecs / np.linalg.norm(vecs, axis=1, keepdims=True))
+    seen = {}
+
+    def one(name, n):
+        index.search(vecs[:n], 5)
+        seen[name] = faiss.omp_get_max_threads()
+
+    one("batch", OMP_MIN_QUERIES)
+    t = threading.Thread(target=one, args=("query", 1))
+    t.start()
+    t.join()
+    assert seen == {"query": 1, "batch": search_threads()}
+    assert faiss.omp_get_max_threads() == search_threads()  # the query thread's setting stayed its own
