@@ -106,6 +106,18 @@ class EvidenceVectors:
         return None
 
 
+    def sentence_vectors(self, passages) -> dict[str, np.ndarray]:
+        """Stored sentence -> vector for ``passages`` ((unit id, text) pairs, e.g. an answer's citations):
+        what the claim check of an answer quoting them may reuse (only exact, CRC-checked rows)."""
+        out: dict[str, np.ndarray] = {}
+        for unit_id, text in passages:
+            sents = evidence_sentences(text)
+            vecs = self.lookup(unit_id, sents) if sents else None
+            if vecs is not None:
+                out.update(zip(sents, vecs, strict=True))
+        return out
+
+
 class EvidenceWriter:
     """The evidence parts of a generation being written (``KBWriter``): the old ones linked, a new one
     appended to as segments are added (vectors go to disk as they come, so memory stays flat on a big

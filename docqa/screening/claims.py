@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from docqa.errors import UserError
 from docqa.screening.negation import disclaims
+from docqa.text.citations import strip_citations
 from docqa.text.language import lang_of
 from docqa.text.sentences import split_sentences
 
@@ -49,9 +51,10 @@ class ClaimHit:
 
 
 def pieces(text: str) -> list[str]:
-    """What the check scores: each sentence, and each clause of a sentence with several."""
+    """What the check scores: each sentence, and each clause of a sentence with several; citation markers
+    ("[1]") are not part of a claim (and a quoted sentence without them is the passage's own sentence)."""
     out: list[str] = []
-    for sentence in split_sentences(text):
+    for sentence in split_sentences(strip_citations(text)):
         s = sentence.strip()
         if not s:
             continue
@@ -129,11 +132,14 @@ class ClaimCheck:
             return np.zeros(0, dtype=np.float32)
         return self.model.probabilities(self.embedder.encode_docs(texts))
 
-    def find(self, text: str) -> ClaimHit | None:
+    def find(self, text: str, known: Mapping[str, np.ndarray] | None = None) -> ClaimHit | None:
+        """``known``: vectors this encoder already gave some texts (``ClaimCheck.reuses``): the sentences a
+        KB stored at ingest for the passages an answer quotes (docqa/kb/evidence.py), so a quoted sentence
+        is not encoded again; the other pieces are."""
         parts = [p for p in pieces(text) if not disclaims(p)]
         if not parts:
             return None
-        vectors = self.embedder.encode_docs(parts)
+        vectors = self._vectors(parts, known or {})
         margins = self.model.probabilities(vectors) - np.array([self.model.threshold_for(p) for p in parts])
         best = int(np.argmax(margins))
         if margins[best] < 0:
@@ -141,6 +147,17 @@ class ClaimCheck:
         probs = self.model.probabilities(vectors)
         claim = self.model.claim_of(vectors[best])
         return ClaimHit(claim, self.model.names.get(claim, claim), parts[best], float(probs[best]))
+
+    def reuses(self, embedder) -> bool:
+        """Whether vectors of ``embedder`` (a KB's) are this check's own: the same model on the same backend."""
+        return (embedder.model_name, embedder.backend) == (self.embedder.model_name, self.embedder.backend)
+
+    def _vectors(self, parts: list[str], known: Mapping[str, np.ndarray]) -> np.ndarray:
+        todo = [p for p in parts if p not in known]
+        if not todo:
+            return np.stack([known[p] for p in parts]).astype(np.float32)
+        fresh = dict(zip(todo, self.embedder.encode_docs(todo), strict=True))
+        return np.stack([known[p] if p in known else fresh[p] for p in parts]).astype(np.float32)
 
 
 def load_claim_check(directory: Path, device: str = "cpu") -> ClaimCheck | None:

@@ -162,7 +162,8 @@ class ComplianceFilter:
             self.library.warm_up()
 
     def check(self, question: str, answer: str, evidence: Mapping[int, str] | Sequence[str],
-              stage: str | None = None, quotes: Sequence[str] | None = None) -> Verdict:
+              stage: str | None = None, quotes: Sequence[str] | None = None,
+              known: Mapping[str, object] | None = None) -> Verdict:
         """The verdict on draft ``answer`` to ``question`` given the passages ``evidence``
         (``evidence[0]`` or key 1 is passage [1]) at dialogue ``stage``.
 
@@ -171,7 +172,7 @@ class ComplianceFilter:
         checks those (each must be a verbatim quote of a passage the filter trusts as evidence), not the
         wording around them ("依据：《…》第十九条"), so a quote is grounded by construction while a
         quote of an unsafe passage is still not. The blocklist, claims and personal data see the
-        whole answer."""
+        whole answer. ``known``: vectors the claim check may reuse (``ClaimCheck.find``)."""
         mode = self.config.mode
         if mode is ComplianceMode.OFF:
             return self._pii(question, Verdict(answer, True, "compliance filter off", VerdictKind.SKIPPED), stage)
@@ -181,7 +182,7 @@ class ComplianceFilter:
         if hit:
             return self.fallback(question or answer, stage, hit.describe(),
                                   public=f"the draft breaks the blocklist ({hit.kind})")
-        claim = self.claims.find(answer) if self.claims else None
+        claim = self.claims.find(answer, known) if self.claims else None
         if claim:
             return self.fallback(question or answer, stage, claim.describe(),
                                   public=f"the draft makes a forbidden claim ({claim.name})")

@@ -81,8 +81,20 @@ def review(kb, question: str, result: Any, *, stage: str | None = None, request_
         what = "refusal" if result.refused else "fixed notice"
         verdict = Verdict(result.answer, True, f"{what}: nothing to ground", VerdictKind.SKIPPED)
     else:
-        verdict = filt.check(question, result.answer, evidence, stage, quotes=getattr(result, "quotes", None))
+        verdict = filt.check(question, result.answer, evidence, stage, quotes=getattr(result, "quotes", None),
+                             known=_stored_vectors(kb, filt, result.citations))
     return _conclude(filt, kb.name, question, result, verdict, stage, request_id)
+
+
+def _stored_vectors(kb, filt, citations) -> dict:
+    """The vectors the KB stored at ingest for the cited passages' sentences, when the claim check's encoder
+    is the KB's: a quoted sentence is then not encoded again (the first ~half of an extractive answer's
+    claim check)."""
+    evidence = getattr(kb, "evidence", None) if filt.claims is not None and filt.claims.reuses(kb.embedder) else None
+    if evidence is None:
+        return {}
+    return evidence.sentence_vectors((int(c["unit_id"]), str(c.get("text", ""))) for c in citations
+                                     if c.get("unit_id") is not None)
 
 
 def review_streamed(kb, question: str, result: Any, reviewed, *, stage: str | None = None,

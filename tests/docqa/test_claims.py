@@ -121,3 +121,32 @@ def test_finetune_claims_trains_loads_and_reports(tmp_path: Path, embed_model: s
     assert raw["card"]["counts"]["claims"] > 50 and 0.5 <= raw["threshold"] < 1
     bad = CliRunner().invoke(cli, ["finetune", "claims", "--dir", str(tmp_path), "--clean", str(tmp_path / "no.md")])
     assert bad.exit_code == 2 and "no such file" in bad.output
+
+
+def test_a_quoted_sentence_is_checked_with_the_vector_its_kb_stored_and_gets_the_same_verdict(
+        check: ClaimCheck, tmp_path: Path) -> None:
+    """An extractive answer quotes passage sentences whose vectors the KB stored at ingest; the claim check
+    reuses them (only when the KB's encoder is its own) and decides exactly as when it encodes them."""
+    import numpy as np
+
+    from docqa.kb import KnowledgeBase
+    from docqa.settings import load_settings
+    from ingest.pipeline import ingest_paths
+
+    (tmp_path / "d.md").write_text(f"# 客服记录\n\n{CLAIMS[0]}{FINE[0]}\n\n{FINE[1]}{FINE[4]}\n", encoding="utf-8")
+    s = load_settings(home=tmp_path / "home", device="cpu", keyphrases=False)
+    assert not ingest_paths([tmp_path / "d.md"], "kb", s, progress=False).failures
+    kb = KnowledgeBase.open("kb", s)
+    assert check.reuses(kb.embedder)
+    units = [(u.unit_id, u.text) for d in kb.store.iter_docs() for u in kb.store.units_of_doc(d.doc_id)]
+    known = kb.evidence.sentence_vectors(units)
+    assert {CLAIMS[0], FINE[0], FINE[1], FINE[4]} <= set(known)
+    fresh = check.embedder.encode_docs(list(known))
+    assert np.min(np.sum(np.stack(list(known.values())) * fresh, axis=1)) > 0.999  # fp16 on disk, same vectors
+    for answer in (f"{CLAIMS[0]}[1]", f"{FINE[0]}[1]{FINE[1]}[2]"):
+        with_known, alone = check.find(answer, known), check.find(answer)
+        assert (with_known is None) == (alone is None), answer
+        if alone is not None:
+            assert with_known.text == alone.text and abs(with_known.score - alone.score) < 0.01
+    # the stored vector is what is read: a clean sentence given a claim's vector reads as that claim
+    assert check.find(FINE[0]) is None and check.find(FINE[0], {FINE[0]: known[CLAIMS[0]]}) is not None
