@@ -3,7 +3,8 @@ being ingested at the same time; throughput, latency percentiles, errors, and th
 
 The server is a real ``docqa serve`` subprocess (extractive answers: no LLM, so the figures are the
 service's own cost); the clients are asyncio tasks in this process, each sending its next question as
-soon as the last one is answered (closed loop). Questions are real CMRC/DRCD questions, shuffled.
+soon as the last one is answered (closed loop). Questions are real CMRC/DRCD/CAIL questions, drawn
+without replacement across the phases (``Questions``).
 
 Phases, one server, one run:
 
@@ -126,10 +127,32 @@ class Server:
         self.log.close()
 
 
-async def _clients(url: str, questions: list[str], clients: int, seconds: float, during=None) -> dict:
+class Questions:
+    """The questions of a run, in a shuffled order drawn without replacement across its phases (a new
+    shuffle when all were asked): the first phases ask only questions the server has not seen, so
+    `cold` and `warm` compare a restart, not unseen questions with repeats that hit the server's caches
+    (query vectors, claim pieces, redactions). ``repeats``: how many draws had been asked before."""
+
+    def __init__(self, questions: list[str], seed: int):
+        self.pool = list(dict.fromkeys(q for q in questions if q.strip()))  # the sets hold two empty ones (a 422)
+        self.rng = random.Random(seed)
+        self.order: list[str] = []
+        self.asked: set[str] = set()
+        self.repeats = self.draws = 0
+
+    def next(self) -> str:
+        if not self.order:
+            self.order = self.rng.sample(self.pool, len(self.pool))
+        q = self.order.pop()
+        self.draws += 1
+        self.repeats += q in self.asked
+        self.asked.add(q)
+        return q
+
+
+async def _clients(url: str, questions: Questions, clients: int, seconds: float, during=None) -> dict:
     import httpx
 
-    rng = random.Random(clients)
     records: list[tuple[float, float, int]] = []  # (start offset s, latency ms, status)
     errors: list[str] = []
     t_start = time.perf_counter()
@@ -137,7 +160,7 @@ async def _clients(url: str, questions: list[str], clients: int, seconds: float,
 
     async def one(client: httpx.AsyncClient) -> None:
         while time.perf_counter() < stop_at:
-            q = rng.choice(questions)
+            q = questions.next()
             t0 = time.perf_counter()
             try:
                 r = await client.post("/v1/chat", json={"question": q})
@@ -204,7 +227,7 @@ def wait_warm(server: Server, timeout: float = 1800) -> float:
     return time.perf_counter() - t0
 
 
-def legacy_cold(home: Path, tmp: Path, questions: list[str], args) -> dict:
+def legacy_cold(home: Path, tmp: Path, questions: Questions, args) -> dict:
     """The same KB as docqa stored it before #24 (no evidence vectors: answers embed passage sentences
     as they come, a background warm-up fills a cache), its first minute after a start: the old figure
     measured in the same run. A hard-linked copy of the KB without its ``evidence`` folders."""
@@ -223,15 +246,17 @@ def legacy_cold(home: Path, tmp: Path, questions: list[str], args) -> dict:
         server.stop()
 
 
-def phase(server: Server, name: str, questions: list[str], args, during=None) -> dict:
+def phase(server: Server, name: str, questions: Questions, args, during=None) -> dict:
     cpu0, rss0, load0 = server.cpu_seconds(), server.rss_mb(), os.getloadavg()[0]
+    draws0, repeats0 = questions.draws, questions.repeats
     out = asyncio.run(_clients(server.url, questions, args.clients, args.seconds, during))
     cpu = server.cpu_seconds() - cpu0
     out.update(name=name, rss_before=rss0, rss_after=server.rss_mb(), load=max(load0, os.getloadavg()[0]),
-               cpu_per_request_ms=1000 * cpu / max(1, out["requests"]), server_cpu=cpu)
+               cpu_per_request_ms=1000 * cpu / max(1, out["requests"]), server_cpu=cpu,
+               repeats=(questions.repeats - repeats0) / max(1, questions.draws - draws0))
     print(f"{name}: {out['rps']:.1f} req/s, p50 {out['p50']:.0f} ms, p95 {out['p95']:.0f} ms, "
           f"{len(out['errors'])} errors, server {out['cpu_per_request_ms']:.1f} CPU-ms/request, "
-          f"RSS {rss0:.0f} -> {out['rss_after']:.0f} MB", file=sys.stderr)
+          f"{100 * out['repeats']:.0f}% asked before, RSS {rss0:.0f} -> {out['rss_after']:.0f} MB", file=sys.stderr)
     return out
 
 
@@ -268,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="docqa-load-") as tmp:
         home = args.home or Path(tmp)
         home.mkdir(parents=True, exist_ok=True)
-        counts, questions = build(home, args.passages)
+        counts, pool = build(home, args.passages)
+        questions = Questions(pool, args.clients)
+        counts = {**counts, "questions": len(questions.pool)}
         run = time.strftime("%Y%m%d%H%M%S")  # a new name and new bytes every run: the same name would replace
         doc = Path(tmp) / f"load-upload-{run}.md"  # the earlier upload (count unchanged), the same bytes be a no-op
         rules = "\n\n".join(f"第{i}条 编号 UP-{run}-{i:04d} 的设备每周检查一次。" for i in range(200))
@@ -283,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                       phase(server, "warm again", questions, args)]
         finally:
             server.stop()
-        phases.append(legacy_cold(home, Path(tmp), questions, args))
+        phases.append(legacy_cold(home, Path(tmp), Questions(pool, args.clients), args))  # a new server: all unseen
         warm = [json.loads(line)["msg"] for line in (home / "serve.log").read_text(errors="replace").splitlines()
                 if line.startswith("{") and "evidence sentences encoded" in line]
     report(phases, counts, args, (warm[-1] if warm else "not finished during the run")
@@ -297,7 +324,7 @@ def report(phases: list[dict], counts: dict, args, warm: str) -> None:
     plot(phases, png)
     rows = [[p["name"], p["requests"], len(p["errors"]), round(p["rps"], 1), round(p["p50"]), round(p["p95"]),
              round(p["p99"]), round(p["cpu_per_request_ms"], 1), round(p["load"], 1), round(p["rss_before"]),
-             round(p["rss_after"])] for p in phases]
+             round(p["rss_after"]), f"{100 * p['repeats']:.0f}%"] for p in phases]
     first = phases[1]  # warm: the steady state of a served KB
     side = phases[2]["side"] or {}
     side_line = (f"{side.get('status')} in {side.get('seconds', 0):.1f} s, {side.get('units')} units; document "
@@ -316,11 +343,13 @@ def report(phases: list[dict], counts: dict, args, warm: str) -> None:
     title = f"Load: {args.clients} clients on /v1/chat (extractive) over a {counts.get('units')}-unit KB"
     lines = [machine_line(), "", verdict, "",
              md_table(["phase", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "server CPU-ms/req",
-                       "load avg", "RSS before MB", "RSS after MB"], rows), "",
+                       "load avg", "RSS before MB", "RSS after MB", "asked before"], rows), "",
              f"- KB: {counts.get('docs')} documents, {counts.get('units')} units (CMRC 2018 trial + DRCD dev "
              f"passages, then CAIL2019 dev judgments; all unit levels, keyphrases off to keep the build short).",
              f"- Clients: {args.clients} closed-loop asyncio clients in the bench process (they share the 2 cores "
-             f"with the server), {args.seconds:g} s per phase, real questions shuffled.",
+             f"with the server), {args.seconds:g} s per phase, real questions ({counts.get('questions')} distinct) "
+             "drawn without replacement across the phases, so `cold` and `warm` both ask questions the server has "
+             "not seen (the last column: the share asked before; a repeat hits the server's caches and costs less).",
              "- Phases: `cold` is the first minute after start. Since #24 ingestion stores the vectors of every "
              "segment's evidence sentences in the generation (`docqa/kb/evidence.py`, memory-mapped), so an "
              "answer embeds only its question and `cold` should cost what `warm` does. The last phase is the "

@@ -7,13 +7,19 @@ writer embeds every segment's ``evidence_sentences`` (docqa/text/evidence.py, th
 use) when the segment is added, and readers memory-map them: the first answer after a start costs what a
 warm one does, whatever the KB's size.
 
+The claim check of an answer (docqa/screening/claims.py) reads each quoted sentence and each clause of
+it; so each segment's row also holds the vectors of its sentences' clauses (``claim_clauses``), right
+after the sentences' own: an extractive answer's claim check then encodes only docqa's own wording.
+
 On disk, in ``gen-N/evidence/``: immutable parts, each three files —
-``<part>.ids.npy`` (int64 unit ids, ascending), ``<part>.rows.npy`` (int64 ``[start, count, crc]`` per
-unit: its sentences' rows and a CRC-32 of those sentences) and ``<part>.vecs.f16`` (raw float16, ``dim``
-per row). A commit hard-links the parts of the generation before (unchanged: never rewritten) and adds
-one part for the segments it added, so its cost is what it changed. A deleted segment's rows stay in
-their part, unreferenced (unit ids are never reused: ``KBWriter`` keeps a high-water mark); when dead
-rows pass half of all rows, or parts pass ``MAX_PARTS``, the commit merges parts, keeping live rows.
+``<part>.ids.npy`` (int64 unit ids, ascending), ``<part>.rows.npy`` (int64 ``[start, count, crc,
+clauses, clauses_crc]`` per unit: its sentences' rows, a CRC-32 of those sentences, then its clauses'
+rows and their CRC; parts written before clauses were stored have the first three columns only) and
+``<part>.vecs.f16`` (raw float16, ``dim`` per row). A commit hard-links the parts of the generation before
+(unchanged: never rewritten) and adds one part for the segments it added, so its cost is what it changed.
+A deleted segment's rows stay in their part, unreferenced (unit ids are never reused: ``KBWriter`` keeps a
+high-water mark); when dead rows pass half of all rows, or parts pass ``MAX_PARTS``, the commit merges
+parts, keeping live rows.
 
 A lookup returns vectors only when the CRC of the sentences the answerer derives from the passage's
 text matches the stored one: a passage whose text, or whose sentence rule, changed since ingest (an
@@ -57,16 +63,19 @@ class _Part:
         n = size // (2 * dim)
         self.vecs = np.memmap(vecs, dtype=np.float16, mode="r", shape=(n, dim)) if n else np.zeros((0, dim),
                                                                                                    np.float16)
-        if self.ids.ndim != 1 or self.rows.shape != (len(self.ids), 3):
+        if self.ids.ndim != 1 or self.rows.ndim != 2 or self.rows.shape[0] != len(self.ids) \
+                or self.rows.shape[1] not in (3, 5):
             raise ValueError(f"{name}: ids {self.ids.shape} and rows {self.rows.shape} do not match")
-        if len(self.rows) and int((self.rows[:, 0] + self.rows[:, 1]).max()) > n:
+        ends = self.rows[:, 0] + self.rows[:, 1] + (self.rows[:, 3] if self.rows.shape[1] == 5 else 0)
+        if len(self.rows) and int(ends.max()) > n:
             raise ValueError(f"{name}: rows point past the {n} vectors of {vecs.name}")
 
-    def find(self, unit_id: int) -> tuple[int, int, int] | None:
+    def find(self, unit_id: int) -> tuple[int, int, int, int, int] | None:
+        """``(start, sentences, crc, clauses, clauses_crc)`` of the unit's row (none stored: 0 clauses)."""
         i = int(np.searchsorted(self.ids, unit_id))
         if i < len(self.ids) and int(self.ids[i]) == unit_id:
-            start, count, crc = (int(x) for x in self.rows[i])
-            return start, count, crc
+            row = tuple(int(x) for x in self.rows[i])
+            return row if len(row) == 5 else (*row, 0, 0)
         return None
 
 
@@ -95,27 +104,54 @@ class EvidenceVectors:
         None when they were not stored as exactly these sentences."""
         if not sentences:
             return None
-        crc = sentences_crc(sentences)
+        found = self._row(unit_id)
+        if found is None:
+            return None
+        part, (start, count, stored, _, _) = found
+        if stored != sentences_crc(sentences) or count != len(sentences):
+            return None
+        return np.asarray(part.vecs[start: start + count], dtype=np.float32)
+
+    def _row(self, unit_id: int):
         for part in reversed(self.parts):  # newest first
             row = part.find(unit_id)
             if row is not None:
-                start, count, stored = row
-                if stored != crc or count != len(sentences):
-                    return None
-                return np.asarray(part.vecs[start: start + count], dtype=np.float32)
+                return part, row
         return None
 
-
     def sentence_vectors(self, passages) -> dict[str, np.ndarray]:
-        """Stored sentence -> vector for ``passages`` ((unit id, text) pairs, e.g. an answer's citations):
-        what the claim check of an answer quoting them may reuse (only exact, CRC-checked rows)."""
+        """Stored text -> vector of the sentences, and their clauses, of ``passages`` ((unit id, text) pairs,
+        e.g. an answer's citations): what the claim check of an answer quoting them may reuse (only exact,
+        CRC-checked rows; a row whose clauses another rule split gives its sentences only)."""
         out: dict[str, np.ndarray] = {}
         for unit_id, text in passages:
             sents = evidence_sentences(text)
-            vecs = self.lookup(unit_id, sents) if sents else None
-            if vecs is not None:
-                out.update(zip(sents, vecs, strict=True))
-        return out
+            found = self._row(unit_id) if sents else None
+            if found is None:
+                continue
+            part, (start, count, crc, n_clauses, clauses_crc) = found
+            if crc != sentences_crc(sents) or count != len(sents):
+                continue
+            vecs = part.vecs[start: start + count + n_clauses]
+            out.update(zip(sents, vecs[:count], strict=True))
+            clauses = claim_clauses(sents) if n_clauses else []
+            if clauses and len(clauses) == n_clauses and clauses_crc == sentences_crc(clauses):
+                out.update(zip(clauses, vecs[count:], strict=True))
+        return {t: np.asarray(v, dtype=np.float32) for t, v in out.items()}
+
+
+def claim_clauses(sentences: list[str]) -> list[str]:
+    """The clauses the claim check reads besides these sentences (its ``pieces`` of each), each once."""
+    from docqa.screening.claims import pieces
+
+    have = set(sentences)
+    out: list[str] = []
+    for s in sentences:
+        for p in pieces(s):
+            if p not in have:
+                have.add(p)
+                out.append(p)
+    return out
 
 
 class EvidenceWriter:
@@ -125,8 +161,10 @@ class EvidenceWriter:
     ({"rows", "dead"}: segments stored, and how many of them were deleted since)."""
 
     def __init__(self, folder: Path, dim: int, part: str, previous: Path | None = None, stats: dict | None = None,
-                 *, enabled: bool = True):
-        self.folder, self.dim, self.part, self.enabled = folder, dim, part, enabled
+                 *, enabled: bool = True, clauses: bool = True):
+        """``clauses``: store the vectors of the sentences' clauses too (the KB's answers are claim-checked
+        by its own encoder: ``reads_kb_vectors``)."""
+        self.folder, self.dim, self.part, self.enabled, self.clauses = folder, dim, part, enabled, clauses
         if not enabled:  # the KB's build says evidence_vectors: false
             previous = None
         folder.mkdir(parents=True, exist_ok=True)
@@ -149,17 +187,17 @@ class EvidenceWriter:
         if not self.enabled:
             return 0
         todo = [(u.unit_id, evidence_sentences(u.text)) for u in units]
-        todo = [(uid, s) for uid, s in todo if s]
+        todo = [(uid, s, claim_clauses(s) if self.clauses else []) for uid, s in todo if s]
         if not todo:
             return 0
-        vecs = embedder.encode_docs([s for _, sents in todo for s in sents]).astype(np.float16)
+        vecs = embedder.encode_docs([t for _, sents, clauses in todo for t in sents + clauses]).astype(np.float16)
         if self._vecs is None:
             self._vecs = open(self.folder / f"{self.part}.vecs.f16", "wb")  # noqa: SIM115 - closed in finish()
         self._vecs.write(np.ascontiguousarray(vecs).tobytes())
-        for uid, sents in todo:
+        for uid, sents, clauses in todo:
             self._ids.append(uid)
-            self._rows.append((self._n, len(sents), sentences_crc(sents)))
-            self._n += len(sents)
+            self._rows.append((self._n, len(sents), sentences_crc(sents), len(clauses), sentences_crc(clauses)))
+            self._n += len(sents) + len(clauses)
         return len(vecs)
 
     def deleted(self, n: int) -> None:
@@ -177,7 +215,7 @@ class EvidenceWriter:
             self._vecs = None
             order = np.argsort(np.array(self._ids, dtype=np.int64), kind="stable")
             _save(self.folder / f"{self.part}.ids.npy", np.array(self._ids, dtype=np.int64)[order])
-            _save(self.folder / f"{self.part}.rows.npy", np.array(self._rows, dtype=np.int64).reshape(-1, 3)[order])
+            _save(self.folder / f"{self.part}.rows.npy", np.array(self._rows, dtype=np.int64).reshape(-1, 5)[order])
             self.rows += len(self._ids)
         if not self.enabled:
             return {"rows": 0, "dead": 0, "complete": False}
@@ -201,16 +239,16 @@ class EvidenceWriter:
                 live = is_live(ids)
                 dropped += int((~live).sum())
                 for i in np.flatnonzero(live):
-                    start, count, crc = (int(x) for x in part.rows[i])
-                    f.write(np.ascontiguousarray(part.vecs[start: start + count]).tobytes())
+                    start, count, crc, n_clauses, clauses_crc = part.find(int(ids[i]))
+                    f.write(np.ascontiguousarray(part.vecs[start: start + count + n_clauses]).tobytes())
                     ids_out.append(int(ids[i]))
-                    rows_out.append((n, count, crc))
-                    n += count
+                    rows_out.append((n, count, crc, n_clauses, clauses_crc))
+                    n += count + n_clauses
             f.flush()
             os.fsync(f.fileno())
         order = np.argsort(np.array(ids_out, dtype=np.int64), kind="stable")
         _save(self.folder / f"{merged}.ids.npy", np.array(ids_out, dtype=np.int64)[order])
-        _save(self.folder / f"{merged}.rows.npy", np.array(rows_out, dtype=np.int64).reshape(-1, 3)[order])
+        _save(self.folder / f"{merged}.rows.npy", np.array(rows_out, dtype=np.int64).reshape(-1, 5)[order])
         for name in names:  # this generation's links only: the generation before keeps its own
             if name != merged:
                 for suffix in _SUFFIXES:

@@ -165,10 +165,12 @@ class KBWriter:
         self.store = UnitStore([seg_dir / f"{n}.sqlite" for n in self.segments],
                                main=seg_dir / f"{segment_name(self.generation)}.sqlite")
         from docqa.kb.evidence import SUBDIR, EvidenceWriter
+        from docqa.screening.claims import reads_kb_vectors
 
         self.evidence = EvidenceWriter(self.gdir / SUBDIR, self.embedder.dim, f"g{self.generation:08d}",
                                        gen_dir(self.root, old) / SUBDIR if old and not rebuild else None,
-                                       self.manifest.get("evidence"), enabled=self.settings.evidence_vectors)
+                                       self.manifest.get("evidence"), enabled=self.settings.evidence_vectors,
+                                       clauses=reads_kb_vectors(self.settings, self.name))
         if self.evidence.enabled and not self.evidence.complete and self.store.counts()["units"] == 0:
             self.evidence.complete = True  # nothing committed before that lacks them
         self._pick_es_index(rebuild, old)

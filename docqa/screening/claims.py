@@ -160,6 +160,24 @@ class ClaimCheck:
         return np.stack([known[p] if p in known else fresh[p] for p in parts]).astype(np.float32)
 
 
+def reads_kb_vectors(settings, kb: str) -> bool:
+    """Whether KB ``kb``'s answers go through a claim check whose encoder is the KB's own (so ingestion
+    stores the vectors of its sentences' clauses for it: docqa/kb/evidence.py). A model file that cannot
+    be read says no here; the server names the problem when it loads the filter."""
+    from docqa.screening import compliance_dir
+    from docqa.settings import ComplianceMode
+
+    s = settings.compliance_for(kb)
+    if ComplianceMode(s.compliance) is ComplianceMode.OFF or not s.claim_check:
+        return False
+    try:
+        model = ClaimModel.load(compliance_dir(s))
+    except ClaimModelError:
+        return False
+    return model is not None and model.encoder == s.embed_model \
+        and model.backend == getattr(s.embed_backend, "value", s.embed_backend)
+
+
 def load_claim_check(directory: Path, device: str = "cpu") -> ClaimCheck | None:
     """The claim check of a compliance directory (None without claims_model.json), with the encoder its
     model was trained on, shared with any KB that loads the same one."""

@@ -141,6 +141,7 @@ def test_a_quoted_sentence_is_checked_with_the_vector_its_kb_stored_and_gets_the
     units = [(u.unit_id, u.text) for d in kb.store.iter_docs() for u in kb.store.units_of_doc(d.doc_id)]
     known = kb.evidence.sentence_vectors(units)
     assert {CLAIMS[0], FINE[0], FINE[1], FINE[4]} <= set(known)
+    assert all(p in known for p in pieces(f"{CLAIMS[0]}[1]{FINE[0]}[1]"))  # its clauses too: nothing to encode
     fresh = check.embedder.encode_docs(list(known))
     assert np.min(np.sum(np.stack(list(known.values())) * fresh, axis=1)) > 0.999  # fp16 on disk, same vectors
     for answer in (f"{CLAIMS[0]}[1]", f"{FINE[0]}[1]{FINE[1]}[2]"):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from docqa.kb import KnowledgeBase
-from docqa.kb.evidence import MAX_PARTS, SUBDIR, part_names
+from docqa.kb.evidence import MAX_PARTS, SUBDIR, claim_clauses, part_names
 from docqa.kb.manifest import gen_dir
 from docqa.settings import load_settings
 from docqa.text.evidence import evidence_sentences
@@ -48,7 +48,7 @@ def evidence_dir(kb: KnowledgeBase) -> Path:
     return gen_dir(kb.root, kb.generation) / SUBDIR
 
 
-def assert_lookups_match_the_embedder(kb: KnowledgeBase) -> int:
+def assert_lookups_match_the_embedder(kb: KnowledgeBase, clauses: bool = True) -> int:
     n = 0
     for u in segments(kb):
         sents = evidence_sentences(u.text)
@@ -56,6 +56,12 @@ def assert_lookups_match_the_embedder(kb: KnowledgeBase) -> int:
         assert got is not None, u.text
         want = kb.embedder.encode_docs(sents)
         assert got.shape == want.shape and np.allclose(got, want, atol=2e-3), u.text  # float16 on disk
+        if clauses:  # and the clauses the claim check reads, right after them
+            known = kb.evidence.sentence_vectors([(u.unit_id, u.text)])
+            texts = sents + claim_clauses(sents)
+            assert set(known) == set(texts), u.text
+            want = kb.embedder.encode_docs(texts)
+            assert np.allclose(np.stack([known[t] for t in texts]), want, atol=2e-3), u.text
         n += 1
     return n
 
@@ -79,6 +85,49 @@ def test_each_commit_adds_one_part_and_links_the_ones_before(tmp_path: Path) -> 
             assert assert_lookups_match_the_embedder(kb) == len(segments(kb)) == len(kb.evidence)
         finally:
             kb.close()
+
+
+def test_parts_written_before_clauses_are_read_and_merged_with_new_ones(tmp_path: Path) -> None:
+    """A KB ingested by a docqa that stored sentence vectors only (rows of three columns): its sentences are
+    still read, its clauses are encoded as before, and merged with newer parts each keeps what it has."""
+    settings = load_settings(home=tmp_path / "home")
+    ingest_one(settings, tmp_path / "docs", "a.md", TEXTS[1])
+    kb = KnowledgeBase.open(KB, settings)
+    folder = evidence_dir(kb)
+    old = list(segments(kb))
+    kb.close()
+    for name in part_names(folder):  # rewrite as the older docqa wrote it: sentences only, three columns
+        rows = np.load(folder / f"{name}.rows.npy")
+        vecs = np.fromfile(folder / f"{name}.vecs.f16", dtype=np.float16).reshape(-1, 384)
+        keep = np.concatenate([np.arange(r[0], r[0] + r[1]) for r in rows])
+        starts = np.concatenate([[0], np.cumsum(rows[:, 1])[:-1]])
+        for suffix in (".rows.npy", ".vecs.f16"):
+            (folder / f"{name}{suffix}").unlink()  # a hard link shared with nothing else here, but be sure
+        np.save(folder / f"{name}.rows.npy", np.stack([starts, rows[:, 1], rows[:, 2]], axis=1))
+        vecs[keep].tofile(folder / f"{name}.vecs.f16")
+    kb = KnowledgeBase.open(KB, settings)
+    try:
+        assert assert_lookups_match_the_embedder(kb, clauses=False) == len(old)
+        u = next(u for u in old if claim_clauses(evidence_sentences(u.text)))
+        assert set(kb.evidence.sentence_vectors([(u.unit_id, u.text)])) == set(evidence_sentences(u.text))
+    finally:
+        kb.close()
+    ingest_one(settings, tmp_path / "docs", "b.md", TEXTS[0])
+    from docqa.kb import KBWriter
+
+    with KBWriter(KB, settings, create=False) as w:  # `docqa compact`: one part of an old and a new one
+        w.compact()
+        w.commit()
+    kb = KnowledgeBase.open(KB, settings)
+    try:
+        assert len(part_names(evidence_dir(kb))) == 1
+        new = [x for x in segments(kb) if x.unit_id not in {o.unit_id for o in old}]
+        assert new and all(set(kb.evidence.sentence_vectors([(x.unit_id, x.text)])) ==
+                           set(evidence_sentences(x.text) + claim_clauses(evidence_sentences(x.text))) for x in new)
+        assert set(kb.evidence.sentence_vectors([(u.unit_id, u.text)])) == set(evidence_sentences(u.text))
+        assert assert_lookups_match_the_embedder(kb, clauses=False) == len(segments(kb))
+    finally:
+        kb.close()
 
 
 def test_a_changed_text_or_sentence_rule_is_never_scored_with_stored_vectors(tmp_path: Path) -> None:
@@ -187,3 +236,16 @@ def test_a_kb_without_evidence_or_with_a_damaged_part_still_answers(tmp_path: Pa
     finally:
         kb.close()
     assert not [n for n in ingest_one(settings, tmp_path / "docs", "d.md", TEXTS[3]).notices if "evidence" in n]
+
+
+@pytest.mark.parametrize("override", [{"compliance": "off"}, {"claim_check": False}])
+def test_a_kb_whose_answers_are_not_claim_checked_stores_no_clauses(tmp_path: Path, override: dict) -> None:
+    settings = load_settings(home=tmp_path / "home", **override)
+    ingest_one(settings, tmp_path / "docs", "a.md", TEXTS[1])
+    kb = KnowledgeBase.open(KB, settings)
+    try:
+        rows = np.concatenate([np.load(p) for p in evidence_dir(kb).glob("*.rows.npy")])
+        assert rows.shape[1] == 5 and not rows[:, 3].any()  # no clause rows: ingest costs what it did
+        assert assert_lookups_match_the_embedder(kb, clauses=False) == len(segments(kb))
+    finally:
+        kb.close()
