@@ -289,10 +289,15 @@ class KnowledgeBase:
             return None, str(e)
 
     def warm_up(self) -> None:
-        """Load everything a query needs, so the first request is not the slow one."""
+        """Load everything a query needs, so the first request is not the slow one: the model and its
+        sessions, the indexes, and the keyword tokenizer (jieba loads its dictionary on first use: ~0.9 CPU-s
+        that the first answer after a start used to pay)."""
+        from docqa.lexical import terms_for_query
+
         self.embedder.warm_up()
         _ = self.vectors, self.lexical, self.evidence
-        self.embedder.encode_queries(["warm up"])
+        self.embedder.prime()
+        terms_for_query("预热 warm up")
 
     def info(self) -> dict:
         m = self.manifest

@@ -234,6 +234,13 @@ class Embedder:
     def max_seq_length(self) -> int:
         return int(self.model.max_seq_length)
 
+    def prime(self) -> None:
+        """Run a query-sized and a batch-sized input through the model, uncached: onnxruntime starts a session
+        per thread count on first use (~0.3 CPU-s, then its memory arena), which a server's first answers
+        would otherwise pay (``KnowledgeBase.warm_up``)."""
+        self._encode(["warm up"], "query")
+        self._encode(["warm up, " * 150] * 2, "passage")  # ~450 tokens each: past one-thread size
+
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         """Query vectors; a query seen recently (the same request's retrieval) comes from a cache."""
         if len(texts) != 1:

@@ -109,3 +109,18 @@ def test_a_vanished_model_folder_names_the_model_and_the_fix(e5_kb: Path, tmp_pa
     assert str(copy) in r.stderr and "docqa reindex" in r.stderr, r.stderr
     r = docqa("search", "backups", "--kb", "e5", home=e5_kb, env={"DOCQA_MODELS_DIR": str(tmp_path / "none")})
     assert r.returncode == 2 and E5_SMALL in r.stderr and "docqa models build" in r.stderr, r.stderr
+
+
+def test_warm_up_loads_what_the_first_answer_would(e5_kb: Path) -> None:
+    """A server's first answer used to pay ~1 CPU-s: jieba's dictionary (keyword search) and onnxruntime's
+    batch-sized session (the claim check) started on first use. KnowledgeBase.warm_up starts them."""
+    import subprocess
+
+    script = ("import sys, jieba; from docqa.kb import KnowledgeBase; from docqa.settings import load_settings; "
+              f"kb = KnowledgeBase.open('e5', load_settings(home={str(e5_kb)!r}, device='cpu')); "
+              "assert not jieba.dt.initialized; kb.warm_up(); "
+              "print(jieba.dt.initialized, kb.embedder.lean, sorted(kb.embedder.model._sessions))")
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-4:] == ["True", "True", "[0,", "1]"], out.stdout
