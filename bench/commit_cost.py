@@ -45,12 +45,25 @@ from docqa.kb import KBWriter, KnowledgeBase
 from docqa.settings import load_settings
 import numpy as np
 src_home, src_kb, home, copies = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-jitter, kind = float(sys.argv[5]), sys.argv[6]
+jitter, kind, evidence = float(sys.argv[5]), sys.argv[6], sys.argv[7] == "1"
 rng = np.random.default_rng(0)
 src = KnowledgeBase.open(src_kb, load_settings(home=Path(src_home)))
 docs = list(src.store.iter_docs())
 vector = getattr(src.vectors, "reconstruct", None) or src.vectors.index.reconstruct  # new code / old code
-settings = load_settings(home=Path(home), evidence_vectors=False, keyphrases=0, vector_index=kind)
+settings = load_settings(home=Path(home), evidence_vectors=evidence, keyphrases=0, vector_index=kind)
+stored = {}
+
+
+def evidence_of(u):  # the source's stored evidence vectors of segment u (sentences, then clauses), once per unit
+    from docqa.kb.evidence import claim_clauses
+    from docqa.text.evidence import evidence_sentences
+
+    if u.unit_id not in stored:
+        known = src.evidence.sentence_vectors([(u.unit_id, u.text)])
+        sents = evidence_sentences(u.text)
+        texts = sents + claim_clauses(sents)
+        stored[u.unit_id] = np.stack([known[t] for t in texts]) if texts and all(t in known for t in texts) else None
+    return stored[u.unit_id]
 t0 = time.time()
 with KBWriter("big", settings) as w:
     for k in range(copies):
@@ -61,6 +74,8 @@ with KBWriter("big", settings) as w:
             ords = {u.unit_id: u.ord for u in units}
             for u in units:
                 u.parent_ord = ords.get(u.parent_id)
+                if evidence and u.level.value == "segment":
+                    u.evidence = evidence_of(u)
                 v = vector(u.unit_id)
                 if k and jitter:  # copies as distinct points (an ANN index over exact duplicates is not a KB)
                     v = v + rng.normal(0, jitter, v.shape).astype(np.float32)
@@ -77,12 +92,14 @@ print(json.dumps({"counts": counts, "seconds": time.time() - t0}))
 
 
 def build(code: Path, source_home: Path, source_kb: str, home: Path, copies: int, *, jitter: float = 0.0,
-          kind: str = "flat_fp16") -> dict:
+          kind: str = "flat_fp16", evidence: bool = False) -> dict:
     """KB ``big`` in ``home``: the documents of ``source_kb`` ``copies`` times, written by the code in ``code``
-    (``jitter``: the std of noise added to the vectors of copies, renormalised; ``kind``: vector_index)."""
+    (``jitter``: the std of noise added to the vectors of copies, renormalised; ``kind``: vector_index;
+    ``evidence``: store evidence vectors, the source's (its own stored ones: nothing is embedded))."""
     env = {**os.environ, "PYTHONPATH": str(code), "HF_HUB_OFFLINE": "1", "DOCQA_HOME": str(home)}
     proc = subprocess.run([sys.executable, "-c", _BUILD, str(source_home), source_kb, str(home), str(copies),
-                           str(jitter), kind], cwd=code, env=env, capture_output=True, text=True)
+                           str(jitter), kind, "1" if evidence else "0"], cwd=code, env=env, capture_output=True,
+                          text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"building the big KB failed in {code}: {proc.stderr[-1500:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

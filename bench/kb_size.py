@@ -154,6 +154,9 @@ def main(argv=None) -> int:
     ap.add_argument("--jitter", type=float, default=0.05)
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--chats", type=int, default=40)
+    ap.add_argument("--evidence", action="store_true",
+                    help="store evidence vectors in the KBs (copied from the source KB's, none embedded): for "
+                         "bench/load.py --kb big at these sizes")
     ap.add_argument("--hnsw-max", type=int, default=400_000, help="build HNSW for KBs up to this many units")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=REPORTS / "kb_size.md")
@@ -170,7 +173,8 @@ def main(argv=None) -> int:
         row: dict = {"copies": copies}
         if not (home / KB / "manifest.json").is_file():
             t = time.perf_counter()
-            row["build"] = build(REPO, args.source_home, args.source_kb, home, copies, jitter=args.jitter)
+            row["build"] = build(REPO, args.source_home, args.source_kb, home, copies, jitter=args.jitter,
+                                 evidence=args.evidence)
             row["build"]["wall_s"] = time.perf_counter() - t
         m = json.loads((home / KB / "manifest.json").read_text())
         row["units"] = m["counts"]["units"]

@@ -73,6 +73,8 @@ def build(home: Path, n_passages: int) -> tuple[dict, list[str]]:
         counts = json.loads(manifest.read_text())["counts"]
         print(f"reusing {home / KB}: {counts}", file=sys.stderr)
         return counts, questions
+    if KB != "load":
+        raise SystemExit(f"no KB {KB!r} in {home}: bench/load.py builds only its own (`load`)")
     os.environ["DOCQA_HOME"] = str(home)
     t0 = time.perf_counter()
     kb, report = build_kb(passages, KB, bench_settings(home=home, keyphrases=0), progress=sys.stderr.isatty())
@@ -238,7 +240,7 @@ def legacy_cold(home: Path, tmp: Path, questions: Questions, args) -> dict:
     for folder in (legacy / KB).glob("gen-*/evidence"):
         shutil.rmtree(folder)
     (legacy / "serve.log").unlink(missing_ok=True)  # a link to the first server's log: start a new file
-    server = Server(legacy)
+    server = Server(legacy, KB)
     try:
         server.wait_ready()
         return phase(server, "cold, before #24 (evidence not stored)", questions, args)
@@ -288,8 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--home", type=Path, default=None, help="reuse (or build once) the KB in this folder")
+    ap.add_argument("--kb", default=KB, help="the KB to load (an existing one in --home, e.g. bench/kb_size.py "
+                                             "--evidence's `big`; built only when it is the default)")
     ap.add_argument("--out", type=Path, default=REPORTS / "load.md")
     args = ap.parse_args(argv)
+    global KB
+    KB = args.kb
     with tempfile.TemporaryDirectory(prefix="docqa-load-") as tmp:
         home = args.home or Path(tmp)
         home.mkdir(parents=True, exist_ok=True)
@@ -300,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = Path(tmp) / f"load-upload-{run}.md"  # the earlier upload (count unchanged), the same bytes be a no-op
         rules = "\n\n".join(f"第{i}条 编号 UP-{run}-{i:04d} 的设备每周检查一次。" for i in range(200))
         doc.write_text(f"# 上传测试\n\n{rules}\n", encoding="utf-8")
-        server = Server(home)
+        server = Server(home, KB)
         try:
             server.wait_ready()
             phases = [phase(server, "cold", questions, args)]

@@ -35,6 +35,9 @@ class Unit:
     # The unit's vector when ingestion computed it in the segment pass (ingest/chunking/levels.py);
     # None: the writer embeds ``embed_input``. Never stored with the unit (FAISS holds vectors).
     vector: Any = field(default=None, repr=False, compare=False)
+    # A segment's evidence vectors when already computed (a KB copied or imported: its sentences', then their
+    # clauses', in docqa/kb/evidence.py's order); None: the writer embeds them. Never stored with the unit.
+    evidence: Any = field(default=None, repr=False, compare=False)
     # Each line's label while chunking (a sentence unit takes its line's: its 款); never stored.
     line_labels: list[str] = field(default_factory=list, repr=False, compare=False)
 

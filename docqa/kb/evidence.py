@@ -186,15 +186,20 @@ class EvidenceWriter:
         """Embed and append the evidence sentences of ``units`` (segments). Returns how many sentences."""
         if not self.enabled:
             return 0
-        todo = [(u.unit_id, evidence_sentences(u.text)) for u in units]
-        todo = [(uid, s, claim_clauses(s) if self.clauses else []) for uid, s in todo if s]
+        todo = [(u, evidence_sentences(u.text)) for u in units]
+        todo = [(u.unit_id, s, claim_clauses(s) if self.clauses else [], u.evidence) for u, s in todo if s]
         if not todo:
             return 0
-        vecs = embedder.encode_docs([t for _, sents, clauses in todo for t in sents + clauses]).astype(np.float16)
+        # vectors a unit brings (``Unit.evidence``) are taken when they are as many as its texts; the rest embedded
+        given = [v is not None and len(v) >= len(s) + len(c) for _, s, c, v in todo]
+        texts = [t for (_, s, c, _), ok in zip(todo, given, strict=True) if not ok for t in s + c]
+        fresh = iter(embedder.encode_docs(texts) if texts else [])
+        vecs = np.stack([row for (_, s, c, v), ok in zip(todo, given, strict=True)
+                         for row in (v[: len(s) + len(c)] if ok else [next(fresh) for _ in s + c])]).astype(np.float16)
         if self._vecs is None:
             self._vecs = open(self.folder / f"{self.part}.vecs.f16", "wb")  # noqa: SIM115 - closed in finish()
         self._vecs.write(np.ascontiguousarray(vecs).tobytes())
-        for uid, sents, clauses in todo:
+        for uid, sents, clauses, _ in todo:
             self._ids.append(uid)
             self._rows.append((self._n, len(sents), sentences_crc(sents), len(clauses), sentences_crc(clauses)))
             self._n += len(sents) + len(clauses)

@@ -249,3 +249,45 @@ def test_a_kb_whose_answers_are_not_claim_checked_stores_no_clauses(tmp_path: Pa
         assert assert_lookups_match_the_embedder(kb, clauses=False) == len(segments(kb))
     finally:
         kb.close()
+
+
+def test_evidence_vectors_a_unit_brings_are_stored_as_given_and_the_rest_embedded(tmp_path: Path) -> None:
+    """A KB copied or imported unit by unit (bench/commit_cost.py's builder) brings its segments' evidence
+    vectors (``Unit.evidence``): they are stored as they are, nothing embedded for them; a unit without them,
+    or with too few, has its own embedded."""
+    from docqa.kb import KBWriter
+
+    settings = load_settings(home=tmp_path / "home")
+    ingest_one(settings, tmp_path / "docs", "a.md", TEXTS[1])
+    src = KnowledgeBase.open(KB, settings)
+    doc = next(src.store.iter_docs())
+    units = src.store.units_of_doc(doc.doc_id)
+    segs = [u for u in units if u.level == Level.SEGMENT]
+    assert len(segs) >= 2
+    texts = {u.unit_id: evidence_sentences(u.text) + claim_clauses(evidence_sentences(u.text)) for u in segs}
+    known = src.evidence.sentence_vectors([(u.unit_id, u.text) for u in segs])
+    ords = {u.unit_id: u.ord for u in units}
+    for u in units:
+        u.parent_ord = ords.get(u.parent_id)
+        u.vector = src.vectors.reconstruct(u.unit_id)
+    given, short = segs[0], segs[1]
+    given.evidence = -np.stack([known[t] for t in texts[given.unit_id]])  # not what the encoder gives: seen if kept
+    short.evidence = np.zeros((len(texts[short.unit_id]) - 1, 384), np.float32)  # too few: embedded instead
+    src.close()
+    doc.doc_id = doc.doc_id + "#copy"
+    for u in units:
+        u.doc_id = doc.doc_id
+    other = load_settings(home=tmp_path / "other")
+    with KBWriter("copy", other) as w:
+        w.put_documents([(doc, units)])
+        w.commit()
+    kb = KnowledgeBase.open("copy", other)
+    try:
+        new = {u.text: u for u in segments(kb)}
+        got = kb.evidence.sentence_vectors([(new[given.text].unit_id, given.text)])
+        assert np.allclose(np.stack([got[t] for t in texts[given.unit_id]]), given.evidence, atol=2e-3)
+        got = kb.evidence.sentence_vectors([(new[short.text].unit_id, short.text)])
+        want = kb.embedder.encode_docs(texts[short.unit_id])
+        assert np.allclose(np.stack([got[t] for t in texts[short.unit_id]]), want, atol=2e-3)
+    finally:
+        kb.close()
