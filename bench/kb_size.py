@@ -216,12 +216,14 @@ def report(args, results: list[dict]) -> None:
     base = _p(results[0]["serve"]["http_chat"], 50)
     body = [
         f"Measured by `python bench/kb_size.py --source-home {args.source_home} --copies {args.copies} "
-        f"--jitter {args.jitter}` on {machine_line()}.",
+        f"--jitter {args.jitter}{' --evidence' if args.evidence else ''}` on {machine_line()}.",
         "",
         f"KBs built from KB `{args.source_kb}` (`docqa ingest` of CMRC 2018 / DRCD / CAIL2019 text): its documents "
         "added `copies` times, **copies marked `#copyK`, not new text**, each copy's vectors moved by noise "
         f"(std {args.jitter}, renormalised) so an ANN index sees distinct points; vector_index flat_fp16, one "
-        "segment, evidence vectors off (the same at every size). Latencies in ms: p50 / p95 of "
+        "segment, " + ("evidence vectors copied from the source's (as a KB ingested by docqa has them; none "
+                       "embedded by the build). " if args.evidence else
+                       "evidence vectors off (the same at every size). ") + "Latencies in ms: p50 / p95 of "
         f"{args.queries} CMRC/DRCD questions (chat: the first {args.chats}), one client, after 3 warm-up queries. "
         "Answers are not comparable across sizes: in the copied KBs a question's best passages are copies of "
         "one text, which search returns once, so an answer there reads fewer passages than in the 20k KB; "

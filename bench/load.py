@@ -284,6 +284,7 @@ def plot(phases: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global KB  # --kb: the phases, the server and the upload all address this KB
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--passages", type=int, default=1800,
                     help="passages in the KB: CMRC + DRCD (1256), then CAIL2019 judgments (~14 units each)")
@@ -294,7 +295,6 @@ def main(argv: list[str] | None = None) -> int:
                                              "--evidence's `big`; built only when it is the default)")
     ap.add_argument("--out", type=Path, default=REPORTS / "load.md")
     args = ap.parse_args(argv)
-    global KB
     KB = args.kb
     with tempfile.TemporaryDirectory(prefix="docqa-load-") as tmp:
         home = args.home or Path(tmp)
@@ -350,8 +350,13 @@ def report(phases: list[dict], counts: dict, args, warm: str) -> None:
     lines = [machine_line(), "", verdict, "",
              md_table(["phase", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "server CPU-ms/req",
                        "load avg", "RSS before MB", "RSS after MB", "asked before"], rows), "",
-             f"- KB: {counts.get('docs')} documents, {counts.get('units')} units (CMRC 2018 trial + DRCD dev "
-             f"passages, then CAIL2019 dev judgments; all unit levels, keyphrases off to keep the build short).",
+             (f"- KB: {counts.get('docs')} documents, {counts.get('units')} units (CMRC 2018 trial + DRCD dev "
+              f"passages, then CAIL2019 dev judgments; all unit levels, keyphrases off to keep the build short)."
+              if KB == "load" else
+              f"- KB: `{KB}` in {args.home}, {counts.get('docs')} documents, {counts.get('units')} units, as "
+              "`bench/kb_size.py --evidence` builds it: the load KB's documents copied (**marked copies, not new "
+              "text**) with their vectors and stored evidence vectors; answers over copies read fewer distinct "
+              "passages than over real text."),
              f"- Clients: {args.clients} closed-loop asyncio clients in the bench process (they share the 2 cores "
              f"with the server), {args.seconds:g} s per phase, real questions ({counts.get('questions')} distinct) "
              "drawn without replacement across the phases, so `cold` and `warm` both ask questions the server has "
