@@ -102,21 +102,20 @@ class EvidenceVectors:
     def lookup(self, unit_id: int, sentences: list[str]) -> np.ndarray | None:
         """The float32 vectors of ``sentences`` (``evidence_sentences`` of unit ``unit_id``'s text), or
         None when they were not stored as exactly these sentences."""
-        if not sentences:
-            return None
-        found = self._row(unit_id)
+        found = self._row(unit_id, sentences)
         if found is None:
             return None
-        part, (start, count, stored, _, _) = found
-        if stored != sentences_crc(sentences) or count != len(sentences):
-            return None
+        part, (start, count, _, _, _) = found
         return np.asarray(part.vecs[start: start + count], dtype=np.float32)
 
-    def _row(self, unit_id: int):
+    def _row(self, unit_id: int, sentences: list[str]):
+        """(part, row) of the unit when its stored sentences are exactly ``sentences`` (count and CRC)."""
+        if not sentences:
+            return None
         for part in reversed(self.parts):  # newest first
             row = part.find(unit_id)
             if row is not None:
-                return part, row
+                return (part, row) if row[1] == len(sentences) and row[2] == sentences_crc(sentences) else None
         return None
 
     def sentence_vectors(self, passages) -> dict[str, np.ndarray]:
@@ -126,12 +125,10 @@ class EvidenceVectors:
         out: dict[str, np.ndarray] = {}
         for unit_id, text in passages:
             sents = evidence_sentences(text)
-            found = self._row(unit_id) if sents else None
+            found = self._row(unit_id, sents)
             if found is None:
                 continue
-            part, (start, count, crc, n_clauses, clauses_crc) = found
-            if crc != sentences_crc(sents) or count != len(sents):
-                continue
+            part, (start, count, _, n_clauses, clauses_crc) = found
             vecs = part.vecs[start: start + count + n_clauses]
             out.update(zip(sents, vecs[:count], strict=True))
             clauses = claim_clauses(sents) if n_clauses else []
@@ -183,7 +180,8 @@ class EvidenceWriter:
         self._vecs = None  # the new part's vector file, opened on the first add
 
     def add(self, units, embedder) -> int:
-        """Embed and append the evidence sentences of ``units`` (segments). Returns how many sentences."""
+        """Embed (or take from ``Unit.evidence``) and append the vectors of the evidence sentences of ``units``
+        (segments) and, when ``clauses``, of their clauses. Returns how many vectors."""
         if not self.enabled:
             return 0
         todo = [(u, evidence_sentences(u.text)) for u in units]

@@ -108,6 +108,10 @@ class ClaimModel:
         tmp.replace(path)
         return path
 
+    def encoded_by(self, model: str, backend) -> bool:
+        """Whether vectors of encoder ``model`` on ``backend`` are the ones these weights read."""
+        return self.encoder == model and self.backend == getattr(backend, "value", backend)
+
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-(vectors @ self.weights + self.bias)))
 
@@ -150,13 +154,12 @@ class ClaimCheck:
 
     def reuses(self, embedder) -> bool:
         """Whether vectors of ``embedder`` (a KB's) are this check's own: the same model on the same backend."""
-        return (embedder.model_name, embedder.backend) == (self.embedder.model_name, self.embedder.backend)
+        return self.model.encoded_by(embedder.model_name, embedder.backend) \
+            and self.embedder.backend == embedder.backend  # not fallen back to another one at load
 
     def _vectors(self, parts: list[str], known: Mapping[str, np.ndarray]) -> np.ndarray:
         todo = [p for p in parts if p not in known]
-        if not todo:
-            return np.stack([known[p] for p in parts]).astype(np.float32)
-        fresh = dict(zip(todo, self.embedder.encode_docs(todo), strict=True))
+        fresh = dict(zip(todo, self.embedder.encode_docs(todo), strict=True)) if todo else {}
         return np.stack([known[p] if p in known else fresh[p] for p in parts]).astype(np.float32)
 
 
@@ -174,8 +177,7 @@ def reads_kb_vectors(settings, kb: str) -> bool:
         model = ClaimModel.load(compliance_dir(s))
     except ClaimModelError:
         return False
-    return model is not None and model.encoder == s.embed_model \
-        and model.backend == getattr(s.embed_backend, "value", s.embed_backend)
+    return model is not None and model.encoded_by(s.embed_model, s.embed_backend)
 
 
 def load_claim_check(directory: Path, device: str = "cpu") -> ClaimCheck | None:

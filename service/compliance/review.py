@@ -88,8 +88,8 @@ def review(kb, question: str, result: Any, *, stage: str | None = None, request_
 
 def _stored_vectors(kb, filt, citations) -> dict:
     """The vectors the KB stored at ingest for the cited passages' sentences, when the claim check's encoder
-    is the KB's: a quoted sentence is then not encoded again (the first ~half of an extractive answer's
-    claim check)."""
+    is the KB's: a quoted sentence and its clauses are then not encoded again (an extractive answer's claim
+    check encodes only docqa's own wording)."""
     evidence = getattr(kb, "evidence", None) if filt.claims is not None and filt.claims.reuses(kb.embedder) else None
     if evidence is None:
         return {}
