@@ -207,37 +207,63 @@ def rerank(kb, pairs_file, base, output_dir, epochs, batch_size, learning_rate, 
     finish(verdict)
 
 
+def _reader_options(f):
+    """The options `finetune reader` and `finetune verifier` share (one network, docqa/reader/net.py)."""
+    for opt in reversed([
+        click.option("--train", "train_specs", multiple=True, metavar="PATH[@part]",
+                     help="SQuAD-style training file (CMRC 2018, DRCD, CAIL2019, SQuAD 2), repeatable; @train, @dev, "
+                     "@test, @all picks the part of docqa's split by case or article (default all)."),
+        click.option("--heldout", "heldout_specs", multiple=True, metavar="PATH[@part]",
+                     help="Held-out file for the before/after table (repeatable); never the cases you train on."),
+        click.option("--kb", default=None, metavar="NAME",
+                     help="Also train on questions made from this KB's passages (as `docqa eval make` makes them; "
+                     "the KB's LLM words them when one is configured), split by document."),
+        click.option("--kb-questions", default=2000, show_default=True, type=click.IntRange(1),
+                     help="Questions made from the KB at most."),
+        click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                     help="The file to write (.safetensors: the trained top layers and heads)."),
+        click.option("--encoder", default=None, type=click.Path(file_okay=False, path_type=Path),
+                     help="The e5 folder (default: the one `docqa models build` made)."),
+        click.option("--init", default=None, type=click.Path(dir_okay=False, path_type=Path),
+                     help="Start from this reader (or verifier) file instead of fresh heads (before = that file)."),
+        click.option("--layers", default=4, show_default=True, type=click.IntRange(1, 12),
+                     help="Top encoder layers trained (12: all; sensible on a GPU)."),
+        click.option("--epochs", default=1.0, show_default=True, type=float),
+        click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1)),
+        click.option("--lr", default=1e-4, show_default=True, type=float),
+        click.option("--max-train", default=None, type=click.IntRange(1), help="Training questions used at most."),
+        click.option("--max-heldout", default=1500, show_default=True, type=click.IntRange(1)),
+        click.option("--device", default="cpu", show_default=True,
+                     help="cpu or cuda (falls back to cpu without one)."),
+        click.option("--threads", default=None, type=click.IntRange(1),
+                     help="CPU threads for torch (default: all cores)."),
+        click.option("--seed", default=7, show_default=True, type=int),
+        keep_worse_option,
+    ]):
+        f = opt(f)
+    return f
+
+
 @finetune.command()
-@click.option("--train", "train_specs", multiple=True, metavar="PATH[@part]",
-              help="SQuAD-style training file (CMRC 2018, DRCD, CAIL2019, SQuAD 2), repeatable; @train, @dev, @test, "
-              "@all picks the part of docqa's split by case or article (default all).")
-@click.option("--heldout", "heldout_specs", multiple=True, metavar="PATH[@part]",
-              help="Held-out file for the before/after table (repeatable); never the cases you train on.")
-@click.option("--kb", default=None, metavar="NAME", help="Also train on questions made from this KB's passages (as "
-              "`docqa eval make` makes them; the KB's LLM words them when one is configured), split by document.")
-@click.option("--kb-questions", default=2000, show_default=True, type=click.IntRange(1),
-              help="Questions made from the KB at most.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The reader file to write (.safetensors: the trained top layers and heads).")
-@click.option("--encoder", default=None, type=click.Path(file_okay=False, path_type=Path),
-              help="The e5 folder (default: the one `docqa models build` made).")
-@click.option("--init", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              help="Start from this reader file instead of fresh heads (before = that reader).")
-@click.option("--layers", default=4, show_default=True, type=click.IntRange(1, 12),
-              help="Top encoder layers trained (12: all; sensible on a GPU).")
-@click.option("--epochs", default=1.0, show_default=True, type=float)
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
-@click.option("--lr", default=1e-4, show_default=True, type=float)
-@click.option("--max-train", default=None, type=click.IntRange(1), help="Training questions used at most.")
-@click.option("--max-heldout", default=1500, show_default=True, type=click.IntRange(1))
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda (falls back to cpu without one).")
-@click.option("--threads", default=None, type=click.IntRange(1), help="CPU threads for torch (default: all cores).")
-@click.option("--seed", default=7, show_default=True, type=int)
-@keep_worse_option
-def reader(train_specs, heldout_specs, kb, kb_questions, out, encoder, init, layers, epochs, batch_size, lr, max_train,
-           max_heldout, device, threads, seed, keep_worse) -> None:
+@_reader_options
+def reader(**opts) -> None:
     """Train the reader (answer span + answerability, docqa/reader) on question-answering sets; prints the
     held-out before/after table. Resumable: rerunning the same command continues from OUT.ckpt."""
+    _train_reader("reader", **opts)
+
+
+@finetune.command()
+@_reader_options
+def verifier(**opts) -> None:
+    """Train the grounding verifier (does a passage state what a draft sentence claims? docqa/reader/grounding.py)
+    on question-answering sets: claims made from their answers, swapped facts of the same passage as negatives;
+    prints the held-out before/after table. Start it from the reader (`--init docqa/reader/reader.safetensors`).
+    Resumable: rerunning the same command continues from OUT.ckpt."""
+    _train_reader("verifier", **opts)
+
+
+def _train_reader(task, train_specs, heldout_specs, kb, kb_questions, out, encoder, init, layers, epochs, batch_size,
+                  lr, max_train, max_heldout, device, threads, seed, keep_worse) -> None:
     import shlex
     import sys as _sys
 
@@ -253,14 +279,14 @@ def reader(train_specs, heldout_specs, kb, kb_questions, out, encoder, init, lay
         import torch
 
         if not torch.cuda.is_available():
-            click.echo("[reader] no CUDA device here: training on the CPU", err=True)
+            click.echo(f"[{task}] no CUDA device here: training on the CPU", err=True)
             device = "cpu"
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     cfg = TrainConfig(trainable=layers, batch_size=batch_size, lr=lr, epochs=epochs, seed=seed, device=device)
-    command = "docqa finetune reader " + shlex.join(_sys.argv[3:] if len(_sys.argv) > 3 else [])
+    command = f"docqa finetune {task} " + shlex.join(_sys.argv[3:] if len(_sys.argv) > 3 else [])
     if not train_specs and not kb:
         raise click.UsageError("give --train PATH[@part] (repeatable), --kb NAME, or both")
     from_kb = []
@@ -276,17 +302,17 @@ def reader(train_specs, heldout_specs, kb, kb_questions, out, encoder, init, lay
 
             llm = llm_for(kb_llm_settings(kbase.settings, kb))
         from_kb = make_questions(kbase, kb_questions, seed, llm)
-        click.echo(f"[reader] {len(from_kb)} questions made from KB {kb}", err=True)
+        click.echo(f"[{task}] {len(from_kb)} questions made from KB {kb}", err=True)
     job = ReaderJob(enc, list(train_specs), list(heldout_specs), out, cfg, init, max_train, max_heldout, command,
-                    from_kb)
+                    from_kb, task)
     existed = snapshot(out.parent)
     try:
         res = run(job, log=lambda m: click.echo(m, err=True))
     except (ValueError, OSError) as e:
         raise click.ClickException(str(e)) from None
-    verdict = settle("reader", out.parent, res["before"], res["after"],
+    verdict = settle(task, out.parent, res["before"], res["after"],
                      existed=existed, keep_worse=keep_worse)
-    click.echo(f"reader -> {out}: {res['train_windows']} training windows, {res['heldout_windows']} held-out windows, "
+    click.echo(f"{task} -> {out}: {res['train_windows']} training windows, {res['heldout_windows']} held-out windows, "
                f"{res['seconds'] / 60:.0f} min")
     finish(verdict)
 

@@ -23,7 +23,7 @@ import click
 
 EXIT_WORSE = 3
 MAIN = {"embed": ("mrr@10", True), "rerank": ("mrr@10", True), "nsp": ("accuracy", True), "llm": ("eval_loss", False),
-        "reader": ("score", True)}
+        "reader": ("score", True), "verifier": ("score", True)}
 FILE = "finetune_verdict.json"
 
 

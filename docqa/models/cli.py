@@ -54,19 +54,27 @@ def build(out: Path | None, source: Path | None, force: bool) -> None:
 
 
 def _build_reader(encoder: Path, force: bool) -> None:
-    """The reader (docqa/reader/build.py): the shipped trained layers + this encoder -> verified int8 ONNX."""
-    from docqa.reader.build import BUILD_DIR, ReaderBuildError, build
+    """The reader and the grounding verifier (docqa/reader/build.py): each shipped file's trained layers + this
+    encoder -> verified int8 ONNX."""
+    from docqa.reader.build import READER, VERIFIER, ReaderBuildError, build
 
-    try:
-        rec = build(encoder, force=force, log=lambda m: click.echo(f"[models] {m}", err=True))
-    except ReaderBuildError as e:
-        raise ModelsError(str(e)) from None
-    where = BUILD_DIR()
-    if not rec["built"]:
-        click.echo(f"reader: up to date at {where}")
-        return
-    probes = "; ".join(f"{p['answer']} ({p['p_answer']:.2f})" for p in rec["probes"])
-    click.echo(f"reader: built {where} in {rec['seconds']:.0f}s (probes answered: {probes})")
+    for kind in (READER, VERIFIER):
+        if kind is VERIFIER and not kind.checksum.is_file() and not kind.delta.is_file():
+            continue  # this checkout ships no verifier (its checksum comes with the file)
+        try:
+            rec = build(encoder, force=force, log=lambda m: click.echo(f"[models] {m}", err=True), kind=kind)
+        except ReaderBuildError as e:
+            raise ModelsError(str(e)) from None
+        where = kind.build_dir()
+        if not rec["built"]:
+            click.echo(f"{kind.name}: up to date at {where}")
+            continue
+        if kind is READER:
+            probes = "; ".join(f"{p['answer']} ({p['p_answer']:.2f})" for p in rec["probes"])
+            click.echo(f"reader: built {where} in {rec['seconds']:.0f}s (probes answered: {probes})")
+        else:
+            probes = "; ".join(f"{p['p_stated']:.2f}" for p in rec["probes"])
+            click.echo(f"verifier: built {where} in {rec['seconds']:.0f}s (probe claims, P(stated): {probes})")
 
 
 def _verify_claim_check() -> None:
@@ -106,18 +114,24 @@ def _prepare_backend(target: Path) -> None:
               help="Folder of the build (default: beside the file, <name>-onnx); set reader_model to it.")
 @click.option("--force", is_flag=True, help="Rebuild even when the folder is up to date.")
 def reader_cmd(delta: Path, out: Path | None, force: bool) -> None:
-    """Build a reader file of `docqa finetune reader` into a verified int8 ONNX folder for `reader_model`."""
-    from docqa.reader.build import ReaderBuildError, build
+    """Build a file of `docqa finetune reader` (or `finetune verifier`) into a verified int8 ONNX folder for
+    `reader_model` (or `verifier_model`)."""
+    from docqa.reader.build import READER, VERIFIER, ReaderBuildError, build
+    from docqa.reader.net import read_meta
 
     target = out or delta.with_name(delta.stem + "-onnx")
     encoder = built_model_dir(E5_SMALL)
     try:
+        kind = VERIFIER if read_meta(delta).get("task") == "verifier" else READER
+    except Exception:  # noqa: BLE001 - a damaged file: build() below names what is wrong with it
+        kind = READER
+    try:
         rec = build(encoder, target, delta=delta, checksum=delta.with_suffix(".sha256"), force=force,
-                    log=lambda m: click.echo(f"[models] {m}", err=True))
+                    log=lambda m: click.echo(f"[models] {m}", err=True), kind=kind)
     except ReaderBuildError as e:
         raise ModelsError(str(e)) from None
     state = "up to date" if not rec["built"] else f"built in {rec['seconds']:.0f}s"
-    click.echo(f"reader {delta.name}: {state} at {target}; use it with reader_model: {target}")
+    click.echo(f"{kind.name} {delta.name}: {state} at {target}; use it with {kind.name}_model: {target}")
 
 
 @models.command()
@@ -133,22 +147,24 @@ def info(as_json: bool) -> None:
     except (OSError, ValueError):
         pass
     row = {"model": E5_SMALL, "path": str(folder), "built": rec is not None, "record": rec,
-           "models_dir": str(models_dir()), "reader": _reader_info()}
+           "models_dir": str(models_dir()), "reader": _reader_info("reader"), "verifier": _reader_info("verifier")}
     if as_json:
         click.echo(json.dumps(row, indent=2, ensure_ascii=False))
         return
     state = "built" if rec else "not built (run `docqa models build`)"
     click.echo(f"{E5_SMALL}: {state}: {folder}")
-    r = row["reader"]
-    click.echo(f"reader: {'built' if r['usable'] else 'not usable (' + r['error'] + ')'}: {r['path']}")
+    for name in ("reader", "verifier"):
+        r = row[name]
+        click.echo(f"{name}: {'built' if r['usable'] else 'not usable (' + r['error'] + ')'}: {r['path']}")
 
 
-def _reader_info() -> dict:
-    from docqa.reader.files import BUILD_DIR
+def _reader_info(name: str) -> dict:
+    from docqa.reader.files import READER, VERIFIER
     from docqa.reader.runtime import ReaderUnavailable, _load
 
+    kind = READER if name == "reader" else VERIFIER
     try:
-        rec = _load(None).record
-        return {"path": str(BUILD_DIR()), "usable": True, "error": None, "record": rec}
+        rec = _load(None, kind).record
+        return {"path": str(kind.build_dir()), "usable": True, "error": None, "record": rec}
     except ReaderUnavailable as e:
-        return {"path": str(BUILD_DIR()), "usable": False, "error": str(e), "record": None}
+        return {"path": str(kind.build_dir()), "usable": False, "error": str(e), "record": None}

@@ -67,38 +67,49 @@ def load_reader(model: str | None = None) -> Reader:
     """The reader (``model``: None for the one `docqa models build` assembled from the shipped file, or
     the path of another reader file's build folder), loaded once per process."""
     from docqa.models.cache import MODELS
+    from docqa.reader.files import READER
 
-    return MODELS.get("reader", model, lambda: _load(model))
+    return MODELS.get("reader", model, lambda: _load(model, READER))
 
 
-def _load(model: str | None) -> Reader:
-    from docqa.reader.files import BUILD_DIR, RECORD
+def load_verifier(model: str | None = None) -> Reader:
+    """The grounding verifier's network (docqa/reader/grounding.py; ``model`` as for ``load_reader``), loaded once
+    per process; service/compliance/verify.py ``ClaimVerifier`` reads claims with it."""
+    from docqa.models.cache import MODELS
+    from docqa.reader.files import VERIFIER
 
-    folder = Path(model) if model else BUILD_DIR()
+    return MODELS.get("verifier", model, lambda: _load(model, VERIFIER))
+
+
+def _load(model: str | None, kind=None) -> Reader:
+    from docqa.reader.files import READER, RECORD
+
+    kind = kind or READER
+    folder = Path(model) if model else kind.build_dir()
     try:
         record = json.loads((folder / RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise ReaderUnavailable(f"the reader is not built at {folder}: run `docqa models build`") from None
+        raise ReaderUnavailable(f"the {kind.name} is not built at {folder}: run `docqa models build`") from None
     if model is None:
-        check_built(record)
+        check_built(record, kind.delta, kind.name)
     try:
         return Reader(folder / record["onnx"], Path(record["encoder"]), record)
     except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
-        raise ReaderUnavailable(f"the reader at {folder} could not be loaded ({type(e).__name__}: "
+        raise ReaderUnavailable(f"the {kind.name} at {folder} could not be loaded ({type(e).__name__}: "
                                 f"{str(e).splitlines()[0][:200] if str(e) else ''}): run `docqa models build "
                                 "--force`") from None
 
 
-def check_built(record: dict, delta: Path | None = None) -> None:
-    """Raise ReaderUnavailable when the built reader is not the one the shipped file makes."""
+def check_built(record: dict, delta: Path | None = None, name: str = "reader") -> None:
+    """Raise ReaderUnavailable when the built model is not the one the shipped file makes."""
     from docqa.reader.files import SHIPPED, sha256
 
     delta = delta or SHIPPED
     try:
         digest = sha256(delta)
     except OSError:
-        raise ReaderUnavailable(f"the reader file {delta} is missing: run `docqa models build` for the "
+        raise ReaderUnavailable(f"the {name} file {delta} is missing: run `docqa models build` for the "
                                 "reason and the fix") from None
     if record.get("delta_sha256") != digest:
-        raise ReaderUnavailable("the built reader was made from another reader file than the installed one: run "
+        raise ReaderUnavailable(f"the built {name} was made from another {name} file than the installed one: run "
                                 "`docqa models build`")

@@ -245,14 +245,17 @@ class ComplianceSettings(BaseModel):
     # articles: .801). snap 0.95 separates paraphrases of approved replies (min .958) from
     # unrelated drafts (max .940): e5's cosines sit high, so the gap is narrow; recalibrate with the file.
     guard_threshold: float = Field(default=0.50, ge=-1, le=1)
-    # The reader as the guard's verifier of LLM drafts (service/compliance/verify.py): each number, date,
-    # amount and name of a draft sentence is asked of the passages; a confident other answer makes the
-    # sentence ungrounded, a confirmed one grounds it. Needs the shipped reader built (`docqa models build`),
-    # not `reader: on`. Off by default: with the shipped reader it stops swapped facts (drafts with a swapped
-    # number or name pass .44 -> .10 CMRC, .26 -> .00 DRCD) but also fails right ones (grounded drafts pass
-    # .79 -> .40, .61 -> .23, SQuAD2 .91 -> .30; bench/reports/compliance_calibration.md): it mistakes a
-    # differently worded answer for another fact. #27 stays open for it.
+    # The trained grounding verifier (docqa/reader/grounding.py, service/compliance/verify.py): each sentence of
+    # an LLM draft that is not a quote is read with the evidence windows that best cover it; one the verifier
+    # confirms is grounded, one it finds contradicted fails however similar it reads (a number, date or name
+    # swapped for another of the same passage). Needs the shipped verifier built (`docqa models build`); when
+    # it cannot load, the rules decide alone and /readyz is degraded. verifier_model: None for the shipped one,
+    # or the folder of `docqa models reader FILE` of a `docqa finetune verifier` file. Off by default: on
+    # held-out articles it lifts balanced accuracy only .790 -> .797 (grounded drafts pass .79 -> .73 CMRC,
+    # .61 -> .78 DRCD; swapped facts .44 -> .44, .26 -> .35; bench/reports/compliance_calibration.md,
+    # docqa/reader/VERIFIER_MODEL.md); English sentences are left to the rules. ~40 CPU-ms per sentence read.
     guard_verifier: bool = False
+    verifier_model: str | None = None
     guard_action: GuardAction = GuardAction.FALLBACK
     snap_threshold: float = Field(default=0.95, ge=-1, le=1)
     compliance_dir: Path | None = Field(default=None, description="blocklist, approved replies and fallbacks; "

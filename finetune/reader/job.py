@@ -24,6 +24,7 @@ class ReaderJob:
     max_heldout: int = 1500
     command: str = ""
     kb_questions: list = field(default_factory=list)  # finetune.reader.data.kb_questions of --kb
+    task: str = "reader"  # reader | verifier (docqa/reader/grounding.py: claims read against evidence windows)
 
 
 def load_questions(specs: list[str], limit: int | None, rng: random.Random) -> list[Question]:
@@ -36,8 +37,14 @@ def load_questions(specs: list[str], limit: int | None, rng: random.Random) -> l
 
 
 def run(job: ReaderJob, log=print) -> dict:
+    from docqa.reader.grounding import CLAIM_LENGTH
     from docqa.reader.net import build, load, save_delta
     from docqa.reader.windows import MAX_LENGTH, Tokens
+    from finetune.reader.grounding import claim_examples, evaluate_claims
+
+    verifier = job.task == "verifier"
+    make, judge = (claim_examples, evaluate_claims) if verifier else (examples, evaluate)
+    tag = f"[{job.task}]"
 
     rng = random.Random(job.cfg.seed)
     tok = Tokens(job.encoder_dir)
@@ -56,34 +63,44 @@ def run(job: ReaderJob, log=print) -> dict:
     if overlap:
         raise ValueError(f"{len(overlap)} cases/articles are in both the training and the held-out sets "
                          f"(e.g. {sorted(overlap)[0]!r}): give disjoint parts (PATH@train and PATH@test)")
-    log(f"[reader] {len(train_q)} training questions, {len(held_q)} held-out questions")
+    log(f"{tag} {len(train_q)} training questions, {len(held_q)} held-out questions")
     t0 = time.perf_counter()
-    train_ex = examples(train_q, tok, rng)
-    held_ex = examples(held_q, tok, random.Random(job.cfg.seed + 2))
+    train_ex = make(train_q, tok, rng)
+    held_ex = make(held_q, tok, random.Random(job.cfg.seed + 2))
     kinds = {k: sum(1 for e in train_ex if e.kind == k) for k in ("span", "yes", "no", "none")}
-    log(f"[reader] {len(train_ex)} training windows {kinds}, {len(held_ex)} held-out windows "
+    log(f"{tag} {len(train_ex)} training windows {kinds}, {len(held_ex)} held-out windows "
         f"({time.perf_counter() - t0:.0f}s)")
     import torch
 
     torch.manual_seed(job.cfg.seed)
     net = load(job.encoder_dir, job.init) if job.init else build(job.encoder_dir, job.cfg.trainable)
-    before = evaluate(net, held_ex, job.cfg.device) if held_ex else {}
-    log(f"[reader] before: {_fmt(before)}")
+    before = judge(net, held_ex, job.cfg.device) if held_ex else {}
+    log(f"{tag} before: {_fmt(before)}")
     t1 = time.perf_counter()
     job.out.parent.mkdir(parents=True, exist_ok=True)
     ckpt = job.out.with_name(job.out.name + ".ckpt")
-    stats = train(net, train_ex, job.cfg, ckpt, log)
+    stats = train(net, train_ex, job.cfg, ckpt, log, tag=job.task)
     seconds = time.perf_counter() - t1
-    after = evaluate(net, held_ex, job.cfg.device) if held_ex else {}
-    log(f"[reader] after: {_fmt(after)}")
-    meta = {"max_length": MAX_LENGTH, "trained": {**stats, "seconds": round(seconds), "windows_by_kind": kinds,
-                                                  "device": job.cfg.device},
+    after = judge(net, held_ex, job.cfg.device) if held_ex else {}
+    log(f"{tag} after: {_fmt(after)}")
+    meta = {"task": job.task, "max_length": CLAIM_LENGTH if verifier else MAX_LENGTH, "languages": languages(train_q),
+            "trained": {**stats, "seconds": round(seconds), "windows_by_kind": kinds, "device": job.cfg.device},
             "config": asdict(job.cfg), "train": job.train_specs, "heldout": job.heldout_specs,
             "before": before, "after": after, "command": job.command}
     save_delta(net, job.out, meta)
     ckpt.unlink(missing_ok=True)
     return {"before": before, "after": after, "seconds": seconds, "train_windows": len(train_ex),
             "heldout_windows": len(held_ex), "out": str(job.out)}
+
+
+def languages(questions: list[Question], share: float = 0.05) -> list[str]:
+    """The languages of at least ``share`` of the training questions (what the trained file can be trusted on)."""
+    from collections import Counter
+
+    from docqa.text.language import lang_of
+
+    n = Counter(lang_of(q.question).value for q in questions)
+    return sorted(k for k, v in n.items() if v >= share * max(1, len(questions)))
 
 
 def _fmt(m: dict) -> str:

@@ -63,7 +63,7 @@ def loss_of(net, exs: list[Example], device: str):
     ids, mask, kind, start, end, allowed = _tensors(exs, device)
     s_log, e_log, k_log = net(ids, mask)
     loss = F.cross_entropy(k_log, kind)
-    is_span = kind == KINDS.index("span")
+    is_span = start > 0  # windows with a gold span (the reader's span kind; the verifier's claims too)
     if is_span.any():
         neg = torch.finfo(s_log.dtype).min
         s_log = s_log.masked_fill(~allowed, neg)[is_span]
@@ -86,7 +86,7 @@ def batches(exs: list[Example], size: int, rng: random.Random) -> list[list[Exam
 
 
 def train(net, exs: list[Example], cfg: TrainConfig, ckpt: Path | None = None, log=print,
-          max_steps: int | None = None) -> dict:
+          max_steps: int | None = None, tag: str = "reader") -> dict:
     """Train ``net`` on ``exs``; with ``ckpt``, resume from it and checkpoint into it. ``max_steps``: stop
     after this many steps of the plan (a time-boxed run; the same command later goes on from there)."""
     import torch
@@ -116,7 +116,7 @@ def train(net, exs: list[Example], cfg: TrainConfig, ckpt: Path | None = None, l
             sched.load_state_dict(state["sched"])
             step = state["step"]
             torch.set_rng_state(state["rng"])  # dropout as the uninterrupted run would draw it
-            log(f"[reader] resuming at step {step} of {total} from {ckpt}")
+            log(f"[{tag}] resuming at step {step} of {total} from {ckpt}")
     net.train()
     net.to(cfg.device)
     t0, seen, losses = time.perf_counter(), 0, []
@@ -135,7 +135,7 @@ def train(net, exs: list[Example], cfg: TrainConfig, ckpt: Path | None = None, l
         if step % 20 == 0 or step == total:
             rate = seen / (time.perf_counter() - t0)
             eta = (total - step) * cfg.batch_size / max(rate, 1e-9)
-            log(f"[reader] step {step}/{total} loss {np.mean(losses[-20:]):.3f} {rate:.1f} windows/s "
+            log(f"[{tag}] step {step}/{total} loss {np.mean(losses[-20:]):.3f} {rate:.1f} windows/s "
                 f"eta {eta / 60:.0f} min")
         if ckpt is not None and (step % cfg.checkpoint_every == 0 or step == total):
             trainable = {k: v for k, v in net.state_dict().items()

@@ -48,6 +48,17 @@ def numbers(text: str) -> set[tuple[str, str]]:
     return out
 
 
+def number_strings(text: str) -> list[str]:
+    """The surface strings (NFKC) of the numbers of ``text``, each with the unit after it ("二个月", "1,200元")."""
+    t = unicodedata.normalize("NFKC", text)
+    out = []
+    for rx in (_ARABIC, _ZH_NUMERAL):
+        for m in rx.finditer(t):
+            unit = _UNIT_AFTER.match(t, m.end())
+            out.append(t[m.start():unit.end() if unit else m.end()].strip())
+    return out
+
+
 def _unit_at(text: str, pos: int) -> str:
     m = _UNIT_AFTER.match(text, pos)
     return m.group(1) if m else ""

@@ -17,6 +17,7 @@ in the question's language. A filter is built once per KB and configuration by `
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -85,8 +86,8 @@ class ComplianceConfig:
     redact: RedactMode = RedactMode.MASK
     claim_check: bool = True
     device: str = "cpu"
-    verify: bool = False  # the reader checks the facts of LLM drafts (guard_verifier, with the reader on)
-    reader_model: str | None = None
+    verify: bool = False  # the trained verifier reads LLM drafts' sentences against their evidence (guard_verifier)
+    verifier_model: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, kb: str) -> ComplianceConfig:
@@ -100,8 +101,10 @@ class ComplianceConfig:
         else:
             audit = Path(s.audit_log.replace("{kb}", kb)).expanduser().resolve()
         return cls(s.compliance, s.guard_threshold, s.guard_action, s.snap_threshold, directory, audit, s.redact,
-                   s.claim_check, s.device, s.guard_verifier, s.reader_model)
+                   s.claim_check, s.device, s.guard_verifier, s.verifier_model)
 
+
+log = logging.getLogger(__name__)
 
 REDACT_CACHE = 8192  # texts whose redaction a filter remembers (passages, titles, labels)
 
@@ -122,24 +125,27 @@ class ComplianceFilter:
         # the claim check loads its own encoder (the one its model was trained on; shared with KBs that use it)
         self.claims = load_claim_check(config.directory, config.device) \
             if config.mode is not ComplianceMode.OFF and config.claim_check else None
-        self._verifier: list = []  # [QAVerifier | None] once tried
+        self._verifier: list = []  # [ClaimVerifier | None] once tried
+        self.verifier_error: str | None = None  # why the verifier (guard_verifier on) cannot be used
         self._redacted: OrderedDict[str, tuple[str, dict[str, int]]] = OrderedDict()  # text -> redact(text)
         self._redacted_lock = threading.Lock()
         self._validate()
 
     @property
     def verifier(self):
-        """The reader as the guard's fact verifier (verify.py), or None: off, or the reader cannot load (the
-        similarity and fact rules then decide alone; /readyz shows the reader's state)."""
+        """The trained grounding verifier (verify.py ``ClaimVerifier``), or None: off, or it cannot load (the
+        similarity and fact rules then decide alone; /readyz shows the verifier's state)."""
         if not self._verifier:
             v = None
             if self.config.verify:
-                from docqa.reader.runtime import ReaderUnavailable, load_reader
-                from service.compliance.verify import QAVerifier
+                from docqa.reader.runtime import ReaderUnavailable, load_verifier
+                from service.compliance.verify import ClaimVerifier
 
                 try:
-                    v = QAVerifier(load_reader(self.config.reader_model))
-                except ReaderUnavailable:
+                    v = ClaimVerifier(load_verifier(self.config.verifier_model))
+                except ReaderUnavailable as e:
+                    log.warning("the grounding verifier cannot be used, the guard's rules decide alone: %s", e)
+                    self.verifier_error = str(e)
                     v = None
             self._verifier.append(v)
         return self._verifier[0]
@@ -160,6 +166,8 @@ class ComplianceFilter:
     def warm_up(self) -> None:
         if self.config.mode is ComplianceMode.SNAP:
             self.library.warm_up()
+        if self.config.mode is ComplianceMode.GUARD and self.config.verify:
+            _ = self.verifier  # loaded now, not by the first LLM draft; /readyz says when it cannot be
 
     def check(self, question: str, answer: str, evidence: Mapping[int, str] | Sequence[str],
               stage: str | None = None, quotes: Sequence[str] | None = None,

@@ -50,6 +50,7 @@ class SentenceCheck:
     missing_facts: list[str] = field(default_factory=list)
     verified: str = ""  # the verifier's word (verify.py): confirmed | contradicted | unknown | none | "" (not run)
     contradiction: str = ""  # what the passages say instead, when contradicted
+    p_stated: float | None = None  # the trained verifier's P(the passages state it)
     supported: bool = True
 
 
@@ -132,7 +133,7 @@ def as_passages(evidence: Mapping[int, str] | Sequence[str]) -> dict[int, str]:
 def check_grounding(answer: str, evidence: Mapping[int, str] | Sequence[str], embedder,
                     threshold: float, verifier=None) -> GuardReport:
     """Check every sentence of ``answer`` against ``evidence`` (see the module docstring); ``verifier``
-    (verify.py ``QAVerifier``) also asks the reader about each sentence's facts."""
+    (verify.py ``ClaimVerifier``) also reads each sentence that is not a quote with its evidence."""
     passages = as_passages(evidence)
     compact_passages = [_compact(t) for t in passages.values()]
     checks: list[SentenceCheck] = []
@@ -156,7 +157,7 @@ def check_grounding(answer: str, evidence: Mapping[int, str] | Sequence[str], em
             c.missing_facts = missing_facts(body, core, wide) + misplaced_terms(body, wide, everything)
             if verifier is not None:
                 v = verifier.check(body, list(passages.values()))
-                c.verified = v.state
+                c.verified, c.p_stated = v.state, v.p
                 c.contradiction = v.detail if v.state == "contradicted" else ""
     for c in checks:
         if c.checked:

@@ -58,13 +58,17 @@ def readyz(registry: RegistryDep):
         if name not in errors and (st := registry.status(name))["status"] == "broken":
             errors[name] = st["error"]
     reader = _reader_status(registry, names)
+    verifier = _verifier_status(registry, names)
     degraded = bool(errors) or any(not v["available"] for v in llm.values()) or \
-        any(not v["available"] for v in rerank.values()) or any(not v["available"] for v in reader.values())
+        any(not v["available"] for v in rerank.values()) or any(not v["available"] for v in reader.values()) or \
+        any(not v["available"] for v in verifier.values())
     body = {"status": "degraded" if degraded else "ready", "kbs": names, "errors": errors,
             "repair": {name: f"docqa repair --kb {name}" for name in errors}, "llm": llm,
             "evidence_cache": dict(registry.evidence)}
     if reader:
         body["reader"] = reader
+    if verifier:
+        body["verifier"] = verifier
     return {**body, "rerank": rerank} if rerank else body
 
 
@@ -87,6 +91,30 @@ def _reader_status(registry, names: list[str]) -> dict:
                          "ranking": "window ranker" if ranked else "reader P(answer)"}
         elif error:
             out[name] = {"available": False, "error": error}
+    return out
+
+
+def _verifier_status(registry, names: list[str]) -> dict:
+    """Per KB whose guard reads LLM drafts with the trained verifier (guard_verifier): whether it is in use. One that
+    cannot load makes the service degraded: the guard's similarity and fact rules then decide alone."""
+    from docqa.settings import ComplianceMode
+    from service.compliance.filter import build_filter
+
+    out = {}
+    for name in names:
+        try:
+            kb = registry.get(name)
+        except Exception:  # noqa: BLE001 - a KB that cannot be opened is reported under errors already
+            continue
+        s = kb.settings.compliance_for(name)
+        if s.compliance is not ComplianceMode.GUARD or not s.guard_verifier:
+            continue
+        filt = build_filter(kb.settings, name, kb.embedder)
+        if filt.verifier is not None:
+            out[name] = {"available": True, "model": s.verifier_model or "docqa-verifier (shipped)",
+                         "threshold": filt.verifier.threshold}
+        else:
+            out[name] = {"available": False, "error": filt.verifier_error or "not loaded"}
     return out
 
 

@@ -297,3 +297,47 @@ def test_the_shipped_ranker_belongs_to_the_shipped_reader():
     from docqa.reader.rank import load_ranker
 
     assert load_ranker(sha256(SHIPPED)) is not None, "refit: python bench/reader_rank.py --laws ... --fit"
+
+
+def test_the_verifier_file_is_checked_and_probed_like_the_readers(tiny, trained, tmp_path):
+    """The grounding verifier ships on the same network: a missing or damaged file names its card, and an export
+    that misjudges the probe claims (the tiny random network) is not published."""
+    from docqa.reader.build import VERIFIER, ReaderBuildError, build, sha256, verify_shipped
+
+    _, path = trained
+    with pytest.raises(ReaderBuildError, match="verifier file .* is missing") as e:
+        verify_shipped(tmp_path / "nope.safetensors", tmp_path / "nope.sha256", VERIFIER)
+    assert "VERIFIER_MODEL.md" in str(e.value)
+    sums = tmp_path / "verifier.sha256"
+    sums.write_text(sha256(path))
+    out = tmp_path / "built"
+    with pytest.raises(ReaderBuildError, match="probe claim") as e:
+        build(tiny, out, delta=path, checksum=sums, log=lambda m: None, kind=VERIFIER)
+    assert "VERIFIER_MODEL.md" in str(e.value) and not out.exists()
+
+
+def test_a_claim_agrees_with_its_slot_by_text_or_by_value():
+    from docqa.reader.grounding import slot_agrees
+
+    assert slot_agrees("二个月", "试用期最长二个月。") and slot_agrees("2个月", "试用期最长两个月")
+    assert slot_agrees("Normandy", "They settled in normandy.")
+    assert not slot_agrees("六个月", "试用期最长二个月。") and not slot_agrees("", "试用期")
+
+
+def test_the_verifier_judges_a_claim_by_its_kind_head_and_its_slot(tokens):
+    """P(stated) is the kind head's P(yes) when the slot the span head finds is what the claim says; a confident
+    slot that says something else turns it into P(states otherwise)."""
+    from docqa.reader.grounding import CLAIM_LENGTH, claim_windows, judge
+
+    claim_ok = "劳动合同期限一年以上不满三年的，试用期不得超过二个月。"
+    claim_bad = claim_ok.replace("二个月", "一个月")
+    w = claim_windows(tokens, claim_ok, [ZH])[0]
+    assert len(w.ids) <= CLAIM_LENGTH
+    slot = w.token_span(ZH.rindex("二个月"), ZH.rindex("二个月") + 3)
+    start, end = np.full(len(w.ids), -9.0), np.full(len(w.ids), -9.0)
+    start[slot[0]], end[slot[1]] = 9.0, 9.0
+    kind = np.array([-3.0, -3.0, 3.0, -3.0])  # none, span, yes, no: the kind head says yes
+    yes, other, said = judge(claim_ok, ZH, w, start, end, kind)
+    assert said == "二个月" and yes > 0.9 and other < 0.1
+    yes, other, said = judge(claim_bad, ZH, w, start, end, kind)
+    assert said == "二个月" and yes < 0.1 and other > 0.9

@@ -78,3 +78,11 @@ def embedder():
     except Exception as err:  # noqa: BLE001 - the reason is reported as the skip reason
         pytest.skip(f"multilingual-e5-small is not built ({err}); `docqa models build` makes it")
     return e
+
+
+def test_number_strings_keep_each_numbers_unit():
+    from service.compliance.facts import number_strings
+
+    got = number_strings("试用期不得超过二个月，月薪1,200元，第十九条")
+    assert "二个月" in got and "1,200元" in got and "十九条" in got
+    assert number_strings("统一规定，一般情况") == []  # a bare 一 inside a word is no number

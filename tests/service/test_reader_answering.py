@@ -123,27 +123,64 @@ ART37 = ("第三十七条 劳动者提前三十日以书面形式通知用人单
          "劳动者在试用期内提前三日通知用人单位，可以解除劳动合同。")
 
 
-def test_the_verifier_asks_the_reader_about_each_fact_of_a_draft(reader_built):
-    from service.compliance.verify import QAVerifier
+@pytest.fixture(scope="module")
+def verifier_built():
+    from docqa.reader.runtime import ReaderUnavailable, load_verifier
 
-    v = QAVerifier(reader_built)
-    right = v.check("劳动者在试用期内提前三日通知用人单位，就可以解除劳动合同。", [ART37])
-    # 三十日 is in the passage too, for notice outside the probation period
-    swapped = v.check("劳动者在试用期内提前三十日通知用人单位，就可以解除劳动合同。", [ART37])
-    assert right.state == "confirmed", right
-    assert swapped.state == "contradicted" and "三十日" in swapped.detail, swapped
-    assert v.check("劳动者可以解除劳动合同。", [ART37]).state == "none"  # no number or name to ask about
+    try:
+        return load_verifier()
+    except ReaderUnavailable as e:
+        pytest.skip(f"the shipped verifier is not usable here: {e}")
 
 
-def test_the_guard_with_the_verifier_fails_a_swapped_fact_and_passes_the_right_one(reader_built, e5_model):
+def test_the_verifier_confirms_a_paraphrase_and_finds_a_fact_swapped_from_the_same_article(verifier_built):
+    from service.compliance.verify import ClaimVerifier
+
+    v = ClaimVerifier(verifier_built)
+    right = v.check("试用期内的劳动者提前三日通知用人单位，就可以解除劳动合同。", [ART37])
+    # 三十日 is in the article too, for notice outside the probation period
+    swapped = v.check("试用期内的劳动者提前三十日通知用人单位，就可以解除劳动合同。", [ART37])
+    assert right.state == "confirmed" and right.p >= v.threshold, right
+    assert swapped.state != "confirmed" and swapped.p < v.threshold, swapped
+    assert v.check("劳动者可以解除劳动合同。", []).state == "none"  # no evidence to read
+    english = v.check("Staff may resign with three days' notice.", ["Staff may resign with three days' notice."])
+    assert english.state == "none" and "zh" in english.detail  # trained on Chinese claims only: the rules decide
+
+
+def test_the_guard_with_the_verifier_fails_a_swapped_fact_and_passes_the_right_one(verifier_built, e5_model):
     from docqa.models.embedder import Embedder
     from service.compliance.guard import check_grounding
-    from service.compliance.verify import QAVerifier
+    from service.compliance.verify import ClaimVerifier
 
     emb = Embedder(e5_model)
-    draft = "劳动者在试用期内提前三十日通知用人单位，就可以解除劳动合同[1]。"
-    rep = check_grounding(draft, [ART37], emb, 0.5, verifier=QAVerifier(reader_built))
-    assert not rep.grounded and "三日" in rep.sentences[0].contradiction
-    ok = check_grounding("劳动者在试用期内提前三日通知用人单位，就可以解除劳动合同[1]。", [ART37], emb, 0.5,
-                         verifier=QAVerifier(reader_built))
-    assert ok.grounded, ok.describe()
+    v = ClaimVerifier(verifier_built)
+    swapped = "试用期内的劳动者提前三十日通知用人单位，就可以解除劳动合同[1]。"
+    rep = check_grounding(swapped, [ART37], emb, 0.5, verifier=v)
+    assert not rep.grounded, rep.describe()
+    ok = check_grounding("试用期内的劳动者提前三日通知用人单位，就可以解除劳动合同[1]。", [ART37], emb, 0.5, verifier=v)
+    assert ok.grounded and ok.sentences[0].verified == "confirmed", ok.describe()
+
+
+def test_a_server_whose_verifier_cannot_load_is_degraded_and_still_answers(kb_home, tmp_path):
+    srv = DocqaServer(kb_home, "--kb", LAW, env={"DOCQA_GUARD_VERIFIER": "1",
+                                                 "DOCQA_VERIFIER_MODEL": str(tmp_path / "missing-verifier")}).start()
+    try:
+        srv.wait_ready()
+        ready = httpx.get(f"{srv.url}/readyz", timeout=10).json()
+        assert ready["status"] == "degraded" and ready["verifier"][LAW]["available"] is False
+        assert "docqa models build" in ready["verifier"][LAW]["error"]
+        r = httpx.post(f"{srv.url}/v1/chat", json={"question": "劳动合同期限一年以上不满三年的，试用期最长多久？"},
+                       timeout=60).json()
+        assert "二个月" in r["answer"]
+    finally:
+        srv.stop()
+
+
+def test_a_server_with_the_verifier_on_says_it_is_in_use(kb_home, verifier_built):
+    srv = DocqaServer(kb_home, "--kb", LAW, env={"DOCQA_GUARD_VERIFIER": "1"}).start()
+    try:
+        srv.wait_ready()
+        ready = httpx.get(f"{srv.url}/readyz", timeout=10).json()
+        assert ready["status"] == "ready" and ready["verifier"][LAW]["available"] is True
+    finally:
+        srv.stop()
