@@ -85,11 +85,11 @@ _SENT_END = re.compile(r"[。！？；!?;\n]|\.(?=\s)")
 _ENDS = re.compile(r"[。！？；!?;\n]")
 
 
-def clauses(text: str, lo: int, hi: int) -> list[tuple[int, int]]:
-    """The character ranges of the sentences and clauses (cut at 。！？；, line ends and English full stops) of
-    text[lo:hi]."""
+def clauses(text: str, lo: int, hi: int, cut: re.Pattern | None = None) -> list[tuple[int, int]]:
+    """The character ranges of the sentences and clauses (cut at 。！？；, line ends and English full stops, or at
+    ``cut``) of text[lo:hi]."""
     out, a = [], lo
-    for m in _SENT_END.finditer(text, lo, hi):
+    for m in (cut or _SENT_END).finditer(text, lo, hi):
         if text[a:m.end()].strip():
             out.append((a, m.end()))
         a = m.end()

@@ -189,14 +189,8 @@ _COMMA = re.compile(r"[，,；;]")
 
 
 def _commas(text: str, a: int, b: int) -> list[tuple[int, int]]:
-    out, x = [], a
-    for m in _COMMA.finditer(text, a, b):
-        if text[x:m.end()].strip():
-            out.append((x, m.end()))
-        x = m.end()
-    if text[x:b].strip():
-        out.append((x, b))
-    return out or [(lo, hi) for lo, hi in clauses(text, a, b)]
+    """The comma-separated parts of text[a:b] (the clauses of one sentence)."""
+    return clauses(text, a, b, _COMMA)
 
 
 def evaluate_claims(net, exs: list[Example], device: str = "cpu") -> dict:
