@@ -92,7 +92,7 @@ def squad_items(path: Path, lang: str, part: str = "all") -> list[dict]:
 def _swap_kind(swap: str) -> str:
     """wrong_fact cases split by what was swapped in: a number, date, amount or named entity (what
     the guard's fact check compares) or any other span (a phrase, a description)."""
-    from service.compliance.facts import entities, numbers
+    from docqa.text.facts import entities, numbers
 
     return "wrong_fact (number/entity)" if numbers(swap) or entities(swap) else "wrong_fact (other span)"
 
@@ -328,8 +328,8 @@ def main() -> int:
     g_default, s_default = defaults["guard_threshold"].default, defaults["snap_threshold"].default
     verifier = None
     if not args.no_verifier:
+        from docqa.reader.grounding import ClaimVerifier
         from docqa.reader.runtime import ReaderUnavailable, load_verifier
-        from service.compliance.verify import ClaimVerifier
 
         try:
             verifier = ClaimVerifier(load_verifier(args.verifier))

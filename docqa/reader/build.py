@@ -129,8 +129,8 @@ def probe(folder: Path, encoder_dir: Path, record: dict) -> list[dict]:
 
 def probe_claims(folder: Path, encoder_dir: Path, record: dict) -> list[dict]:
     """The fixed claims through the verifier's int8 export: each must be judged as its passage says."""
+    from docqa.reader.grounding import ClaimVerifier
     from docqa.reader.runtime import Reader
-    from service.compliance.verify import ClaimVerifier
 
     verifier = ClaimVerifier(Reader(folder / ONNX, encoder_dir, record))
     out = []

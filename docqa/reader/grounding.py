@@ -9,12 +9,21 @@ the reader's (docqa/reader/net.py, another trained file: ``verifier.safetensors`
   from elsewhere in the same passage, the case similarity and fact look-ups let through;
 - ``none``: the window does not speak to the claim.
 
-Which windows are read is one rule, for training (finetune/reader/grounding.py) and serving
-(service/compliance/verify.py): every window of each evidence passage (``CLAIM_LENGTH`` tokens), ranked by how
-well it covers the claim's terms (docqa/text/coverage.py), the best ``WINDOWS`` read.
+``ClaimVerifier`` below is the guard's verifier (service/compliance/guard.py, ``guard_verifier``): *confirmed*
+grounds a sentence even below the similarity threshold (an LLM's paraphrase of the right fact); *contradicted*
+fails it however similar it reads; *unknown* leaves it to the similarity and fact rules. Only sentences that are
+not quotes reach it (extractive answers never do). It replaced a verifier that blanked each fact into a question
+for the reader and compared the answer, which failed right answers worded differently (grounded drafts passed
+.79 -> .40).
+
+Which windows are read is one rule, for training (finetune/reader/grounding.py) and serving (``ClaimVerifier``):
+every window of each evidence passage (``CLAIM_LENGTH`` tokens), ranked by how well it covers the claim's terms
+(docqa/text/coverage.py), the best ``WINDOWS`` read.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from docqa.reader.windows import Tokens, Window, windows
 
@@ -44,7 +53,7 @@ def slot_agrees(slot: str, claim: str) -> bool:
     import re
     import unicodedata
 
-    from service.compliance.facts import numbers
+    from docqa.text.facts import numbers
 
     def norm(x: str) -> str:
         return re.sub(r"[\W_]+", "", unicodedata.normalize("NFKC", x).casefold())
@@ -72,3 +81,54 @@ def judge(claim: str, text: str, w: Window, start, end, kind) -> tuple[float, fl
     if slot_agrees(slot, claim):
         return yes, no, slot
     return yes * (1.0 - sp), max(no, sp * (1.0 - float(p[KINDS.index("none")]))), slot
+
+
+@dataclass
+class Check:
+    state: str  # confirmed | contradicted | unknown | none (no evidence window to read)
+    detail: str = ""
+    p: float | None = None  # the verifier's P(the passages state it), when it has one
+
+
+class ClaimVerifier:
+    """The trained grounding verifier (docqa/reader/grounding.py): the claim read with the evidence windows that
+    best cover it; *confirmed* when some window states it (P(stated) >= ``threshold``), *contradicted* when none
+    does and one states otherwise (its slot, what the window says where the claim states its fact, is the
+    detail), else *unknown*.
+    One batch of ``grounding.WINDOWS`` windows (128 tokens) per draft sentence: LLM drafts only, quotes never
+    reach it."""
+
+    def __init__(self, model, threshold: float = 0.5):
+        self.model, self.threshold = model, threshold
+        # the languages its training claims were in (the shipped file: Chinese only, VERIFIER_MODEL.md); a claim in
+        # another language gets "none" and the rules decide
+        self.languages = tuple(model.record.get("languages") or ("zh",))
+
+    def _read(self, claim: str, passages: list[str]) -> list[tuple]:
+        """(window, P(stated), P(states otherwise), slot) of each window read (``judge``)."""
+        wins = claim_windows(self.model.tokens, claim, passages)
+        if not wins:
+            return []
+        start, end, kind = self.model.logits(wins)
+        return [(w, *judge(claim, passages[w.passage], w, start[i], end[i], kind[i])) for i, w in enumerate(wins)]
+
+    def p_stated(self, claim: str, passages: list[str]) -> float:
+        """The highest P(stated) of the claim's windows (0 without windows)."""
+        return max((r[1] for r in self._read(claim, passages)), default=0.0)
+
+    def check(self, sentence: str, passages: list[str]) -> Check:
+        from docqa.text.language import lang_of
+
+        lang = lang_of(sentence).value
+        if lang not in self.languages:
+            return Check("none", f"the verifier reads {', '.join(self.languages)} claims, not {lang}")
+        read = self._read(sentence, passages)
+        if not read:
+            return Check("none")
+        best = max(r[1] for r in read)
+        if best >= self.threshold:
+            return Check("confirmed", f"P(stated) {best:.2f}", best)
+        w, _, other, slot = max(read, key=lambda r: r[2])
+        if other >= self.threshold:
+            return Check("contradicted", f"passage [{w.passage + 1}] says {slot!r} there (P {other:.2f})", best)
+        return Check("unknown", f"P(stated) {best:.2f}", best)

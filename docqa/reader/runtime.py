@@ -74,7 +74,7 @@ def load_reader(model: str | None = None) -> Reader:
 
 def load_verifier(model: str | None = None) -> Reader:
     """The grounding verifier's network (docqa/reader/grounding.py; ``model`` as for ``load_reader``), loaded once
-    per process; service/compliance/verify.py ``ClaimVerifier`` reads claims with it."""
+    per process; docqa/reader/grounding.py ``ClaimVerifier`` reads claims with it."""
     from docqa.models.cache import MODELS
     from docqa.reader.files import VERIFIER
 

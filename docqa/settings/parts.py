@@ -245,7 +245,7 @@ class ComplianceSettings(BaseModel):
     # articles: .801). snap 0.95 separates paraphrases of approved replies (min .958) from
     # unrelated drafts (max .940): e5's cosines sit high, so the gap is narrow; recalibrate with the file.
     guard_threshold: float = Field(default=0.50, ge=-1, le=1)
-    # The trained grounding verifier (docqa/reader/grounding.py, service/compliance/verify.py): each sentence of
+    # The trained grounding verifier (docqa/reader/grounding.py): each sentence of
     # an LLM draft that is not a quote is read with the evidence windows that best cover it; one the verifier
     # confirms is grounded, one it finds contradicted fails however similar it reads (a number, date or name
     # swapped for another of the same passage). Needs the shipped verifier built (`docqa models build`); when

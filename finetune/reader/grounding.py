@@ -59,7 +59,7 @@ def swap_for(q: Question, answer: str, same_article: list[Question], rng: random
     """Something else the same passage or article states, of the answer's kind when it has one: another number
     (with the same unit when there is one), another named entity near the answer, else another question's
     answer."""
-    from service.compliance.facts import entities, number_strings, numbers
+    from docqa.text.facts import entities, number_strings, numbers
 
     def differs(x: str) -> bool:
         x = x.strip()
@@ -88,8 +88,8 @@ def _names(text: str) -> list[str]:
     and a swap needs candidates, not every name) and Latin names."""
     import jieba.posseg as pseg
 
+    from docqa.text.facts import _LATIN_ENTITY, _PROPER_TAGS
     from docqa.text.tokenize import _get_jieba
-    from service.compliance.facts import _LATIN_ENTITY, _PROPER_TAGS
 
     _get_jieba()
     out = {w for w, tag in pseg.lcut(text, HMM=False) if tag in _PROPER_TAGS and len(w) >= 2}

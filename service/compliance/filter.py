@@ -133,13 +133,13 @@ class ComplianceFilter:
 
     @property
     def verifier(self):
-        """The trained grounding verifier (verify.py ``ClaimVerifier``), or None: off, or it cannot load (the
-        similarity and fact rules then decide alone; /readyz shows the verifier's state)."""
+        """The trained grounding verifier (docqa/reader/grounding.py ``ClaimVerifier``), or None: off, or it cannot
+        load (the similarity and fact rules then decide alone; /readyz shows the verifier's state)."""
         if not self._verifier:
             v = None
             if self.config.verify:
+                from docqa.reader.grounding import ClaimVerifier
                 from docqa.reader.runtime import ReaderUnavailable, load_verifier
-                from service.compliance.verify import ClaimVerifier
 
                 try:
                     v = ClaimVerifier(load_verifier(self.config.verifier_model))

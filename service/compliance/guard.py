@@ -8,7 +8,7 @@ A draft sentence is *supported* when
   bench/calibrate_compliance.py; support in *any* given passage counts, because small LLMs cite
   loosely and a mis-numbered citation is not a made-up fact).
 
-A sentence that is not a quote must also state only facts its evidence states (``facts.py``):
+A sentence that is not a quote must also state only facts its evidence states (docqa/text/facts.py):
 its numbers, dates and amounts must appear in the evidence sentences that ground it (the best-scoring
 one and any scoring within ``FACT_WINDOW_MARGIN`` of it), its named entities there or in their
 neighbours. A changed number is ungrounded however similar the sentence is; a number taken from
@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from docqa.text.citations import cited_numbers, leading_markers, strip_citations
+from docqa.text.facts import misplaced_terms, missing_facts
 from docqa.text.language import HAN, has_han
 from docqa.text.sentences import split_sentences
-from service.compliance.facts import misplaced_terms, missing_facts
 
 _NON_WORD = re.compile(r"[\W_]+")
 _WS = re.compile(r"\s+")
@@ -48,7 +48,8 @@ class SentenceCheck:
     score: float = 0.0
     bad_citations: list[int] = field(default_factory=list)
     missing_facts: list[str] = field(default_factory=list)
-    verified: str = ""  # the verifier's word (verify.py): confirmed | contradicted | unknown | none | "" (not run)
+    verified: str = ""  # the verifier's word (docqa/reader/grounding.py): confirmed | contradicted | unknown | none
+    # | "" (not run)
     contradiction: str = ""  # what the passages say instead, when contradicted
     p_stated: float | None = None  # the trained verifier's P(the passages state it)
     supported: bool = True
@@ -133,7 +134,7 @@ def as_passages(evidence: Mapping[int, str] | Sequence[str]) -> dict[int, str]:
 def check_grounding(answer: str, evidence: Mapping[int, str] | Sequence[str], embedder,
                     threshold: float, verifier=None) -> GuardReport:
     """Check every sentence of ``answer`` against ``evidence`` (see the module docstring); ``verifier``
-    (verify.py ``ClaimVerifier``) also reads each sentence that is not a quote with its evidence."""
+    (docqa/reader/grounding.py ``ClaimVerifier``) also reads each sentence that is not a quote with its evidence."""
     passages = as_passages(evidence)
     compact_passages = [_compact(t) for t in passages.values()]
     checks: list[SentenceCheck] = []

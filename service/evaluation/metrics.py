@@ -98,7 +98,7 @@ def citation_counts(answer: str, passages: dict[int, str]) -> tuple[int, int]:
 def numbers_exact(answer: str, passages: Iterable[str]) -> bool | None:
     """True when every number (with its unit) in the answer appears in a cited passage; None when
     the answer states no number."""
-    from service.compliance.facts import numbers
+    from docqa.text.facts import numbers
 
     said = numbers(strip_citations(answer))
     if not said:

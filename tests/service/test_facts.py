@@ -1,6 +1,6 @@
 """Facts in answers: a changed number, date, amount or name is ungrounded however similar the sentence.
 
-The guard reads the facts of each draft sentence (service/compliance/facts.py) and looks for them in
+The guard reads the facts of each draft sentence (docqa/text/facts.py) and looks for them in
 the evidence sentences that ground it; these tests swap one fact at a time in sentences that are
 otherwise faithful paraphrases of real statute text.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from docqa.text.facts import entities, missing_facts, numbers, zh_numeral
 from service.compliance import check_grounding
-from service.compliance.facts import entities, missing_facts, numbers, zh_numeral
 
 LAW = ("第十九条 劳动合同期限三个月以上不满一年的，试用期不得超过一个月；劳动合同期限一年以上不满三年的，"
        "试用期不得超过二个月；三年以上固定期限和无固定期限的劳动合同，试用期不得超过六个月。")
@@ -81,7 +81,7 @@ def embedder():
 
 
 def test_number_strings_keep_each_numbers_unit():
-    from service.compliance.facts import number_strings
+    from docqa.text.facts import number_strings
 
     got = number_strings("试用期不得超过二个月，月薪1,200元，第十九条")
     assert "二个月" in got and "1,200元" in got and "十九条" in got

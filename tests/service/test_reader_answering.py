@@ -134,7 +134,7 @@ def verifier_built():
 
 
 def test_the_verifier_confirms_a_paraphrase_and_finds_a_fact_swapped_from_the_same_article(verifier_built):
-    from service.compliance.verify import ClaimVerifier
+    from docqa.reader.grounding import ClaimVerifier
 
     v = ClaimVerifier(verifier_built)
     right = v.check("试用期内的劳动者提前三日通知用人单位，就可以解除劳动合同。", [ART37])
@@ -149,8 +149,8 @@ def test_the_verifier_confirms_a_paraphrase_and_finds_a_fact_swapped_from_the_sa
 
 def test_the_guard_with_the_verifier_fails_a_swapped_fact_and_passes_the_right_one(verifier_built, e5_model):
     from docqa.models.embedder import Embedder
+    from docqa.reader.grounding import ClaimVerifier
     from service.compliance.guard import check_grounding
-    from service.compliance.verify import ClaimVerifier
 
     emb = Embedder(e5_model)
     v = ClaimVerifier(verifier_built)
