@@ -128,7 +128,7 @@ class ClaimVerifier:
         best = max(r[1] for r in read)
         if best >= self.threshold:
             return Check("confirmed", f"P(stated) {best:.2f}", best)
-        w, _, other, slot = max(read, key=lambda r: r[2])
+        _, _, other, slot = max(read, key=lambda r: r[2])
         if other >= self.threshold:
-            return Check("contradicted", f"passage [{w.passage + 1}] says {slot!r} there (P {other:.2f})", best)
+            return Check("contradicted", f"the passage says {slot!r} there (P {other:.2f})", best)
         return Check("unknown", f"P(stated) {best:.2f}", best)
