@@ -108,17 +108,24 @@ def test_other_window_negatives_come_from_the_answers_own_passage(tiny):
     assert answerless_window(tok, tok.question(short.question), short) is None  # one window: nothing else to read
 
 
-def test_finetune_reader_trains_writes_the_delta_and_its_verdict(tmp_path, tiny, monkeypatch, capsys):
+def train_on_cases(job: str, tmp_path: Path, tiny: Path, monkeypatch, capsys) -> tuple[Path, dict, str, str]:
+    """`docqa finetune JOB` (reader or verifier) for two epochs on the tiny encoder, train part -> test part:
+    (the file written, its verdict, stdout, stderr), after checking it ran to the end and cleaned up."""
     f = squad_file(tmp_path / "cases.json", copies=30)
-    out = tmp_path / "out" / "reader.safetensors"
-    code, stdout, err = run_main(monkeypatch, capsys, "finetune", "reader", "--train", f"{f}@train",
+    out = tmp_path / "out" / f"{job}.safetensors"
+    code, stdout, err = run_main(monkeypatch, capsys, "finetune", job, "--train", f"{f}@train",
                                  "--heldout", f"{f}@test", "--encoder", str(tiny), "--out", str(out),
                                  "--layers", "1", "--batch-size", "8", "--lr", "3e-3", "--epochs", "2",
                                  "--keep-worse", "--seed", "1")
     assert code in (0, 3), err
     assert out.is_file() and not out.with_name(out.name + ".ckpt").exists()
     verdict = json.loads((out.parent / "finetune_verdict.json").read_text())
-    assert verdict["job"] == "reader" and verdict["metric"] == "score"
+    assert verdict["job"] == job and verdict["metric"] == "score"
+    return out, verdict, stdout, err
+
+
+def test_finetune_reader_trains_writes_the_delta_and_its_verdict(tmp_path, tiny, monkeypatch, capsys):
+    out, verdict, stdout, err = train_on_cases("reader", tmp_path, tiny, monkeypatch, capsys)
     for side in ("before", "after"):
         t = verdict["table"][side]
         assert {"span_em", "span_f1", "answerability_balanced_accuracy", "score"} <= set(t)

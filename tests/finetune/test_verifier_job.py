@@ -4,12 +4,10 @@ a tiny random encoder."""
 
 from __future__ import annotations
 
-import json
 import random
 
 import pytest
-from cli_helpers import run_main
-from test_reader_job import CASES, squad_file
+from test_reader_job import CASES, squad_file, train_on_cases
 from tiny_models import make_tiny_bert
 
 from finetune.reader.data import Question, read_squad
@@ -67,16 +65,7 @@ def test_claim_examples_label_by_what_the_window_holds(tmp_path, tiny):
 
 
 def test_finetune_verifier_trains_writes_the_delta_and_its_verdict(tmp_path, tiny, monkeypatch, capsys):
-    f = squad_file(tmp_path / "cases.json", copies=30)
-    out = tmp_path / "out" / "verifier.safetensors"
-    code, stdout, err = run_main(monkeypatch, capsys, "finetune", "verifier", "--train", f"{f}@train",
-                                 "--heldout", f"{f}@test", "--encoder", str(tiny), "--out", str(out),
-                                 "--layers", "1", "--batch-size", "8", "--lr", "3e-3", "--epochs", "2",
-                                 "--keep-worse", "--seed", "1")
-    assert code in (0, 3), err
-    assert out.is_file() and not out.with_name(out.name + ".ckpt").exists()
-    verdict = json.loads((out.parent / "finetune_verdict.json").read_text())
-    assert verdict["job"] == "verifier" and verdict["metric"] == "score"
+    out, verdict, stdout, err = train_on_cases("verifier", tmp_path, tiny, monkeypatch, capsys)
     assert "passed statement/yes" in verdict["table"]["after"]
     from docqa.reader.grounding import CLAIM_LENGTH
     from docqa.reader.net import read_meta
