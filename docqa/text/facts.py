@@ -70,19 +70,20 @@ def _canon(num: str) -> str:
     return num.lstrip("0") or "0"
 
 
-def entities(text: str) -> set[str]:
-    """Named entities of ``text``: Latin names/codes and jieba-tagged Chinese proper nouns."""
+def entities(text: str, hmm: bool = True) -> set[str]:
+    """Named entities of ``text``: Latin names/codes and jieba-tagged Chinese proper nouns (``hmm=False``: only
+    the words jieba's dictionary knows, without its HMM for unknown ones — many times faster on long text)."""
     t = unicodedata.normalize("NFKC", text)
     first = re.match(r"\s*[A-Za-z]+", t)
     out = {m.group(0) for m in _LATIN_ENTITY.finditer(t)
            if not (first and m.start() == first.start() + len(first.group(0)) - len(first.group(0).lstrip())
                    and " " not in m.group(0) and not m.group(0).isupper() and not any(c.isdigit() for c in m.group(0)))}
-    out |= _zh_proper_nouns(t)
+    out |= _zh_proper_nouns(t, hmm)
     return out
 
 
 @lru_cache(maxsize=4096)
-def _zh_proper_nouns(text: str) -> frozenset[str]:
+def _zh_proper_nouns(text: str, hmm: bool = True) -> frozenset[str]:
     from docqa.text.language import has_han
     from docqa.text.tokenize import _get_jieba
 
@@ -92,7 +93,7 @@ def _zh_proper_nouns(text: str) -> frozenset[str]:
     _get_jieba()
     import jieba.posseg as pseg
 
-    return frozenset(w for w, tag in pseg.lcut(text) if tag in _PROPER_TAGS and len(w) >= 2)
+    return frozenset(w for w, tag in pseg.lcut(text, HMM=hmm) if tag in _PROPER_TAGS and len(w) >= 2)
 
 
 def misplaced_terms(sentence: str, wide: str, everything: str) -> list[str]:

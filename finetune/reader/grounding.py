@@ -27,6 +27,7 @@ import re
 from docqa.reader.decode import clauses, sentence_around
 from docqa.reader.grounding import claim_windows
 from docqa.reader.windows import Tokens, window_at
+from docqa.text.language import lang_of
 from finetune.reader.data import Example, Question, _other_passage
 
 _WH = re.compile(r"什么时候|什麼時候|哪一年|哪年|哪一个|哪一個|哪个|哪個|哪些|哪里|哪裡|哪儿|哪位|哪国|哪國|什么|什麼|"
@@ -44,12 +45,6 @@ def statement(question: str, answer: str, lang: str, lead: str = "") -> str:
         m = _WH.search(q)
         return lead + (q[: m.start()] + answer + q[m.end():] if m else f"{q}：{answer}") + "。"
     return f"{lead}{q}? The answer is {answer}."
-
-
-def lang_of_text(text: str) -> str:
-    from docqa.text.language import has_han
-
-    return "zh" if has_han(text) else "en"
 
 
 NEAR = 300  # characters either side of the answer where a swapped-in name is looked for
@@ -76,24 +71,12 @@ def swap_for(q: Question, answer: str, same_article: list[Question], rng: random
             return rng.choice(cands)
     if entities(answer):
         at = q.answers[0][0] if q.answers else 0
-        cands = [e for e in _names(q.context[max(0, at - NEAR):at + len(answer) + NEAR]) if differs(e)]
+        near = q.context[max(0, at - NEAR):at + len(answer) + NEAR]
+        cands = sorted(e for e in entities(near, hmm=False) if differs(e))  # a swap needs candidates, not every name
         if cands:
             return rng.choice(cands)
     others = [o.answers[0][1] for o in same_article if o.qid != q.qid and o.answers and differs(o.answers[0][1])]
     return rng.choice(others) if others else None
-
-
-def _names(text: str) -> list[str]:
-    """Proper nouns of ``text`` that jieba's dictionary knows (without its HMM for unknown words: 50x faster,
-    and a swap needs candidates, not every name) and Latin names."""
-    import jieba.posseg as pseg
-
-    from docqa.text.facts import _LATIN_ENTITY, _PROPER_TAGS
-    from docqa.text.tokenize import _get_jieba
-
-    _get_jieba()
-    out = {w for w, tag in pseg.lcut(text, HMM=False) if tag in _PROPER_TAGS and len(w) >= 2}
-    return sorted(out | {m.group(0) for m in _LATIN_ENTITY.finditer(text)})
 
 
 def _label(tok: Tokens, claim: str, text: str, golds: list[str], kind: str) -> Example | None:
@@ -142,7 +125,7 @@ def claim_examples(questions: list[Question], tok: Tokens, rng: random.Random, p
         start, gold = q.answers[0]
         if not gold.strip() or len(gold) > 40:
             continue
-        lang = lang_of_text(q.question + q.context[:50])
+        lang = lang_of(q.question + q.context[:50]).value
         lead = rng.choice(_LEADS[lang])
         swap = swap_for(q, gold, by_group.get(q.group, []), rng)
         first = add(q, statement(q.question, gold, lang, lead), q.context, "yes", "statement")
@@ -182,7 +165,7 @@ def shortened(text: str, start: int, end: int, rng: random.Random) -> str | None
     if lo == 0 and hi == len(parts) - 1:
         return None
     s = text[parts[lo][0]:parts[hi][1]].strip().rstrip("，,；;、")
-    return s + ("。" if lang_of_text(s) == "zh" else ".") if s and s[-1] not in "。.!！?？" else s
+    return s + ("。" if lang_of(s).value == "zh" else ".") if s and s[-1] not in "。.!！?？" else s
 
 
 _COMMA = re.compile(r"[，,；;]")
