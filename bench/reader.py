@@ -92,8 +92,8 @@ def run_set(name: str, args) -> dict:
            "kinds": {k: sum(1 for r in rows if r["kind"] == k) for k in ("span", "yes", "no", "none", "held-out")}}
     on = kb.with_settings({"reader": True})  # opt-in in the product for now (docqa/settings/parts.py)
     if args.calibrate:  # the reader at each window budget (windows x tokens), the default last as "new"
-        versions = [(f"{w}x{t}", kb.with_settings({"reader": True, "reader_windows": w, "reader_window_tokens": t}))
-                    for w, t in args.budgets]
+        versions = [(f"{w}x{t}", kb.with_settings({"reader": True, "reader_windows": w, "reader_windows_first": w,
+                                                   "reader_window_tokens": t})) for w, t in args.budgets]
         versions.append(("new", on))
     else:
         versions = [("old", kb.with_settings({"reader": False})),
@@ -107,7 +107,38 @@ def run_set(name: str, args) -> dict:
         res[label]["scores"] = [(rec["evidence_score"], not rec["unanswerable"]) for rec in map(
             json.loads, rows_path.read_text(encoding="utf-8").splitlines()) if rec.get("basis") == "reader"]
         print(f"[reader] {name} {label}: " + ", ".join(f"{m} {_f(res[label][m])}" for m in METRICS), flush=True)
+    if args.cost:
+        res["answer_cost"] = answer_cost(on, rows, args.cost_questions)
     return res
+
+
+ANSWER_BUDGETS = (("4x192, one batch (before)", 4, 4, 192), ("4x128, one batch", 4, 4, 128),
+                  ("4x128, 2 first (default)", 4, 2, 128), ("2x128, one batch", 2, 2, 128))
+
+
+def answer_cost(kb, rows: list[dict], n: int) -> dict:
+    """CPU-ms of the reader per answer on real questions (``n`` of ``rows``, retrieval done first and not
+    counted): ``read_answer`` as the pipeline calls it, at each of ANSWER_BUDGETS, interleaved per question
+    so that all budgets see the same machine. One thread (the reader's own setting)."""
+    from docqa.reader.runtime import load_reader
+    from docqa.search import search
+    from service.answering.reading import read_answer
+
+    reader, s = load_reader(), kb.settings
+    per = {label: [] for label, *_ in ANSWER_BUDGETS}
+    asked = [r for r in rows if r["question"].strip()][:n]
+    for r in asked:
+        hits = search(kb, r["question"], s.answer_k)
+        for label, limit, first, tokens in ANSWER_BUDGETS:
+            t = time.process_time()
+            read_answer(reader, r["question"], hits, limit, tokens, first=first, enough=s.reader_threshold)
+            per[label].append((time.process_time() - t) * 1000)
+    out = {}
+    for label, ms in per.items():
+        ms.sort()
+        out[label] = (ms[len(ms) // 2], ms[int(0.95 * (len(ms) - 1))]) if ms else (float("nan"),) * 2
+        print(f"[reader] per answer, {label}: p50 {out[label][0]:.1f}, p95 {out[label][1]:.1f} CPU-ms", flush=True)
+    return out
 
 
 def cost(args) -> list[list]:
@@ -195,6 +226,12 @@ def render(args, results: dict, cost_rows: list[list] | None) -> str:
     lines += [md_table(header, rows), ""]
     lines += ["Each run's report (with the reliability diagram of P(answer) for the new version) is written under "
               f"`{args.work}`.", ""]
+    per_answer = [[name, label, f"{p50:.1f}", f"{p95:.1f}"] for name, r in results.items()
+                  for label, (p50, p95) in r.get("answer_cost", {}).items()]
+    if per_answer:
+        lines += ["## Cost per answer (the reader's `read_answer` on each set's questions, retrieval not counted; "
+                  "CPU-ms, one thread, the budgets interleaved per question)", "",
+                  md_table(["set", "windows x tokens", "p50", "p95"], per_answer), ""]
     if cost_rows:
         lines += ["## Cost of a reading (int8 ONNX, one thread, CPU-ms, median)", "",
                   md_table(["window tokens", "windows", "CPU-ms"], cost_rows), ""]
@@ -207,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--part", default="test", choices=["test", "dev"])
     ap.add_argument("--holdout-every", type=int, default=5)
     ap.add_argument("--max-questions", type=int, default=600)
-    ap.add_argument("--cost", action="store_true")
+    ap.add_argument("--cost", action="store_true", help="also the reader's CPU-ms per window and per answer")
+    ap.add_argument("--cost-questions", type=int, default=100, help="with --cost: questions per set timed")
     ap.add_argument("--calibrate", action="store_true", help="the new version only, then the best reader_threshold "
                     "(use with --part dev; report on --part test)")
     ap.add_argument("--budget", dest="budgets", action="append", default=[], metavar="WINDOWSxTOKENS",
@@ -231,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out.with_name("reader_calibration.md")
         out.write_text("# reader_threshold and the window budget on the dev parts\n\n" + f"Measured by `python "
                        f"bench/reader.py {' '.join(sys.argv[1:])}` on {machine_line()}.\n\n{table}\n\n"
-                       f"## Window budgets (at the default reader_threshold)\n\n{budgets}\n", encoding="utf-8")
+                       f"## Window budgets (at the default reader_threshold)\n\nWxT: W windows of T tokens read in "
+                       f"one batch; new: the defaults (reader_windows x reader_window_tokens, the first "
+                       f"reader_windows_first of them read first, the rest only when those do not answer).\n\n"
+                       f"{budgets}\n", encoding="utf-8")
         print(budgets)
         print(table)
         return 0

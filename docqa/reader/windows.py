@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-MAX_LENGTH = 192  # tokens per window, question included (bench/reader.py: the cost of 4 windows)
+MAX_LENGTH = 192  # tokens per training window, question included; serving reads reader_window_tokens (128)
 MAX_QUESTION_TOKENS = 48
 CLS, PAD, SEP = 0, 1, 2  # <s> <pad> </s> of the e5 (XLM-R) vocabulary
 

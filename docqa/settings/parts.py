@@ -167,8 +167,10 @@ class RetrievalSettings(BaseModel):
     # an answer has P(answer) below reader_threshold (calibrated per KB by `docqa eval calibrate`).
     # refusal_threshold above then only applies when the reader is off or cannot load. reader_model:
     # None for the shipped reader (`docqa models build` assembles it), or the folder of another build.
-    # reader_windows: windows read per question, reader_window_tokens their length, question included
-    # (one batch; bench/reader.py for the cost and the quality of each).
+    # reader_windows: windows read per question at most, reader_window_tokens their length, question included;
+    # reader_windows_first of them are read first, and the rest only when none of those reaches
+    # reader_threshold (a question they answer costs 2 windows, one they would refuse all 4). 4 x 128 read as
+    # well as or better than 4 x 192 on the dev parts at ~60% of the cost (bench/reports/reader.md).
     # Off by default: with its window ranker (reader_rank below) the shipped reader (top 4 layers, CPU-trained,
     # docqa/reader/READER_MODEL.md) beats sentence quoting end to end on held-out CMRC 2018 and DRCD (answer
     # contains gold .67 vs .57, .76 vs .45; false refusals .18 vs .35, .08 vs .51) and refuses better on CAIL2019,
@@ -178,7 +180,8 @@ class RetrievalSettings(BaseModel):
     reader_model: str | None = None
     reader_threshold: float = Field(default=0.5, ge=0, le=1)
     reader_windows: int = Field(default=4, ge=1, le=16)
-    reader_window_tokens: int = Field(default=192, ge=64, le=512)
+    reader_windows_first: int = Field(default=2, ge=1, le=16)
+    reader_window_tokens: int = Field(default=128, ge=64, le=512)
     # reader_rank: which window answers is decided by the window ranker fitted with the shipped reader
     # (docqa/reader/rank.py: the reader's P(answer), the question's coverage of the window and the passage's
     # retrieval rank; bench/reports/reader_rank.md), whose probability reader_threshold then applies to.

@@ -109,7 +109,7 @@ def prepare(kb: KnowledgeBase, question: str, history: list[dict] | None = None,
         scored, reading = quote_article(prep.hits), None
         if not scored and reader is not None:
             reading = read_answer(reader, prep.query, prep.hits, s.reader_windows, s.reader_window_tokens,
-                                  ranked=s.reader_rank)
+                                  ranked=s.reader_rank, first=s.reader_windows_first, enough=s.reader_threshold)
         elif not scored:
             scored = score_sentences(prep.query, prep.hits, kb.embedder, kb.evidence)
         if cache is not None:

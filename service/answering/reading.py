@@ -97,10 +97,16 @@ def pick_windows(reader, question: str, texts: list[str], limit: int, max_length
 CLAUSE_MARGIN = 0.25  # see read_texts
 
 
-def read_texts(reader, question: str, passages: list[str], limit: int, max_length: int = 192,
-               clause_margin: float = CLAUSE_MARGIN, ranked: bool = True):
+def read_texts(reader, question: str, passages: list[str], limit: int, max_length: int = 128,
+               clause_margin: float = CLAUSE_MARGIN, ranked: bool = True, first: int | None = None,
+               enough: float = 1.0):
     """(the best reading, the texts read): the reader on the top ``passages`` (``pick_windows``); the
     reading is None when there is nothing to read. Offsets are in ``texts[reading.passage]``.
+
+    In two steps when ``first`` is less than ``limit``: the first ``first`` windows are read, and the rest
+    only when none of those reaches P(answer) ``enough`` (the answer threshold: a question the first windows
+    answer costs ``first`` windows, one they would refuse gets all ``limit`` before it is refused). Each
+    window's probability depends on that window alone, so reading in two steps ranks as one batch would.
 
     A check on the span: when another clause of the window covers the question's terms better than the span's
     own clause by more than ``clause_margin`` (coverage is a share, 0-1), the span is taken from that clause
@@ -112,9 +118,14 @@ def read_texts(reader, question: str, passages: list[str], limit: int, max_lengt
     wins = pick_windows(reader, question, texts, limit, max_length)
     if not wins:
         return None, texts
-    start, end, kind = reader.logits(wins)
-    readings = read_all(start, end, kind, wins, texts)
-    best = rank(getattr(reader, "ranker", None) if ranked else None, question, readings, wins, texts)
+    ranker = getattr(reader, "ranker", None) if ranked else None
+    n = len(wins) if first is None else max(1, min(first, len(wins)))
+    start, end, kind = (list(a) for a in reader.logits(wins[:n]))  # per window: its own token length
+    best = rank(ranker, question, read_all(start, end, kind, wins[:n], texts), wins[:n], texts)
+    if n < len(wins) and best.p_answer < enough:
+        for acc, more in zip((start, end, kind), reader.logits(wins[n:]), strict=True):
+            acc.extend(more)
+        best = rank(ranker, question, read_all(start, end, kind, wins, texts), wins, texts)
     w, text = wins[best.window], texts[best.passage]
     best.window_text = (w.text_start, w.text_end)
     if best.kind == "span" and clause_margin < 1:
@@ -146,10 +157,12 @@ def rank(ranker, question: str, readings: list, wins: list, texts: list[str]):
     return best
 
 
-def read_answer(reader, question: str, hits: list[Hit], limit: int, max_length: int = 192, ranked: bool = True
-                ) -> tuple[ReadAnswer | None, float]:
-    """The best reading of the top passages and its P(answer) (None, 0.0 when there is nothing to read)."""
-    best, texts = read_texts(reader, question, [h.text for h in hits], limit, max_length, ranked=ranked)
+def read_answer(reader, question: str, hits: list[Hit], limit: int, max_length: int = 128, ranked: bool = True,
+                first: int | None = None, enough: float = 1.0) -> tuple[ReadAnswer | None, float]:
+    """The best reading of the top passages and its P(answer) (None, 0.0 when there is nothing to read);
+    ``first`` / ``enough``: read in two steps (``read_texts``)."""
+    best, texts = read_texts(reader, question, [h.text for h in hits], limit, max_length, ranked=ranked,
+                             first=first, enough=enough)
     if best is None:
         return None, 0.0
     text = texts[best.passage]

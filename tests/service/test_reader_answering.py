@@ -55,6 +55,25 @@ def test_the_reader_answers_short_then_quotes_its_sentence(kb, question, short, 
     assert r.evidence_score == pytest.approx(span["probability"], abs=1e-3) and r.evidence_score >= 0.5
 
 
+def test_the_reader_reads_more_windows_only_when_the_first_do_not_answer(reader_built):
+    from service.answering.reading import read_texts
+
+    q = "员工试用期内想辞职，需要提前几天通知公司？"
+    passages = ["猴面包树的果实长约15至20厘米，味道很好。", "亚硫酸盐在葡萄酒中用作防腐剂，防止变质和氧化。",
+                "第三十七条 劳动者提前三十日以书面形式通知用人单位，可以解除劳动合同。劳动者在试用期内提前三日"
+                "通知用人单位，可以解除劳动合同。"]
+    # the reader's own P(answer) (the window ranker would also weigh the third passage's retrieval rank)
+    whole, texts = read_texts(reader_built, q, passages, 3, ranked=False)  # one batch of all three
+    assert whole.passage == 2 and "三日" in texts[2][whole.start:whole.end] and whole.p_answer >= 0.5
+    # two steps: the first two windows hold no answer (P below 0.5), so the third is read and wins as before
+    two, _ = read_texts(reader_built, q, passages, 3, ranked=False, first=2, enough=0.5)
+    # (its probability differs a little: int8 dynamic quantisation scales activations over the whole batch)
+    assert (two.passage, two.start, two.end) == (whole.passage, whole.start, whole.end) and two.p_answer >= 0.5
+    # a first step that is taken as enough whatever it says: the third passage is never read
+    first, _ = read_texts(reader_built, q, passages, 3, ranked=False, first=2, enough=0.0)
+    assert first.passage in (0, 1) and first.p_answer < 0.5
+
+
 def test_a_question_the_documents_do_not_answer_is_refused_by_the_reader(kb):
     r = answer_question(kb, "公司年会抽奖的一等奖奖品是什么？")
     assert r.refused and r.basis == "reader" and "reader" in r.reason
