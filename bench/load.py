@@ -86,7 +86,7 @@ def build(home: Path, n_passages: int) -> tuple[dict, list[str]]:
     return json.loads(manifest.read_text())["counts"], questions
 
 
-SERVER_SETTINGS: dict[str, str] = {}  # --reader: DOCQA_* settings every server of the run starts with
+SERVER_SETTINGS: dict[str, str] = {}  # --reader, --setting: DOCQA_* settings every server of the run starts with
 
 
 class Server:
@@ -300,11 +300,18 @@ def main(argv: list[str] | None = None) -> int:
                                              "--evidence's `big`; built only when it is the default)")
     ap.add_argument("--reader", action="store_true", help="the servers answer with the reader on (its default "
                     "window budget; #27's aim: >= 25 requests/s warm)")
+    ap.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                    help="a docqa setting every server starts with (DOCQA_KEY=VALUE), e.g. reader_windows_first=1")
     ap.add_argument("--out", type=Path, default=REPORTS / "load.md")
     args = ap.parse_args(argv)
     KB = args.kb
     if args.reader:
         SERVER_SETTINGS["DOCQA_READER"] = "true"
+    for kv in args.setting:
+        key, sep, value = kv.partition("=")
+        if not sep or not key.strip():
+            ap.error(f"--setting {kv!r}: expected KEY=VALUE")
+        SERVER_SETTINGS[f"DOCQA_{key.strip().upper()}"] = value
     with tempfile.TemporaryDirectory(prefix="docqa-load-") as tmp:
         home = args.home or Path(tmp)
         home.mkdir(parents=True, exist_ok=True)
@@ -356,7 +363,8 @@ def report(phases: list[dict], counts: dict, args, warm: str) -> None:
                f"{'met' if cold['rps'] >= COLD_RPS else 'not met'}; before #24, same run: {old['rps']:.1f}), "
                f"p95 {cold['p95']:.0f} ms = {ratio:.2f}x the warm p95 (aim <= {COLD_P95_RATIO:g}x: "
                f"{'met' if ratio <= COLD_P95_RATIO else 'not met'}; before #24: {old['p95']:.0f} ms)**")
-    how = "reader on: `DOCQA_READER=true`, its default window budget" if args.reader else "extractive"
+    how = ("reader on" if args.reader else "extractive") + "".join(f", `{k}={v}`" for k, v in SERVER_SETTINGS.items()
+                                                                    if k != "DOCQA_READER")
     title = f"Load: {args.clients} clients on /v1/chat ({how}) over a {counts.get('units')}-unit KB"
     lines = [machine_line(), "", verdict, "",
              md_table(["phase", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "server CPU-ms/req",

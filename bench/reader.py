@@ -92,8 +92,9 @@ def run_set(name: str, args) -> dict:
            "kinds": {k: sum(1 for r in rows if r["kind"] == k) for k in ("span", "yes", "no", "none", "held-out")}}
     on = kb.with_settings({"reader": True})  # opt-in in the product for now (docqa/settings/parts.py)
     if args.calibrate:  # the reader at each window budget (windows x tokens), the default last as "new"
-        versions = [(f"{w}x{t}", kb.with_settings({"reader": True, "reader_windows": w, "reader_windows_first": w,
-                                                   "reader_window_tokens": t})) for w, t in args.budgets]
+        versions = [(_label(w, t, f), kb.with_settings(
+            {"reader": True, "reader_windows": w, "reader_windows_first": f, "reader_window_tokens": t}))
+            for w, t, f in args.budgets]
         versions.append(("new", on))
     else:
         versions = [("old", kb.with_settings({"reader": False})),
@@ -113,7 +114,7 @@ def run_set(name: str, args) -> dict:
 
 
 ANSWER_BUDGETS = (("4x192, one batch (before)", 4, 4, 192), ("4x128, one batch", 4, 4, 128),
-                  ("4x128, 2 first (default)", 4, 2, 128), ("2x128, one batch", 2, 2, 128))
+                  ("4x128, 2 first", 4, 2, 128), ("4x128, 1 first", 4, 1, 128), ("2x128, one batch", 2, 2, 128))
 
 
 def answer_cost(kb, rows: list[dict], n: int) -> dict:
@@ -174,7 +175,7 @@ def budgets_table(results: dict, args) -> str:
     """Quality per window budget (windows x tokens per window) at the default threshold."""
     rows = []
     for name, r in results.items():
-        for label in [f"{w}x{t}" for w, t in args.budgets] + ["new"]:
+        for label in [_label(*b) for b in args.budgets] + ["new"]:
             m = r[label]
             rows.append([name, label, *[_f(m[x]) for x in METRICS], f"{m['cpu_s']:.0f}"])
     return md_table(["set", "windows x tokens", *METRICS, "CPU-s"], rows)
@@ -201,6 +202,17 @@ def calibrate(results: dict) -> str:
         rows.append(["mean of the sets", grid[i], _f(mean[i]), _f(mean[grid.index(0.5)])])
         print(f"[reader] best reader_threshold over the sets: {grid[i]} (balanced accuracy {mean[i]:.3f})")
     return md_table(["set", "best reader_threshold", "balanced accuracy there", "at 0.5"], rows)
+
+
+def _budget(v: str) -> tuple[int, int, int]:
+    """'WxT' or 'WxT/F' -> (windows, tokens, windows read first)."""
+    size, _, first = v.lower().partition("/")
+    w, t = (int(x) for x in size.split("x"))
+    return w, t, int(first) if first else w
+
+
+def _label(windows: int, tokens: int, first: int) -> str:
+    return f"{windows}x{tokens}" + (f", {first} first" if first != windows else "")
 
 
 def _f(v) -> str:
@@ -248,9 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cost-questions", type=int, default=100, help="with --cost: questions per set timed")
     ap.add_argument("--calibrate", action="store_true", help="the new version only, then the best reader_threshold "
                     "(use with --part dev; report on --part test)")
-    ap.add_argument("--budget", dest="budgets", action="append", default=[], metavar="WINDOWSxTOKENS",
-                    type=lambda v: tuple(int(x) for x in v.lower().split("x")),
-                    help="with --calibrate: also run the reader at this window budget, e.g. 2x192 (repeatable)")
+    ap.add_argument("--budget", dest="budgets", action="append", default=[], metavar="WINDOWSxTOKENS[/FIRST]",
+                    type=_budget, help="with --calibrate: also run the reader at this window budget, e.g. 2x192 "
+                    "(one batch) or 4x128/1 (one window first, the rest when it does not answer); repeatable")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--work", type=Path, default=Path("/tmp/docqa-bench-reader"))
     ap.add_argument("--laws", type=Path, default=None, help="the statute questions file of `docqa finetune "

@@ -169,13 +169,14 @@ class RetrievalSettings(BaseModel):
     # None for the shipped reader (`docqa models build` assembles it), or the folder of another build.
     # reader_windows: windows read per question at most, reader_window_tokens their length, question included;
     # reader_windows_first of them are read first, and the rest only when none of those reaches
-    # reader_threshold (a question they answer costs 2 windows, one they would refuse all 4). 4 x 128 read as
-    # well as or better than 4 x 192 on the dev parts at ~60% of the cost (bench/reports/reader.md).
+    # reader_threshold (a question they answer costs 2 windows, one they would refuse all 4). 128-token windows
+    # answered as well as 192-token ones or better on the dev parts (bench/reports/reader_calibration.md); per
+    # answer p50 ~49 CPU-ms against ~150 for 4 x 192 in one batch (bench/reports/reader.md).
     # Off by default: with its window ranker (reader_rank below) the shipped reader (top 4 layers, CPU-trained,
     # docqa/reader/READER_MODEL.md) beats sentence quoting end to end on held-out CMRC 2018 and DRCD (answer
-    # contains gold .67 vs .57, .76 vs .45; false refusals .18 vs .35, .08 vs .51) and refuses better on CAIL2019,
-    # but not on statutes, docqa's main use (answer contains .92 vs .98, refusals of absent articles .62 vs .76;
-    # bench/reports/reader.md), and it costs ~200 CPU-ms an answer. Turn it on per KB (and calibrate it there).
+    # contains gold .68 vs .57, .80 vs .45; false refusals .15 vs .35, .07 vs .51) and on CAIL2019, but not on
+    # statutes, docqa's main use (answer contains .92 vs .97, refusals of absent laws' questions .60 vs .76;
+    # bench/reports/reader.md); it costs ~49 CPU-ms an answer at p50. Turn it on per KB and calibrate it there.
     reader: bool = False
     reader_model: str | None = None
     reader_threshold: float = Field(default=0.5, ge=0, le=1)
