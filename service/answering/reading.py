@@ -2,7 +2,8 @@
 
 Windows: each of the top passages is cut as the reader was trained (docqa/reader/windows.py); the
 window of a passage that best covers the question's terms is read, one per passage in retrieval order,
-then further windows of the top passages while ``reader_windows`` allows (one batch, int8 ONNX). The
+then further windows of the top passages while ``reader_windows`` allows (int8 ONNX; the first
+``reader_windows_first`` of them in one batch, the rest only when none of those reaches ``reader_threshold``). The
 window most likely to hold an answer decides: P(answer) below ``reader_threshold`` is a refusal;
 otherwise its span (or yes / no) is the short answer, and the sentence holding it is quoted with its
 [n] and the passage's pinpoint label:
@@ -105,8 +106,10 @@ def read_texts(reader, question: str, passages: list[str], limit: int, max_lengt
 
     In two steps when ``first`` is less than ``limit``: the first ``first`` windows are read, and the rest
     only when none of those reaches P(answer) ``enough`` (the answer threshold: a question the first windows
-    answer costs ``first`` windows, one they would refuse gets all ``limit`` before it is refused). Each
-    window's probability depends on that window alone, so reading in two steps ranks as one batch would.
+    answer costs ``first`` windows, one they would refuse gets all ``limit`` before it is refused). A window's
+    probability depends on that window (and, a little, on its batch: int8 dynamic quantisation scales activations
+    over the whole batch), so a question is answered exactly when the best over all ``limit`` windows reaches
+    ``enough``, as in one batch; only which window answers may differ, when the first ones already do.
 
     A check on the span: when another clause of the window covers the question's terms better than the span's
     own clause by more than ``clause_margin`` (coverage is a share, 0-1), the span is taken from that clause
