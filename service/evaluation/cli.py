@@ -109,7 +109,7 @@ def calibrate(kb: str, qa: str, out: str | None, dry_run: bool, no_progress: boo
     base = _kb(kb)
     # every window the reader may read, in one step: each question's score is then the best P(answer) over all of
     # them, and reading two first (service/answering/reading.py) answers exactly when that score reaches the
-    # threshold, whichever threshold is chosen (scores from the first two alone would undercount above 0.5)
+    # threshold, whichever is chosen (scores from the first two alone undercount above the threshold it runs at)
     view = base.with_settings({"reader_windows_first": base.settings.reader_windows})
     result = evaluate(view, load_eval_set(qa), Path(out or f"eval-{kb}-calibrate"),
                       progress=not no_progress and sys.stderr.isatty())
