@@ -8,7 +8,8 @@ ungrounded, however similar it is.
 - numbers: Arabic (``1,200``, ``3.5``, ``15%``, the parts of ``2019-10-01``) and Chinese numerals
   that count something (``二个月``, ``第十九条``, ``三千元``, ``一百零二``), compared as values, so
   "2个月" in an answer matches "二个月" in the evidence; a bare "一" inside a word ("统一", "一般")
-  is no number;
+  is no number, nor is a multiplier without a digit ("多少万元"); "百分之二十五" is 25 %, "1.5万元"
+  is 15000 元 as "一万五千元" is;
 - entities: Latin-script names and codes (a capitalised word not at the sentence start, an acronym,
   a word with digits: "Beijing", "SEV1", "ISO 9001") and Chinese proper nouns (jieba's person,
   place, organisation and other-proper-noun tags), compared as text.
@@ -29,6 +30,9 @@ _COUNTED = ("个月|个工作日|周年|年|月|日|号|天|周|小时|分钟|�
             "人|名|位|家|"
             "件|份|种|类|批|台|辆|套|张|层|级|期|届|成|%|％|公里|千米|米|厘米|公斤|千克|克|吨|亩|平方米")
 _ZH_NUMERAL = re.compile(rf"(?<=第)[{_ZH_NUM}]+|[{_ZH_NUM}]+(?=(?:{_COUNTED}))")
+# 百分之二十五 is 25%: the 百 of 百分之 is no number of its own, and what follows it counts even without a unit.
+_PERCENT = re.compile(rf"百分之([{_ZH_NUM}]+|\d+(?:\.\d+)?)")
+_MULTIPLIER_ONLY = re.compile("[百千万亿]+")  # "多少万元", "亿元", "千万不要": a multiplier with no digit is no number
 _UNIT_AFTER = re.compile(rf"\s*({_COUNTED})")
 _LATIN_ENTITY = re.compile(r"\b(?:[A-Z]{2,}[A-Za-z0-9]*|[A-Za-z]+\d+[A-Za-z0-9]*|[A-Z][a-z]+(?:[ -][A-Z][a-z]+)*)\b")
 _PROPER_TAGS = ("nr", "ns", "nt", "nz")
@@ -39,23 +43,52 @@ def numbers(text: str) -> set[tuple[str, str]]:
     The unit is what the number counts (empty when nothing follows), so "三个月" and "三年" differ."""
     t = unicodedata.normalize("NFKC", text)
     out: set[tuple[str, str]] = set()
+    for m in _PERCENT.finditer(t):
+        v = m.group(1)
+        v = _canon(v) if v[0].isdigit() else zh_numeral(v)
+        if v is not None:
+            out.add((str(v), "%"))
     for m in _ARABIC.finditer(t):
-        out.add((_canon(m.group(0).replace(",", "")), _unit_at(t, m.end())))
-    for m in _ZH_NUMERAL.finditer(t):
+        if not _in_percent(t, m.start()):
+            out.add(_arabic(t, m))
+    for m in _zh_numerals(t):
         v = zh_numeral(m.group(0))
         if v is not None:
             out.add((str(v), _unit_at(t, m.end())))
     return out
 
 
+def _arabic(text: str, m: re.Match) -> tuple[str, str]:
+    """An Arabic number and its unit; "1.5万元" is 15000 元, as "一万五千元" reads."""
+    value, end = m.group(0).replace(",", ""), m.end()
+    if end < len(text) and text[end] in "万亿":
+        from decimal import Decimal
+
+        scaled = Decimal(value) * (10_000 if text[end] == "万" else 100_000_000)
+        value, end = format(scaled.normalize(), "f"), end + 1
+    return _canon(value), _unit_at(text, end)
+
+
+def _in_percent(text: str, pos: int) -> bool:
+    return text.endswith("百分之", 0, pos)
+
+
+def _zh_numerals(text: str):
+    """The Chinese numerals of ``text`` that count something, without 百分之's 百 and bare multipliers."""
+    for m in _ZH_NUMERAL.finditer(text):
+        if _MULTIPLIER_ONLY.fullmatch(m.group(0)) or text.startswith("分之", m.end()) or _in_percent(text, m.start()):
+            continue
+        yield m
+
+
 def number_strings(text: str) -> list[str]:
     """The surface strings (NFKC) of the numbers of ``text``, each with the unit after it ("二个月", "1,200元")."""
     t = unicodedata.normalize("NFKC", text)
     out = []
-    for rx in (_ARABIC, _ZH_NUMERAL):
-        for m in rx.finditer(t):
-            unit = _UNIT_AFTER.match(t, m.end())
-            out.append(t[m.start():unit.end() if unit else m.end()].strip())
+    out += [m.group(0) for m in _PERCENT.finditer(t)]
+    for m in [*(m for m in _ARABIC.finditer(t) if not _in_percent(t, m.start())), *_zh_numerals(t)]:
+        unit = _UNIT_AFTER.match(t, m.end())
+        out.append(t[m.start():unit.end() if unit else m.end()].strip())
     return out
 
 

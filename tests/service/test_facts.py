@@ -30,6 +30,28 @@ def test_numbers_keep_their_units_and_words_are_no_numbers() -> None:
     assert got == {("1", "年"), ("2", "个月"), ("19", "条"), ("1200.5", "元"), ("15", "%")}
 
 
+@pytest.mark.parametrize("text, want", [
+    ("税率为百分之二十五", {("25", "%")}),  # the 百 of 百分之 is no number; 二十五 counts without a unit after it
+    ("减按百分之十五的税率", {("15", "%")}),
+    ("不超过百分之2.5", {("2.5", "%")}),
+    ("不低于工资的百分之多少？", set()),
+    ("并处多少万元？", set()),  # 万 alone is a multiplier, not ten thousand of anything
+    ("亿元以上，千万不要", set()),
+    ("处1万元以上5万元以下", {("10000", "元"), ("50000", "元")}),  # as 一万元 / 五万元 read
+    ("赔偿1.5万元", {("15000", "元")}),
+    ("处一万元以上五万元以下", {("10000", "元"), ("50000", "元")}),
+])
+def test_percentages_and_multipliers_read_as_their_values(text: str, want: set) -> None:
+    assert numbers(text) == want
+
+
+def test_a_swapped_percentage_is_a_missing_fact() -> None:
+    law = "企业所得税的税率为百分之二十五。符合条件的小型微利企业，减按百分之二十的税率征收企业所得税。"
+    assert missing_facts("小型微利企业减按百分之二十的税率征收。", law) == []
+    assert missing_facts("小型微利企业减按百分之十五的税率征收。", law) == ["15%"]
+    assert missing_facts("罚款1万元。", "处一万元以下的罚款") == []
+
+
 def test_entities_are_names_and_codes_not_sentence_initial_words() -> None:
     assert entities(HANDBOOK) == {"SEV1", "Dana Wu"}
     assert {"国务院办公厅", "北京市"} <= entities("国务院办公厅通知北京市各区")
