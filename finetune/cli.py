@@ -238,6 +238,9 @@ def _reader_options(f):
         click.option("--threads", default=None, type=click.IntRange(1),
                      help="CPU threads for torch (default: all cores)."),
         click.option("--seed", default=7, show_default=True, type=int),
+        click.option("--terse", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+                     help="Share of span questions also asked tersely (finetune/reader/data.py terse_question): "
+                          "fewer of the passage's own words, as users ask. Reader only."),
         keep_worse_option,
     ]):
         f = opt(f)
@@ -263,7 +266,7 @@ def verifier(**opts) -> None:
 
 
 def _train_reader(task, train_specs, heldout_specs, kb, kb_questions, out, encoder, init, layers, epochs, batch_size,
-                  lr, max_train, max_heldout, device, threads, seed, keep_worse) -> None:
+                  lr, max_train, max_heldout, device, threads, seed, terse, keep_worse) -> None:
     import shlex
     import sys as _sys
 
@@ -304,7 +307,7 @@ def _train_reader(task, train_specs, heldout_specs, kb, kb_questions, out, encod
         from_kb = make_questions(kbase, kb_questions, seed, llm)
         click.echo(f"[{task}] {len(from_kb)} questions made from KB {kb}", err=True)
     job = ReaderJob(enc, list(train_specs), list(heldout_specs), out, cfg, init, max_train, max_heldout, command,
-                    from_kb, task)
+                    from_kb, task, terse)
     existed = snapshot(out.parent)
     try:
         res = run(job, log=lambda m: click.echo(m, err=True))

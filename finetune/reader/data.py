@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,10 +133,12 @@ def best_window(tok: Tokens, q_ids: list[int], question: str, text: str, passage
 
 
 def examples(questions: list[Question], tok: Tokens, rng: random.Random, minus_answer: float = 0.3,
-             other_passage: float = 0.3, pool: list[Question] | None = None, other_window: float = 0.5
-             ) -> list[Example]:
+             other_passage: float = 0.3, pool: list[Question] | None = None, other_window: float = 0.5,
+             terse: float = 0.0) -> list[Example]:
     """Windows with labels for ``questions`` (see the module docstring); ``pool``: where other
-    passages of the same set come from (default: the questions themselves)."""
+    passages of the same set come from (default: the questions themselves). ``terse``: the share of span
+    questions also asked tersely (``terse_question``), each with its gold window and, as a negative, the
+    best-covering passage of another case/article asked the same terse way."""
     pool = pool or questions
     by_source: dict[str, list[Question]] = {}
     for q in pool:
@@ -160,6 +163,8 @@ def examples(questions: list[Question], tok: Tokens, rng: random.Random, minus_a
                 w = answerless_window(tok, q_ids, q)
                 if w is not None:
                     out.append(Example(q, w, "none", how="other-window"))
+            if terse and rng.random() < terse:
+                out += _terse_pair(q, tok, rng, by_source.get(q.source, []))
         else:
             w = best_window(tok, q_ids, q.question, q.context)
             if w is not None:
@@ -170,6 +175,50 @@ def examples(questions: list[Question], tok: Tokens, rng: random.Random, minus_a
                 w = best_window(tok, q_ids, q.question, other)
                 if w is not None:
                     out.append(Example(q, w, "none", how="other-passage"))
+    return out
+
+
+def terse_question(question: str, context: str, rng: random.Random, drop: float = 0.4) -> str | None:
+    """The question with about half of the content words it shares with its passage taken out, the question word
+    kept ("用人单位应当在多少日内为劳动者办理档案和社会保险关系转移手续？" -> "应当在多少日内为档案和社会保险关系
+    转移？"); None when fewer than two shared words or too little is left.
+
+    Why: the sets' questions were written looking at the passage and repeat its words, so a reader trained on them
+    learns that an answerable question shares most of its window's words, and refuses a user who asks in fewer of
+    them (the span found, P(answer) .07: bench/reports/statute_answers.md). A terse copy is still answerable."""
+    from docqa.text.coverage import content_terms
+
+    terms = [t for t in dict.fromkeys(content_terms(question)) if t in context and len(t) > 1]
+    # whole words only ("生活费", not its "生活"), never a negation ("不得") nor the unit the question asks in
+    # ("多少日内", "多少万元": the answer's own frame)
+    shared = [t for t in terms if not any(t != o and t in o for o in terms) and not any(n in t for n in _NEGATIONS)
+              and not re.search(rf"(?:多少|几|何){re.escape(t)}", question)]
+    if len(shared) < 2:
+        return None
+    gone = [t for t in shared if rng.random() < drop][:len(shared) - 1]
+    out = question
+    for t in sorted(gone, key=len, reverse=True):
+        out = out.replace(t, "", 1)
+    out = re.sub(r"[，,、]{2,}", "，", out).strip("，,、 ")
+    core = sum(len(t) for t in content_terms(out))
+    return out if gone and core >= 2 and len(out) >= 5 else None
+
+
+_NEGATIONS = "不未无非没勿禁"
+
+
+def _terse_pair(q: Question, tok: Tokens, rng: random.Random, same: list[Question]) -> list[Example]:
+    tq = terse_question(q.question, q.context, rng)
+    if tq is None:
+        return []
+    t = Question(f"{q.qid}-terse", q.group, tq, q.context, q.kind, q.answers, q.source)
+    q_ids = tok.question(tq)
+    out = [ex for ex in [_gold_span(t, q_ids, tok, rng)] if ex is not None]
+    other = _other_passage(t, same, rng)
+    if other is not None:
+        w = best_window(tok, q_ids, tq, other)
+        if w is not None:
+            out.append(Example(t, w, "none", how="other-passage"))
     return out
 
 

@@ -25,6 +25,7 @@ class ReaderJob:
     command: str = ""
     kb_questions: list = field(default_factory=list)  # finetune.reader.data.kb_questions of --kb
     task: str = "reader"  # reader | verifier (docqa/reader/grounding.py: claims read against evidence windows)
+    terse: float = 0.0  # share of training span questions also asked tersely (data.terse_question); reader only
 
 
 def load_questions(specs: list[str], limit: int | None, rng: random.Random) -> list[Question]:
@@ -65,7 +66,7 @@ def run(job: ReaderJob, log=print) -> dict:
                          f"(e.g. {sorted(overlap)[0]!r}): give disjoint parts (PATH@train and PATH@test)")
     log(f"{tag} {len(train_q)} training questions, {len(held_q)} held-out questions")
     t0 = time.perf_counter()
-    train_ex = make(train_q, tok, rng)
+    train_ex = make(train_q, tok, rng, terse=job.terse) if job.terse and not verifier else make(train_q, tok, rng)
     held_ex = make(held_q, tok, random.Random(job.cfg.seed + 2))
     kinds = {k: sum(1 for e in train_ex if e.kind == k) for k in ("span", "yes", "no", "none")}
     log(f"{tag} {len(train_ex)} training windows {kinds}, {len(held_ex)} held-out windows "
@@ -83,7 +84,8 @@ def run(job: ReaderJob, log=print) -> dict:
     seconds = time.perf_counter() - t1
     after = judge(net, held_ex, job.cfg.device) if held_ex else {}
     log(f"{tag} after: {_fmt(after)}")
-    meta = {"task": job.task, "max_length": CLAIM_LENGTH if verifier else MAX_LENGTH, "languages": languages(train_q),
+    meta = {"task": job.task, "terse": job.terse, "max_length": CLAIM_LENGTH if verifier else MAX_LENGTH,
+            "languages": languages(train_q),
             "trained": {**stats, "seconds": round(seconds), "windows_by_kind": kinds, "device": job.cfg.device},
             "config": asdict(job.cfg), "train": job.train_specs, "heldout": job.heldout_specs,
             "before": before, "after": after, "command": job.command}

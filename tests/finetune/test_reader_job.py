@@ -108,6 +108,37 @@ def test_other_window_negatives_come_from_the_answers_own_passage(tiny):
     assert answerless_window(tok, tok.question(short.question), short) is None  # one window: nothing else to read
 
 
+def test_terse_questions_drop_shared_words_but_keep_what_the_answer_turns_on(tiny):
+    """A terse copy asks with fewer of the passage's words (as users do) and is still answered by the same span: it
+    keeps the question word, its unit (多少日内) and negations; the pair is the gold window and another passage."""
+    from docqa.reader.windows import Tokens
+    from finetune.reader.data import Question, terse_question
+
+    ctx = "用人单位应当在解除或者终止劳动合同时出具证明，并在十五日内为劳动者办理档案和社会保险关系转移手续。"
+    q = "用人单位应当在多少日内为劳动者办理档案和社会保险关系转移手续？"
+    seen = set()
+    for seed in range(20):
+        t = terse_question(q, ctx, random.Random(seed))
+        if t is None:
+            continue
+        seen.add(t)
+        assert len(t) < len(q) and "多少日内" in t and t.endswith("？"), t
+    assert len(seen) > 3  # a different subset of words each time
+    assert all("不得" in (terse_question("试用期工资不得低于多少？", "试用期工资不得低于本单位工资的百分之八十。",
+                                         random.Random(s)) or "不得") for s in range(10))
+    assert terse_question("隋星梅与谁一同生活？", "隋星梅与母亲一同生活。", random.Random(0)) is None  # 1 shared word
+
+    other = Question("o", "g2", "另一个问题？", "被告每月支付抚养费800元。", "span", [(8, "800元")], "s")
+    start = ctx.index("十五日内")
+    qq = Question("q", "g1", q, ctx, "span", [(start, "十五日内")], "s")
+    exs = examples([qq, other], Tokens(tiny), random.Random(3), minus_answer=0.0, other_passage=0.0,
+                   other_window=0.0, terse=1.0)
+    terse = [e for e in exs if e.q.qid == "q-terse"]
+    assert [(e.kind, e.how) for e in terse] == [("span", "gold"), ("none", "other-passage")]
+    w, e = terse[0].window, terse[0]
+    assert ctx[w.offsets[e.start - w.first][0]:w.offsets[e.end - w.first][1]] == "十五日内"
+
+
 def train_on_cases(job: str, tmp_path: Path, tiny: Path, monkeypatch, capsys) -> tuple[Path, dict, str, str]:
     """`docqa finetune JOB` (reader or verifier) for two epochs on the tiny encoder, train part -> test part:
     (the file written, its verdict, stdout, stderr), after checking it ran to the end and cleaned up."""
