@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -37,12 +38,7 @@ THRESHOLDS = np.round(np.arange(0.2, 0.91, 0.025), 3)
 
 def windows_of(name: str, part: str, limit: int, reader, settings) -> list[dict]:
     """The questions of one set's part with their served windows: features, labels and what was read."""
-    from docqa.reader.decode import read_all
-    from docqa.reader.rank import features
-    from docqa.search import search
-    from docqa.text.coverage import coverages
     from finetune.reader.data import read_squad
-    from service.answering.reading import pick_windows, reading_text
 
     path = Path(SETS[name]) if Path(SETS[name]).is_absolute() else SHARED / SETS[name]
     qs = read_squad(path, part)
@@ -59,31 +55,75 @@ def windows_of(name: str, part: str, limit: int, reader, settings) -> list[dict]
     out = []
     for q in qs:
         answerable = q.group not in held and q.kind != "none"
-        hits = search(kb, q.question, settings.answer_k)
-        texts = [reading_text(h.text) for h in hits[:settings.reader_windows]]
-        wins = pick_windows(reader, q.question, texts, settings.reader_windows, settings.reader_window_tokens)
-        if not wins:
-            continue
-        readings = sorted(read_all(*reader.logits(wins), wins, texts), key=lambda r: r.window)
-        cov = coverages(q.question, [texts[w.passage][w.text_start:w.text_end] for w in wins])
-        rows = []
-        for r, w, c in zip(readings, wins, cov, strict=True):
-            text = texts[w.passage][w.text_start:w.text_end]
+        golds = [t.strip() for _, t in q.answers]
+
+        def label(text: str, hit, q=q, answerable=answerable) -> int:
             if not answerable:
-                label = 0
-            elif q.kind == "span":
-                label = int(any(t in text for _, t in q.answers))
-            else:  # yes / no: the window is from the question's own passage
-                label = int(text in q.context)
-            span = texts[w.passage][r.start:r.end].strip() if r.kind == "span" and r.start >= 0 else None
-            golds = [t.strip() for _, t in q.answers]
-            rows.append({"x": features(r.p_kinds["none"], r.span_score, float(c), w.passage), "label": label,
-                         "p_reader": r.p_reader, "cov": float(c), "span_p": r.span_score,
-                         "em": None if span is None or not golds else int(span in golds),
-                         "contains": None if span is None or not golds else int(any(
-                             g in span or (span and span in g and len(span) >= 0.5 * len(g)) for g in golds))})
-        out.append({"answerable": answerable, "windows": rows})
+                return 0
+            if q.kind == "span":
+                return int(any(t in text for _, t in q.answers))
+            return int(text in q.context)  # yes / no: the window is from the question's own passage
+
+        rec = read_question(kb, q.question, reader, settings, label, golds)
+        if rec is not None:
+            out.append({"answerable": answerable, **rec})
     return out
+
+
+def user_windows(laws: Path, reader, settings) -> list[dict]:
+    """The user-phrased statute questions of bench/data/statute_user_questions_dev.jsonl over their six statutes
+    (ingested as the product ingests them): a window is labelled when it is from the question's article and,
+    where the question has short answers, holds one."""
+    from bench.statute_answers import DEV_QUESTIONS, _jsonl
+    from docqa.kb import KnowledgeBase
+    from ingest.pipeline import ingest_paths
+
+    qs = _jsonl(DEV_QUESTIONS)
+    report = ingest_paths(sorted({laws / q["law"] for q in qs if q["law"]}), "rank-user-dev", settings,
+                          progress=False)
+    if report.failures:
+        raise SystemExit(f"ingest failed: {report.failures}")
+    kb = KnowledgeBase.open("rank-user-dev", settings)
+    out = []
+    for q in qs:
+        def label(text: str, hit, q=q) -> int:
+            if q["unanswerable"] or Path(hit.source).name != q["law"] or not hit.text.startswith(q["label"]):
+                return 0
+            return int(not q["answers"] or any(a in text for a in q["answers"]))
+
+        rec = read_question(kb, q["question"], reader, settings, label, q["answers"])
+        if rec is not None:
+            out.append({"answerable": not q["unanswerable"], **rec})
+    return out
+
+
+def read_question(kb, question: str, reader, settings, label, golds: list[str]) -> dict | None:
+    """One question retrieved and its windows read as ``/v1/chat`` reads them, each with its features and
+    ``label(window text, hit)``; None when nothing was retrieved."""
+    from docqa.reader.decode import read_all
+    from docqa.reader.rank import features, retrieval_agreement
+    from docqa.search import search
+    from docqa.text.coverage import coverages
+    from service.answering.reading import pick_windows, reading_text
+
+    hits = search(kb, question, settings.answer_k)
+    texts = [reading_text(h.text) for h in hits[:settings.reader_windows]]
+    wins = pick_windows(reader, question, texts, settings.reader_windows, settings.reader_window_tokens)
+    if not wins:
+        return None
+    readings = sorted(read_all(*reader.logits(wins), wins, texts), key=lambda r: r.window)
+    cov = coverages(question, [texts[w.passage][w.text_start:w.text_end] for w in wins])
+    rows = []
+    for r, w, c in zip(readings, wins, cov, strict=True):
+        text = texts[w.passage][w.text_start:w.text_end]
+        span = texts[w.passage][r.start:r.end].strip() if r.kind == "span" and r.start >= 0 else None
+        hit = hits[w.passage]
+        rows.append({"x": features(r.p_kinds["none"], r.span_score, float(c), w.passage, retrieval_agreement(hit)),
+                     "label": label(text, hit), "p_reader": r.p_reader, "cov": float(c), "span_p": r.span_score,
+                     "em": None if span is None or not golds else int(span in golds),
+                     "contains": None if span is None or not golds else int(any(
+                         g in span or (span and span in g and len(span) >= 0.5 * len(g)) for g in golds))})
+    return {"windows": rows}
 
 
 def fit(sets: dict[str, list[dict]]):
@@ -135,6 +175,9 @@ def main(argv=None) -> int:
     ap.add_argument("--part", default="dev", choices=["dev", "test"])
     ap.add_argument("--max-questions", type=int, default=300)
     ap.add_argument("--laws", type=Path, default=None, help="statute questions (`docqa finetune statute-questions`)")
+    ap.add_argument("--user-laws", type=Path, default=None,
+                    help="LawRefBook statutes (a folder): adds the user-phrased statute questions (set user-dev)")
+    ap.add_argument("--cache", type=Path, default=None, help="pickle of the read windows: reused when present")
     ap.add_argument("--fit", action="store_true", help="write docqa/reader/ranker.json for the built reader")
     ap.add_argument("--out", type=Path, default=REPORTS / "reader_rank.md")
     args = ap.parse_args(argv)
@@ -146,11 +189,19 @@ def main(argv=None) -> int:
     reader = load_reader()
     t0 = time.perf_counter()
     sets: dict[str, list[dict]] = {}
-    with temp_home("docqa-bench-rank-"):
-        settings = bench_settings()
-        for name in args.sets.split(","):
-            sets[name] = windows_of(name, args.part, args.max_questions, reader, settings)
-            print(f"[rank] {name}: {len(sets[name])} questions read ({time.perf_counter() - t0:.0f}s)", flush=True)
+    if args.cache and args.cache.is_file():
+        sets = pickle.loads(args.cache.read_bytes())
+    else:
+        with temp_home("docqa-bench-rank-"):
+            settings = bench_settings()
+            for name in args.sets.split(","):
+                sets[name] = windows_of(name, args.part, args.max_questions, reader, settings)
+                print(f"[rank] {name}: {len(sets[name])} questions read ({time.perf_counter() - t0:.0f}s)", flush=True)
+            if args.user_laws:
+                sets["user-dev"] = user_windows(args.user_laws, reader, settings)
+                print(f"[rank] user-dev: {len(sets['user-dev'])} questions read", flush=True)
+        if args.cache:
+            args.cache.write_bytes(pickle.dumps(sets))
     weights, bias = fit(sets)
     t = operating_point(sets, weights, bias)
     rows = []

@@ -25,15 +25,33 @@ import numpy as np
 
 SHIPPED = Path(__file__).with_name("ranker.json")
 log = logging.getLogger("docqa.reader")
-FEATURES = ("answer_logit", "span_logp", "coverage", "top_passage", "passage_rank")
+FEATURES = ("answer_logit", "span_logp", "coverage", "top_passage", "passage_rank", "retrieval_agreement")
+_RRF_K = 10  # retrieval_agreement's own constant: the feature must not move when a KB changes its rrf_k
 
 
-def features(p_none: float, span_p: float, coverage: float, passage_rank: int) -> list[float]:
+def features(p_none: float, span_p: float, coverage: float, passage_rank: int, agreement: float = 0.0) -> list[float]:
     """One window's inputs: the reader's answer log-odds, the log probability of its best span, the question's
-    term coverage of the window (0-1), whether it is from the first retrieved passage, and that passage's rank."""
+    term coverage of the window (0-1), whether it is from the first retrieved passage, that passage's rank, and
+    how much the retrievers agree on the passage (``retrieval_agreement``)."""
     eps = 1e-6
     return [math.log(max(1.0 - p_none, eps) / max(p_none, eps)), math.log(max(span_p, 1e-4)), float(coverage),
-            float(passage_rank == 0), float(passage_rank)]
+            float(passage_rank == 0), float(passage_rank), float(agreement)]
+
+
+def retrieval_agreement(hit) -> float:
+    """How strongly retrieval found a passage, 0-1, from its ranks alone: 1 = first in both the dense and the
+    keyword ranking (or found by the article the question names), about .5 = first in one and absent from the
+    other, falling with rank. Ranks, not scores, so it means the same with any embedder and fusion setting.
+
+    Why it is a feature: the reader's P(answer) and the question's term coverage both read a question phrased
+    like its passage as better answered than one in a user's own words ("还在试用期，想走人的话得提前几天告诉
+    单位？"); that both retrievers put the passage first is evidence of another kind. Left out of each dev set's
+    fit in turn, the ranker with it told answerable from unanswerable questions better on every set than without
+    it (docqa/reader/READER_MODEL.md, "Window ranker")."""
+    if getattr(hit, "exact", False):
+        return 1.0
+    ranks = (getattr(hit, "dense_rank", None), getattr(hit, "lexical_rank", None))
+    return sum(1.0 / (_RRF_K + r) for r in ranks if r) * (_RRF_K + 1) / 2
 
 
 @dataclass(frozen=True)

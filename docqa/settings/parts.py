@@ -171,12 +171,15 @@ class RetrievalSettings(BaseModel):
     # reader_windows_first of them are read first, and the rest only when none of those reaches
     # reader_threshold (a question they answer costs 2 windows, one they would refuse all 4). 128-token windows
     # answered as well as 192-token ones or better on the dev parts (bench/reports/reader_calibration.md); per
-    # answer p50 ~49 CPU-ms against ~150 for 4 x 192 in one batch (bench/reports/reader.md).
+    # answer p50 ~40 CPU-ms against ~120 for 4 x 192 in one batch (bench/reports/reader.md).
     # Off by default: with its window ranker (reader_rank below) the shipped reader (top 4 layers, CPU-trained,
     # docqa/reader/READER_MODEL.md) beats sentence quoting end to end on held-out CMRC 2018 and DRCD (answer
-    # contains gold .68 vs .57, .80 vs .45; false refusals .15 vs .35, .07 vs .51) and on CAIL2019, but not on
-    # statutes, docqa's main use (answer contains .92 vs .97, refusals of absent laws' questions .60 vs .76;
-    # bench/reports/reader.md); it costs ~49 CPU-ms an answer at p50. Turn it on per KB and calibrate it there.
+    # contains gold .71 vs .57, .80 vs .45; false refusals .09 vs .35, .05 vs .51), refuses better on CAIL2019
+    # and statutes, and answers statute questions asked in users' own words (bench/reports/statute_answers.md:
+    # refused .36 vs .88), but it can take the wrong one of a statute's parallel clauses and state the wrong
+    # number first (answer contains .92 vs .97 on rule-made statute questions; the quickstart's own 试用期
+    # question answered 一个月 for 二个月; bench/reports/reader.md); it costs ~40 CPU-ms an answer at p50. Turn it
+    # on per KB and calibrate it there.
     reader: bool = False
     reader_model: str | None = None
     reader_threshold: float = Field(default=0.5, ge=0, le=1)
@@ -184,8 +187,9 @@ class RetrievalSettings(BaseModel):
     reader_windows_first: int = Field(default=2, ge=1, le=16)
     reader_window_tokens: int = Field(default=128, ge=64, le=512)
     # reader_rank: which window answers is decided by the window ranker fitted with the shipped reader
-    # (docqa/reader/rank.py: the reader's P(answer), the question's coverage of the window and the passage's
-    # retrieval rank; bench/reports/reader_rank.md), whose probability reader_threshold then applies to.
+    # (docqa/reader/rank.py: the reader's P(answer), the question's coverage of the window, the passage's
+    # retrieval rank and how strongly the retrievers agree on it; bench/reports/reader_rank.md), whose probability
+    # reader_threshold then applies to.
     # False: by the reader's own P(answer). A reader built from another file has no ranker.
     reader_rank: bool = True
     # Cross-encoder reranking (docqa/models/rerank.py): the rerank_top_n best fused candidates are reordered by

@@ -100,7 +100,7 @@ CLAUSE_MARGIN = 0.25  # see read_texts
 
 def read_texts(reader, question: str, passages: list[str], limit: int, max_length: int = 128,
                clause_margin: float = CLAUSE_MARGIN, ranked: bool = True, first: int | None = None,
-               enough: float = 1.0):
+               enough: float = 1.0, agreement: list[float] | None = None):
     """(the best reading, the texts read): the reader on the top ``passages`` (``pick_windows``); the
     reading is None when there is nothing to read. Offsets are in ``texts[reading.passage]``.
 
@@ -110,6 +110,9 @@ def read_texts(reader, question: str, passages: list[str], limit: int, max_lengt
     probability depends on that window (and, a little, on its batch: int8 dynamic quantisation scales activations
     over the whole batch), so a question is answered exactly when the best over all ``limit`` windows reaches
     ``enough``, as in one batch; only which window answers may differ, when the first ones already do.
+
+    ``agreement``: each passage's ``retrieval_agreement`` (docqa/reader/rank.py), one of the ranker's features;
+    0 for each when not given.
 
     A check on the span: when another clause of the window covers the question's terms better than the span's
     own clause by more than ``clause_margin`` (coverage is a share, 0-1), the span is taken from that clause
@@ -124,11 +127,12 @@ def read_texts(reader, question: str, passages: list[str], limit: int, max_lengt
     ranker = getattr(reader, "ranker", None) if ranked else None
     n = len(wins) if first is None else max(1, min(first, len(wins)))
     start, end, kind = (list(a) for a in reader.logits(wins[:n]))  # per window: its own token length
-    best = rank(ranker, question, read_all(start, end, kind, wins[:n], texts), wins[:n], texts)
+    agree = (list(agreement or []) + [0.0] * len(texts))[:len(texts)]
+    best = rank(ranker, question, read_all(start, end, kind, wins[:n], texts), wins[:n], texts, agree)
     if n < len(wins) and best.p_answer < enough:
         for acc, more in zip((start, end, kind), reader.logits(wins[n:]), strict=True):
             acc.extend(more)
-        best = rank(ranker, question, read_all(start, end, kind, wins, texts), wins, texts)
+        best = rank(ranker, question, read_all(start, end, kind, wins, texts), wins, texts, agree)
     w, text = wins[best.window], texts[best.passage]
     best.window_text = (w.text_start, w.text_end)
     if best.kind == "span" and clause_margin < 1:
@@ -144,16 +148,17 @@ def read_texts(reader, question: str, passages: list[str], limit: int, max_lengt
     return best, texts
 
 
-def rank(ranker, question: str, readings: list, wins: list, texts: list[str]):
+def rank(ranker, question: str, readings: list, wins: list, texts: list[str], agreement: list[float] | None = None):
     """The reading that answers: the reader's most likely window, or with a window ranker (docqa/reader/rank.py)
-    the window its combined probability puts first, that probability becoming the reading's ``p_answer``."""
+    the window its combined probability puts first, that probability becoming the reading's ``p_answer``.
+    ``agreement``: each passage's ``retrieval_agreement`` (0 when not given)."""
     if ranker is None:
         return readings[0]
     from docqa.reader.rank import features
 
     cov = coverages(question, [texts[w.passage][w.text_start:w.text_end] for w in wins])
-    probs = ranker.probabilities([features(r.p_kinds["none"], r.span_score, cov[r.window], r.passage)
-                                  for r in readings])
+    probs = ranker.probabilities([features(r.p_kinds["none"], r.span_score, cov[r.window], r.passage,
+                                           agreement[r.passage] if agreement else 0.0) for r in readings])
     k = max(range(len(readings)), key=lambda i: (probs[i], -readings[i].window))
     best = readings[k]
     best.p_answer = float(probs[k])
@@ -164,8 +169,10 @@ def read_answer(reader, question: str, hits: list[Hit], limit: int, max_length: 
                 first: int | None = None, enough: float = 1.0) -> tuple[ReadAnswer | None, float]:
     """The best reading of the top passages and its P(answer) (None, 0.0 when there is nothing to read);
     ``first`` / ``enough``: read in two steps (``read_texts``)."""
+    from docqa.reader.rank import retrieval_agreement
+
     best, texts = read_texts(reader, question, [h.text for h in hits], limit, max_length, ranked=ranked,
-                             first=first, enough=enough)
+                             first=first, enough=enough, agreement=[retrieval_agreement(h) for h in hits[:limit]])
     if best is None:
         return None, 0.0
     text = texts[best.passage]

@@ -276,19 +276,39 @@ def test_a_window_ranker_decides_the_window_and_its_probability_is_the_refusal_s
     kind = np.array([[0.0, 0.5, 0.0, 0.0], [-3.0, 3.0, 0.0, 0.0]])  # the reader prefers the second window
     readings = read_all(np.zeros((2, n)), np.zeros((2, n)), kind, wins, texts)
     assert readings[0].window == 1 and rank(None, q, readings, wins, texts).window == 1
-    by_coverage = WindowRanker(np.array([0.0, 0.0, 10.0, 0.0, 0.0]), -5.0, "abc")
+    by_coverage = WindowRanker(np.array([0.0, 0.0, 10.0, 0.0, 0.0, 0.0]), -5.0, "abc")
     cov = coverages(q, texts)
     assert cov[0] > cov[1]
     best = rank(by_coverage, q, readings, wins, texts)
     assert best.window == 0 and best.p_answer == pytest.approx(1 / (1 + math.exp(-(10 * cov[0] - 5))))
     assert best.p_reader == pytest.approx(1 - best.p_kinds["none"])  # the reader's own figure is kept
     path = by_coverage.save(tmp_path / "ranker.json")
-    assert load_ranker("abc", path).weights.tolist() == [0.0, 0.0, 10.0, 0.0, 0.0]
+    assert load_ranker("abc", path).weights.tolist() == [0.0, 0.0, 10.0, 0.0, 0.0, 0.0]
+    by_retrieval = WindowRanker(np.array([0.0, 0.0, 0.0, 0.0, 0.0, 10.0]), -5.0, "abc")
+    assert rank(by_retrieval, q, readings, wins, texts, [0.4, 1.0]).window == 1  # both retrievers agree on 2nd
+    assert rank(by_retrieval, q, readings, wins, texts, [1.0, 0.4]).p_answer == pytest.approx(1 / (1 + math.exp(-5)))
+    path.write_text(path.read_text().replace('"retrieval_agreement"', '"other"'), encoding="utf-8")
+    assert load_ranker("abc", path) is None and "cannot be used" in caplog.text  # fitted on other features
     assert load_ranker("another reader", path) is None  # fitted with another reader file: not used
     assert load_ranker(None, path) is None
     path.write_text("{not json", encoding="utf-8")
     assert load_ranker("abc", path) is None and "cannot be used" in caplog.text  # said, never a crash
     assert load_ranker("abc", tmp_path / "missing.json") is None
+
+
+def test_retrieval_agreement_reads_ranks_not_scores():
+    from docqa.reader.rank import retrieval_agreement
+    from docqa.search import Hit
+
+    def hit(dense, lexical, score=0.0, exact=False):
+        return Hit(1, "d", "s", "t", "x", score, dense_rank=dense, lexical_rank=lexical, exact=exact)
+
+    assert retrieval_agreement(hit(1, 1)) == pytest.approx(1.0)
+    assert retrieval_agreement(hit(1, None)) == pytest.approx(0.5)
+    assert retrieval_agreement(hit(None, None, exact=True)) == 1.0  # found by the article the question names
+    assert 0 < retrieval_agreement(hit(5, 20)) < retrieval_agreement(hit(2, 3)) < 1
+    assert retrieval_agreement(hit(2, 3, score=0.9)) == retrieval_agreement(hit(2, 3, score=0.01))  # fusion-agnostic
+    assert retrieval_agreement(hit(None, None)) == 0.0
 
 
 def test_the_shipped_ranker_belongs_to_the_shipped_reader():
