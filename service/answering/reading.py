@@ -117,7 +117,10 @@ def read_texts(reader, question: str, passages: list[str], limit: int, max_lengt
     A check on the span: when another clause of the window covers the question's terms better than the span's
     own clause by more than ``clause_margin`` (coverage is a share, 0-1), the span is taken from that clause
     instead. Parallel clauses of a statute ("三个月以上不满一年的，试用期不得超过一个月；一年以上不满三年的，
-    ……二个月") read alike to a small reader; the condition words the question repeats tell them apart."""
+    ……二个月") read alike to a small reader; the condition words the question repeats tell them apart, and where
+    those are the same words, its numbers do: a clause that states all of them (``condition_match``) is taken
+    over the span's own clause when that one states only some (one that states none is another kind of clause:
+    "1935年，……是誰的支持者？" is answered after the year, not in a clause that repeats it)."""
     from docqa.reader.decode import best_span, clauses, read_all
 
     texts = [reading_text(p) for p in passages[:limit]]
@@ -141,11 +144,29 @@ def read_texts(reader, question: str, passages: list[str], limit: int, max_lengt
             cov = coverages(question, [text[a:b] for a, b in spans])
             own = next((k for k, (a, b) in enumerate(spans) if a <= best.start < b), None)
             top = int(cov.argmax())
+            held = condition_match(question, [text[a:b] for a, b in spans])
+            # parallel clauses: the span's states some of the question's numbers, another states them all
+            if own is not None and 0 < held[own] < 1 and max(held) == 1:
+                top = max((k for k in range(len(spans)) if held[k] == 1), key=lambda k: cov[k])
+                cov[top] = max(cov[top], cov[own] + clause_margin + 1e-6)
             if own is not None and cov[top] - cov[own] > clause_margin:
                 i, j, p = best_span(start[best.window], end[best.window], w, text=text, within=spans[top])
                 best.start, best.end = w.offsets[i - w.first][0], w.offsets[j - w.first][1]
                 best.span_score = p
     return best, texts
+
+
+def condition_match(question: str, texts: list[str]) -> list[float]:
+    """The share of the question's numbers (value and unit: "一年以上不满三年" -> 1 年, 3 年) each text states;
+    1.0 for every text when the question states none. Parallel clauses of a statute share their words and differ
+    in their numbers ("三个月以上不满一年的……一个月；一年以上不满三年的……二个月"): the clause that states the
+    question's numbers is the one it asks about."""
+    from docqa.text.facts import numbers
+
+    want = numbers(question)
+    if not want:
+        return [1.0] * len(texts)
+    return [len(want & numbers(t)) / len(want) for t in texts]
 
 
 def rank(ranker, question: str, readings: list, wins: list, texts: list[str], agreement: list[float] | None = None):
