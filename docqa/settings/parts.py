@@ -176,10 +176,10 @@ class RetrievalSettings(BaseModel):
     # docqa/reader/READER_MODEL.md) beats sentence quoting end to end on held-out CMRC 2018 and DRCD (answer
     # contains gold .71 vs .57, .80 vs .45; false refusals .09 vs .35, .05 vs .51), refuses better on CAIL2019
     # and statutes, and answers statute questions asked in users' own words (bench/reports/statute_answers.md:
-    # refused .36 vs .88), but it can take the wrong one of a statute's parallel clauses and state the wrong
-    # number first (answer contains .92 vs .97 on rule-made statute questions; the quickstart's own 试用期
-    # question answered 一个月 for 二个月; bench/reports/reader.md); it costs ~40 CPU-ms an answer at p50. Turn it
-    # on per KB and calibrate it there.
+    # refused .36 vs .88), but it can still take the wrong clause or sentence and state the wrong number first
+    # (answer contains .92 vs .97 on rule-made statute questions; with it on by default, "2019年国庆节放假几天？"
+    # and a follow-up on 第十九条's parallel clauses failed the suite; bench/reports/reader.md); it costs ~40
+    # CPU-ms an answer at p50. Turn it on per KB and calibrate it there.
     reader: bool = False
     reader_model: str | None = None
     reader_threshold: float = Field(default=0.5, ge=0, le=1)
