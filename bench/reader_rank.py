@@ -74,11 +74,11 @@ def user_windows(laws: Path, reader, settings) -> list[dict]:
     """The user-phrased statute questions of bench/data/statute_user_questions_dev.jsonl over their six statutes
     (ingested as the product ingests them): a window is labelled when it is from the question's article and,
     where the question has short answers, holds one."""
-    from bench.statute_answers import DEV_QUESTIONS, _jsonl
+    from bench.statute_answers import DEV_QUESTIONS, read_jsonl
     from docqa.kb import KnowledgeBase
     from ingest.pipeline import ingest_paths
 
-    qs = _jsonl(DEV_QUESTIONS)
+    qs = read_jsonl(DEV_QUESTIONS)
     report = ingest_paths(sorted({laws / q["law"] for q in qs if q["law"]}), "rank-user-dev", settings,
                           progress=False)
     if report.failures:

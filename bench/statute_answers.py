@@ -49,23 +49,23 @@ _ARTICLE = re.compile(r"^第([零〇一二三四五六七八九十百千两\d]{1
 VERSIONS = (("old", {"reader": False}), ("new", {"reader": True}))
 
 
-def _jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def load_sets(laws: Path | None = None, only: set[str] | None = None) -> dict[str, tuple[list[Path], list[dict]]]:
     """name -> (files to ingest, questions); the rule set only when ../shared holds its statutes, user-dev only
     with ``laws`` (the folder of LawRefBook statutes)."""
-    sets = {"user": (sorted(EXAMPLES.iterdir()), _jsonl(USER_QUESTIONS))}
+    sets = {"user": (sorted(EXAMPLES.iterdir()), read_jsonl(USER_QUESTIONS))}
     if laws is not None:
-        dev = _jsonl(DEV_QUESTIONS)
+        dev = read_jsonl(DEV_QUESTIONS)
         files = sorted({laws / q["law"] for q in dev if q["law"]})
         missing = [f.name for f in files if not f.is_file()]
         if missing:
             raise SystemExit(f"--laws {laws}: missing {', '.join(missing)} (LawRefBook/Laws, see the docstring)")
         sets["user-dev"] = (files, dev)
     if all((SHARED_LAWS / law).is_file() for law in LAWS):
-        rule = _jsonl(RULE_QUESTIONS)
+        rule = read_jsonl(RULE_QUESTIONS)
         sets["rule"] = ([SHARED_LAWS / law for law in LAWS],
                         [{"law": q["law"], "label": q["label"], "question": q["question"], "answers": [q["answer"]],
                           "unanswerable": False} for q in rule])
